@@ -1,0 +1,215 @@
+// The client library: builds a request in either dialect, sends it on its own connection (as the
+// seed's client does), and reads one typed answer. With several server addresses it moves to the next
+// when a connection cannot be made — before anything was sent, so nothing can be applied twice —
+// and never retries once a request may have reached a server.
+
+import { connect, isIP, type Socket } from 'node:net';
+import { ResponseFormatError, ResponseReader, type ParsedResponse } from '../protocol/response-reader.js';
+
+export type Dialect = 'seed' | 'standard';
+
+export interface ServerAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ClientOptions {
+  /** tried in order when a connection cannot be made */
+  readonly servers: readonly ServerAddress[];
+  /** the host named in requests; default: the server's host */
+  readonly targetHost?: string | undefined;
+  readonly dialect: Dialect;
+  /** sent as `Authorization: Bearer <token>` with END */
+  readonly token?: string | undefined;
+  readonly timeoutMs: number;
+}
+
+export interface KvRequest {
+  readonly method: string;
+  /** '' for the root, 'create', 'update'; undefined = an address the client could not parse (`?/?`) */
+  readonly path: string | undefined;
+  readonly body?: string;
+  /** overrides the target host for this request (the scenario's `127.0.5.1/` case) */
+  readonly targetHost?: string;
+}
+
+export type Answer =
+  | { readonly kind: 'response'; readonly response: ParsedResponse; readonly server: ServerAddress }
+  /** the server closed the connection without answering (the seed server's reaction to END) */
+  | { readonly kind: 'closed'; readonly server: ServerAddress };
+
+export type ClientErrorCode = 'CONNECT_FAILED' | 'TIMEOUT' | 'CONNECTION_LOST' | 'BAD_RESPONSE';
+
+export class ClientError extends Error {
+  override readonly name = 'ClientError';
+  readonly code: ClientErrorCode;
+  /** true when the request may have reached the server (so it must not be retried blindly) */
+  readonly maybeApplied: boolean;
+  constructor(code: ClientErrorCode, message: string, maybeApplied: boolean) {
+    super(message);
+    this.code = code;
+    this.maybeApplied = maybeApplied;
+  }
+}
+
+/** `host:port`, `[v6]:port`, or `host` (port 10000); comma-separated lists give several servers. */
+export function parseServerList(spec: string): ServerAddress[] {
+  const out: ServerAddress[] = [];
+  for (const raw of spec.split(',')) {
+    const item = raw.trim();
+    if (item === '') continue;
+    let host: string;
+    let portText: string | undefined;
+    const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(item);
+    if (v6) {
+      host = v6[1]!;
+      portText = v6[2];
+    } else if (isIP(item) === 6) {
+      host = item;
+    } else {
+      const colon = item.lastIndexOf(':');
+      host = colon < 0 ? item : item.slice(0, colon);
+      portText = colon < 0 ? undefined : item.slice(colon + 1);
+    }
+    if (host === '' || /[\s/]/.test(host)) throw new Error(`"${item}" is not host:port`);
+    const port = portText === undefined ? 10000 : /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+    if (!(port >= 1 && port <= 65535)) throw new Error(`"${item}" has no valid port (1-65535)`);
+    out.push({ host, port });
+  }
+  if (out.length === 0) throw new Error('no server address given');
+  return out;
+}
+
+function hostForHeader(host: string, port: number | undefined): string {
+  const h = isIP(host) === 6 ? `[${host}]` : host;
+  return port === undefined ? h : `${h}:${port}`;
+}
+
+/** The request's bytes. The seed dialect is byte for byte what the seed's client sends. */
+export function buildRequest(request: KvRequest, dialect: Dialect, targetHost: string, port: number, token?: string): Buffer {
+  const body = request.body ?? '';
+  const bodyBytes = Buffer.byteLength(body, 'utf8');
+  const auth = token !== undefined && request.method === 'END' ? `Authorization: Bearer ${token}\r\n` : '';
+  let head: string;
+  if (dialect === 'seed') {
+    const host = request.path === undefined ? '?/?' : `${hostForHeader(targetHost, undefined)}/${request.path}`;
+    head =
+      `${request.method} / HTTP/1.1\r\nHost: ${host}\r\nContent-Type: text/html\r\nConnection: keep-alive\r\n` +
+      `${auth}Content-Length: ${bodyBytes}\r\n\n`;
+  } else {
+    const target = request.path === undefined ? '?' : `/${request.path}`;
+    head =
+      `${request.method} ${target} HTTP/1.1\r\nHost: ${hostForHeader(targetHost, port)}\r\n` +
+      `Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n${auth}Content-Length: ${bodyBytes}\r\n\r\n`;
+  }
+  return Buffer.concat([Buffer.from(head, 'utf8'), Buffer.from(body, 'utf8')]);
+}
+
+export class TcpkvClient {
+  readonly options: ClientOptions;
+
+  constructor(options: ClientOptions) {
+    if (options.servers.length === 0) throw new Error('no server address given');
+    this.options = options;
+  }
+
+  /** Sends one request and reads its answer, trying the next server only when connecting fails. */
+  async send(request: KvRequest): Promise<Answer> {
+    let lastError: ClientError | undefined;
+    for (const server of this.options.servers) {
+      try {
+        return await this.sendTo(server, request);
+      } catch (error) {
+        if (error instanceof ClientError && !error.maybeApplied) {
+          lastError = error;
+          continue;
+        }
+        throw error;
+      }
+    }
+    throw lastError!;
+  }
+
+  /** Sends bytes as they are and collects everything the server writes until it closes or goes quiet. */
+  async raw(bytes: Buffer, quietMs = 300): Promise<Buffer> {
+    const server = this.options.servers[0]!;
+    const socket = await this.open(server);
+    return new Promise((resolve, reject) => {
+      const parts: Buffer[] = [];
+      let quiet: NodeJS.Timeout | undefined;
+      const finish = () => {
+        clearTimeout(quiet);
+        socket.destroy();
+        resolve(Buffer.concat(parts));
+      };
+      socket.setTimeout(this.options.timeoutMs, finish);
+      socket.on('data', (chunk: Buffer) => {
+        parts.push(chunk);
+        clearTimeout(quiet);
+        quiet = setTimeout(finish, quietMs);
+      });
+      socket.on('end', finish);
+      socket.on('error', (e) => reject(new ClientError('CONNECTION_LOST', e.message, true)));
+      socket.write(bytes);
+    });
+  }
+
+  private open(server: ServerAddress): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: server.host, port: server.port, noDelay: true });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new ClientError('CONNECT_FAILED', `cannot connect to ${hostForHeader(server.host, server.port)}: timed out`, false));
+      }, this.options.timeoutMs);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.removeAllListeners('error');
+        resolve(socket);
+      });
+      socket.once('error', (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(new ClientError('CONNECT_FAILED', `cannot connect to ${hostForHeader(server.host, server.port)}: ${e.code ?? e.message}`, false));
+      });
+    });
+  }
+
+  private async sendTo(server: ServerAddress, request: KvRequest): Promise<Answer> {
+    const socket = await this.open(server);
+    const targetHost = request.targetHost ?? this.options.targetHost ?? server.host;
+    const bytes = buildRequest(request, this.options.dialect, targetHost, server.port, this.options.token);
+    const reader = new ResponseReader(request.method === 'HEAD');
+    const where = hostForHeader(server.host, server.port);
+    return new Promise<Answer>((resolve, reject) => {
+      let settled = false;
+      const done = (result: Answer | ClientError) => {
+        if (settled) return;
+        settled = true;
+        socket.destroy();
+        if (result instanceof ClientError) reject(result);
+        else resolve(result);
+      };
+      socket.setTimeout(this.options.timeoutMs, () => done(new ClientError('TIMEOUT', `no answer from ${where} within ${this.options.timeoutMs} ms`, true)));
+      socket.on('data', (chunk: Buffer) => {
+        try {
+          const response = reader.push(chunk);
+          if (response) done({ kind: 'response', response, server });
+        } catch (error) {
+          done(new ClientError('BAD_RESPONSE', `${where}: ${(error as Error).message}`, true));
+        }
+      });
+      socket.on('end', () => {
+        try {
+          const response = reader.end();
+          done(response ? { kind: 'response', response, server } : { kind: 'closed', server });
+        } catch (error) {
+          done(new ClientError(error instanceof ResponseFormatError ? 'BAD_RESPONSE' : 'CONNECTION_LOST', `${where}: ${(error as Error).message}`, true));
+        }
+      });
+      socket.on('error', (e: NodeJS.ErrnoException) => {
+        // A reset right after END is how some servers stop; before any byte of an answer it is a loss.
+        done(new ClientError('CONNECTION_LOST', `${where}: ${e.code ?? e.message}`, true));
+      });
+      socket.write(bytes);
+    });
+  }
+}

@@ -1,0 +1,122 @@
+// SPEC §5, the seed's test scenario, as data: one request per case, in order, with what a correct
+// server answers. The same table drives `tcpkv-client scenario` and the test suites.
+
+import { Texts } from '../protocol/texts.js';
+import { ClientError, type Answer, type Dialect, type TcpkvClient } from './client.js';
+
+export interface ScenarioCase {
+  readonly n: number;
+  readonly method: string;
+  /** as the seed wrote it: `host/path` */
+  readonly url: string;
+  readonly body: string;
+  /** expected status by dialect; 'stopped' = 200 or a connection closed without an answer */
+  readonly status: { readonly seed: number | 'stopped'; readonly standard: number | 'stopped' };
+  /** texts the answer's body must contain, in this order */
+  readonly contains: readonly string[];
+}
+
+const SEED_HOST = '127.0.0.1';
+const both = (s: number | 'stopped') => ({ seed: s, standard: s });
+
+export const SCENARIO: readonly ScenarioCase[] = Object.freeze([
+  { n: 1, method: 'HEAD', url: '127.0.0.1/', body: '', status: { seed: 100, standard: 200 }, contains: [] },
+  { n: 2, method: 'GET', url: '127.0.0.1/', body: '', status: both(200), contains: [Texts.emptyDb] },
+  { n: 3, method: 'GET', url: '127.0.0.1??', body: '', status: both(404), contains: [Texts.invalidAddress] },
+  { n: 4, method: 'PRRT', url: '127.0.0.1/', body: '', status: both(405), contains: [Texts.methodNotAllowed] },
+  { n: 5, method: 'GET', url: '127.0.5.1/', body: '', status: both(400), contains: [Texts.notAllowedHost('127.0.5.1')] },
+  { n: 6, method: 'PUT', url: '127.0.0.1/create', body: '', status: both(404), contains: [Texts.createNeedsPost] },
+  {
+    n: 7, method: 'POST', url: '127.0.0.1/create', body: 'ID: 20182793&Subject: Computer_Network&Grade: A', status: both(200),
+    contains: ['ID:20182793', 'Subject:Computer_Network', 'Grade:A', Texts.postOk],
+  },
+  {
+    n: 8, method: 'GET', url: '127.0.0.1/', body: '', status: both(200),
+    contains: [Texts.listingHeader, 'ID:20182793', 'Subject:Computer_Network', 'Grade:A'],
+  },
+  { n: 9, method: 'POST', url: '127.0.0.1/create', body: ': 95', status: both(400), contains: [Texts.blankKey] },
+  { n: 10, method: 'POST', url: '127.0.0.1/create', body: 'middle_exam70', status: both(400), contains: [Texts.badFormat] },
+  { n: 11, method: 'POST', url: '127.0.0.1/create', body: 'ID: 20180434', status: both(400), contains: [Texts.keyExists] },
+  { n: 12, method: 'HEAD', url: '127.0.0.1/', body: '', status: { seed: 100, standard: 200 }, contains: [] },
+  {
+    n: 13, method: 'PUT', url: '127.0.0.1/update', body: 'ID: 20180434&final_exam: 90', status: both(200),
+    contains: [Texts.updatedHeader, 'ID: 20182793 => 20180434', Texts.createdHeader, 'final_exam: 90', Texts.putOk],
+  },
+  { n: 14, method: 'PUT', url: '127.0.0.1/update', body: '', status: both(400), contains: [Texts.noContent] },
+  { n: 15, method: 'PUT', url: '127.0.0.1/update', body: 'retake_wheaterYes', status: both(400), contains: [Texts.badFormat] },
+  { n: 16, method: 'END', url: '127.0.0.1/', body: '', status: both('stopped'), contains: [] },
+]);
+
+/**
+ * `127.0.0.1/create` → host and path, the seed's way: no `/` means the client cannot parse it (`?/?`).
+ * The seed's own host, 127.0.0.1, stands for the target host the client was given.
+ */
+export function splitSeedUrl(url: string, targetHost: string): { host: string; path: string | undefined } {
+  const slash = url.indexOf('/');
+  if (slash < 0) return { host: '?', path: undefined };
+  const host = url.slice(0, slash);
+  return { host: host === SEED_HOST ? targetHost : host, path: url.slice(slash + 1).split('/')[0] };
+}
+
+export interface CaseResult {
+  readonly n: number;
+  readonly request: string;
+  readonly expected: string;
+  readonly got: string;
+  readonly ok: boolean;
+}
+
+function describeExpected(c: ScenarioCase, dialect: Dialect): string {
+  const status = c.status[dialect];
+  if (status === 'stopped') return 'server stops (200 or closed)';
+  return c.contains.length ? `${status} ${c.contains[c.contains.length === 1 ? 0 : c.contains.length - 1]}` : String(status);
+}
+
+function judge(c: ScenarioCase, dialect: Dialect, answer: Answer): { ok: boolean; got: string } {
+  const expected = c.status[dialect];
+  if (answer.kind === 'closed') return { ok: expected === 'stopped', got: 'connection closed, no answer' };
+  const { status, body } = answer.response;
+  const firstLine = body.split('\n').find((l) => l.trim() !== '') ?? '';
+  const got = `${status}${firstLine ? ' ' + firstLine.slice(0, 60) : ''}`;
+  if (expected === 'stopped') return { ok: status === 200, got };
+  if (status !== expected) return { ok: false, got };
+  let at = 0;
+  for (const text of c.contains) {
+    const i = body.indexOf(text, at);
+    if (i < 0) return { ok: false, got: `${got} (missing "${text}")` };
+    at = i + text.length;
+  }
+  return { ok: true, got };
+}
+
+/** Runs the cases in order against one client; a case that cannot get an answer fails, the rest go on. */
+export async function runScenario(client: TcpkvClient, cases: readonly ScenarioCase[] = SCENARIO): Promise<CaseResult[]> {
+  const dialect = client.options.dialect;
+  const results: CaseResult[] = [];
+  for (const c of cases) {
+    const server = client.options.servers[0]!;
+    const target = client.options.targetHost ?? server.host;
+    const { host, path } = splitSeedUrl(c.url, target);
+    const request = `${c.method} ${c.url}${c.body ? ` "${c.body}"` : ''}`;
+    let outcome: { ok: boolean; got: string };
+    try {
+      const answer = await client.send({ method: c.method, path, body: c.body, targetHost: host });
+      outcome = judge(c, dialect, answer);
+    } catch (error) {
+      // END: a server that stops may reset the connection instead of closing it
+      const stopped = c.status[dialect] === 'stopped' && error instanceof ClientError && error.code === 'CONNECTION_LOST';
+      outcome = { ok: stopped, got: stopped ? 'connection reset (server stopped)' : `error: ${(error as Error).message}` };
+    }
+    results.push({ n: c.n, request, expected: describeExpected(c, dialect), ...outcome });
+  }
+  return results;
+}
+
+/** A plain-text table: case / request / expected / got / result. */
+export function formatTable(results: readonly CaseResult[]): string {
+  const rows = [['#', 'request', 'expected', 'got', 'result'], ...results.map((r) => [String(r.n), r.request, r.expected, r.got, r.ok ? 'PASS' : 'FAIL'])];
+  const widths = rows[0]!.map((_, col) => Math.min(48, Math.max(...rows.map((row) => row[col]!.length))));
+  const line = (row: string[]) => row.map((cell, col) => (cell.length > widths[col]! ? cell.slice(0, widths[col]! - 1) + '…' : cell.padEnd(widths[col]!))).join('  ').trimEnd();
+  const passed = results.filter((r) => r.ok).length;
+  return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line), '', `${passed}/${results.length} cases passed`].join('\n');
+}

@@ -1,0 +1,585 @@
+// Incremental HTTP/1.1 request parser: bytes in, whole requests out, in any segmentation.
+//
+// The narrow interface (after undici's `execute`): `push(chunk)` hands bytes over, `next()` returns one
+// result at a time — a request, NEED_MORE, EXPECT_CONTINUE, or a ProtocolError after which the parser
+// is dead and the connection must answer and close. No sockets and no timers here: the connection
+// layer owns time, the parser owns syntax. Because the caller pulls, it also decides how many
+// pipelined requests to take at once: bytes it does not pull stay here (see `bufferedBytes`).
+//
+// Line endings follow SPEC §2: the request line decides. CRLF request line → every header line must
+// end in CRLF and only the closing empty line may be a bare LF (the seed client's `\r\n\n`); bare-LF
+// request line (a person typing into nc) → every line ends in a bare LF. Anything else is 400: parsers
+// that disagree about where a header ends are how requests get smuggled.
+
+import { ProtocolError } from './errors.js';
+
+export interface ParserLimits {
+  /** request line + header lines + the closing empty line, in bytes (431) */
+  readonly maxHeaderBytes: number;
+  /** number of header lines (431) */
+  readonly maxHeaderCount: number;
+  /** request-target length in bytes (414) */
+  readonly maxTargetBytes: number;
+  /** decoded body size in bytes (413) */
+  readonly maxBodyBytes: number;
+}
+
+export const DEFAULT_PARSER_LIMITS: ParserLimits = Object.freeze({
+  maxHeaderBytes: 16 * 1024,
+  maxHeaderCount: 100,
+  maxTargetBytes: 8 * 1024,
+  maxBodyBytes: 1024 * 1024,
+});
+
+export interface ParsedRequest {
+  readonly method: string;
+  readonly target: string;
+  readonly version: '1.0' | '1.1';
+  /** Header names lower-cased, in arrival order, flattened: [name0, value0, name1, value1, ...]. */
+  readonly headers: readonly string[];
+  readonly host: string | undefined;
+  readonly authorization: string | undefined;
+  /** What the client asked for: HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with keep-alive. */
+  readonly keepAlive: boolean;
+  readonly lineEnding: 'crlf' | 'lf';
+  readonly body: Buffer;
+}
+
+/** `next()` has nothing more to give until more bytes are pushed. */
+export const NEED_MORE = Symbol('NEED_MORE');
+/** The headers asked for `Expect: 100-continue` and the body has not arrived yet: send `100 Continue`. */
+export const EXPECT_CONTINUE = Symbol('EXPECT_CONTINUE');
+
+export type ParseResult = ParsedRequest | ProtocolError | typeof NEED_MORE | typeof EXPECT_CONTINUE;
+
+const enum State {
+  RequestLine,
+  Headers,
+  BodyLength,
+  ChunkSize,
+  ChunkData,
+  ChunkDataEnd,
+  Trailers,
+  Dead,
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+const SP = 0x20;
+const HT = 0x09;
+const COLON = 0x3a;
+
+// tchar (RFC 9110 §5.6.2): what method and header-name bytes may be.
+const TOKEN = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TOKEN[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TOKEN[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TOKEN[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) TOKEN[c] = 1;
+
+// field-value bytes: HTAB, visible ASCII, SP and obs-text; never NUL, CR, LF, other controls or DEL.
+const FIELD_VALUE = new Uint8Array(256);
+FIELD_VALUE[HT] = 1;
+for (let c = 0x20; c <= 0x7e; c++) FIELD_VALUE[c] = 1;
+for (let c = 0x80; c <= 0xff; c++) FIELD_VALUE[c] = 1;
+
+// request-target bytes: visible ASCII only (RFC 3986 characters plus what lenient clients leave
+// unescaped); no controls, no SP, no DEL, no raw non-ASCII.
+const TARGET = new Uint8Array(256);
+for (let c = 0x21; c <= 0x7e; c++) TARGET[c] = 1;
+
+const HEX = new Int8Array(256).fill(-1);
+for (let c = 0; c <= 9; c++) HEX[0x30 + c] = c;
+for (let c = 0; c < 6; c++) {
+  HEX[0x41 + c] = 10 + c;
+  HEX[0x61 + c] = 10 + c;
+}
+
+/** Longest chunk-size line (size + extensions) accepted. */
+const MAX_CHUNK_LINE = 4096;
+/** Empty lines tolerated before a request line (RFC 9112 §2.2: SHOULD ignore at least one). */
+const MAX_LEADING_EMPTY_LINES = 4;
+
+const EMPTY = Buffer.alloc(0);
+
+export class RequestParser {
+  private readonly limits: ParserLimits;
+
+  // Unconsumed bytes are buf[start, end). While a single pushed chunk is being parsed, buf IS that
+  // chunk (no copy). Only an incomplete tail is copied, into a buffer we own that grows by doubling,
+  // so a request trickling in byte by byte costs amortised O(n), not O(n²).
+  private buf: Buffer = EMPTY;
+  private start = 0;
+  private end = 0;
+  private owned = false;
+
+  private state = State.RequestLine;
+  /** where to resume the LF search in the current line, so a trickle is not rescanned */
+  private scanFrom = 0;
+  private headerBytes = 0;
+  private leadingEmptyLines = 0;
+
+  // the request being assembled
+  private method = '';
+  private target = '';
+  private version: '1.0' | '1.1' = '1.1';
+  private crlf = true;
+  private headers: string[] = [];
+  private host: string | undefined;
+  private hostCount = 0;
+  private authorization: string | undefined;
+  private contentLength = -1;
+  private transferEncoding: string | undefined;
+  private connectionClose = false;
+  private connectionKeepAlive = false;
+  private expectContinue = false;
+  private bodyParts: Buffer[] = [];
+  private bodyBytes = 0;
+  private remaining = 0;
+
+  constructor(limits: ParserLimits = DEFAULT_PARSER_LIMITS) {
+    this.limits = limits;
+  }
+
+  /** Bytes received and not yet turned into requests. */
+  get bufferedBytes(): number {
+    return this.end - this.start + this.bodyBytes;
+  }
+
+  /** 'idle' between requests, 'headers' while a request line or headers are arriving, 'body' after. */
+  get stage(): 'idle' | 'headers' | 'body' | 'dead' {
+    switch (this.state) {
+      case State.RequestLine:
+        return this.end > this.start ? 'headers' : 'idle';
+      case State.Headers:
+        return 'headers';
+      case State.Dead:
+        return 'dead';
+      default:
+        return 'body';
+    }
+  }
+
+  push(chunk: Buffer): void {
+    if (this.state === State.Dead || chunk.length === 0) return;
+    const pending = this.end - this.start;
+    if (pending === 0) {
+      this.buf = chunk;
+      this.scanFrom -= this.start; // keep scanFrom relative to the new buffer (it is 0 here anyway)
+      this.scanFrom = 0;
+      this.start = 0;
+      this.end = chunk.length;
+      this.owned = false;
+      return;
+    }
+    if (this.owned && this.buf.length - this.end >= chunk.length) {
+      chunk.copy(this.buf, this.end);
+      this.end += chunk.length;
+      return;
+    }
+    const size = Math.max(2 * (pending + chunk.length), 1024);
+    const grown = Buffer.alloc(size);
+    this.buf.copy(grown, 0, this.start, this.end);
+    chunk.copy(grown, pending);
+    this.scanFrom -= this.start;
+    this.buf = grown;
+    this.start = 0;
+    this.end = pending + chunk.length;
+    this.owned = true;
+  }
+
+  /** The next complete request, or what stands in its way. */
+  next(): ParseResult {
+    for (;;) {
+      switch (this.state) {
+        case State.RequestLine: {
+          const r = this.parseRequestLine();
+          if (r !== undefined) return r;
+          break;
+        }
+        case State.Headers: {
+          const r = this.parseHeaderLine();
+          if (r !== undefined) return r;
+          break;
+        }
+        case State.BodyLength: {
+          const avail = this.end - this.start;
+          if (avail === 0) return NEED_MORE;
+          const take = Math.min(avail, this.remaining);
+          this.takeBody(take);
+          if (this.remaining > 0) return NEED_MORE;
+          return this.finish();
+        }
+        case State.ChunkSize: {
+          const r = this.parseChunkSize();
+          if (r !== undefined) return r;
+          break;
+        }
+        case State.ChunkData: {
+          const avail = this.end - this.start;
+          if (avail === 0) return NEED_MORE;
+          const take = Math.min(avail, this.remaining);
+          this.takeBody(take);
+          if (this.remaining > 0) return NEED_MORE;
+          this.state = State.ChunkDataEnd;
+          break;
+        }
+        case State.ChunkDataEnd: {
+          const r = this.parseChunkDataEnd();
+          if (r !== undefined) return r;
+          break;
+        }
+        case State.Trailers: {
+          const r = this.parseTrailerLine();
+          if (r !== undefined) return r;
+          break;
+        }
+        case State.Dead:
+          return NEED_MORE;
+      }
+    }
+  }
+
+  // ---- lines -------------------------------------------------------------------------------------
+
+  /** Index of the next LF in the unconsumed bytes, or -1. Resumes where the last search stopped. */
+  private findLF(): number {
+    const from = Math.max(this.start, this.scanFrom);
+    let i: number;
+    if (this.end === this.buf.length) {
+      i = this.buf.indexOf(LF, from);
+    } else {
+      i = this.buf.subarray(from, this.end).indexOf(LF);
+      if (i >= 0) i += from;
+    }
+    this.scanFrom = i < 0 ? this.end : 0;
+    return i;
+  }
+
+  private fail(error: ProtocolError): ProtocolError {
+    this.state = State.Dead;
+    this.buf = EMPTY;
+    this.start = this.end = 0;
+    this.bodyParts = [];
+    this.bodyBytes = 0;
+    return error;
+  }
+
+  private parseRequestLine(): ParseResult | undefined {
+    const lf = this.findLF();
+    if (lf < 0) {
+      const pending = this.end - this.start;
+      if (pending > this.limits.maxTargetBytes + 64) {
+        return this.fail(new ProtocolError('TCPKV_ERR_TARGET_TOO_LONG'));
+      }
+      if (pending > this.limits.maxHeaderBytes) return this.fail(new ProtocolError('TCPKV_ERR_HEADERS_TOO_LARGE'));
+      return NEED_MORE;
+    }
+    const buf = this.buf;
+    const ls = this.start;
+    this.start = lf + 1;
+    this.headerBytes = lf + 1 - ls;
+    const crlf = lf > ls && buf[lf - 1] === CR;
+    const le = crlf ? lf - 1 : lf;
+    if (le === ls) {
+      // An empty line before the request line: tolerated a few times, as RFC 9112 §2.2 suggests.
+      if (++this.leadingEmptyLines > MAX_LEADING_EMPTY_LINES) {
+        return this.fail(new ProtocolError('TCPKV_ERR_BAD_REQUEST_LINE', 'too many empty lines'));
+      }
+      return undefined;
+    }
+    if (this.headerBytes > this.limits.maxHeaderBytes) return this.fail(new ProtocolError('TCPKV_ERR_HEADERS_TOO_LARGE'));
+
+    // method
+    let i = ls;
+    while (i < le && TOKEN[buf[i]!] === 1) i++;
+    if (i === ls || i === le || buf[i] !== SP) return this.fail(new ProtocolError('TCPKV_ERR_BAD_METHOD'));
+    const method = buf.toString("latin1", ls, i);
+    // target
+    const ts = ++i;
+    while (i < le && TARGET[buf[i]!] === 1) i++;
+    if (i === ts || i === le || buf[i] !== SP) {
+      if (i === le && i > ts) return this.fail(new ProtocolError('TCPKV_ERR_BAD_REQUEST_LINE', 'no HTTP version'));
+      if (buf[i] === CR) return this.fail(new ProtocolError('TCPKV_ERR_MIXED_LINE_ENDINGS'));
+      return this.fail(new ProtocolError('TCPKV_ERR_BAD_TARGET'));
+    }
+    if (i - ts > this.limits.maxTargetBytes) return this.fail(new ProtocolError('TCPKV_ERR_TARGET_TOO_LONG'));
+    const target = buf.toString("latin1", ts, i);
+    // version: exactly HTTP/d.d, then the end of the line
+    const vs = ++i;
+    if (
+      le - vs !== 8 ||
+      buf[vs] !== 0x48 || buf[vs + 1] !== 0x54 || buf[vs + 2] !== 0x54 || buf[vs + 3] !== 0x50 ||
+      buf[vs + 4] !== 0x2f || buf[vs + 6] !== 0x2e
+    ) {
+      if (buf.indexOf(CR, vs) >= 0 && buf.indexOf(CR, vs) < le) return this.fail(new ProtocolError('TCPKV_ERR_MIXED_LINE_ENDINGS'));
+      return this.fail(new ProtocolError('TCPKV_ERR_BAD_VERSION'));
+    }
+    const major = buf[vs + 5]! - 0x30;
+    const minor = buf[vs + 7]! - 0x30;
+    if (major < 0 || major > 9 || minor < 0 || minor > 9) return this.fail(new ProtocolError('TCPKV_ERR_BAD_VERSION'));
+    if (major !== 1 || minor > 1) return this.fail(new ProtocolError('TCPKV_ERR_VERSION_NOT_SUPPORTED', `HTTP/${major}.${minor}`));
+
+    this.method = method;
+    this.target = target;
+    this.version = minor === 1 ? '1.1' : '1.0';
+    this.crlf = crlf;
+    this.state = State.Headers;
+    return undefined;
+  }
+
+  private parseHeaderLine(): ParseResult | undefined {
+    const lf = this.findLF();
+    if (lf < 0) {
+      if (this.headerBytes + (this.end - this.start) > this.limits.maxHeaderBytes) {
+        return this.fail(new ProtocolError('TCPKV_ERR_HEADERS_TOO_LARGE'));
+      }
+      return NEED_MORE;
+    }
+    const buf = this.buf;
+    const ls = this.start;
+    this.start = lf + 1;
+    this.headerBytes += lf + 1 - ls;
+    if (this.headerBytes > this.limits.maxHeaderBytes) return this.fail(new ProtocolError('TCPKV_ERR_HEADERS_TOO_LARGE'));
+    const hasCR = lf > ls && buf[lf - 1] === CR;
+    const le = hasCR ? lf - 1 : lf;
+
+    if (le === ls) {
+      // The empty line that closes the header block: CRLF or bare LF after a CRLF request line (the seed
+      // client's `\r\n\n`), bare LF only after a bare-LF request line.
+      if (hasCR && !this.crlf) return this.fail(new ProtocolError('TCPKV_ERR_MIXED_LINE_ENDINGS'));
+      return this.endOfHeaders();
+    }
+    if (hasCR !== this.crlf) return this.fail(new ProtocolError('TCPKV_ERR_MIXED_LINE_ENDINGS'));
+    return this.readField(ls, le, true);
+  }
+
+  /** Validates one `name: value` line in buf[ls, le); records it when `record` (headers, not trailers). */
+  private readField(ls: number, le: number, record: boolean): ProtocolError | undefined {
+    const buf = this.buf;
+    const first = buf[ls]!;
+    if (first === SP || first === HT) return this.fail(new ProtocolError('TCPKV_ERR_OBS_FOLD'));
+    let i = ls;
+    while (i < le && TOKEN[buf[i]!] === 1) i++;
+    if (i === le || buf[i] !== COLON) {
+      if (i < le && buf[i] === CR) return this.fail(new ProtocolError('TCPKV_ERR_MIXED_LINE_ENDINGS'));
+      return this.fail(new ProtocolError('TCPKV_ERR_BAD_HEADER', i === ls ? 'empty name' : 'invalid byte in name'));
+    }
+    if (i === ls) return this.fail(new ProtocolError('TCPKV_ERR_BAD_HEADER', 'empty name'));
+    const ne = i;
+    i++;
+    while (i < le && (buf[i] === SP || buf[i] === HT)) i++;
+    const vs = i;
+    let ve = vs;
+    for (; i < le; i++) {
+      const c = buf[i]!;
+      if (FIELD_VALUE[c] !== 1) {
+        if (c === CR) return this.fail(new ProtocolError('TCPKV_ERR_MIXED_LINE_ENDINGS'));
+        return this.fail(new ProtocolError('TCPKV_ERR_BAD_HEADER', 'invalid byte in value'));
+      }
+      if (c !== SP && c !== HT) ve = i + 1;
+    }
+    if (!record) return undefined;
+    if (this.headers.length / 2 >= this.limits.maxHeaderCount) return this.fail(new ProtocolError('TCPKV_ERR_TOO_MANY_HEADERS'));
+    const name = buf.toString("latin1", ls, ne).toLowerCase();
+    const value = buf.toString("latin1", vs, ve);
+    this.headers.push(name, value);
+    return this.noteHeader(name, value);
+  }
+
+  /** Picks out the headers that framing and the rules need, once, as they arrive. */
+  private noteHeader(name: string, value: string): ProtocolError | undefined {
+    switch (name) {
+      case 'host':
+        this.host = value;
+        this.hostCount++;
+        return undefined;
+      case 'content-length': {
+        if (value.length === 0 || value.length > 15) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CONTENT_LENGTH', value));
+        let n = 0;
+        for (let k = 0; k < value.length; k++) {
+          const d = value.charCodeAt(k) - 0x30;
+          if (d < 0 || d > 9) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CONTENT_LENGTH', value));
+          n = n * 10 + d;
+        }
+        if (this.contentLength >= 0 && this.contentLength !== n) {
+          return this.fail(new ProtocolError('TCPKV_ERR_CONFLICTING_CONTENT_LENGTH'));
+        }
+        this.contentLength = n;
+        return undefined;
+      }
+      case 'transfer-encoding':
+        this.transferEncoding = this.transferEncoding === undefined ? value : `${this.transferEncoding}, ${value}`;
+        return undefined;
+      case 'connection':
+        for (const token of value.split(',')) {
+          const t = token.trim().toLowerCase();
+          if (t === 'close') this.connectionClose = true;
+          else if (t === 'keep-alive') this.connectionKeepAlive = true;
+        }
+        return undefined;
+      case 'authorization':
+        this.authorization = value;
+        return undefined;
+      case 'expect':
+        if (value.toLowerCase() === '100-continue') this.expectContinue = true;
+        return undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  private endOfHeaders(): ParseResult | undefined {
+    if (this.hostCount > 1) return this.fail(new ProtocolError('TCPKV_ERR_DUPLICATE_HOST'));
+    if (this.hostCount === 0 && this.version === '1.1') return this.fail(new ProtocolError('TCPKV_ERR_MISSING_HOST'));
+    if (this.transferEncoding !== undefined) {
+      if (this.contentLength >= 0) return this.fail(new ProtocolError('TCPKV_ERR_CL_AND_TE'));
+      if (this.version === '1.0') return this.fail(new ProtocolError('TCPKV_ERR_TE_NOT_CHUNKED', 'Transfer-Encoding in HTTP/1.0'));
+      const codings = this.transferEncoding.split(',').map((c) => c.trim().toLowerCase());
+      const last = codings[codings.length - 1];
+      if (last !== 'chunked') return this.fail(new ProtocolError('TCPKV_ERR_TE_NOT_CHUNKED'));
+      if (codings.length > 1) return this.fail(new ProtocolError('TCPKV_ERR_TE_NOT_IMPLEMENTED', this.transferEncoding));
+      this.state = State.ChunkSize;
+      return this.expectContinue && this.version === '1.1' ? EXPECT_CONTINUE : undefined;
+    }
+    if (this.contentLength > 0) {
+      if (this.contentLength > this.limits.maxBodyBytes) return this.fail(new ProtocolError('TCPKV_ERR_BODY_TOO_LARGE'));
+      this.remaining = this.contentLength;
+      this.state = State.BodyLength;
+      if (this.expectContinue && this.version === '1.1' && this.end === this.start) return EXPECT_CONTINUE;
+      return undefined;
+    }
+    return this.finish();
+  }
+
+  // ---- chunked -----------------------------------------------------------------------------------
+
+  /** Checks a chunked-framing line ending; returns the index where its content ends, or an error. */
+  private chunkLineEnd(ls: number, lf: number): number | ProtocolError {
+    const hasCR = lf > ls && this.buf[lf - 1] === CR;
+    if (hasCR !== this.crlf) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CHUNK', 'line ending'));
+    return hasCR ? lf - 1 : lf;
+  }
+
+  private parseChunkSize(): ParseResult | undefined {
+    const lf = this.findLF();
+    if (lf < 0) {
+      if (this.end - this.start > MAX_CHUNK_LINE) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CHUNK', 'chunk-size line too long'));
+      return NEED_MORE;
+    }
+    const ls = this.start;
+    if (lf - ls > MAX_CHUNK_LINE) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CHUNK', 'chunk-size line too long'));
+    const le = this.chunkLineEnd(ls, lf);
+    if (typeof le !== 'number') return le;
+    this.start = lf + 1;
+    const buf = this.buf;
+    let i = ls;
+    let size = 0;
+    while (i < le && HEX[buf[i]!]! >= 0) {
+      size = size * 16 + HEX[buf[i]!]!;
+      // Past the body limit already: stop before the number can lose precision.
+      if (size > this.limits.maxBodyBytes) return this.fail(new ProtocolError('TCPKV_ERR_BODY_TOO_LARGE'));
+      i++;
+    }
+    if (i === ls) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CHUNK', 'no chunk size'));
+    // chunk extensions (`;name=value`) are allowed and ignored; they must still be clean bytes
+    if (i < le) {
+      let j = i;
+      while (j < le && (buf[j] === SP || buf[j] === HT)) j++;
+      if (buf[j] !== 0x3b) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CHUNK', 'invalid chunk size'));
+      for (; j < le; j++) {
+        if (FIELD_VALUE[buf[j]!] !== 1) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CHUNK', 'invalid byte in chunk extension'));
+      }
+    }
+    if (this.bodyBytes + size > this.limits.maxBodyBytes) return this.fail(new ProtocolError('TCPKV_ERR_BODY_TOO_LARGE'));
+    if (size === 0) {
+      this.state = State.Trailers;
+    } else {
+      this.remaining = size;
+      this.state = State.ChunkData;
+    }
+    return undefined;
+  }
+
+  private parseChunkDataEnd(): ParseResult | undefined {
+    const need = this.crlf ? 2 : 1;
+    if (this.end - this.start < need) return NEED_MORE;
+    const buf = this.buf;
+    if (this.crlf ? buf[this.start] !== CR || buf[this.start + 1] !== LF : buf[this.start] !== LF) {
+      return this.fail(new ProtocolError('TCPKV_ERR_BAD_CHUNK', 'chunk data not followed by a line end'));
+    }
+    this.start += need;
+    this.state = State.ChunkSize;
+    return undefined;
+  }
+
+  private parseTrailerLine(): ParseResult | undefined {
+    const lf = this.findLF();
+    if (lf < 0) {
+      if (this.headerBytes + (this.end - this.start) > this.limits.maxHeaderBytes) {
+        return this.fail(new ProtocolError('TCPKV_ERR_HEADERS_TOO_LARGE', 'trailers'));
+      }
+      return NEED_MORE;
+    }
+    const ls = this.start;
+    this.headerBytes += lf + 1 - ls;
+    if (this.headerBytes > this.limits.maxHeaderBytes) return this.fail(new ProtocolError('TCPKV_ERR_HEADERS_TOO_LARGE', 'trailers'));
+    const le = this.chunkLineEnd(ls, lf);
+    if (typeof le !== 'number') return le;
+    this.start = lf + 1;
+    if (le === ls) return this.finish();
+    // Trailer fields are validated like headers and then ignored: nothing in tcpkv reads them.
+    return this.readField(ls, le, false);
+  }
+
+  // ---- body and completion -----------------------------------------------------------------------
+
+  private takeBody(n: number): void {
+    this.bodyParts.push(this.buf.subarray(this.start, this.start + n));
+    this.start += n;
+    this.bodyBytes += n;
+    this.remaining -= n;
+  }
+
+  private finish(): ParsedRequest {
+    const parts = this.bodyParts;
+    const body = parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.bodyBytes);
+    const keepAlive = this.version === '1.1' ? !this.connectionClose : this.connectionKeepAlive && !this.connectionClose;
+    const request: ParsedRequest = {
+      method: this.method,
+      target: this.target,
+      version: this.version,
+      headers: this.headers,
+      host: this.host,
+      authorization: this.authorization,
+      keepAlive,
+      lineEnding: this.crlf ? 'crlf' : 'lf',
+      body,
+    };
+    this.reset();
+    return request;
+  }
+
+  private reset(): void {
+    this.state = State.RequestLine;
+    this.headerBytes = 0;
+    this.leadingEmptyLines = 0;
+    this.headers = [];
+    this.host = undefined;
+    this.hostCount = 0;
+    this.authorization = undefined;
+    this.contentLength = -1;
+    this.transferEncoding = undefined;
+    this.connectionClose = false;
+    this.connectionKeepAlive = false;
+    this.expectContinue = false;
+    this.bodyParts = [];
+    this.bodyBytes = 0;
+    this.remaining = 0;
+    if (this.start === this.end) {
+      // Nothing pending: drop our reference to the last chunk so it can be collected.
+      this.buf = EMPTY;
+      this.start = this.end = 0;
+      this.owned = false;
+    }
+  }
+}

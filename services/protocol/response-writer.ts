@@ -1,0 +1,80 @@
+// Response → bytes (SPEC §4): status line, Content-Type, Content-Length in bytes, Date as an IMF-fixdate,
+// Connection, every line CRLF, a CRLF blank line, the body. Status lines are precomputed and the Date
+// header is rendered at most once a second: this runs once per request.
+
+/** What the rules decide; the connection layer adds framing (keep-alive, HEAD). */
+export interface Response {
+  readonly status: number;
+  /** UTF-8 text; '' for none. */
+  readonly body: string;
+  /** Extra header lines, e.g. `Allow` on a 405. */
+  readonly headers?: readonly (readonly [string, string])[];
+  /** The connection must close after this response. */
+  readonly close?: boolean;
+  /** An authorised END: the server shuts down after sending this. */
+  readonly shutdown?: boolean;
+  /** Send headers only (HEAD answers, 1xx). Content-Length still describes `body`. */
+  readonly headersOnly?: boolean;
+}
+
+/** Reason phrases: the seed's upper-case style (`BAD_REQUEST`), extended to the codes tcpkv adds. */
+export const REASONS: Readonly<Record<number, string>> = Object.freeze({
+  100: 'CONTINUE',
+  200: 'OK',
+  400: 'BAD_REQUEST',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
+  408: 'REQUEST_TIMEOUT',
+  413: 'CONTENT_TOO_LARGE',
+  414: 'URI_TOO_LONG',
+  431: 'REQUEST_HEADER_FIELDS_TOO_LARGE',
+  500: 'INTERNAL_SERVER_ERROR',
+  501: 'NOT_IMPLEMENTED',
+  503: 'SERVICE_UNAVAILABLE',
+  505: 'HTTP_VERSION_NOT_SUPPORTED',
+});
+
+const STATUS_LINES = new Map<number, string>();
+for (const [code, reason] of Object.entries(REASONS)) STATUS_LINES.set(Number(code), `HTTP/1.1 ${code} ${reason}\r\n`);
+
+function statusLine(status: number): string {
+  return STATUS_LINES.get(status) ?? `HTTP/1.1 ${status} STATUS_${status}\r\n`;
+}
+
+let dateSecond = -1;
+let dateLine = '';
+/** `Date: <IMF-fixdate>\r\n`, recomputed when the second changes. */
+export function currentDateLine(now = Date.now()): string {
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateLine = `Date: ${new Date(second * 1000).toUTCString()}\r\n`;
+  }
+  return dateLine;
+}
+
+const CONTENT_TYPE = 'Content-Type: text/plain; charset=utf-8\r\n';
+const KEEP_ALIVE = 'Connection: keep-alive\r\n\r\n';
+const CLOSE = 'Connection: close\r\n\r\n';
+
+/** The interim answer to `Expect: 100-continue` (standard HTTP, not the seed's final `100 CONTINUE`). */
+export const CONTINUE_BYTES = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+
+/**
+ * Serialises a response. `keepAlive` decides the Connection header; `headOnly` (a HEAD request)
+ * leaves the body out but keeps its Content-Length, as RFC 9110 §9.3.2 allows.
+ */
+export function writeResponse(response: Response, keepAlive: boolean, headOnly = false): Buffer {
+  const body = response.body;
+  const bodyBytes = body.length === 0 ? 0 : Buffer.byteLength(body, 'utf8');
+  let head = statusLine(response.status) + CONTENT_TYPE + 'Content-Length: ' + bodyBytes + '\r\n' + currentDateLine();
+  if (response.headers) for (const [name, value] of response.headers) head += name + ': ' + value + '\r\n';
+  head += keepAlive && !response.close ? KEEP_ALIVE : CLOSE;
+  if (headOnly || response.headersOnly || bodyBytes === 0) return Buffer.from(head, 'latin1');
+  const headBytes = head.length; // head is ASCII: one byte per character
+  const out = Buffer.allocUnsafe(headBytes + bodyBytes);
+  out.write(head, 0, 'latin1');
+  out.write(body, headBytes, 'utf8');
+  return out;
+}

@@ -1,0 +1,61 @@
+// tcpkv-server's settings (SPEC §6): the environment names are the contract; flags mirror them.
+
+import { isIP } from 'node:net';
+import { integer, nonBlank, oneOf, setting, type SettingValues } from '../common/settings.js';
+import { parseClientAllowList, parseHostAllowList } from './access.js';
+
+function ipAddress(raw: string): string {
+  const v = raw.trim();
+  if (isIP(v) === 0) throw new Error('must be an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::)');
+  return v;
+}
+
+function onOff(raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (v === 'on' || v === 'true' || v === '1') return true;
+  if (v === 'off' || v === 'false' || v === '0') return false;
+  throw new Error('must be on or off');
+}
+
+function urlList(raw: string): string[] {
+  const urls = raw.split(',').map((u) => u.trim()).filter((u) => u !== '');
+  if (urls.length === 0) throw new Error('must list at least one URL');
+  for (const u of urls) {
+    let url: URL;
+    try {
+      url = new URL(u);
+    } catch {
+      throw new Error(`"${u}" is not a URL (e.g. http://etcd1:2379)`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`"${u}" must be http:// or https://`);
+  }
+  return urls;
+}
+
+const MIB = 1024 * 1024;
+
+export const serverSettings = {
+  bind: setting({ env: 'TCPKV_BIND', flag: 'bind', valueName: 'address', default: '127.0.0.1', describe: 'address to listen on (IPv4 or IPv6)', parse: ipAddress }),
+  port: setting({ env: 'TCPKV_PORT', flag: 'port', valueName: 'port', default: '10000', describe: 'TCP port (0 = any free port)', parse: integer(0, 65535) }),
+  allowedHosts: setting({ env: 'TCPKV_ALLOWED_HOSTS', flag: 'allowed-hosts', valueName: 'list', default: '127.0.0.1,localhost', describe: 'names accepted in the Host header; * = any', parse: parseHostAllowList }),
+  allowedClients: setting({ env: 'TCPKV_ALLOWED_CLIENTS', flag: 'allowed-clients', valueName: 'list', default: '*', describe: 'peer IPs/CIDRs allowed to connect (IPv4 and IPv6); * = any', parse: parseClientAllowList }),
+  shutdownToken: setting({ env: 'TCPKV_SHUTDOWN_TOKEN', flag: 'shutdown-token', valueName: 'token', default: undefined, describe: 'token END must carry as Authorization: Bearer <token>; unset = END only from loopback', parse: nonBlank }),
+  shutdown: setting({ env: 'TCPKV_SHUTDOWN', flag: 'shutdown', valueName: 'on|off', default: 'on', describe: 'off refuses END always', parse: onOff }),
+  dataDir: setting({ env: 'TCPKV_DATA_DIR', flag: 'data-dir', valueName: 'dir', default: undefined, describe: 'directory of the append-only log; unset = memory only', parse: nonBlank }),
+  fsync: setting({ env: 'TCPKV_FSYNC', flag: 'fsync', valueName: 'policy', default: 'everysec', describe: 'when the log is fsynced: always, everysec or no', parse: oneOf('always', 'everysec', 'no') }),
+  etcdEndpoints: setting({ env: 'TCPKV_ETCD_ENDPOINTS', flag: 'etcd-endpoints', valueName: 'urls', default: undefined, describe: 'etcd client URLs, comma list; set = data kept in etcd', parse: urlList }),
+  logLevel: setting({ env: 'TCPKV_LOG_LEVEL', flag: 'log-level', valueName: 'level', default: 'info', describe: 'pino log level', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') }),
+  maxHeaderBytes: setting({ env: 'TCPKV_MAX_HEADER_BYTES', flag: 'max-header-bytes', valueName: 'bytes', default: '16384', describe: 'request line + headers, in bytes (431)', parse: integer(256, 1 * MIB) }),
+  maxHeaderCount: setting({ env: 'TCPKV_MAX_HEADER_COUNT', flag: 'max-header-count', valueName: 'n', default: '100', describe: 'header lines per request (431)', parse: integer(1, 10_000) }),
+  maxTargetBytes: setting({ env: 'TCPKV_MAX_TARGET_BYTES', flag: 'max-target-bytes', valueName: 'bytes', default: '8192', describe: 'request-target length (414)', parse: integer(16, 1 * MIB) }),
+  maxBodyBytes: setting({ env: 'TCPKV_MAX_BODY_BYTES', flag: 'max-body-bytes', valueName: 'bytes', default: String(1 * MIB), describe: 'request body size (413)', parse: integer(0, 1024 * MIB) }),
+  headersTimeoutMs: setting({ env: 'TCPKV_HEADERS_TIMEOUT_MS', flag: 'headers-timeout-ms', valueName: 'ms', default: '10000', describe: 'time to receive a request line and headers (408, then close)', parse: integer(10, 3_600_000) }),
+  bodyTimeoutMs: setting({ env: 'TCPKV_BODY_TIMEOUT_MS', flag: 'body-timeout-ms', valueName: 'ms', default: '30000', describe: 'time to receive a request body once headers are in (408, then close)', parse: integer(10, 3_600_000) }),
+  idleTimeoutMs: setting({ env: 'TCPKV_IDLE_TIMEOUT_MS', flag: 'idle-timeout-ms', valueName: 'ms', default: '60000', describe: 'idle keep-alive connections are closed after this', parse: integer(10, 86_400_000) }),
+  maxConnections: setting({ env: 'TCPKV_MAX_CONNECTIONS', flag: 'max-connections', valueName: 'n', default: '20000', describe: 'open connections; the excess is closed at once', parse: integer(1, 1_000_000) }),
+  maxPipelined: setting({ env: 'TCPKV_MAX_PIPELINED', flag: 'max-pipelined', valueName: 'n', default: '64', describe: 'requests of one connection being answered at once; further ones wait unread', parse: integer(1, 100_000) }),
+  maxRequestsPerConnection: setting({ env: 'TCPKV_MAX_REQUESTS_PER_CONNECTION', flag: 'max-requests-per-connection', valueName: 'n', default: '0', describe: 'requests served on one connection before it is closed; 0 = no limit', parse: integer(0, 1_000_000_000) }),
+  shutdownTimeoutMs: setting({ env: 'TCPKV_SHUTDOWN_TIMEOUT_MS', flag: 'shutdown-timeout-ms', valueName: 'ms', default: '10000', describe: 'how long a graceful shutdown waits for in-flight requests', parse: integer(0, 600_000) }),
+};
+
+export type ServerConfig = SettingValues<typeof serverSettings>;

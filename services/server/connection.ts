@@ -1,0 +1,312 @@
+// One TCP connection: socket bytes ↔ parser ↔ rules ↔ response bytes. Everything with time or memory
+// in it lives here: keep-alive, pipelining with answers in order, backpressure, and the limits the
+// parser cannot see (timeouts, requests per connection). The server's sweeper calls `checkTimers`.
+
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { ProtocolError, type ProtocolErrorCode } from '../protocol/errors.js';
+import { EXPECT_CONTINUE, NEED_MORE, RequestParser, type ParsedRequest, type ParserLimits } from '../protocol/request-parser.js';
+import { CONTINUE_BYTES, writeResponse, type Response } from '../protocol/response-writer.js';
+import { handle, type Policy } from './rules.js';
+import { isPromise, type Store } from './store/store.js';
+
+export interface ConnectionLimits extends ParserLimits {
+  readonly headersTimeoutMs: number;
+  readonly bodyTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxPipelined: number;
+  readonly maxRequestsPerConnection: number;
+}
+
+/** What a connection needs from its server. */
+export interface ConnectionHost {
+  readonly limits: ConnectionLimits;
+  readonly store: Store;
+  readonly policy: Policy;
+  readonly logger: Logger;
+  /** true once the server is shutting down: answer what is in flight, then close */
+  readonly draining: boolean;
+  /** an authorised END was answered */
+  requestShutdown(peer: string): void;
+  /** the connection is gone (closed or destroyed) */
+  forget(connection: Connection): void;
+}
+
+/** A response waiting for its turn: pipelined answers leave in request order. */
+interface Slot {
+  bytes: Buffer | undefined;
+  close: boolean;
+  shutdown: boolean;
+}
+
+/** After we close our side, how long unread input is drained before the socket is destroyed. */
+const LINGER_MS = 2000;
+/** Unparsed input kept while we are not pulling requests; beyond it the socket is paused. */
+const MAX_UNPARSED_BYTES = 64 * 1024;
+
+export class Connection {
+  readonly socket: Socket;
+  readonly peer: string;
+  private readonly host: ConnectionHost;
+  private readonly parser: RequestParser;
+
+  private readonly slots: Slot[] = [];
+  /** no further requests are read: an error, Connection: close, a limit, or shutdown */
+  private closing = false;
+  /** our side is closed; input is drained until the peer closes or LINGER_MS passes */
+  private lingerUntil = 0;
+  private writeBlocked = false;
+  private paused = false;
+  private requests = 0;
+
+  // timers, checked by the server's sweeper rather than one setTimeout per connection
+  private stage: 'idle' | 'headers' | 'body' | 'dead' = 'idle';
+  private stageSince: number;
+  private lastActivity: number;
+
+  constructor(socket: Socket, host: ConnectionHost, now: number) {
+    this.socket = socket;
+    this.host = host;
+    this.peer = socket.remoteAddress ?? 'unknown';
+    this.parser = new RequestParser(host.limits);
+    this.stageSince = this.lastActivity = now;
+
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.onDrain());
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      // resets and broken pipes are the peer's business; anything else is worth a line
+      const level = error.code === 'ECONNRESET' || error.code === 'EPIPE' ? 'debug' : 'warn';
+      host.logger[level]({ peer: this.peer, err: error.message, code: error.code }, 'connection error');
+    });
+    socket.on('close', () => host.forget(this));
+  }
+
+  /** Answers 403 to a peer outside the client allow-list and closes (SPEC §3). */
+  refuse(response: Response): void {
+    this.closing = true;
+    this.socket.write(writeResponse(response, false));
+    this.closeOurSide(Date.now());
+  }
+
+  /** Server shutdown: idle connections close now, busy ones after their last answer. */
+  drain(): void {
+    if (this.slots.length === 0 && this.parser.stage === 'idle') {
+      this.closing = true;
+      this.closeOurSide(Date.now());
+    }
+  }
+
+  get idle(): boolean {
+    return this.slots.length === 0 && this.parser.stage === 'idle';
+  }
+
+  // ---- input --------------------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    const now = Date.now();
+    this.lastActivity = now;
+    if (this.closing) return; // lingering or refusing: input is read and dropped
+    try {
+      this.parser.push(chunk);
+      this.pump(now);
+    } catch (error) {
+      this.crash(error);
+    }
+  }
+
+  private onDrain(): void {
+    this.writeBlocked = false;
+    this.lastActivity = Date.now();
+    try {
+      this.pump(this.lastActivity);
+    } catch (error) {
+      this.crash(error);
+    }
+  }
+
+  /** Pulls requests from the parser while answers may be queued, then writes what is ready. */
+  private pump(now: number): void {
+    const limits = this.host.limits;
+    let parsedAny = false;
+    this.socket.cork();
+    try {
+      while (!this.closing && !this.writeBlocked && this.slots.length < limits.maxPipelined) {
+        const result = this.parser.next();
+        if (result === NEED_MORE) break;
+        if (result === EXPECT_CONTINUE) {
+          // Only when nothing is queued before it: a 100 must not overtake an earlier request's answer.
+          if (this.slots.length === 0) this.socket.write(CONTINUE_BYTES);
+          continue;
+        }
+        if (result instanceof ProtocolError) {
+          this.limitHit(result.code, result.message);
+          this.enqueue({ status: result.status, body: result.message, close: true }, false);
+          this.closing = true;
+          break;
+        }
+        parsedAny = true;
+        this.serve(result);
+      }
+      this.flush();
+    } finally {
+      this.socket.uncork();
+    }
+    this.updateStage(now, parsedAny);
+    this.applyBackpressure();
+  }
+
+  private serve(request: ParsedRequest): void {
+    const host = this.host;
+    this.requests++;
+    const max = host.limits.maxRequestsPerConnection;
+    let keepAlive = request.keepAlive && !host.draining;
+    if (max > 0 && this.requests >= max) {
+      if (keepAlive) host.logger.info({ peer: this.peer, limit: 'maxRequestsPerConnection', value: max }, 'limit hit: closing after this request');
+      keepAlive = false;
+    }
+    if (!keepAlive) this.closing = true;
+
+    const answer = handle(request, host.store, host.policy, this.peer);
+    if (isPromise(answer)) {
+      const slot: Slot = { bytes: undefined, close: !keepAlive, shutdown: false };
+      this.slots.push(slot);
+      answer.then(
+        (response) => this.complete(slot, request, response, keepAlive),
+        (error: unknown) => {
+          host.logger.error({ peer: this.peer, err: (error as Error)?.message }, 'request failed');
+          this.complete(slot, request, { status: 500, body: 'Internal error', close: true }, false);
+        },
+      );
+    } else {
+      this.enqueue(answer, keepAlive, request);
+    }
+  }
+
+  private enqueue(response: Response, keepAlive: boolean, request?: ParsedRequest): void {
+    const slot: Slot = { bytes: undefined, close: false, shutdown: false };
+    this.slots.push(slot);
+    this.fill(slot, response, keepAlive, request);
+  }
+
+  private fill(slot: Slot, response: Response, keepAlive: boolean, request: ParsedRequest | undefined): void {
+    const close = !keepAlive || response.close === true;
+    slot.bytes = writeResponse(response, !close);
+    slot.close = close;
+    slot.shutdown = response.shutdown === true;
+    if (this.host.logger.isLevelEnabled('debug')) {
+      this.host.logger.debug({ peer: this.peer, method: request?.method, target: request?.target, host: request?.host, status: response.status }, 'request');
+    }
+  }
+
+  /** An asynchronous answer arrived: queue it, and carry on if the connection was waiting on it. */
+  private complete(slot: Slot, request: ParsedRequest, response: Response, keepAlive: boolean): void {
+    try {
+      this.fill(slot, response, keepAlive, request);
+      if (this.socket.destroyed) return;
+      this.socket.cork();
+      this.flush();
+      this.socket.uncork();
+      this.pump(Date.now());
+    } catch (error) {
+      this.crash(error);
+    }
+  }
+
+  // ---- output -------------------------------------------------------------------------------------
+
+  /** Writes every answer that is ready and whose predecessors are all written. */
+  private flush(): void {
+    const slots = this.slots;
+    while (slots.length > 0 && slots[0]!.bytes !== undefined) {
+      const slot = slots.shift()!;
+      const flushed = this.socket.write(slot.bytes!);
+      if (slot.shutdown) {
+        this.host.requestShutdown(this.peer);
+      }
+      if (slot.close) {
+        this.closing = true;
+        slots.length = 0; // nothing after a closing answer is sent
+        this.closeOurSide(Date.now());
+        return;
+      }
+      if (!flushed) this.writeBlocked = true;
+    }
+    if (slots.length === 0 && this.host.draining && this.closing === false && this.parser.stage === 'idle') {
+      this.closing = true;
+      this.closeOurSide(Date.now());
+    }
+  }
+
+  /** Stops reading while answers cannot be written or queued, so a client that never reads is bounded. */
+  private applyBackpressure(): void {
+    if (this.closing) return;
+    const stop = this.writeBlocked || (this.slots.length >= this.host.limits.maxPipelined && this.parser.bufferedBytes > MAX_UNPARSED_BYTES);
+    if (stop && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    } else if (!stop && this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  /** Half-closes after the last answer; unread input is drained, so the peer sees the answer, not a reset. */
+  private closeOurSide(now: number): void {
+    if (this.lingerUntil !== 0) return;
+    this.lingerUntil = now + LINGER_MS;
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    this.socket.end();
+  }
+
+  // ---- time ---------------------------------------------------------------------------------------
+
+  private updateStage(now: number, parsedAny: boolean): void {
+    const stage = this.parser.stage;
+    if (stage !== this.stage || parsedAny) {
+      this.stage = stage;
+      this.stageSince = now;
+    }
+  }
+
+  /** Called by the server's sweeper. */
+  checkTimers(now: number): void {
+    if (this.socket.destroyed) return;
+    if (this.lingerUntil !== 0) {
+      if (now >= this.lingerUntil) this.socket.destroy();
+      return;
+    }
+    const limits = this.host.limits;
+    // Our own backpressure is not the client's slowness: then only the idle timeout (no progress) applies.
+    if (!this.paused && this.slots.length === 0) {
+      if (this.stage === 'headers' && now - this.stageSince > limits.headersTimeoutMs) return this.timeout('TCPKV_ERR_HEADERS_TIMEOUT', limits.headersTimeoutMs);
+      if (this.stage === 'body' && now - this.stageSince > limits.bodyTimeoutMs) return this.timeout('TCPKV_ERR_BODY_TIMEOUT', limits.bodyTimeoutMs);
+    }
+    if (now - this.lastActivity > limits.idleTimeoutMs) {
+      this.host.logger.debug({ peer: this.peer, idleMs: now - this.lastActivity }, 'idle connection closed');
+      this.closing = true;
+      this.socket.destroy();
+    }
+  }
+
+  private timeout(code: ProtocolErrorCode, ms: number): void {
+    const error = new ProtocolError(code);
+    this.limitHit(code, `${error.message} (${ms} ms)`);
+    this.closing = true;
+    this.socket.write(writeResponse({ status: error.status, body: error.message, close: true }, false));
+    this.closeOurSide(Date.now());
+  }
+
+  private limitHit(code: ProtocolErrorCode, message: string): void {
+    this.host.logger.warn({ peer: this.peer, code }, message);
+  }
+
+  private crash(error: unknown): void {
+    // One connection's failure stays that connection's: log it and close it, nothing else.
+    this.host.logger.error({ peer: this.peer, err: (error as Error)?.stack ?? String(error) }, 'connection failed; closed');
+    this.closing = true;
+    this.socket.destroy();
+  }
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// `tcpkv-server`: reads the configuration, opens the store, listens, and shuts down gracefully on END,
+// SIGTERM or SIGINT (exit 0). Bad configuration: one line naming the setting, exit 2.
+
+import { Command } from 'commander';
+import { pino } from 'pino';
+import { addSettingOptions, ConfigError, exitWithConfigError, parseCommandLine, readDotenv, resolveSettings } from '../common/settings.js';
+import { packageVersion } from '../common/version.js';
+import { isLoopback } from './access.js';
+import { serverSettings, type ServerConfig } from './config.js';
+import { TcpkvServer } from './server.js';
+import { openStore } from './store/open-store.js';
+
+const PROGRAM = 'tcpkv-server';
+
+async function readConfig(argv: readonly string[]): Promise<ServerConfig> {
+  const program = new Command(PROGRAM)
+    .description('tcpkv key-value server: HTTP/1.1 and the seed dialect over raw TCP')
+    .version(packageVersion(), '-v, --version')
+    .helpOption('-h, --help')
+    .allowExcessArguments(false);
+  addSettingOptions(program, serverSettings);
+  await parseCommandLine(program, argv);
+  try {
+    return resolveSettings(serverSettings, program.opts(), { ...readDotenv(), ...process.env });
+  } catch (error) {
+    if (error instanceof ConfigError) exitWithConfigError(PROGRAM, error);
+    throw error;
+  }
+}
+
+async function main(): Promise<void> {
+  const config = await readConfig(process.argv);
+  const logger = pino({ name: PROGRAM, level: config.logLevel, timestamp: pino.stdTimeFunctions.isoTime });
+
+  let store;
+  try {
+    store = await openStore(config, logger);
+  } catch (error) {
+    if (error instanceof ConfigError) exitWithConfigError(PROGRAM, error);
+    throw error;
+  }
+
+  const server = new TcpkvServer({
+    bind: config.bind,
+    port: config.port,
+    limits: {
+      maxHeaderBytes: config.maxHeaderBytes,
+      maxHeaderCount: config.maxHeaderCount,
+      maxTargetBytes: config.maxTargetBytes,
+      maxBodyBytes: config.maxBodyBytes,
+      headersTimeoutMs: config.headersTimeoutMs,
+      bodyTimeoutMs: config.bodyTimeoutMs,
+      idleTimeoutMs: config.idleTimeoutMs,
+      maxPipelined: config.maxPipelined,
+      maxRequestsPerConnection: config.maxRequestsPerConnection,
+    },
+    maxConnections: config.maxConnections,
+    allowedClients: config.allowedClients,
+    policy: { allowedHosts: config.allowedHosts, shutdown: { enabled: config.shutdown, token: config.shutdownToken } },
+    store,
+    logger,
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+  });
+
+  let address;
+  try {
+    address = await server.listen();
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    logger.fatal({ bind: config.bind, port: config.port, code: e.code }, `cannot listen: ${e.message}`);
+    process.stderr.write(`${PROGRAM}: cannot listen on ${config.bind}:${config.port}: ${e.code ?? e.message}\n`);
+    process.exit(e.code === 'EADDRINUSE' || e.code === 'EADDRNOTAVAIL' || e.code === 'EACCES' ? 2 : 1);
+  }
+
+  logger.info(
+    {
+      address: address.address,
+      port: address.port,
+      allowedHosts: config.allowedHosts.text,
+      allowedClients: config.allowedClients.text,
+      shutdown: !config.shutdown ? 'off' : config.shutdownToken ? 'token' : 'loopback only',
+      store: store.constructor.name,
+      version: packageVersion(),
+    },
+    'listening',
+  );
+  if (!isLoopback(config.bind) && config.allowedClients.any && config.shutdownToken === undefined) {
+    logger.warn(
+      { bind: config.bind },
+      'listening beyond loopback with TCPKV_ALLOWED_CLIENTS=* and no TCPKV_SHUTDOWN_TOKEN: anyone who can reach this port can read and write the data',
+    );
+  }
+
+  const stop = (reason: string) => {
+    server.shutdown(reason).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.fatal({ err: (error as Error)?.stack }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  server.onShutdown(stop);
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${PROGRAM}: ${(error as Error)?.stack ?? String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,133 @@
+// The listening socket and the set of connections: accept (client allow-list, connection limit),
+// one sweeper for every connection's timers, and graceful shutdown.
+
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { ClientAllowList } from './access.js';
+import { Connection, type ConnectionHost, type ConnectionLimits } from './connection.js';
+import { Texts, type Policy } from './rules.js';
+import type { Store } from './store/store.js';
+
+export interface TcpkvServerOptions {
+  readonly bind: string;
+  readonly port: number;
+  readonly limits: ConnectionLimits;
+  readonly maxConnections: number;
+  readonly allowedClients: ClientAllowList;
+  readonly policy: Policy;
+  readonly store: Store;
+  readonly logger: Logger;
+  /** how long shutdown waits for in-flight requests before closing connections anyway */
+  readonly shutdownTimeoutMs: number;
+}
+
+export class TcpkvServer implements ConnectionHost {
+  readonly limits: ConnectionLimits;
+  readonly store: Store;
+  readonly policy: Policy;
+  readonly logger: Logger;
+  draining = false;
+
+  private readonly options: TcpkvServerOptions;
+  private readonly server: Server;
+  private readonly connections = new Set<Connection>();
+  private sweeper: NodeJS.Timeout | undefined;
+  private shutdownPromise: Promise<void> | undefined;
+  private shutdownListeners: ((reason: string) => void)[] = [];
+
+  constructor(options: TcpkvServerOptions) {
+    this.options = options;
+    this.limits = options.limits;
+    this.store = options.store;
+    this.policy = options.policy;
+    this.logger = options.logger;
+    this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    this.server.on('error', (error) => this.logger.error({ err: error.message }, 'listener error'));
+  }
+
+  /** Starts listening; resolves with the address actually bound (port 0 picks a free one). */
+  listen(): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (error: Error) => reject(error);
+      this.server.once('error', onError);
+      this.server.listen({ host: this.options.bind, port: this.options.port }, () => {
+        this.server.off('error', onError);
+        const { headersTimeoutMs, bodyTimeoutMs, idleTimeoutMs } = this.limits;
+        // Timers are checked a few times per shortest timeout: precise enough, and one timer for all.
+        const every = Math.max(10, Math.min(1000, Math.floor(Math.min(headersTimeoutMs, bodyTimeoutMs, idleTimeoutMs) / 4)));
+        this.sweeper = setInterval(() => this.sweep(), every);
+        this.sweeper.unref();
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Called with the reason when an authorised END (or a signal, via `shutdown`) starts shutdown. */
+  onShutdown(listener: (reason: string) => void): void {
+    this.shutdownListeners.push(listener);
+  }
+
+  private accept(socket: Socket): void {
+    const now = Date.now();
+    if (this.draining) {
+      socket.destroy();
+      return;
+    }
+    if (this.connections.size >= this.options.maxConnections) {
+      this.logger.warn({ peer: socket.remoteAddress, limit: 'maxConnections', value: this.options.maxConnections }, 'limit hit: connection refused');
+      socket.destroy();
+      return;
+    }
+    const connection = new Connection(socket, this, now);
+    this.connections.add(connection);
+    const peer = connection.peer;
+    if (!this.options.allowedClients.allows(peer)) {
+      this.logger.warn({ peer, allowed: this.options.allowedClients.text }, 'client not allowed');
+      connection.refuse({ status: 403, body: Texts.clientNotAllowed(peer), close: true });
+    }
+  }
+
+  forget(connection: Connection): void {
+    this.connections.delete(connection);
+  }
+
+  requestShutdown(peer: string): void {
+    this.logger.info({ peer }, 'END accepted: shutting down');
+    for (const listener of this.shutdownListeners) listener(`END from ${peer}`);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const connection of this.connections) connection.checkTimers(now);
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, let in-flight requests finish (up to shutdownTimeoutMs), close
+   * every connection, then close the store (which flushes it). Idempotent.
+   */
+  shutdown(reason: string): Promise<void> {
+    if (this.shutdownPromise) return this.shutdownPromise;
+    this.draining = true;
+    this.logger.info({ reason, connections: this.connections.size }, 'shutting down');
+    this.shutdownPromise = (async () => {
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      for (const connection of this.connections) connection.drain();
+      const deadline = Date.now() + this.options.shutdownTimeoutMs;
+      while (this.connections.size > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+        for (const connection of this.connections) if (connection.idle) connection.drain();
+      }
+      if (this.connections.size > 0) this.logger.warn({ connections: this.connections.size }, 'shutdown timeout: closing the rest');
+      for (const connection of this.connections) connection.socket.destroy();
+      await closed;
+      if (this.sweeper) clearInterval(this.sweeper);
+      await this.store.close();
+      this.logger.info('stopped');
+    })();
+    return this.shutdownPromise;
+  }
+}
