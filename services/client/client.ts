@@ -28,7 +28,7 @@ export interface KvRequest {
   readonly method: string;
   /** '' for the root, 'create', 'update'; undefined = an address the client could not parse (`?/?`) */
   readonly path: string | undefined;
-  readonly body?: string;
+  readonly body?: string | Buffer;
   /** overrides the target host for this request (the scenario's `127.0.5.1/` case) */
   readonly targetHost?: string;
 }
@@ -87,8 +87,8 @@ function hostForHeader(host: string, port: number | undefined): string {
 
 /** The request's bytes. The seed dialect is byte for byte what the seed's client sends. */
 export function buildRequest(request: KvRequest, dialect: Dialect, targetHost: string, port: number, token?: string): Buffer {
-  const body = request.body ?? '';
-  const bodyBytes = Buffer.byteLength(body, 'utf8');
+  const body = typeof request.body === 'string' ? Buffer.from(request.body, 'utf8') : (request.body ?? Buffer.alloc(0));
+  const bodyBytes = body.length;
   const auth = token !== undefined && request.method === 'END' ? `Authorization: Bearer ${token}\r\n` : '';
   let head: string;
   if (dialect === 'seed') {
@@ -102,7 +102,7 @@ export function buildRequest(request: KvRequest, dialect: Dialect, targetHost: s
       `${request.method} ${target} HTTP/1.1\r\nHost: ${hostForHeader(targetHost, port)}\r\n` +
       `Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n${auth}Content-Length: ${bodyBytes}\r\n\r\n`;
   }
-  return Buffer.concat([Buffer.from(head, 'utf8'), Buffer.from(body, 'utf8')]);
+  return Buffer.concat([Buffer.from(head, 'utf8'), body]);
 }
 
 export class TcpkvClient {

@@ -1,0 +1,108 @@
+// globalSetup of the `docker` vitest project (see vitest.config.ts).
+//
+// 1. Docker must answer: if it does not, this throws — the container tests are never skipped
+//    (in CI a missing Docker is a failure; .ci/run installs and starts it).
+// 2. TESTCONTAINERS_RYUK_DISABLED=true: the reaper image cannot be pulled where no registry is
+//    reachable, so the tests clean up after themselves instead.
+// 3. Builds tcpkv/server:local and tcpkv/client:local once from Dockerfile.server/Dockerfile.client,
+//    with NODE_IMAGE from the environment (default: tcpkv/node-base:local if that image exists here,
+//    else node:24-bookworm-slim). The build log goes to test-results/docker-build.log.
+// 4. Teardown: fails the run if containers, networks or volumes created during it are still there.
+
+import { mkdirSync, writeFileSync, appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import {
+  CLIENT_IMAGE,
+  REPO_ROOT,
+  SERVER_IMAGE,
+  buildImage,
+  dockerAnswers,
+  resolveNodeImage,
+  snapshot,
+  docker,
+  type DockerSnapshot,
+} from './docker.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    tcpkvNodeImage: string;
+    tcpkvServerImage: string;
+    tcpkvClientImage: string;
+  }
+}
+
+let before: DockerSnapshot | undefined;
+
+export async function setup(project: TestProject): Promise<void> {
+  process.env.TESTCONTAINERS_RYUK_DISABLED = 'true';
+
+  if (!(await dockerAnswers())) {
+    throw new Error(
+      'Docker is not reachable (`docker info` failed). The docker test project needs a running dockerd: ' +
+        'start it (e.g. `setsid dockerd >/tmp/dockerd.log 2>&1 &`) or run .ci/run, which installs and starts it. ' +
+        'These tests are never skipped.',
+    );
+  }
+
+  const nodeImage = await resolveNodeImage();
+  process.env.NODE_IMAGE = nodeImage;
+  const logDir = join(REPO_ROOT, 'test-results');
+  mkdirSync(logDir, { recursive: true });
+  const logFile = join(logDir, 'docker-build.log');
+  writeFileSync(logFile, `NODE_IMAGE=${nodeImage}\n`);
+  const log = (chunk: string) => appendFileSync(logFile, chunk);
+
+  const started = Date.now();
+  for (const [dockerfile, tag] of [
+    ['Dockerfile.server', SERVER_IMAGE],
+    ['Dockerfile.client', CLIENT_IMAGE],
+  ] as const) {
+    log(`\n=== docker build -f ${dockerfile} -t ${tag} (NODE_IMAGE=${nodeImage})\n`);
+    try {
+      await buildImage(dockerfile, tag, nodeImage, log);
+    } catch (error) {
+      throw new Error(
+        `${(error as Error).message}; see ${logFile}.` +
+          (nodeImage === 'node:24-bookworm-slim'
+            ? ' If no registry is reachable, build the local base first: infra/docker/offline-base.sh, or set NODE_IMAGE.'
+            : ''),
+        { cause: error },
+      );
+    }
+  }
+  log(`\nbuilt both images in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+
+  project.provide('tcpkvNodeImage', nodeImage);
+  project.provide('tcpkvServerImage', SERVER_IMAGE);
+  project.provide('tcpkvClientImage', CLIENT_IMAGE);
+
+  // Dangling images from rebuilds are not "left behind" by tests; containers, networks, volumes are.
+  before = await snapshot();
+}
+
+export async function teardown(): Promise<void> {
+  if (!before) return;
+  const after = await snapshot();
+  const prior = before;
+  const created = {
+    containers: after.containers.filter((id) => !prior.containers.includes(id)),
+    networks: after.networks.filter((id) => !prior.networks.includes(id)),
+    volumes: after.volumes.filter((id) => !prior.volumes.includes(id)),
+  };
+  const describe = async (kind: string, ids: string[]) =>
+    Promise.all(
+      ids.map(async (id) => {
+        const r = await docker([kind, 'inspect', '--format', kind === 'container' ? '{{.Name}} {{.Config.Image}} {{.State.Status}}' : '{{.Name}}', id]);
+        return `${kind} ${id.slice(0, 12)} ${r.stdout.trim()}`;
+      }),
+    );
+  const left = [
+    ...(await describe('container', created.containers)),
+    ...(await describe('network', created.networks)),
+    ...(await describe('volume', created.volumes)),
+  ];
+  if (left.length > 0) {
+    throw new Error(`docker tests left resources behind:\n  ${left.join('\n  ')}`);
+  }
+}

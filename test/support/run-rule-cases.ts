@@ -1,0 +1,43 @@
+// Runs RULE_CASES through one implementation in both dialects (the hono `runTest({ newRouter })` idea):
+// the caller says how to make a store and how to send request bytes; every case, every combination.
+
+import { describe, expect, it } from 'vitest';
+import { buildRequest, type Dialect } from '../../services/client/client.js';
+import type { ParsedResponse } from '../../services/protocol/response-reader.js';
+import type { Store } from '../../services/server/store/store.js';
+import { RULE_CASES } from './rule-cases.js';
+
+export interface RuleTarget {
+  /** a fresh store, or a store factory with cleanup */
+  newStore(): Promise<Store> | Store;
+  /** sends one request's bytes against `store`; `head` = the request is HEAD */
+  send(store: Store, bytes: Buffer, head: boolean): Promise<ParsedResponse>;
+  /** called after each case */
+  cleanup?(store: Store): Promise<void>;
+}
+
+export function runRuleCases(label: string, target: RuleTarget, dialects: Dialect[] = ['seed', 'standard']): void {
+  for (const dialect of dialects) {
+    describe(`${label} — ${dialect} dialect`, () => {
+      const send = (store: Store, method: string, path: string | undefined, body: string | Buffer = '', host = '127.0.0.1') =>
+        target.send(store, buildRequest({ method, path, body }, dialect, host, 10000), method === 'HEAD');
+
+      for (const c of RULE_CASES) {
+        it(c.name, async () => {
+          const store = await target.newStore();
+          try {
+            if (c.setup !== undefined) expect((await send(store, 'POST', 'create', c.setup)).status).toBe(200);
+            const r = await send(store, c.method, c.path, c.body ?? '', c.host);
+            expect(r.status).toBe(typeof c.status === 'number' ? c.status : c.status[dialect]);
+            if (c.body_is !== undefined) expect(r.body).toBe(c.body_is);
+            for (const text of c.contains ?? []) expect(r.body).toContain(text);
+            if (c.method === 'HEAD') expect(r.body).toBe('');
+            if (c.listing !== undefined) expect((await send(store, 'GET', '')).body).toBe(c.listing);
+          } finally {
+            await target.cleanup?.(store);
+          }
+        });
+      }
+    });
+  }
+}

@@ -1,0 +1,284 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { buildRequest } from '../../services/client/client.js';
+import { splitSeedUrl, SCENARIO } from '../../services/client/scenario.js';
+import { ProtocolError, type ProtocolErrorCode } from '../../services/protocol/errors.js';
+import { DEFAULT_PARSER_LIMITS, EXPECT_CONTINUE, NEED_MORE, RequestParser, type ParsedRequest, type ParserLimits, type ParseResult } from '../../services/protocol/request-parser.js';
+import { seedRequestBytes } from '../support/net.js';
+
+/** Feeds chunks and collects every result until the parser needs more. */
+function feed(chunks: (Buffer | string)[], limits: ParserLimits = DEFAULT_PARSER_LIMITS): ParseResult[] {
+  const parser = new RequestParser(limits);
+  const out: ParseResult[] = [];
+  for (const chunk of chunks) {
+    parser.push(typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk);
+    for (;;) {
+      const r = parser.next();
+      if (r === NEED_MORE) break;
+      out.push(r);
+      if (r instanceof ProtocolError) return out;
+    }
+  }
+  return out;
+}
+
+function one(text: string | Buffer, limits?: ParserLimits): ParsedRequest {
+  const [r, ...rest] = feed([text], limits).filter((x) => x !== EXPECT_CONTINUE);
+  expect(rest).toEqual([]);
+  if (!r || r instanceof ProtocolError || typeof r === 'symbol') throw new Error(`expected a request, got ${String(r)}`);
+  return r;
+}
+
+function errorOf(chunks: string | (string | Buffer)[], limits?: ParserLimits): ProtocolErrorCode | undefined {
+  const results = feed(typeof chunks === 'string' ? [chunks] : chunks, limits);
+  const last = results[results.length - 1];
+  return last instanceof ProtocolError ? last.code : undefined;
+}
+
+const plain = (r: ParseResult) => (r instanceof ProtocolError || typeof r === 'symbol' ? r : { ...r, body: r.body.toString('latin1') });
+
+describe('RequestParser: the seed dialect', () => {
+  it('parses the seed client’s exact bytes, `\\r\\n\\n` and all', () => {
+    const r = one(seedRequestBytes('POST', '127.0.0.1/create', 'ID: 20182793&Subject: Computer_Network&Grade: A'));
+    expect(r).toMatchObject({ method: 'POST', target: '/', version: '1.1', host: '127.0.0.1/create', keepAlive: true, lineEnding: 'crlf' });
+    expect(r.body.toString()).toBe('ID: 20182793&Subject: Computer_Network&Grade: A');
+    expect(r.headers).toEqual(['host', '127.0.0.1/create', 'content-type', 'text/html', 'connection', 'keep-alive', 'content-length', '47']);
+  });
+
+  it('every scenario request, split at every byte offset, parses exactly as whole', () => {
+    for (const c of SCENARIO) {
+      const { host, path } = splitSeedUrl(c.url, '127.0.0.1');
+      for (const dialect of ['seed', 'standard'] as const) {
+        const bytes = buildRequest({ method: c.method, path, body: c.body }, dialect, host, 10000);
+        const whole = feed([bytes]).map(plain);
+        expect(whole).toHaveLength(1);
+        for (let cut = 1; cut < bytes.length; cut++) {
+          expect(feed([bytes.subarray(0, cut), bytes.subarray(cut)]).map(plain), `case ${c.n} ${dialect} cut at ${cut}`).toEqual(whole);
+        }
+        // and byte by byte
+        expect(feed([...bytes].map((b) => Buffer.from([b]))).map(plain)).toEqual(whole);
+      }
+    }
+  });
+
+  it('accepts a request typed into nc: bare LF everywhere', () => {
+    const r = one('GET / HTTP/1.1\nHost: 127.0.0.1/\n\n');
+    expect(r).toMatchObject({ method: 'GET', host: '127.0.0.1/', lineEnding: 'lf' });
+  });
+});
+
+describe('RequestParser: standard HTTP/1.1', () => {
+  it('parses origin-form with a body and keep-alive', () => {
+    const r = one('POST /create?x=1 HTTP/1.1\r\nHost: 127.0.0.1:10000\r\nContent-Length: 4\r\n\r\na: 1');
+    expect(r).toMatchObject({ method: 'POST', target: '/create?x=1', host: '127.0.0.1:10000', keepAlive: true });
+    expect(r.body.toString()).toBe('a: 1');
+  });
+
+  it('decodes chunked bodies, with extensions and trailers', () => {
+    const r = one('PUT /update HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\na: 1\r\n6\r\n&b: 22\r\n0\r\nX-Trailer: t\r\n\r\n');
+    expect(r.body.toString()).toBe('a: 1&b: 22');
+  });
+
+  it('chunked split at every offset gives the same body', () => {
+    const text = 'POST /create HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nk: \r\nA\r\n0123456789\r\n0\r\n\r\n';
+    for (let cut = 1; cut < text.length; cut++) {
+      const rs = feed([text.slice(0, cut), text.slice(cut)]);
+      expect(rs).toHaveLength(1);
+      expect((rs[0] as ParsedRequest).body.toString()).toBe('k: 0123456789');
+    }
+  });
+
+  it('pipelined requests in one segment come out in order', () => {
+    const one = 'GET /a HTTP/1.1\r\nHost: h\r\n\r\n';
+    const two = 'POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz';
+    const rs = feed([one + two + one]) as ParsedRequest[];
+    expect(rs.map((r) => r.target)).toEqual(['/a', '/b', '/a']);
+    expect(rs[1]!.body.toString()).toBe('xyz');
+  });
+
+  it('keep-alive rules: HTTP/1.1 unless close; HTTP/1.0 only with keep-alive', () => {
+    expect(one('GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n').keepAlive).toBe(false);
+    expect(one('GET / HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive, Upgrade\r\n\r\n').keepAlive).toBe(true);
+    expect(one('GET / HTTP/1.0\r\n\r\n').keepAlive).toBe(false);
+    expect(one('GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n').keepAlive).toBe(true);
+  });
+
+  it('HTTP/1.0 needs no Host', () => {
+    expect(one('GET / HTTP/1.0\r\n\r\n').host).toBeUndefined();
+  });
+
+  it('tolerates empty lines before the request line', () => {
+    expect(one('\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n').method).toBe('GET');
+  });
+
+  it('signals Expect: 100-continue before the body', () => {
+    const parser = new RequestParser();
+    parser.push(Buffer.from('POST /create HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n'));
+    expect(parser.next()).toBe(EXPECT_CONTINUE);
+    expect(parser.next()).toBe(NEED_MORE);
+    parser.push(Buffer.from('a: 1'));
+    expect((parser.next() as ParsedRequest).body.toString()).toBe('a: 1');
+  });
+
+  it('keeps obs-text and tabs in header values', () => {
+    const r = one(Buffer.concat([Buffer.from('GET / HTTP/1.1\r\nHost: h\r\nX-A: \tv\xe9\t \r\n\r\n', 'latin1')]));
+    expect(r.headers.slice(2)).toEqual(['x-a', 'v\xe9']);
+  });
+});
+
+describe('RequestParser: refusals (smuggling defence and syntax)', () => {
+  const cases: [string, string | (string | Buffer)[], ProtocolErrorCode][] = [
+    ['Content-Length and Transfer-Encoding', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 'TCPKV_ERR_CL_AND_TE'],
+    ['differing Content-Lengths', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd', 'TCPKV_ERR_CONFLICTING_CONTENT_LENGTH'],
+    ['Content-Length with a sign', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +3\r\n\r\nabc', 'TCPKV_ERR_BAD_CONTENT_LENGTH'],
+    ['Content-Length as a list', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\nabc', 'TCPKV_ERR_BAD_CONTENT_LENGTH'],
+    ['Content-Length empty', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \r\n\r\n', 'TCPKV_ERR_BAD_CONTENT_LENGTH'],
+    ['Content-Length huge', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n', 'TCPKV_ERR_BAD_CONTENT_LENGTH'],
+    ['chunked not last', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n', 'TCPKV_ERR_TE_NOT_CHUNKED'],
+    ['unknown coding', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n', 'TCPKV_ERR_TE_NOT_CHUNKED'],
+    ['gzip, chunked is not implemented', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', 'TCPKV_ERR_TE_NOT_IMPLEMENTED'],
+    ['TE in HTTP/1.0', 'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 'TCPKV_ERR_TE_NOT_CHUNKED'],
+    ['bad chunk size', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', 'TCPKV_ERR_BAD_CHUNK'],
+    ['chunk data too long', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n', 'TCPKV_ERR_BAD_CHUNK'],
+    ['chunk size overflow', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n', 'TCPKV_ERR_BODY_TOO_LARGE'],
+    ['missing Host in HTTP/1.1', 'GET / HTTP/1.1\r\n\r\n', 'TCPKV_ERR_MISSING_HOST'],
+    ['two Host headers', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', 'TCPKV_ERR_DUPLICATE_HOST'],
+    ['space before the colon', 'GET / HTTP/1.1\r\nHost : h\r\n\r\n', 'TCPKV_ERR_BAD_HEADER'],
+    ['obs-fold', 'GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n', 'TCPKV_ERR_OBS_FOLD'],
+    ['NUL in a value', 'GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n', 'TCPKV_ERR_BAD_HEADER'],
+    ['bare CR in a value', 'GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n', 'TCPKV_ERR_MIXED_LINE_ENDINGS'],
+    ['LF header line after a CRLF request line', 'GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n', 'TCPKV_ERR_MIXED_LINE_ENDINGS'],
+    ['CRLF header line after an LF request line', 'GET / HTTP/1.1\nHost: h\r\n\n', 'TCPKV_ERR_MIXED_LINE_ENDINGS'],
+    ['CRLF closing line after LF lines', 'GET / HTTP/1.1\nHost: h\n\r\n', 'TCPKV_ERR_MIXED_LINE_ENDINGS'],
+    ['no version', 'GET /\r\n\r\n', 'TCPKV_ERR_BAD_REQUEST_LINE'],
+    ['lower-case version', 'GET / http/1.1\r\nHost: h\r\n\r\n', 'TCPKV_ERR_BAD_VERSION'],
+    ['HTTP/2.0', 'GET / HTTP/2.0\r\nHost: h\r\n\r\n', 'TCPKV_ERR_VERSION_NOT_SUPPORTED'],
+    ['HTTP/1.2', 'GET / HTTP/1.2\r\nHost: h\r\n\r\n', 'TCPKV_ERR_VERSION_NOT_SUPPORTED'],
+    ['two spaces', 'GET  / HTTP/1.1\r\nHost: h\r\n\r\n', 'TCPKV_ERR_BAD_TARGET'],
+    ['control byte in the method', 'G\x01T / HTTP/1.1\r\nHost: h\r\n\r\n', 'TCPKV_ERR_BAD_METHOD'],
+    ['non-ASCII in the target', 'GET /\xff HTTP/1.1\r\nHost: h\r\n\r\n', 'TCPKV_ERR_BAD_TARGET'],
+    ['junk', '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n', 'TCPKV_ERR_BAD_METHOD'],
+    ['empty header name', 'GET / HTTP/1.1\r\n: v\r\nHost: h\r\n\r\n', 'TCPKV_ERR_BAD_HEADER'],
+  ];
+  for (const [name, input, code] of cases) {
+    it(name, () => expect(errorOf(input)).toBe(code));
+  }
+
+  it('after an error the parser yields nothing more', () => {
+    const parser = new RequestParser();
+    parser.push(Buffer.from('GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n'));
+    expect(parser.next()).toBeInstanceOf(ProtocolError);
+    expect(parser.next()).toBe(NEED_MORE);
+  });
+});
+
+describe('RequestParser: limits', () => {
+  const small: ParserLimits = { maxHeaderBytes: 256, maxHeaderCount: 5, maxTargetBytes: 64, maxBodyBytes: 16 };
+
+  it('header block over the limit → 431, even when it never ends', () => {
+    expect(errorOf(`GET / HTTP/1.1\r\nHost: h\r\nX: ${'a'.repeat(300)}\r\n\r\n`, small)).toBe('TCPKV_ERR_HEADERS_TOO_LARGE');
+    expect(errorOf(['GET / HTTP/1.1\r\nHost: h\r\nX: ', 'a'.repeat(300)], small)).toBe('TCPKV_ERR_HEADERS_TOO_LARGE');
+  });
+  it('too many header lines → 431', () => {
+    expect(errorOf(`GET / HTTP/1.1\r\nHost: h\r\n${'A: 1\r\n'.repeat(5)}\r\n`, small)).toBe('TCPKV_ERR_TOO_MANY_HEADERS');
+  });
+  it('target too long → 414, even before the line ends', () => {
+    expect(errorOf(`GET /${'a'.repeat(100)} HTTP/1.1\r\nHost: h\r\n\r\n`, small)).toBe('TCPKV_ERR_TARGET_TOO_LONG');
+    expect(errorOf([`GET /${'a'.repeat(200)}`], small)).toBe('TCPKV_ERR_TARGET_TOO_LONG');
+  });
+  it('body over the limit → 413 from the Content-Length alone', () => {
+    expect(errorOf('POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 17\r\n\r\n', small)).toBe('TCPKV_ERR_BODY_TOO_LARGE');
+  });
+  it('chunked body over the limit → 413', () => {
+    expect(errorOf('POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n1\r\nx\r\n', small)).toBe('TCPKV_ERR_BODY_TOO_LARGE');
+  });
+  it('a body exactly at the limit is fine', () => {
+    expect(one('POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 16\r\n\r\n0123456789abcdef', small).body.length).toBe(16);
+  });
+  it('reports what it buffers and its stage', () => {
+    const parser = new RequestParser();
+    expect(parser.stage).toBe('idle');
+    parser.push(Buffer.from('GET / HT'));
+    expect(parser.next()).toBe(NEED_MORE);
+    expect(parser.stage).toBe('headers');
+    parser.push(Buffer.from('TP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab'));
+    expect(parser.next()).toBe(NEED_MORE);
+    expect(parser.stage).toBe('body');
+    parser.push(Buffer.from('cde'));
+    expect(parser.next()).toMatchObject({ method: 'GET' });
+    expect(parser.stage).toBe('idle');
+  });
+});
+
+describe('RequestParser: properties (fast-check)', () => {
+  const token = fc.stringMatching(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}$/);
+  const value = fc.stringMatching(/^[\x21-\x7e]([\x20-\x7e]{0,30}[\x21-\x7e])?$/);
+  const requestArb = fc.record({
+    method: fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'END', 'PRRT'),
+    target: fc.stringMatching(/^\/[A-Za-z0-9._~%!$&'()*+,;=:@/?-]{0,40}$/),
+    headers: fc.array(fc.tuple(token, value), { maxLength: 8 }),
+    body: fc.uint8Array({ maxLength: 200 }),
+    chunked: fc.boolean(),
+    lf: fc.boolean(),
+    seedEnding: fc.boolean(),
+  });
+
+  function render(r: fc.RecordValue<typeof requestArb> extends infer T ? T : never): Buffer {
+    const eol = r.lf ? '\n' : '\r\n';
+    const headers = r.headers.filter(([n]) => !/^(host|content-length|transfer-encoding|expect)$/i.test(n));
+    let head = `${r.method} ${r.target} HTTP/1.1${eol}Host: 127.0.0.1${eol}`;
+    for (const [n, v] of headers) head += `${n}: ${v}${eol}`;
+    const body = Buffer.from(r.body);
+    if (r.chunked && !r.lf) {
+      head += `Transfer-Encoding: chunked${eol}${eol}`;
+      const mid = Math.floor(body.length / 2);
+      const parts = [body.subarray(0, mid), body.subarray(mid)].filter((p) => p.length > 0);
+      const chunks = parts.map((p) => Buffer.concat([Buffer.from(`${p.length.toString(16)}\r\n`), p, Buffer.from('\r\n')]));
+      return Buffer.concat([Buffer.from(head, 'latin1'), ...chunks, Buffer.from('0\r\n\r\n')]);
+    }
+    head += `Content-Length: ${body.length}${eol}${r.seedEnding || r.lf ? '\n' : '\r\n'}`;
+    return Buffer.concat([Buffer.from(head, 'latin1'), body]);
+  }
+
+  it('random valid requests split at random points parse exactly as whole', () => {
+    fc.assert(
+      fc.property(fc.array(requestArb, { minLength: 1, maxLength: 4 }), fc.array(fc.nat(), { maxLength: 6 }), (requests, cutSeeds) => {
+        const bytes = Buffer.concat(requests.map(render));
+        const whole = feed([bytes]).map(plain);
+        expect(whole).toHaveLength(requests.length);
+        const cuts = [...new Set(cutSeeds.map((s) => s % bytes.length))].sort((a, b) => a - b);
+        const pieces: Buffer[] = [];
+        let at = 0;
+        for (const cut of cuts) {
+          pieces.push(bytes.subarray(at, cut));
+          at = cut;
+        }
+        pieces.push(bytes.subarray(at));
+        expect(feed(pieces).map(plain)).toEqual(whole);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('random bytes never throw: every result is a request, an error, or a wait', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 5 }), (chunks) => {
+        const results = feed(chunks.map((c) => Buffer.from(c)), { maxHeaderBytes: 512, maxHeaderCount: 10, maxTargetBytes: 128, maxBodyBytes: 256 });
+        for (const r of results) expect(r instanceof ProtocolError || r === EXPECT_CONTINUE || typeof (r as ParsedRequest).method === 'string').toBe(true);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('random mutations of a valid request never throw', () => {
+    const base = Buffer.from(seedRequestBytes('POST', '127.0.0.1/create', 'ID: 1&Name: x'));
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }), (edits) => {
+        const mutated = Buffer.from(base);
+        for (const [i, b] of edits) mutated[i] = b;
+        expect(() => feed([mutated])).not.toThrow();
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
