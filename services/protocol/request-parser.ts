@@ -268,6 +268,8 @@ export class RequestParser {
     const lf = this.findLF();
     if (lf < 0) {
       const pending = this.end - this.start;
+      // Refuse junk (a TLS hello, binary) now rather than when a line end or the timeout comes.
+      if (!this.methodPrefixValid()) return this.fail(new ProtocolError('TCPKV_ERR_BAD_METHOD'));
       if (pending > this.limits.maxTargetBytes + 64) {
         return this.fail(new ProtocolError('TCPKV_ERR_TARGET_TOO_LONG'));
       }
@@ -325,6 +327,16 @@ export class RequestParser {
     this.crlf = crlf;
     this.state = State.Headers;
     return undefined;
+  }
+
+  /** Whether the incomplete request line so far could still start with a method (or is blank lines). */
+  private methodPrefixValid(): boolean {
+    const buf = this.buf;
+    let i = this.start;
+    while (i < this.end && (buf[i] === CR || buf[i] === LF)) i++;
+    const from = i;
+    while (i < this.end && TOKEN[buf[i]!] === 1) i++;
+    return i === this.end || (buf[i] === SP && i > from);
   }
 
   private parseHeaderLine(): ParseResult | undefined {

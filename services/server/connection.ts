@@ -130,7 +130,12 @@ export class Connection {
     let parsedAny = false;
     this.socket.cork();
     try {
-      while (!this.closing && !this.writeBlocked && this.slots.length < limits.maxPipelined) {
+      while (!this.closing && !this.writeBlocked) {
+        if (this.slots.length >= limits.maxPipelined) {
+          // the queue is full: write what is ready, and go on only if that made room
+          this.flush();
+          if (this.closing || this.writeBlocked || this.slots.length >= limits.maxPipelined) break;
+        }
         const result = this.parser.next();
         if (result === NEED_MORE) break;
         if (result === EXPECT_CONTINUE) {
@@ -240,7 +245,9 @@ export class Connection {
   /** Stops reading while answers cannot be written or queued, so a client that never reads is bounded. */
   private applyBackpressure(): void {
     if (this.closing) return;
-    const stop = this.writeBlocked || (this.slots.length >= this.host.limits.maxPipelined && this.parser.bufferedBytes > MAX_UNPARSED_BYTES);
+    // Reading stops while answers cannot be written, or while unparsed input piles up behind a full
+    // queue of answers still being computed; either way what one client makes us hold is bounded.
+    const stop = this.writeBlocked || this.parser.bufferedBytes > MAX_UNPARSED_BYTES;
     if (stop && !this.paused) {
       this.paused = true;
       this.socket.pause();
