@@ -152,12 +152,13 @@ describe('infra/remote recipe: server.compose.yml on a "VM", client.compose.yml 
       return n >= 1 ? n : undefined;
     });
     expect(restarts).toBeGreaterThanOrEqual(1);
+    await waitFor('healthy again', async () => ((await inspectState(server.getId())).Health?.Status === 'healthy' ? true : undefined));
+    // The same container, started twice (the log survives restarts).
     const logs = await docker(['logs', server.getId()]);
     expect(`${logs.stdout}${logs.stderr}`.match(/"msg":"listening"/g)?.length ?? 0).toBeGreaterThanOrEqual(2);
   });
 
-  it('after the restart the data written by the scenario is still there (the data volume)', async () => {
-    await waitFor('healthy again', async () => ((await inspectState(server.getId())).Health?.Status === 'healthy' ? true : undefined));
+  it('after the restart the data written by the scenario is still there (data volume + TCPKV_DATA_DIR log, SPEC §6)', async () => {
     const get = await client(home, ['get']);
     expect(get.exitCode, get.output).toBe(0);
     expect(get.stdout).toContain('ID:20180434');
