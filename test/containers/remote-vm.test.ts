@@ -97,14 +97,15 @@ describe('remote VM simulation: allowed hosts, allowed clients, END with and wit
   });
 
   it('the client container passes the scenario; its END with the token → 200 and the server exits 0', async () => {
-    const run = await runClient(['--server', `${NAME}:${SERVER_PORT}`, '--json', 'scenario'], {
+    const run = await runClient(['--server', `${NAME}:${SERVER_PORT}`, 'scenario', '--json'], {
       network: inside,
       env: { TCPKV_SHUTDOWN_TOKEN: TOKEN },
       resources: res,
     });
     expect(run.exitCode, run.output).toBe(0);
-    const results = JSON.parse(run.stdout) as unknown;
-    const cases = (Array.isArray(results) ? results : (results as { results?: unknown[]; cases?: unknown[] }).results ?? (results as { cases?: unknown[] }).cases) as Array<{ n: number; ok: boolean; got: string }>;
+    const report = JSON.parse(run.stdout) as { passed: number; failed: number; cases: Array<{ n: number; ok: boolean; got: string }> };
+    expect(report).toMatchObject({ passed: 16, failed: 0 });
+    const cases = report.cases;
     expect(cases).toHaveLength(16);
     expect(cases.every((c) => c.ok)).toBe(true);
     expect(cases[15]?.got).toMatch(/^200\b/);
