@@ -307,7 +307,7 @@ export class RequestParser {
     if (i - ts > this.limits.maxTargetBytes) return this.fail(new ProtocolError('TCPKV_ERR_TARGET_TOO_LONG'));
     const target = buf.toString("latin1", ts, i);
     // version: exactly HTTP/d.d, then the end of the line
-    const vs = ++i;
+    const vs = i + 1;
     if (
       le - vs !== 8 ||
       buf[vs] !== 0x48 || buf[vs + 1] !== 0x54 || buf[vs + 2] !== 0x54 || buf[vs + 3] !== 0x50 ||

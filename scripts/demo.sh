@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The demo: server and client containers on a Docker network; the client runs the seed's scenario
+# against the server, prints its table, ends the server with END, and this script exits with the
+# scenario's result. Installs and starts Docker first if needed (see scripts/ensure-docker.sh).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+line="$(scripts/ensure-docker.sh)"
+export "${line?}"
+
+if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
+status=0
+"${compose[@]}" up --build --abort-on-container-exit --exit-code-from client || status=$?
+"${compose[@]}" down --volumes --remove-orphans >/dev/null 2>&1 || true
+exit "$status"

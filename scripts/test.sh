@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The tests: every vitest project (unit, sockets, processes, files, containers, infra). Installs and
+# starts Docker first if needed (see scripts/ensure-docker.sh) — the container tests never skip.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+line="$(scripts/ensure-docker.sh)"
+export "${line?}"
+export TESTCONTAINERS_RYUK_DISABLED=true
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund </dev/null
+fi
+npm test
