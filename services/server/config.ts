@@ -32,6 +32,12 @@ function urlList(raw: string): string[] {
   return urls;
 }
 
+function factor(raw: string): number {
+  const n = Number(raw.trim());
+  if (!/^\d+(\.\d+)?$/.test(raw.trim()) || !(n >= 1.1 && n <= 1000)) throw new Error('must be a number from 1.1 to 1000');
+  return n;
+}
+
 const MIB = 1024 * 1024;
 
 export const serverSettings = {
@@ -43,6 +49,9 @@ export const serverSettings = {
   shutdown: setting({ env: 'TCPKV_SHUTDOWN', flag: 'shutdown', valueName: 'on|off', default: 'on', describe: 'off refuses END always', parse: onOff }),
   dataDir: setting({ env: 'TCPKV_DATA_DIR', flag: 'data-dir', valueName: 'dir', default: undefined, describe: 'directory of the append-only log; unset = memory only', parse: nonBlank }),
   fsync: setting({ env: 'TCPKV_FSYNC', flag: 'fsync', valueName: 'policy', default: 'everysec', describe: 'when the log is fsynced: always, everysec or no', parse: oneOf('always', 'everysec', 'no') }),
+  logRepair: setting({ env: 'TCPKV_LOG_REPAIR', flag: 'log-repair', valueName: 'off|truncate', default: 'off', describe: 'a damaged record inside the log: off refuses to start; truncate cuts the log there', parse: oneOf('off', 'truncate') }),
+  compactFactor: setting({ env: 'TCPKV_COMPACT_FACTOR', flag: 'compact-factor', valueName: 'x', default: '2', describe: 'rewrite the log when it is this many times the size of the live data', parse: factor }),
+  compactMinBytes: setting({ env: 'TCPKV_COMPACT_MIN_BYTES', flag: 'compact-min-bytes', valueName: 'bytes', default: String(4 * MIB), describe: 'no rewrite below this log size', parse: integer(0, 1024 * 1024 * MIB) }),
   etcdEndpoints: setting({ env: 'TCPKV_ETCD_ENDPOINTS', flag: 'etcd-endpoints', valueName: 'urls', default: undefined, describe: 'etcd client URLs, comma list; set = data kept in etcd', parse: urlList }),
   logLevel: setting({ env: 'TCPKV_LOG_LEVEL', flag: 'log-level', valueName: 'level', default: 'info', describe: 'pino log level', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') }),
   maxHeaderBytes: setting({ env: 'TCPKV_MAX_HEADER_BYTES', flag: 'max-header-bytes', valueName: 'bytes', default: '16384', describe: 'request line + headers, in bytes (431)', parse: integer(256, 1 * MIB) }),

@@ -15,6 +15,10 @@ export class MemoryStore implements Store {
     return this.map.size;
   }
 
+  get(key: string): string | undefined {
+    return this.map.get(key);
+  }
+
   list(): readonly Pair[] {
     return Array.from(this.map);
   }
