@@ -96,8 +96,10 @@ export interface ChildServer {
 }
 
 /** Runs `tcpkv-server` as a real process on a free port; resolves once it logs that it listens. */
-export async function spawnServer(env: Record<string, string> = {}, args: string[] = []): Promise<ChildServer> {
-  const proc = spawn(process.execPath, [SERVER_BIN, '--port', '0', ...args], {
+export async function spawnServer(env: Record<string, string> = {}, args: string[] = [], wrap: string[] = []): Promise<ChildServer> {
+  // `wrap` runs the server under another command (e.g. unshare for a private tmpfs); it must exec it
+  const command = [...wrap, process.execPath, SERVER_BIN, '--port', '0', ...args];
+  const proc = spawn(command[0]!, command.slice(1), {
     env: { PATH: process.env.PATH ?? '', TCPKV_LOG_LEVEL: 'info', ...env },
     cwd: ROOT + 'test',
     stdio: ['ignore', 'pipe', 'pipe'],
