@@ -14,7 +14,7 @@ export const ProtocolErrors = {
   TCPKV_ERR_MISSING_HOST: { status: 400, message: 'HTTP/1.1 request without a Host header' },
   TCPKV_ERR_DUPLICATE_HOST: { status: 400, message: 'More than one Host header' },
   TCPKV_ERR_BAD_CONTENT_LENGTH: { status: 400, message: 'Malformed Content-Length' },
-  TCPKV_ERR_CONFLICTING_CONTENT_LENGTH: { status: 400, message: 'Differing Content-Length values' },
+  TCPKV_ERR_DUPLICATE_CONTENT_LENGTH: { status: 400, message: 'More than one Content-Length header' },
   TCPKV_ERR_CL_AND_TE: { status: 400, message: 'Both Content-Length and Transfer-Encoding' },
   TCPKV_ERR_TE_NOT_CHUNKED: { status: 400, message: 'Transfer-Encoding must end with chunked' },
   TCPKV_ERR_TE_NOT_IMPLEMENTED: { status: 501, message: 'Only the chunked transfer coding is supported' },

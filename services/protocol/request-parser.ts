@@ -413,9 +413,9 @@ export class RequestParser {
           if (d < 0 || d > 9) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CONTENT_LENGTH', value));
           n = n * 10 + d;
         }
-        if (this.contentLength >= 0 && this.contentLength !== n) {
-          return this.fail(new ProtocolError('TCPKV_ERR_CONFLICTING_CONTENT_LENGTH'));
-        }
+        // Even identical repeats are refused (RFC 9112 §6.3 allows either; llhttp refuses too): a
+        // front end that picks the other copy is how bodies get smuggled.
+        if (this.contentLength >= 0) return this.fail(new ProtocolError('TCPKV_ERR_DUPLICATE_CONTENT_LENGTH'));
         this.contentLength = n;
         return undefined;
       }

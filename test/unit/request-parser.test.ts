@@ -129,7 +129,8 @@ describe('RequestParser: standard HTTP/1.1', () => {
 describe('RequestParser: refusals (smuggling defence and syntax)', () => {
   const cases: [string, string | (string | Buffer)[], ProtocolErrorCode][] = [
     ['Content-Length and Transfer-Encoding', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 'TCPKV_ERR_CL_AND_TE'],
-    ['differing Content-Lengths', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd', 'TCPKV_ERR_CONFLICTING_CONTENT_LENGTH'],
+    ['differing Content-Lengths', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd', 'TCPKV_ERR_DUPLICATE_CONTENT_LENGTH'],
+    ['the same Content-Length twice', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc', 'TCPKV_ERR_DUPLICATE_CONTENT_LENGTH'],
     ['Content-Length with a sign', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +3\r\n\r\nabc', 'TCPKV_ERR_BAD_CONTENT_LENGTH'],
     ['Content-Length as a list', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\nabc', 'TCPKV_ERR_BAD_CONTENT_LENGTH'],
     ['Content-Length empty', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \r\n\r\n', 'TCPKV_ERR_BAD_CONTENT_LENGTH'],
