@@ -18,8 +18,23 @@ export interface Address {
 
 const INVALID_HOST_CHARS = /[/?#@\s\\]/;
 
+// Clients send the same Host value on every request: remember a few answers (bounded, so a client
+// sending endless distinct values costs nothing but misses).
+const hostCache = new Map<string, { host: string; valid: boolean }>();
+const HOST_CACHE_SIZE = 256;
+
 /** `127.0.0.1:10000` → `127.0.0.1`, `[::1]:10000` → `::1`, `Example.COM` → `example.com`. */
 export function hostWithoutPort(authority: string): { host: string; valid: boolean } {
+  let result = hostCache.get(authority);
+  if (result === undefined) {
+    result = parseAuthority(authority);
+    if (hostCache.size >= HOST_CACHE_SIZE) hostCache.clear();
+    hostCache.set(authority, result);
+  }
+  return result;
+}
+
+function parseAuthority(authority: string): { host: string; valid: boolean } {
   let host: string;
   if (authority.startsWith('[')) {
     const close = authority.indexOf(']');

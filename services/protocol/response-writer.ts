@@ -15,6 +15,8 @@ export interface Response {
   readonly shutdown?: boolean;
   /** Send headers only (HEAD answers, 1xx). Content-Length still describes `body`. */
   readonly headersOnly?: boolean;
+  /** The rules will hand out this same object again: worth keeping its bytes (per second, for Date). */
+  readonly reusable?: boolean;
 }
 
 /** Reason phrases: the seed's upper-case style (`BAD_REQUEST`), extended to the codes tcpkv adds. */
@@ -66,6 +68,19 @@ export const CONTINUE_BYTES = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'lati
  * leaves the body out but keeps its Content-Length, as RFC 9110 §9.3.2 allows.
  */
 export function writeResponse(response: Response, keepAlive: boolean, headOnly = false): Buffer {
+  // The same Response object answered again within the same second (a GET on unchanged data, a
+  // seed HEAD) gets the very same bytes: no string building, no copy.
+  const memo = memos.get(response);
+  const second = Math.floor(Date.now() / 1000);
+  if (memo !== undefined && memo.second === second && memo.keepAlive === keepAlive && memo.headOnly === headOnly) return memo.bytes;
+  const bytes = serialize(response, keepAlive, headOnly);
+  if (response.reusable) memos.set(response, { second, keepAlive, headOnly, bytes });
+  return bytes;
+}
+
+const memos = new WeakMap<Response, { second: number; keepAlive: boolean; headOnly: boolean; bytes: Buffer }>();
+
+function serialize(response: Response, keepAlive: boolean, headOnly: boolean): Buffer {
   const body = response.body;
   const bodyBytes = body.length === 0 ? 0 : Buffer.byteLength(body, 'utf8');
   let head = statusLine(response.status) + CONTENT_TYPE + 'Content-Length: ' + bodyBytes + '\r\n' + currentDateLine();

@@ -61,7 +61,14 @@ export function parsePairs(body: Buffer): PairsResult {
 
 // ---- GET listing, rendered once per store revision --------------------------------------------------
 
-const listingCache = new WeakMap<Store, { revision: number; body: string }>();
+// One Response object per store revision for GET (and for standard HEAD), so that unchanged data is
+// rendered once and, within a second, serialised once (see writeResponse).
+interface ListingAnswers {
+  readonly revision: number;
+  readonly get: Response;
+  readonly head: Response;
+}
+const listingCache = new WeakMap<Store, ListingAnswers>();
 
 export function renderListing(entries: readonly Pair[]): string {
   if (entries.length === 0) return Texts.emptyDb;
@@ -70,18 +77,33 @@ export function renderListing(entries: readonly Pair[]): string {
   return body;
 }
 
-function listing(store: Store): MaybePromise<string> {
+function listingAnswers(body: string, revision: number): ListingAnswers {
+  return {
+    revision,
+    get: { status: 200, body, reusable: true },
+    head: { status: 200, body, headersOnly: true, reusable: true },
+  };
+}
+
+function listing(store: Store, head: boolean): MaybePromise<Response> {
   const revision = store.revision;
   if (revision !== undefined) {
     const cached = listingCache.get(store);
-    if (cached !== undefined && cached.revision === revision) return cached.body;
+    if (cached !== undefined && cached.revision === revision) return head ? cached.head : cached.get;
   }
   const entries = store.list();
-  if (isPromise(entries)) return entries.then(renderListing);
-  const body = renderListing(entries);
-  if (revision !== undefined) listingCache.set(store, { revision, body });
-  return body;
+  if (isPromise(entries)) {
+    return entries.then((e) => {
+      const body = renderListing(e);
+      return head ? { status: 200, body, headersOnly: true } : { status: 200, body };
+    }, storeFailure);
+  }
+  const answers = listingAnswers(renderListing(entries), revision ?? -1);
+  if (revision !== undefined) listingCache.set(store, answers);
+  return head ? answers.head : answers.get;
 }
+
+const SEED_HEAD: Response = Object.freeze({ status: 100, body: '', headersOnly: true, reusable: true });
 
 // ---- the rules ------------------------------------------------------------------------------------
 
@@ -118,7 +140,7 @@ function route(request: RuleRequest, store: Store, policy: Policy, peerAddress: 
   // 6. HEAD: the seed answered `100 CONTINUE`; standard HTTP gets 200 with GET's headers
   if (method === 'HEAD') return headRequest(store, address.dialect);
   // 7. GET lists the DB on any path
-  if (method === 'GET') return guard(listing(store), (body) => ({ status: 200, body }));
+  if (method === 'GET') return listing(store, false);
   // 8. POST / PUT anywhere but their own path
   if (path === 'create') return create(request.body, store);
   if (path === 'update') return update(request.body, store);
@@ -126,8 +148,7 @@ function route(request: RuleRequest, store: Store, policy: Policy, peerAddress: 
 }
 
 function headRequest(store: Store, dialect: Dialect): MaybePromise<Response> {
-  if (dialect === 'seed') return { status: 100, body: '', headersOnly: true };
-  return guard(listing(store), (body) => ({ status: 200, body, headersOnly: true }));
+  return dialect === 'seed' ? SEED_HEAD : listing(store, true);
 }
 
 function endRequest(request: RuleRequest, policy: Policy, peerAddress: string): Response {
@@ -184,8 +205,10 @@ function update(body: Buffer, store: Store): MaybePromise<Response> {
 /** Applies `then` to a value or a promise, and turns a store failure into 503 (nothing applied). */
 function guard<T>(value: MaybePromise<T>, then: (v: T) => Response): MaybePromise<Response> {
   if (!isPromise(value)) return then(value);
-  return value.then(then, (error: unknown) => {
-    if (error instanceof StoreUnavailableError) return text(503, Texts.storeUnavailable);
-    throw error;
-  });
+  return value.then(then, storeFailure);
+}
+
+function storeFailure(error: unknown): Response {
+  if (error instanceof StoreUnavailableError) return text(503, Texts.storeUnavailable);
+  throw error;
 }
