@@ -24,6 +24,7 @@ export const Texts = Object.freeze({
   shutdownBadToken: 'Shutdown needs the right token (Authorization: Bearer <token>)',
   shutdownNotLoopback: 'Shutdown is allowed only from loopback (or configure TCPKV_SHUTDOWN_TOKEN)',
   storeUnavailable: 'Storage is unavailable; nothing was changed. Try again later',
+  storeIndeterminate: 'Storage did not confirm the change in time: it may or may not have been applied. Check with GET',
   clientNotAllowed: (address: string) => `Client not allowed: ${address}`,
 });
 

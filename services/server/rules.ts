@@ -112,8 +112,7 @@ export function handle(request: RuleRequest, store: Store, policy: Policy, peerA
     return route(request, store, policy, peerAddress);
   } catch (error) {
     // a synchronous store that fails (e.g. a log write error) fails like an asynchronous one
-    if (error instanceof StoreUnavailableError) return text(503, Texts.storeUnavailable);
-    throw error;
+    return storeFailure(error);
   }
 }
 
@@ -209,6 +208,6 @@ function guard<T>(value: MaybePromise<T>, then: (v: T) => Response): MaybePromis
 }
 
 function storeFailure(error: unknown): Response {
-  if (error instanceof StoreUnavailableError) return text(503, Texts.storeUnavailable);
+  if (error instanceof StoreUnavailableError) return text(503, error.indeterminate ? Texts.storeIndeterminate : Texts.storeUnavailable);
   throw error;
 }

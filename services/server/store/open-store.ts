@@ -1,9 +1,11 @@
-// Picks the store the configuration asks for: memory, or the append-only log in TCPKV_DATA_DIR.
+// Picks the store the configuration asks for: memory, the append-only log in TCPKV_DATA_DIR, or etcd.
 
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { ConfigError } from '../../common/settings.js';
 import type { ServerConfig } from '../config.js';
 import { DirectoryLockedError } from './dir-lock.js';
+import { EtcdStore } from './etcd-store.js';
 import { LogOpenError, LogStore } from './log-store.js';
 import { MemoryStore } from './memory-store.js';
 import type { Store } from './store.js';
@@ -11,7 +13,25 @@ import type { Store } from './store.js';
 /** Opens the store; a refusal to start (bad setting, damaged log, directory in use) is a ConfigError. */
 export async function openStore(config: ServerConfig, logger: Logger): Promise<Store> {
   if (config.etcdEndpoints !== undefined) {
-    throw new ConfigError('TCPKV_ETCD_ENDPOINTS: the etcd store is not part of this version yet; unset it');
+    if (config.dataDir !== undefined) throw new ConfigError('TCPKV_DATA_DIR and TCPKV_ETCD_ENDPOINTS: choose one store (etcd keeps the data itself)');
+    if ((config.etcdCertFile === undefined) !== (config.etcdKeyFile === undefined)) throw new ConfigError('TCPKV_ETCD_CERT_FILE and TCPKV_ETCD_KEY_FILE go together');
+    if (config.etcdPassword !== undefined && config.etcdUsername === undefined) throw new ConfigError('TCPKV_ETCD_PASSWORD needs TCPKV_ETCD_USERNAME');
+    for (const [name, file] of [['TCPKV_ETCD_CA_FILE', config.etcdCaFile], ['TCPKV_ETCD_CERT_FILE', config.etcdCertFile], ['TCPKV_ETCD_KEY_FILE', config.etcdKeyFile]] as const) {
+      if (file !== undefined && !existsSync(file)) throw new ConfigError(`${name}=${file}: no such file`);
+    }
+    const store = new EtcdStore({
+      endpoints: config.etcdEndpoints,
+      prefix: config.etcdPrefix,
+      timeoutMs: config.etcdTimeoutMs,
+      username: config.etcdUsername,
+      password: config.etcdPassword,
+      caFile: config.etcdCaFile,
+      certFile: config.etcdCertFile,
+      keyFile: config.etcdKeyFile,
+      logger,
+    });
+    if (await store.probe()) logger.info({ endpoints: config.etcdEndpoints }, 'etcd answers');
+    return store;
   }
   if (config.dataDir === undefined) return new MemoryStore();
   try {

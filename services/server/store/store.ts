@@ -30,9 +30,18 @@ export interface Store {
   close(): Promise<void>;
 }
 
-/** The store cannot serve the request now (I/O error, lost quorum): answered 503, nothing applied. */
+/**
+ * The store cannot serve the request now (I/O error, lost quorum): answered 503. Nothing was applied,
+ * unless `indeterminate`: a write whose confirmation was lost may have been (a remote store cannot
+ * always know), and the answer says so.
+ */
 export class StoreUnavailableError extends Error {
   override readonly name = 'StoreUnavailableError';
+  readonly indeterminate: boolean;
+  constructor(message: string, options: { indeterminate?: boolean } = {}) {
+    super(message);
+    this.indeterminate = options.indeterminate ?? false;
+  }
 }
 
 export function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {

@@ -1,0 +1,198 @@
+// The shared store: data kept in an etcd cluster, so any number of stateless tcpkv replicas serve the
+// same data. etcd (Raft) does the hard part; this file maps the seed's batch semantics onto its
+// transactions. Every request is ONE transaction: atomic, and one round trip.
+//
+//   <prefix>kv/<key>   the value, as it is
+//   <prefix>ord/<key>  n, written with the key when it is created: keys created in the same
+//                      transaction share a create revision, so keys sort by (create revision of kv/,
+//                      n) = insertion order. An update keeps the create revision and n: its place.
+//
+//   POST  if every kv/ key's create revision is 0 (none exists), put them all with their ord/ keys;
+//         else count them, to name the one that exists. All or none.
+//   PUT   for each key a nested transaction: if it does not exist, put it and its ord/ key, else put
+//         it; every put asks for the previous value. No read first, so no conflict to retry.
+//   GET   both ranges in one transaction (one consistent revision). etcd reads are linearizable by
+//         default: a write answered through one replica is seen by a read through any other.
+//
+// etcd3's own retries are switched off: a transaction retried after a lost answer could be applied
+// twice, or report its own write as a conflict. A failure answers 503 instead, saying whether the
+// write may have been applied (the client was told nothing it can rely on, as with a lost packet).
+
+import { readFileSync } from 'node:fs';
+import { NoopPolicy } from 'cockatiel';
+import { Etcd3, type IOptions } from 'etcd3';
+import type { Logger } from 'pino';
+import { StoreUnavailableError, type CreateResult, type Pair, type Store, type UpsertResult } from './store.js';
+
+export interface EtcdStoreOptions {
+  readonly endpoints: readonly string[];
+  /** every key tcpkv writes starts with this */
+  readonly prefix: string;
+  /** deadline for each call to etcd */
+  readonly timeoutMs: number;
+  readonly username?: string | undefined;
+  readonly password?: string | undefined;
+  readonly caFile?: string | undefined;
+  readonly certFile?: string | undefined;
+  readonly keyFile?: string | undefined;
+  readonly logger: Logger;
+}
+
+interface Row {
+  readonly key: string;
+  readonly value: string;
+  readonly createRevision: bigint;
+  readonly order: number;
+}
+
+/** The end of the key range that holds exactly the keys starting with `prefix`. */
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]!++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+export class EtcdStore implements Store {
+  /** a shared store cannot tell cheaply whether another replica wrote: no GET cache */
+  readonly revision = undefined;
+  private readonly client: Etcd3;
+  private readonly kvPrefix: Buffer;
+  private readonly ordPrefix: Buffer;
+  private readonly logger: Logger;
+  private unavailableSince: number | undefined;
+
+  constructor(options: EtcdStoreOptions) {
+    this.kvPrefix = Buffer.from(`${options.prefix}kv/`, 'utf8');
+    this.ordPrefix = Buffer.from(`${options.prefix}ord/`, 'utf8');
+    this.logger = options.logger;
+    const noop = new NoopPolicy();
+    const config: IOptions = {
+      hosts: [...options.endpoints],
+      dialTimeout: options.timeoutMs,
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + options.timeoutMs }),
+      faultHandling: { host: () => noop, global: noop },
+    };
+    if (options.username !== undefined) config.auth = { username: options.username, password: options.password ?? '' };
+    if (options.caFile !== undefined) {
+      config.credentials = {
+        rootCertificate: readFileSync(options.caFile),
+        ...(options.certFile ? { certChain: readFileSync(options.certFile) } : {}),
+        ...(options.keyFile ? { privateKey: readFileSync(options.keyFile) } : {}),
+      };
+    }
+    this.client = new Etcd3(config);
+  }
+
+  /** Checks that etcd answers; the server starts anyway if not (and answers 503 until it does). */
+  async probe(): Promise<boolean> {
+    try {
+      await this.client.maintenance.status();
+      return true;
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message }, 'etcd is not reachable yet: writes and reads answer 503 until it is');
+      return false;
+    }
+  }
+
+  private kvKey(key: string): Buffer {
+    return Buffer.concat([this.kvPrefix, Buffer.from(key, 'utf8')]);
+  }
+
+  private ordKey(key: string): Buffer {
+    return Buffer.concat([this.ordPrefix, Buffer.from(key, 'utf8')]);
+  }
+
+  async list(): Promise<readonly Pair[]> {
+    const response = await this.call('list', false, () =>
+      this.client.kv.txn({
+        compare: [],
+        success: [
+          { request_range: { key: this.kvPrefix, range_end: prefixEnd(this.kvPrefix) } },
+          { request_range: { key: this.ordPrefix, range_end: prefixEnd(this.ordPrefix) } },
+        ],
+        failure: [],
+      }),
+    );
+    const values = response.responses[0]!.response_range.kvs;
+    const orders = response.responses[1]!.response_range.kvs;
+    const orderOf = new Map(orders.map((kv) => [kv.key.subarray(this.ordPrefix.length).toString('utf8'), Number(kv.value.toString('latin1'))]));
+    const rows: Row[] = values.map((kv) => {
+      const key = kv.key.subarray(this.kvPrefix.length).toString('utf8');
+      return { key, value: kv.value.toString('utf8'), createRevision: BigInt(kv.create_revision), order: orderOf.get(key) ?? 0 };
+    });
+    rows.sort((a, b) => (a.createRevision === b.createRevision ? a.order - b.order : a.createRevision < b.createRevision ? -1 : 1));
+    return rows.map((r) => [r.key, r.value] as const);
+  }
+
+  async createAll(pairs: readonly Pair[]): Promise<CreateResult> {
+    const response = await this.call('create', true, () =>
+      this.client.kv.txn({
+        compare: pairs.map(([key]) => ({ key: this.kvKey(key), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 })),
+        success: pairs.flatMap(([key, value], i) => [
+          { request_put: { key: this.kvKey(key), value: Buffer.from(value, 'utf8') } },
+          { request_put: { key: this.ordKey(key), value: Buffer.from(String(i)) } },
+        ]),
+        failure: pairs.map(([key]) => ({ request_range: { key: this.kvKey(key), count_only: true } })),
+      }),
+    );
+    if (response.succeeded) return { ok: true };
+    const existing = response.responses.findIndex((r) => Number(r.response_range.count) > 0);
+    return { ok: false, existingKey: pairs[Math.max(0, existing)]![0] };
+  }
+
+  async upsertAll(pairs: readonly Pair[]): Promise<UpsertResult> {
+    const response = await this.call('update', true, () =>
+      this.client.kv.txn({
+        compare: [],
+        success: pairs.map(([key, value], i) => {
+          const put = { request_put: { key: this.kvKey(key), value: Buffer.from(value, 'utf8'), prev_kv: true } };
+          return {
+            request_txn: {
+              compare: [{ key: this.kvKey(key), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 }],
+              success: [put, { request_put: { key: this.ordKey(key), value: Buffer.from(String(i)) } }],
+              failure: [put],
+            },
+          };
+        }),
+        failure: [],
+      }),
+    );
+    return {
+      previous: response.responses.map((r) => {
+        const prev = r.response_txn.responses[0]!.response_put.prev_kv;
+        return prev ? prev.value.toString('utf8') : undefined;
+      }),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+  }
+
+  /** One call to etcd; its failure becomes StoreUnavailableError, logged once per outage. */
+  private async call<T>(what: string, isWrite: boolean, run: () => Promise<T>): Promise<T> {
+    try {
+      const result = await run();
+      if (this.unavailableSince !== undefined) {
+        this.logger.info({ downMs: Date.now() - this.unavailableSince }, 'etcd answers again');
+        this.unavailableSince = undefined;
+      }
+      return result;
+    } catch (error) {
+      const message = (error as Error).message;
+      if (this.unavailableSince === undefined) {
+        this.unavailableSince = Date.now();
+        this.logger.error({ op: what, err: message }, 'etcd call failed: answering 503 until it recovers');
+      } else {
+        this.logger.debug({ op: what, err: message }, 'etcd call failed');
+      }
+      // A write whose answer was lost may have been applied; a read or a refused write was not.
+      throw new StoreUnavailableError(message, { indeterminate: isWrite });
+    }
+  }
+}

@@ -1,0 +1,80 @@
+// A real single-member etcd on loopback (Debian's etcd-server), for the etcd store's tests outside
+// containers. The 3-member cluster tests use containers (test/containers/).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface LocalEtcd {
+  readonly endpoint: string;
+  readonly dataDir: string;
+  stop(): Promise<void>;
+  /** starts it again on the same ports and data */
+  start(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function answers(endpoint: string): Promise<boolean> {
+  try {
+    const r = await fetch(`${endpoint}/health`);
+    return r.ok;
+  } catch {
+    return false;
+  }
+}
+
+export async function startEtcd(): Promise<LocalEtcd> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'tcpkv-etcd-'));
+  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  const endpoint = `http://127.0.0.1:${clientPort}`;
+  let proc: ChildProcess | undefined;
+  const start = async () => {
+    proc = spawn(
+      'etcd',
+      [
+        '--name', 'test', '--data-dir', join(dataDir, 'member'),
+        '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
+        '--listen-peer-urls', `http://127.0.0.1:${peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
+        '--initial-cluster', `test=http://127.0.0.1:${peerPort}`, '--log-level', 'error', '--logger', 'zap',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let err = '';
+    proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+    for (let i = 0; i < 100; i++) {
+      if (await answers(endpoint)) return;
+      if (proc.exitCode !== null) throw new Error(`etcd exited: ${err}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`etcd did not answer within 10 s: ${err}`);
+  };
+  const stop = async () => {
+    if (!proc || proc.exitCode !== null) return;
+    const exited = new Promise((r) => proc!.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  };
+  await start();
+  return {
+    endpoint,
+    dataDir,
+    stop,
+    start,
+    destroy: async () => {
+      await stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
