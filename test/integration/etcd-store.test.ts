@@ -79,7 +79,7 @@ describe('EtcdStore across replicas', () => {
         const winners = results.flatMap((res, r) => (res.ok ? [r] : []));
         // every winner's keys are all there with its value; no loser left any key
         for (const r of winners) for (const k of keySets[r]!) expect(data.get(k)).toBe(`r${r}`);
-        for (const [k, v] of data) expect(winners.map((r) => `r${r}`)).toContain(v);
+        for (const [, v] of data) expect(winners.map((r) => `r${r}`)).toContain(v);
         expect(data.size).toBe(winners.reduce((n, r) => n + keySets[r]!.length, 0));
         // winners are pairwise disjoint, and every loser overlaps some winner
         for (const [i, r] of winners.entries()) for (const q of winners.slice(i + 1)) expect(keySets[r]!.some((k) => keySets[q]!.includes(k))).toBe(false);
