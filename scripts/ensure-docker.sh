@@ -2,8 +2,8 @@
 # Makes sure a Docker engine answers and the images the project builds on exist, so that the demo and
 # the tests can run on a fresh Debian machine. Used by scripts/demo.sh, scripts/test.sh and .ci/run.
 #
-#  - installs docker.io, docker-compose, busybox-static and shellcheck from Debian if missing (needs
-#    root or sudo);
+#  - installs docker.io, docker-compose, busybox-static, shellcheck and etcd-server from Debian if
+#    missing (needs root or sudo);
 #  - starts dockerd if `docker info` fails, and waits up to 60 s for it;
 #  - if the official Node image cannot be had (no container registry reachable, as on the project's
 #    own machines), builds tcpkv/node-base:local and tcpkv/etcd:local offline and prints
@@ -27,6 +27,7 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)   # the etcd store's tests run a real etcd on loopback
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing ${missing[*]}"
   "${SUDO[@]}" apt-get update -q </dev/null >&2
