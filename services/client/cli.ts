@@ -74,8 +74,9 @@ async function run(argv: readonly string[]): Promise<number> {
     .command('scenario')
     .description("run the seed's 16 requests (SPEC §5) and print case / request / expected / got")
     .option('--json', 'print the results as JSON')
-    .action(async (opts: { json?: boolean }) => {
-      const results = await runScenario(makeClient(config(), 'seed'));
+    .option('--spread', 'send case n to server n mod k of --server (replicas over one store answer as one)')
+    .action(async (opts: { json?: boolean; spread?: boolean }) => {
+      const results = await runScenario(makeClient(config(), 'seed'), undefined, { spread: opts.spread === true });
       const failed = results.filter((r) => !r.ok).length;
       if (opts.json) process.stdout.write(JSON.stringify({ passed: results.length - failed, failed, cases: results }, null, 2) + '\n');
       else process.stdout.write(formatTable(results) + '\n');

@@ -2,7 +2,7 @@
 // server answers. The same table drives `tcpkv-client scenario` and the test suites.
 
 import { Texts } from '../protocol/texts.js';
-import { ClientError, type Answer, type Dialect, type TcpkvClient } from './client.js';
+import { ClientError, TcpkvClient, type Answer, type Dialect } from './client.js';
 
 export interface ScenarioCase {
   readonly n: number;
@@ -89,18 +89,30 @@ function judge(c: ScenarioCase, dialect: Dialect, answer: Answer): { ok: boolean
   return { ok: true, got };
 }
 
+export interface ScenarioOptions {
+  /**
+   * Spread the cases over the client's servers: case n goes to server n mod k (and on to the others
+   * only if that one cannot be reached) — replicas over one shared store must answer as one server.
+   */
+  readonly spread?: boolean;
+}
+
 /** Runs the cases in order against one client; a case that cannot get an answer fails, the rest go on. */
-export async function runScenario(client: TcpkvClient, cases: readonly ScenarioCase[] = SCENARIO): Promise<CaseResult[]> {
+export async function runScenario(client: TcpkvClient, cases: readonly ScenarioCase[] = SCENARIO, options: ScenarioOptions = {}): Promise<CaseResult[]> {
   const dialect = client.options.dialect;
+  const servers = client.options.servers;
   const results: CaseResult[] = [];
-  for (const c of cases) {
-    const server = client.options.servers[0]!;
+  for (const [index, c] of cases.entries()) {
+    const first = options.spread ? index % servers.length : 0;
+    const rotated = [...servers.slice(first), ...servers.slice(0, first)];
+    const caseClient = first === 0 ? client : new TcpkvClient({ ...client.options, servers: rotated });
+    const server = rotated[0]!;
     const target = client.options.targetHost ?? server.host;
     const { host, path } = splitSeedUrl(c.url, target);
-    const request = `${c.method} ${c.url}${c.body ? ` "${c.body}"` : ''}`;
+    const request = `${c.method} ${c.url}${c.body ? ` "${c.body}"` : ''}${options.spread ? ` → ${server.host}:${server.port}` : ''}`;
     let outcome: { ok: boolean; got: string };
     try {
-      const answer = await client.send({ method: c.method, path, body: c.body, targetHost: host });
+      const answer = await caseClient.send({ method: c.method, path, body: c.body, targetHost: host });
       outcome = judge(c, dialect, answer);
     } catch (error) {
       // END: a server that stops may reset the connection instead of closing it
