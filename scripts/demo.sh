@@ -9,6 +9,8 @@ line="$(scripts/ensure-docker.sh)"
 export "${line?}"
 
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
+# The scenario needs an empty store, and the server keeps its data in a volume: start from a clean one.
+"${compose[@]}" down --volumes --remove-orphans >/dev/null 2>&1 || true
 status=0
 "${compose[@]}" up --build --abort-on-container-exit --exit-code-from client || status=$?
 "${compose[@]}" down --volumes --remove-orphans >/dev/null 2>&1 || true

@@ -54,7 +54,8 @@ async function run(argv: readonly string[]): Promise<number> {
     .description('tcpkv client: run the seed scenario, send one request, or talk interactively (no command)')
     .version(packageVersion(), '-v, --version')
     .helpOption('-h, --help')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    .exitOverride(); // before .command(): subcommands copy it, so their usage errors exit 2 too
   addSettingOptions(program, clientSettings);
 
   const config = (): ClientConfig => {
@@ -80,6 +81,14 @@ async function run(argv: readonly string[]): Promise<number> {
       const failed = results.filter((r) => !r.ok).length;
       if (opts.json) process.stdout.write(JSON.stringify({ passed: results.length - failed, failed, cases: results }, null, 2) + '\n');
       else process.stdout.write(formatTable(results) + '\n');
+      // The scenario needs an empty store; a durable server keeps the last run's data on purpose.
+      const second = results.find((r) => r.n === 2);
+      if (second && !second.ok && second.got.startsWith('200')) {
+        process.stderr.write(
+          'hint: the server already held data when the scenario began. A server with a data volume keeps the last run\'s\n' +
+            'data (that is the point of it): reset it with `docker compose down -v`, or point the scenario at a fresh server.\n',
+        );
+      }
       exitCode = failed === 0 ? 0 : 1;
     });
   program.command('get').description('list the data (GET)').action(() => oneShot('GET', ''));

@@ -70,7 +70,7 @@ export async function startRepl(client: TcpkvClient): Promise<void> {
   rl.prompt();
   for await (const line of rl) {
     const parsed = parseReplLine(line);
-    if (parsed !== undefined && line.trim() !== '') {
+    if (parsed !== undefined && !('quit' in parsed)) {
       try {
         appendFileSync(HISTORY_FILE, line.trim() + '\n');
       } catch {
