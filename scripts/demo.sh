@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-line="$(scripts/ensure-docker.sh)"
-export "${line?}"
+images="$(scripts/ensure-docker.sh)"
+while read -r line; do export "${line?}"; done <<<"$images"
 
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
 # The scenario needs an empty store, and the server keeps its data in a volume: start from a clean one.

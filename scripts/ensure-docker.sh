@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Makes sure a Docker engine answers and the images the project builds on exist, so that the demo and
-# the tests can run on a fresh Debian machine. Used by scripts/demo.sh, scripts/test.sh and .ci/run.
+# the tests run on a fresh Debian machine. Used by scripts/demo.sh, scripts/test.sh and .ci/run.
 #
-#  - installs docker.io, docker-compose, busybox-static, shellcheck and etcd-server from Debian if
-#    missing (needs root or sudo);
-#  - starts dockerd if `docker info` fails, and waits up to 60 s for it;
-#  - if the official Node image cannot be had (no container registry reachable, as on the project's
-#    own machines), builds tcpkv/node-base:local and tcpkv/etcd:local offline and prints
-#    `NODE_IMAGE=tcpkv/node-base:local` on stdout for the caller to export.
-# Everything it says goes to stderr; stdout carries only the NODE_IMAGE line.
+#  - installs docker.io, docker-compose (v1, unless compose v2 is there), busybox-static, shellcheck
+#    and etcd-server (the etcd store's tests run a real etcd on loopback) from Debian if missing
+#    (needs root or sudo; waits for another apt to finish);
+#  - starts dockerd if `docker info` fails (detached, log in $DOCKERD_LOG) and waits up to 60 s —
+#    a missing Docker is a failure, never a reason to skip the container tests;
+#  - chooses the base images: the official ones when present or pullable; where no container
+#    registry is reachable (as on the project's own machines), or when NODE_IMAGE is already
+#    tcpkv/node-base:local, builds tcpkv/node-base:local and tcpkv/etcd:local offline
+#    (infra/docker/offline-*.sh, idempotent).
+# stdout carries only `NODE_IMAGE=…` and `ETCD_IMAGE=…` lines, for the caller to export; everything
+# else goes to stderr.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,11 +31,11 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
-command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)   # the etcd store's tests run a real etcd on loopback
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing ${missing[*]}"
-  "${SUDO[@]}" apt-get update -q </dev/null >&2
-  "${SUDO[@]}" apt-get install -y -q "${missing[@]}" </dev/null >&2
+  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 update -q </dev/null >&2
+  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -q "${missing[@]}" </dev/null >&2
 fi
 
 if ! docker info >/dev/null 2>&1; then
@@ -49,14 +53,24 @@ if ! docker info >/dev/null 2>&1; then
 fi
 say "docker $(docker info --format '{{.ServerVersion}}' 2>/dev/null) is up"
 
-# The official image when it is there or can be pulled; otherwise the offline base.
-node_image="${NODE_IMAGE:-node:24-bookworm-slim}"
-if [ "$node_image" = "node:24-bookworm-slim" ] && ! docker image inspect "$node_image" >/dev/null 2>&1; then
+OFFICIAL_NODE="node:24-bookworm-slim"
+OFFICIAL_ETCD="quay.io/coreos/etcd:v3.5.17"
+node_image="${NODE_IMAGE:-$OFFICIAL_NODE}"
+etcd_image="${ETCD_IMAGE:-$OFFICIAL_ETCD}"
+offline=0
+if [ "$node_image" = "tcpkv/node-base:local" ]; then
+  offline=1
+elif [ "$node_image" = "$OFFICIAL_NODE" ] && ! docker image inspect "$node_image" >/dev/null 2>&1; then
   if ! timeout 60 docker pull -q "$node_image" >/dev/null 2>&1; then
-    say "no container registry reachable: building the offline base images"
-    infra/docker/offline-base.sh >&2
-    infra/docker/offline-etcd.sh >&2
-    node_image="tcpkv/node-base:local"
+    say "no container registry reachable: building the base images offline"
+    offline=1
   fi
 fi
+if [ "$offline" -eq 1 ]; then
+  infra/docker/offline-base.sh >&2
+  infra/docker/offline-etcd.sh >&2
+  node_image="tcpkv/node-base:local"
+  [ -n "${ETCD_IMAGE:-}" ] || etcd_image="tcpkv/etcd:local"
+fi
 echo "NODE_IMAGE=$node_image"
+echo "ETCD_IMAGE=$etcd_image"

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-line="$(scripts/ensure-docker.sh)"
-export "${line?}"
+images="$(scripts/ensure-docker.sh)"
+while read -r line; do export "${line?}"; done <<<"$images"
 export TESTCONTAINERS_RYUK_DISABLED=true
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
