@@ -80,7 +80,15 @@ class Conn {
  * Runs `workers` writers against the server until `stop()` is called or the server dies; records
  * everything in `model`. Values are unique per write, so the check can tell which write it sees.
  */
-export function runWriteLoad(port: number, model: LoadModel, workers: number, tag: string, valueBytes = 8): { stop(): void; done: Promise<void> } {
+export function runWriteLoad(
+  port: number,
+  model: LoadModel,
+  workers: number,
+  tag: string,
+  valueBytes = 8,
+  /** 'updates': each worker creates 10 keys, then only updates them (what compaction is for) */
+  mix: 'mixed' | 'updates' = 'mixed',
+): { stop(): void; done: Promise<void> } {
   let stopping = false;
   const pad = 'x'.repeat(Math.max(0, valueBytes - 8));
   const worker = async (w: number) => {
@@ -95,7 +103,7 @@ export function runWriteLoad(port: number, model: LoadModel, workers: number, ta
     try {
       while (!stopping) {
         n++;
-        const roll = n % 5;
+        const roll = mix === 'updates' ? (mine.length < 10 ? 1 : 2) : n % 5;
         if (roll === 0 && mine.length > 0) {
           // refused on purpose: an existing key with a new one → nothing of it may be stored
           const fresh = `refused-${tag}-w${w}-${n}`;

@@ -337,6 +337,7 @@ export class LogStore implements Store {
           bytes += record.length;
         }
         await out.datasync();
+        const snapshotBytes = bytes;
         const file = out;
         // the switch happens between two batches: nothing is written meanwhile
         await this.run(async () => {
@@ -353,7 +354,8 @@ export class LogStore implements Store {
           await old.close();
           this.size = bytes;
           this.dirty = false;
-          this.logger.info({ file: this.path, before: startedBytes, after: bytes, keys: snapshot.length, ms: Date.now() - started }, 'log compacted');
+          // `after` includes the writes that arrived during the rewrite; `snapshot` is the live data alone
+          this.logger.info({ file: this.path, before: startedBytes, snapshot: snapshotBytes, after: bytes, keys: snapshot.length, ms: Date.now() - started }, 'log compacted');
         });
       } catch (error) {
         this.logger.error({ file: tmp, err: (error as Error).message }, 'log compaction failed; the log is unchanged');
