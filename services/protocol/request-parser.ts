@@ -201,28 +201,18 @@ export class RequestParser {
           if (r !== undefined) return r;
           break;
         }
-        case State.BodyLength: {
-          const avail = this.end - this.start;
-          if (avail === 0) return NEED_MORE;
-          const take = Math.min(avail, this.remaining);
-          this.takeBody(take);
-          if (this.remaining > 0) return NEED_MORE;
+        case State.BodyLength:
+          if (!this.takeArrivedBody()) return NEED_MORE;
           return this.finish();
-        }
         case State.ChunkSize: {
           const r = this.parseChunkSize();
           if (r !== undefined) return r;
           break;
         }
-        case State.ChunkData: {
-          const avail = this.end - this.start;
-          if (avail === 0) return NEED_MORE;
-          const take = Math.min(avail, this.remaining);
-          this.takeBody(take);
-          if (this.remaining > 0) return NEED_MORE;
+        case State.ChunkData:
+          if (!this.takeArrivedBody()) return NEED_MORE;
           this.state = State.ChunkDataEnd;
           break;
-        }
         case State.ChunkDataEnd: {
           const r = this.parseChunkDataEnd();
           if (r !== undefined) return r;
@@ -545,11 +535,16 @@ export class RequestParser {
 
   // ---- body and completion -----------------------------------------------------------------------
 
-  private takeBody(n: number): void {
-    this.bodyParts.push(this.buf.subarray(this.start, this.start + n));
-    this.start += n;
-    this.bodyBytes += n;
-    this.remaining -= n;
+  /** Takes what has arrived of the body (or chunk) still expected; true once all of it is in. */
+  private takeArrivedBody(): boolean {
+    const n = Math.min(this.end - this.start, this.remaining);
+    if (n > 0) {
+      this.bodyParts.push(this.buf.subarray(this.start, this.start + n));
+      this.start += n;
+      this.bodyBytes += n;
+      this.remaining -= n;
+    }
+    return this.remaining === 0;
   }
 
   private finish(): ParsedRequest {

@@ -4,16 +4,12 @@
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NEED_MORE, RequestParser, type ParsedRequest } from '../../services/protocol/request-parser.js';
-import { ResponseReader } from '../../services/protocol/response-reader.js';
-import { writeResponse } from '../../services/protocol/response-writer.js';
 import { Texts } from '../../services/protocol/texts.js';
-import { parseHostAllowList } from '../../services/server/access.js';
-import { handle, type Policy } from '../../services/server/rules.js';
+import { handle } from '../../services/server/rules.js';
 import { EtcdStore } from '../../services/server/store/etcd-store.js';
-import { StoreUnavailableError, type Store } from '../../services/server/store/store.js';
+import { StoreUnavailableError } from '../../services/server/store/store.js';
 import { startEtcd, type LocalEtcd } from '../support/etcd.js';
-import { runRuleCases } from '../support/run-rule-cases.js';
+import { pureRulesTarget, runRuleCases, TEST_POLICY } from '../support/run-rule-cases.js';
 
 let etcd: LocalEtcd;
 let prefixes = 0;
@@ -34,22 +30,9 @@ afterAll(async () => {
   await etcd.destroy();
 });
 
-const policy: Policy = { allowedHosts: parseHostAllowList('127.0.0.1,localhost'), shutdown: { enabled: true, token: undefined } };
-function parse(bytes: Buffer): ParsedRequest {
-  const parser = new RequestParser();
-  parser.push(bytes);
-  const r = parser.next();
-  if (r === NEED_MORE || typeof r === 'symbol' || r instanceof Error) throw new Error('did not parse');
-  return r;
-}
+const policy = TEST_POLICY;
 
-runRuleCases('rules over EtcdStore', {
-  newStore: () => newStore(),
-  async send(store: Store, bytes: Buffer, head: boolean) {
-    const response = await handle(parse(bytes), store, policy, '127.0.0.1');
-    return new ResponseReader(head).push(writeResponse(response, true))!;
-  },
-});
+runRuleCases('rules over EtcdStore', pureRulesTarget(() => newStore()));
 
 describe('EtcdStore across replicas', () => {
   it('a write through one replica is read through another at once (linearizable reads)', async () => {

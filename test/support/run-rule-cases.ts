@@ -3,7 +3,11 @@
 
 import { describe, expect, it } from 'vitest';
 import { buildRequest, type Dialect } from '../../services/client/client.js';
-import type { ParsedResponse } from '../../services/protocol/response-reader.js';
+import { NEED_MORE, RequestParser, type ParsedRequest } from '../../services/protocol/request-parser.js';
+import { ResponseReader, type ParsedResponse } from '../../services/protocol/response-reader.js';
+import { writeResponse } from '../../services/protocol/response-writer.js';
+import { parseHostAllowList } from '../../services/server/access.js';
+import { handle, type Policy } from '../../services/server/rules.js';
 import type { Store } from '../../services/server/store/store.js';
 import { RULE_CASES } from './rule-cases.js';
 
@@ -40,4 +44,26 @@ export function runRuleCases(label: string, target: RuleTarget, dialects: Dialec
       }
     });
   }
+}
+
+export const TEST_POLICY: Policy = { allowedHosts: parseHostAllowList('127.0.0.1,localhost'), shutdown: { enabled: true, token: undefined } };
+
+/** One request's bytes through the parser, as the connection would hand it to the rules. */
+export function parseOne(bytes: Buffer): ParsedRequest {
+  const parser = new RequestParser();
+  parser.push(bytes);
+  const r = parser.next();
+  if (r === NEED_MORE || typeof r === 'symbol' || r instanceof Error) throw new Error(`did not parse: ${String(r)}`);
+  return r;
+}
+
+/** The pure path, no sockets: bytes → RequestParser → handle() → writeResponse → ResponseReader. */
+export function pureRulesTarget(newStore: () => Store): RuleTarget {
+  return {
+    newStore,
+    async send(store, bytes, head) {
+      const response = await handle(parseOne(bytes), store, TEST_POLICY, '127.0.0.1');
+      return new ResponseReader(head).push(writeResponse(response, true))!;
+    },
+  };
 }

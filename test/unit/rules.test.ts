@@ -1,32 +1,14 @@
 // SPEC §3 through the pure rules: request bytes → RequestParser → handle() → response, no sockets.
 
 import { describe, expect, it } from 'vitest';
-import { NEED_MORE, RequestParser, type ParsedRequest } from '../../services/protocol/request-parser.js';
-import { writeResponse } from '../../services/protocol/response-writer.js';
-import { ResponseReader } from '../../services/protocol/response-reader.js';
-import { parseHostAllowList } from '../../services/server/access.js';
 import { handle, parsePairs, Texts, type Policy } from '../../services/server/rules.js';
 import { MemoryStore } from '../../services/server/store/memory-store.js';
 import { StoreUnavailableError, type Store } from '../../services/server/store/store.js';
-import { runRuleCases } from '../support/run-rule-cases.js';
+import { pureRulesTarget, runRuleCases, TEST_POLICY } from '../support/run-rule-cases.js';
 
-const policy: Policy = { allowedHosts: parseHostAllowList('127.0.0.1,localhost'), shutdown: { enabled: true, token: undefined } };
+const policy = TEST_POLICY;
 
-function parse(bytes: Buffer): ParsedRequest {
-  const parser = new RequestParser();
-  parser.push(bytes);
-  const r = parser.next();
-  if (r === NEED_MORE || typeof r === 'symbol' || r instanceof Error) throw new Error(`did not parse: ${String(r)}`);
-  return r;
-}
-
-runRuleCases('pure rules over MemoryStore', {
-  newStore: () => new MemoryStore(),
-  async send(store: Store, bytes: Buffer, head: boolean) {
-    const response = await handle(parse(bytes), store, policy, '127.0.0.1');
-    return new ResponseReader(head).push(writeResponse(response, true))!;
-  },
-});
+runRuleCases('pure rules over MemoryStore', pureRulesTarget(() => new MemoryStore()));
 
 describe('rules details', () => {
   const req = (method: string, target: string, host: string | undefined, body = '', authorization?: string) => ({ method, target, host, body: Buffer.from(body), authorization });
