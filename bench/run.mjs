@@ -66,6 +66,12 @@ function progress(text) {
 }
 
 const tempDirs = [];
+function removeTempDirs() {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  removeServerCwd();
+}
+// also when a signal ends the run (bench/lib/procs.mjs kills the children, then exits)
+process.on('exit', removeTempDirs);
 function tempDir(prefix) {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   tempDirs.push(dir);
@@ -560,8 +566,7 @@ async function main() {
     results.printed = out.join('\n');
     mkdirSync(RESULTS_DIR, { recursive: true });
     writeFileSync(join(RESULTS_DIR, 'latest.json'), JSON.stringify(results, null, 2) + '\n');
-    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-    removeServerCwd();
+    removeTempDirs();
   }
   say(`total ${(results.elapsedS / 60).toFixed(1)} min; load average at end ${meta.loadavgAtEnd.map((x) => x.toFixed(2)).join(' ')}; results in bench/results/latest.json`);
 }

@@ -9,11 +9,11 @@ export const SCRIPTS = fileURLToPath(new URL('../wrk/', import.meta.url));
 export function wrkVersion() {
   try {
     const out = execFileSync('wrk', ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return out.split('\n')[0].trim();
+    return /^wrk \S+/.exec(out)?.[0] ?? out.split('\n')[0].trim();
   } catch (error) {
     // `wrk -v` prints its banner and exits 1
     const out = `${error.stdout ?? ''}${error.stderr ?? ''}`;
-    if (/wrk/.test(out)) return out.split('\n')[0].trim();
+    if (/wrk/.test(out)) return /^wrk \S+/.exec(out)?.[0] ?? out.split('\n')[0].trim();
     return undefined;
   }
 }
