@@ -109,7 +109,7 @@ export class TcpkvServer implements ConnectionHost {
    * Graceful shutdown: stop accepting, let in-flight requests finish (up to shutdownTimeoutMs), close
    * every connection, then close the store (which flushes it). Idempotent.
    */
-  shutdown(reason: string): Promise<void> {
+  shutdown(reason: string, options: { keepStore?: boolean } = {}): Promise<void> {
     if (this.shutdownPromise) return this.shutdownPromise;
     this.draining = true;
     this.logger.info({ reason, connections: this.connections.size }, 'shutting down');
@@ -125,7 +125,8 @@ export class TcpkvServer implements ConnectionHost {
       for (const connection of this.connections) connection.socket.destroy();
       await closed;
       if (this.sweeper) clearInterval(this.sweeper);
-      await this.store.close();
+      // keepStore: the store outlives this server (tests run several servers over one store)
+      if (!options.keepStore) await this.store.close();
       this.logger.info('stopped');
     })();
     return this.shutdownPromise;

@@ -58,12 +58,13 @@ export function parseOne(bytes: Buffer): ParsedRequest {
 }
 
 /** The pure path, no sockets: bytes → RequestParser → handle() → writeResponse → ResponseReader. */
-export function pureRulesTarget(newStore: () => Store): RuleTarget {
+export function pureRulesTarget(newStore: () => Store | Promise<Store>, cleanup?: (store: Store) => Promise<void>): RuleTarget {
   return {
     newStore,
     async send(store, bytes, head) {
       const response = await handle(parseOne(bytes), store, TEST_POLICY, '127.0.0.1');
       return new ResponseReader(head).push(writeResponse(response, true))!;
     },
+    ...(cleanup ? { cleanup } : {}),
   };
 }
