@@ -57,6 +57,8 @@ export class Connection {
   private lingerUntil = 0;
   private writeBlocked = false;
   private paused = false;
+  /** the parser said NEED_MORE last time: it is waiting for bytes, so reading must go on */
+  private parserWaiting = true;
   private requests = 0;
 
   // timers, checked by the server's sweeper rather than one setTimeout per connection
@@ -128,6 +130,7 @@ export class Connection {
   private pump(now: number): void {
     const limits = this.host.limits;
     let parsedAny = false;
+    this.parserWaiting = false;
     this.socket.cork();
     try {
       while (!this.closing && !this.writeBlocked) {
@@ -137,7 +140,10 @@ export class Connection {
           if (this.closing || this.writeBlocked || this.slots.length >= limits.maxPipelined) break;
         }
         const result = this.parser.next();
-        if (result === NEED_MORE) break;
+        if (result === NEED_MORE) {
+          this.parserWaiting = true;
+          break;
+        }
         if (result === EXPECT_CONTINUE) {
           // Only when nothing is queued before it: a 100 must not overtake an earlier request's answer.
           if (this.slots.length === 0) this.socket.write(CONTINUE_BYTES);
@@ -245,9 +251,10 @@ export class Connection {
   /** Stops reading while answers cannot be written or queued, so a client that never reads is bounded. */
   private applyBackpressure(): void {
     if (this.closing) return;
-    // Reading stops while answers cannot be written, or while unparsed input piles up behind a full
-    // queue of answers still being computed; either way what one client makes us hold is bounded.
-    const stop = this.writeBlocked || this.parser.bufferedBytes > MAX_UNPARSED_BYTES;
+    // Reading stops while answers cannot be written, or while input we chose not to parse yet (the
+    // queue of answers is full) piles up; either way what one client makes us hold is bounded. A
+    // parser waiting for the rest of a request (a large body) is never starved.
+    const stop = this.writeBlocked || (!this.parserWaiting && this.parser.bufferedBytes > MAX_UNPARSED_BYTES);
     if (stop && !this.paused) {
       this.paused = true;
       this.socket.pause();

@@ -161,6 +161,21 @@ print('\\n'.join(out))
     expect(closed).toBe(false);
   });
 
+  it('a large body (900 KB, under the 1 MiB limit) is read whole, in one request or chunked', async () => {
+    const value = 'v'.repeat(900_000);
+    const plain = await fetch(`http://127.0.0.1:${server.port}/create`, { method: 'POST', body: `big: ${value}` });
+    expect(plain.status).toBe(200);
+    const stream = new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < 9; i++) controller.enqueue(new TextEncoder().encode(i === 0 ? `big2: ${'w'.repeat(99_994)}` : 'w'.repeat(100_000)));
+        controller.close();
+      },
+    });
+    const chunked = await fetch(`http://127.0.0.1:${server.port}/create`, { method: 'POST', body: stream, duplex: 'half' } as RequestInit);
+    expect(chunked.status).toBe(200);
+    expect((await chunked.text()).length).toBeGreaterThan(900_000);
+  });
+
   it('Connection: close is honoured', async () => {
     const { responses, closed } = await exchange(server.port, 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\nHost: localhost\r\n\r\n', 2, { waitMs: 1000 });
     expect(responses).toHaveLength(1);
