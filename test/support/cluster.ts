@@ -132,6 +132,9 @@ export interface Replica {
   port(): number;
 }
 
+/** What the client helpers need of a replica: a name and its port on 127.0.0.1. */
+export type Reachable = Pick<Replica, 'name' | 'port'>;
+
 export interface ReplicaOptions {
   readonly token: string;
   readonly env?: Record<string, string>;
@@ -166,7 +169,7 @@ export async function isRunning(container: StartedTestContainer): Promise<boolea
 }
 
 /** The client library against these replicas, in this order (the next is tried only when connecting fails). */
-export function clientFor(replicas: readonly Replica[], options: { timeoutMs?: number; token?: string } = {}): TcpkvClient {
+export function clientFor(replicas: readonly Reachable[], options: { timeoutMs?: number; token?: string } = {}): TcpkvClient {
   return new TcpkvClient({
     servers: replicas.map((r) => ({ host: '127.0.0.1', port: r.port() })),
     dialect: 'standard',
