@@ -237,6 +237,7 @@ function printCompare(list) {
         i === 0 ? w.title : '',
         name,
         fmt.int(m.rps),
+        fmt.pct(m.spread),
         fmt.ms(m.p50),
         pipelined ? 'n/a ‡' : fmt.ms(m.p99),
         m.errors ? String(m.errors) : '0',
@@ -246,14 +247,15 @@ function printCompare(list) {
     });
   }
   say(
-    table(['workload', 'server', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'tcpkv/node:http', 'tcpkv/ceiling'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r']),
+    table(['workload', 'server', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'errors', 'tcpkv/node:http', 'tcpkv/ceiling'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']),
   );
   say(`medians of ${cfg.rounds} round(s) of ${cfg.durationS} s per server, servers alternating; wrk -t${cfg.threads} -c${cfg.connections} --latency`);
   say('† tcpkv gets the seed client\'s bytes (target `/`, `Host: 127.0.0.1/`, header block ended by `\\r\\n\\n`);');
   say('  node:http and the ceiling get the equivalent standard request (`Host: 127.0.0.1`, CRLF).');
   say(`‡ pipelined: wrk records one latency per batch of ${cfg.pipelineDepth} (p50 is per batch) and its coordinated-omission`);
   say('  correction is meaningless there, so no p99. req/s counts answers.');
-  say('errors = non-2xx answers + socket errors (connect, read, write, timeout), summed over the rounds.');
+  say('spread = (max − min) / median of req/s over the rounds. errors = non-2xx answers + socket errors');
+  say('(connect, read, write, timeout), summed over the rounds.');
 }
 
 // ---- 2. durability: POST with unique keys, memory vs the log's fsync policies ------------------------
@@ -301,12 +303,13 @@ function printDurability(d) {
   const rows = Object.entries(d.variants).map(([name, v]) => [
     name,
     fmt.int(v.median.rps),
+    fmt.pct(v.median.spread),
     fmt.ms(v.median.p50),
     fmt.ms(v.median.p99),
     String(v.median.errors),
     fmt.x(v.ratioToMemory),
   ]);
-  say(table(['POST /create, unique keys', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'vs memory'], rows, ['l', 'r', 'r', 'r', 'r', 'r']));
+  say(table(['POST /create, unique keys', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'errors', 'vs memory'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r']));
   say(`same wrk settings; each log in a fresh directory under ${tmpdir()} (${meta.tmpdirFs}); one record per POST`);
 }
 
@@ -501,17 +504,17 @@ function printScale(s) {
   const lat = s.keys.latency;
   say(
     table(
-      [`GET with ${fmt.int(k)} keys (${fmt.bytes(s.keys.answerBodyBytes)} answers), ${cfg.scaleLatencyConnections} connections`, 'req/s', 'p50 ms', 'p99 ms', 'errors'],
-      Object.entries(lat).map(([name, r]) => [name, fmt.int(r.median.rps), fmt.ms(r.median.p50), fmt.ms(r.median.p99), String(r.median.errors)]),
-      ['l', 'r', 'r', 'r', 'r'],
+      [`GET with ${fmt.int(k)} keys (${fmt.bytes(s.keys.answerBodyBytes)} answers), ${cfg.scaleLatencyConnections} connections`, 'req/s', 'spread', 'p50 ms', 'p99 ms', 'errors'],
+      Object.entries(lat).map(([name, r]) => [name, fmt.int(r.median.rps), fmt.pct(r.median.spread), fmt.ms(r.median.p50), fmt.ms(r.median.p99), String(r.median.errors)]),
+      ['l', 'r', 'r', 'r', 'r', 'r'],
     ),
   );
   say('');
   say(
     table(
-      ['tcpkv GET (empty DB), connections', 'req/s', 'p50 ms', 'p99 ms', 'errors'],
-      Object.entries(s.connections).map(([c, r]) => [c, fmt.int(r.median.rps), fmt.ms(r.median.p50), fmt.ms(r.median.p99), String(r.median.errors)]),
-      ['r', 'r', 'r', 'r', 'r'],
+      ['tcpkv GET (empty DB), connections', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'errors'],
+      Object.entries(s.connections).map(([c, r]) => [c, fmt.int(r.median.rps), fmt.pct(r.median.spread), fmt.ms(r.median.p50), fmt.ms(r.median.p99), String(r.median.errors)]),
+      ['r', 'r', 'r', 'r', 'r', 'r'],
     ),
   );
 }

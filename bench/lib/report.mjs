@@ -14,7 +14,15 @@ export function summarise(runs) {
     p50: median(runs.map((r) => r.p50 || undefined)),
     p99: median(runs.map((r) => r.p99 || undefined)),
     errors: runs.reduce((n, r) => n + (r.errors ?? 0), 0),
+    /** (max − min) / median of req/s over the rounds: how noisy this figure was */
+    spread: spread(runs.map((r) => r.rps)),
   };
+}
+
+function spread(values) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x));
+  const m = median(v);
+  return v.length > 1 && m ? (Math.max(...v) - Math.min(...v)) / m : undefined;
 }
 
 export function ratio(a, b) {
@@ -25,6 +33,7 @@ export const fmt = {
   int: (x) => (x === undefined ? 'n/a' : Math.round(x).toLocaleString('en-US')),
   ms: (x) => (x === undefined ? 'n/a' : x < 1 ? x.toFixed(3) : x < 100 ? x.toFixed(2) : x.toFixed(0)),
   x: (x) => (x === undefined ? '' : `${x.toFixed(2)}×`),
+  pct: (x) => (x === undefined ? '' : `${Math.round(x * 100)}%`),
   bytes: (x) => {
     if (x === undefined) return 'n/a';
     const a = Math.abs(x);
