@@ -5,7 +5,6 @@ import type { Logger } from 'pino';
 import { ConfigError } from '../../common/settings.js';
 import type { ServerConfig } from '../config.js';
 import { DirectoryLockedError } from './dir-lock.js';
-import { EtcdStore } from './etcd-store.js';
 import { LogOpenError, LogStore } from './log-store.js';
 import { MemoryStore } from './memory-store.js';
 import type { Store } from './store.js';
@@ -19,6 +18,8 @@ export async function openStore(config: ServerConfig, logger: Logger): Promise<S
     for (const [name, file] of [['TCPKV_ETCD_CA_FILE', config.etcdCaFile], ['TCPKV_ETCD_CERT_FILE', config.etcdCertFile], ['TCPKV_ETCD_KEY_FILE', config.etcdKeyFile]] as const) {
       if (file !== undefined && !existsSync(file)) throw new ConfigError(`${name}=${file}: no such file`);
     }
+    // loaded only when asked for: gRPC and protobuf cost the other stores start-up time and memory
+    const { EtcdStore } = await import('./etcd-store.js');
     const store = new EtcdStore({
       endpoints: config.etcdEndpoints,
       prefix: config.etcdPrefix,
