@@ -131,37 +131,32 @@ export class Connection {
     const limits = this.host.limits;
     let parsedAny = false;
     this.parserWaiting = false;
-    this.socket.cork();
-    try {
-      while (!this.closing && !this.writeBlocked) {
-        if (this.slots.length >= limits.maxPipelined) {
-          // the queue is full: write what is ready, and go on only if that made room
-          this.flush();
-          if (this.closing || this.writeBlocked || this.slots.length >= limits.maxPipelined) break;
-        }
-        const result = this.parser.next();
-        if (result === NEED_MORE) {
-          this.parserWaiting = true;
-          break;
-        }
-        if (result === EXPECT_CONTINUE) {
-          // Only when nothing is queued before it: a 100 must not overtake an earlier request's answer.
-          if (this.slots.length === 0) this.socket.write(CONTINUE_BYTES);
-          continue;
-        }
-        if (result instanceof ProtocolError) {
-          this.limitHit(result.code, result.message);
-          this.enqueue({ status: result.status, body: result.message, close: true }, false);
-          this.closing = true;
-          break;
-        }
-        parsedAny = true;
-        this.serve(result);
+    while (!this.closing && !this.writeBlocked) {
+      if (this.slots.length >= limits.maxPipelined) {
+        // the queue is full: write what is ready, and go on only if that made room
+        this.flush();
+        if (this.closing || this.writeBlocked || this.slots.length >= limits.maxPipelined) break;
       }
-      this.flush();
-    } finally {
-      this.socket.uncork();
+      const result = this.parser.next();
+      if (result === NEED_MORE) {
+        this.parserWaiting = true;
+        break;
+      }
+      if (result === EXPECT_CONTINUE) {
+        // Only when nothing is queued before it: a 100 must not overtake an earlier request's answer.
+        if (this.slots.length === 0) this.socket.write(CONTINUE_BYTES);
+        continue;
+      }
+      if (result instanceof ProtocolError) {
+        this.limitHit(result.code, result.message);
+        this.enqueue({ status: result.status, body: result.message, close: true }, false);
+        this.closing = true;
+        break;
+      }
+      parsedAny = true;
+      this.serve(result);
     }
+    this.flush();
     this.updateStage(now, parsedAny);
     this.applyBackpressure();
   }
@@ -214,10 +209,7 @@ export class Connection {
     try {
       this.fill(slot, response, keepAlive, request);
       if (this.socket.destroyed) return;
-      this.socket.cork();
-      this.flush();
-      this.socket.uncork();
-      this.pump(Date.now());
+      this.pump(Date.now()); // writes what is ready (this answer and any behind it), then reads on
     } catch (error) {
       this.crash(error);
     }
@@ -225,8 +217,22 @@ export class Connection {
 
   // ---- output -------------------------------------------------------------------------------------
 
-  /** Writes every answer that is ready and whose predecessors are all written. */
+  /**
+   * Writes every answer that is ready and whose predecessors are all written — several pipelined
+   * answers corked into one writev, a single one written directly (corking it costs more than it saves).
+   */
   private flush(): void {
+    const slots = this.slots;
+    const several = slots.length > 1 && slots[1]!.bytes !== undefined && slots[0]!.bytes !== undefined;
+    if (several) this.socket.cork();
+    try {
+      this.writeReady();
+    } finally {
+      if (several) this.socket.uncork();
+    }
+  }
+
+  private writeReady(): void {
     const slots = this.slots;
     while (slots.length > 0 && slots[0]!.bytes !== undefined) {
       const slot = slots.shift()!;
