@@ -90,6 +90,8 @@ function send(address, method, path, body = '') {
     };
     socket.setTimeout(5000, () => done(0));
     socket.on('error', () => done(0));
+    // Docker's port proxy accepts and then closes while the replica is not listening yet
+    socket.on('close', () => done(0));
     socket.on('data', (chunk) => {
       data += chunk.toString('latin1');
       const m = /^HTTP\/1\.1 (\d{3})/.exec(data);
