@@ -17,10 +17,13 @@
 // etcd3's own retries are switched off: a transaction retried after a lost answer could be applied
 // twice, or report its own write as a conflict. A failure answers 503 instead, saying whether the
 // write may have been applied (the client was told nothing it can rely on, as with a lost packet).
+// What stays on is a circuit breaker per member: after a failure, calls skip that member for
+// BREAKER_HALF_OPEN_MS and go to the others — a call the breaker stops never reached etcd, so moving
+// it on is safe. Without it, a dead member would take its share of calls (a third, of three) to 503.
 
 import { readFileSync } from 'node:fs';
-import { NoopPolicy } from 'cockatiel';
-import { Etcd3, type IOptions } from 'etcd3';
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, isBrokenCircuitError, NoopPolicy } from 'cockatiel';
+import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
 import type { Logger } from 'pino';
 import { StoreUnavailableError, type CreateResult, type Pair, type Store, type UpsertResult } from './store.js';
 
@@ -37,6 +40,11 @@ export interface EtcdStoreOptions {
   readonly keyFile?: string | undefined;
   readonly logger: Logger;
 }
+
+/** How long a failed member is skipped before one call tries it again. */
+const BREAKER_HALF_OPEN_MS = 2000;
+/** An outage is logged at error level at most this often (each failure is at debug level). */
+const ERROR_LOG_EVERY_MS = 10_000;
 
 interface Row {
   readonly key: string;
@@ -65,17 +73,20 @@ export class EtcdStore implements Store {
   private readonly ordPrefix: Buffer;
   private readonly logger: Logger;
   private unavailableSince: number | undefined;
+  private lastErrorLog = -Infinity;
 
   constructor(options: EtcdStoreOptions) {
     this.kvPrefix = Buffer.from(`${options.prefix}kv/`, 'utf8');
     this.ordPrefix = Buffer.from(`${options.prefix}ord/`, 'utf8');
     this.logger = options.logger;
-    const noop = new NoopPolicy();
     const config: IOptions = {
       hosts: [...options.endpoints],
       dialTimeout: options.timeoutMs,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + options.timeoutMs }),
-      faultHandling: { host: () => noop, global: noop },
+      faultHandling: {
+        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: BREAKER_HALF_OPEN_MS, breaker: new ConsecutiveBreaker(1) }),
+        global: new NoopPolicy(),
+      },
     };
     if (options.username !== undefined) config.auth = { username: options.username, password: options.password ?? '' };
     if (options.caFile !== undefined) {
@@ -174,7 +185,7 @@ export class EtcdStore implements Store {
     this.client.close();
   }
 
-  /** One call to etcd; its failure becomes StoreUnavailableError, logged once per outage. */
+  /** One call to etcd; its failure becomes StoreUnavailableError, logged at error level once in a while. */
   private async call<T>(what: string, isWrite: boolean, run: () => Promise<T>): Promise<T> {
     try {
       const result = await run();
@@ -185,14 +196,23 @@ export class EtcdStore implements Store {
       return result;
     } catch (error) {
       const message = (error as Error).message;
-      if (this.unavailableSince === undefined) {
-        this.unavailableSince = Date.now();
+      const now = Date.now();
+      this.unavailableSince ??= now;
+      if (now - this.lastErrorLog >= ERROR_LOG_EVERY_MS) {
+        this.lastErrorLog = now;
         this.logger.error({ op: what, err: message }, 'etcd call failed: answering 503 until it recovers');
       } else {
         this.logger.debug({ op: what, err: message }, 'etcd call failed');
       }
-      // A write whose answer was lost may have been applied; a read or a refused write was not.
-      throw new StoreUnavailableError(message, { indeterminate: isWrite });
+      // A write whose answer was lost may have been applied; one that never reached etcd was not.
+      throw new StoreUnavailableError(message, { indeterminate: isWrite && !neverSent(error) });
     }
   }
+}
+
+/** The call cannot have reached etcd: no connection was made, or every member's breaker stopped it. */
+function neverSent(error: unknown): boolean {
+  if (isBrokenCircuitError(error)) return true;
+  const message = (error as Error)?.message ?? '';
+  return /No connection established|ECONNREFUSED|Connection pool has no hosts/.test(message);
 }
