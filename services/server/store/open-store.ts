@@ -12,7 +12,8 @@ import type { Store } from './store.js';
 /** Opens the store; a refusal to start (bad setting, damaged log, directory in use) is a ConfigError. */
 export async function openStore(config: ServerConfig, logger: Logger): Promise<Store> {
   if (config.etcdEndpoints !== undefined) {
-    if (config.dataDir !== undefined) throw new ConfigError('TCPKV_DATA_DIR and TCPKV_ETCD_ENDPOINTS: choose one store (etcd keeps the data itself)');
+    // The server image sets TCPKV_DATA_DIR=/data for the log store; etcd keeps the data itself.
+    if (config.dataDir !== undefined) logger.warn({ dataDir: config.dataDir }, 'TCPKV_DATA_DIR is ignored: with TCPKV_ETCD_ENDPOINTS the data lives in etcd');
     if ((config.etcdCertFile === undefined) !== (config.etcdKeyFile === undefined)) throw new ConfigError('TCPKV_ETCD_CERT_FILE and TCPKV_ETCD_KEY_FILE go together');
     if (config.etcdPassword !== undefined && config.etcdUsername === undefined) throw new ConfigError('TCPKV_ETCD_PASSWORD needs TCPKV_ETCD_USERNAME');
     for (const [name, file] of [['TCPKV_ETCD_CA_FILE', config.etcdCaFile], ['TCPKV_ETCD_CERT_FILE', config.etcdCertFile], ['TCPKV_ETCD_KEY_FILE', config.etcdKeyFile]] as const) {
