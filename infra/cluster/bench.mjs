@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '../..');
 const COMPOSE_FILE = 'infra/cluster/vm.compose.yml';
-const POST_SCRIPT = join(HERE, 'post-unique.lua');
+const POST_SCRIPT = join(ROOT, 'bench/wrk/post-unique.lua'); // the same script npm run bench uses
 
 function usage(code) {
   process.stdout.write(

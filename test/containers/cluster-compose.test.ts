@@ -8,11 +8,11 @@
 // compose v1 (docker-compose) is all there is here; with only v2 installed, `docker compose` is used.
 
 import { execFile, execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { ETCD_IMAGE, clientFor, listData, request, sleep, type Reachable } from '../support/cluster.js';
 import { DockerResources, REPO_ROOT, dockerOk, runStreaming, uniqueName, waitForExit } from '../support/docker.js';
+import { freePort } from '../support/net.js';
 
 const TOKEN = 'cluster-compose-token';
 const CLI = join(REPO_ROOT, 'dist/services/client/cli.js');
@@ -39,16 +39,6 @@ async function serviceContainer(project: string, service: string): Promise<strin
     .filter(Boolean);
   expect(ids, `containers of ${project}/${service}`).toHaveLength(1);
   return ids[0]!;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

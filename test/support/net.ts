@@ -2,7 +2,7 @@
 // exchanges, and the seed client's exact request bytes.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
@@ -255,4 +255,15 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The seed client's request bytes (`request_formate` in the report): `\r\n\n` before the body. */
 export function seedRequestBytes(method: string, hostPath: string, body = ''): string {
   return `${method} / HTTP/1.1\r\nHost: ${hostPath}\r\nContent-Type: text/html\r\nConnection: keep-alive\r\nContent-Length: ${body.length}\r\n\n${body}`;
+}
+
+/** A TCP port free on 127.0.0.1 right now (for programs that need a port number before they start). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
 }
