@@ -84,7 +84,7 @@ export class EtcdStore implements Store {
       dialTimeout: options.timeoutMs,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + options.timeoutMs }),
       faultHandling: {
-        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: BREAKER_HALF_OPEN_MS, breaker: new ConsecutiveBreaker(1) }),
+        host: () => circuitBreaker(handleWhen(memberUnreachable), { halfOpenAfter: BREAKER_HALF_OPEN_MS, breaker: new ConsecutiveBreaker(1) }),
         global: new NoopPolicy(),
       },
     };
@@ -208,6 +208,16 @@ export class EtcdStore implements Store {
       throw new StoreUnavailableError(message, { indeterminate: isWrite && !neverSent(error) });
     }
   }
+}
+
+/**
+ * The member could not be reached (gRPC UNAVAILABLE without an answer from etcd). An answer from a
+ * live member that is itself unavailable — "etcdserver: no leader" during an election, which uses
+ * the same gRPC code — must not make the replica skip that member: then every member would be
+ * skipped at once, just when the new leader is being elected.
+ */
+function memberUnreachable(error: Error): boolean {
+  return isRecoverableError(error) && !/etcdserver:/.test(error.message);
 }
 
 /** The call cannot have reached etcd: no connection was made, or every member's breaker stopped it. */
