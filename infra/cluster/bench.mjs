@@ -6,6 +6,11 @@
 //                                                              # on 127.0.0.1 ports, removed afterwards
 //   node infra/cluster/bench.mjs --servers 127.0.0.1:10001,127.0.0.1:10002,127.0.0.1:10003
 //
+// With --up it also starts two single servers from the same image, published the same way (so the
+// path through Docker's port proxy is the same): the memory store and the append-only log store
+// (TCPKV_FSYNC=everysec), measured with the same settings in the same run; every row is printed as
+// a ratio to the memory store's.
+//
 // Options: --duration S (10), --connections N (24, in total: one wrk with all of them against one
 // replica, or one wrk per replica sharing them), --threads N (2, wrk threads against one replica;
 // one per wrk against three), --json. With --servers, the replicas must accept Host 127.0.0.1 (or
@@ -181,6 +186,8 @@ async function main() {
   const opts = parseArgs(process.argv.slice(2));
   let servers = opts.servers;
   let teardown = async () => {};
+  /** single servers measured beside the cluster (with --up) */
+  const baselines = [];
   if (opts.up) {
     const ports = [await freePort(), await freePort(), await freePort()];
     const project = `tcpkv-bench-${randomBytes(3).toString('hex')}`;
@@ -208,32 +215,53 @@ async function main() {
       throw error;
     }
     servers = ports.map((p) => `127.0.0.1:${p}`);
+    // the baselines: one server each, memory store and log store, from the same image
+    for (const [name, dataDir] of [['memory', ''], ['log', '/data']]) {
+      const port = await freePort();
+      const started = await run('docker', ['run', '-d', '--rm', '--name', `${project}-${name}`, '-p', `127.0.0.1:${port}:10000`,
+        '-e', `TCPKV_DATA_DIR=${dataDir}`, '-e', 'TCPKV_ALLOWED_HOSTS=127.0.0.1', '-e', 'TCPKV_ALLOWED_CLIENTS=0.0.0.0/0',
+        '-e', 'TCPKV_LOG_LEVEL=warn', process.env.TCPKV_SERVER_IMAGE ?? 'tcpkv/server:local']);
+      if (started.code !== 0) throw new Error(`docker run (${name} store): ${started.stderr.trim()}`);
+      baselines.push({ name, server: `127.0.0.1:${port}`, id: started.stdout.trim() });
+    }
+    const composeTeardown = teardown;
+    teardown = async () => {
+      for (const b of baselines) await run('docker', ['rm', '-f', '-v', b.id]).catch(() => undefined);
+      await composeTeardown();
+    };
   }
   try {
-    await waitAnswering(servers, 120_000);
+    await waitAnswering([...servers, ...baselines.map((b) => b.server)], 120_000);
     const runId = randomBytes(3).toString('hex');
     // a small data set for the GETs: 10 keys (POST refuses them if a previous run left them)
-    for (let i = 0; i < 10; i++) await send(servers[0], 'POST', '/create', `bench-seed-${i}: value-${i}`);
+    for (const target of [servers[0], ...baselines.map((b) => b.server)]) {
+      for (let i = 0; i < 10; i++) await send(target, 'POST', '/create', `bench-seed-${i}: value-${i}`);
+    }
     const results = [];
     const one = servers.slice(0, 1);
-    for (const [kind, set] of [
-      ['GET', one],
-      ['GET', servers],
-      ['POST', one],
-      ['POST', servers],
-    ]) {
-      process.stderr.write(`bench: ${kind} through ${set.length} replica(s), ${opts.duration} s, ${opts.connections} connections\n`);
-      results.push(await measure(set, opts, kind, runId));
+    const sets = [
+      ['etcd', one],
+      ['etcd', servers],
+      ...baselines.map((b) => [b.name, [b.server]]),
+    ];
+    for (const kind of ['GET', 'POST']) {
+      for (const [store, set] of sets) {
+        process.stderr.write(`bench: ${kind} through ${set.length} ${store} server(s), ${opts.duration} s, ${opts.connections} connections\n`);
+        results.push({ store, ...(await measure(set, opts, kind, runId)) });
+      }
     }
+    const memoryRps = (kind) => results.find((r) => r.store === 'memory' && r.kind === kind)?.rps;
+    for (const r of results) r.vsMemory = memoryRps(r.kind) ? Number((r.rps / memoryRps(r.kind)).toFixed(3)) : undefined;
     const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
     if (opts.json) {
       process.stdout.write(JSON.stringify({ machine, duration: opts.duration, connections: opts.connections, results }, null, 2) + '\n');
     } else {
       process.stdout.write(`machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB, everything on it (3 etcd members, 3 replicas, wrk)\n`);
-      process.stdout.write('kind  replicas  req/s  requests  non-2xx  socket errors  p50 ms  p99 ms\n');
+      process.stdout.write('kind  store   servers  req/s  vs memory  requests  non-2xx  socket errors  p50 ms  p99 ms\n');
       for (const r of results) {
+        const ratio = r.vsMemory === undefined ? '' : `${r.vsMemory.toFixed(2)}×`;
         process.stdout.write(
-          `${r.kind.padEnd(4)}  ${String(r.replicas).padStart(8)}  ${String(r.rps).padStart(5)}  ${String(r.requests).padStart(8)}  ${String(r.non2xx).padStart(7)}  ${String(r.socketErrors).padStart(13)}  ${(r.p50ms ?? 0).toFixed(1).padStart(6)}  ${(r.p99ms ?? 0).toFixed(1).padStart(6)}\n`,
+          `${r.kind.padEnd(4)}  ${r.store.padEnd(6)}  ${String(r.replicas).padStart(7)}  ${String(r.rps).padStart(5)}  ${ratio.padStart(9)}  ${String(r.requests).padStart(8)}  ${String(r.non2xx).padStart(7)}  ${String(r.socketErrors).padStart(13)}  ${(r.p50ms ?? 0).toFixed(1).padStart(6)}  ${(r.p99ms ?? 0).toFixed(1).padStart(6)}\n`,
         );
       }
     }
