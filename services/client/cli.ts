@@ -6,7 +6,7 @@
 import { Command } from 'commander';
 import { addSettingOptions, ConfigError, exitWithConfigError, integer, nonBlank, oneOf, parseCommandLine, readDotenv, resolveSettings, setting, type SettingValues } from '../common/settings.js';
 import { packageVersion } from '../common/version.js';
-import { ClientError, parseServerList, TcpkvClient, type Answer, type Dialect } from './client.js';
+import { ClientError, formatAnswer, parseServerList, TcpkvClient, type Answer, type Dialect } from './client.js';
 import { startRepl } from './repl.js';
 import { formatTable, runScenario } from './scenario.js';
 
@@ -22,14 +22,10 @@ export const clientSettings = {
 
 type ClientConfig = SettingValues<typeof clientSettings>;
 
-export function printAnswer(answer: Answer, out: NodeJS.WritableStream = process.stdout): number {
-  if (answer.kind === 'closed') {
-    out.write('connection closed by the server without an answer\n');
-    return 0;
-  }
-  const { status, reason, body } = answer.response;
-  out.write(`${status} ${reason}\n${body}${body && !body.endsWith('\n') ? '\n' : ''}`);
-  return status >= 400 ? 1 : 0;
+/** Prints the answer; the exit status: 1 for an error answer (≥ 400), else 0. */
+function printAnswer(answer: Answer): number {
+  process.stdout.write(formatAnswer(answer));
+  return answer.kind === 'response' && answer.response.status >= 400 ? 1 : 0;
 }
 
 function makeClient(config: ClientConfig, defaultDialect: Dialect): TcpkvClient {

@@ -38,6 +38,13 @@ export type Answer =
   /** the server closed the connection without answering (the seed server's reaction to END) */
   | { readonly kind: 'closed'; readonly server: ServerAddress };
 
+/** An answer as a person reads it: `200 OK` and the body, or that the server closed without one. */
+export function formatAnswer(answer: Answer): string {
+  if (answer.kind === 'closed') return 'connection closed by the server without an answer\n';
+  const { status, reason, body } = answer.response;
+  return `${status} ${reason}\n${body}${body && !body.endsWith('\n') ? '\n' : ''}`;
+}
+
 export type ClientErrorCode = 'CONNECT_FAILED' | 'TIMEOUT' | 'CONNECTION_LOST' | 'BAD_RESPONSE';
 
 export class ClientError extends Error {

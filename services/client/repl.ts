@@ -5,7 +5,7 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { ClientError, type TcpkvClient } from './client.js';
+import { ClientError, formatAnswer, type TcpkvClient } from './client.js';
 
 const HISTORY_FILE = join(homedir(), '.tcpkv_history');
 const HISTORY_SIZE = 500;
@@ -88,8 +88,7 @@ export async function startRepl(client: TcpkvClient): Promise<void> {
     } else {
       try {
         const answer = await client.send(parsed);
-        if (answer.kind === 'closed') process.stdout.write('(connection closed without an answer)\n');
-        else process.stdout.write(`${answer.response.status} ${answer.response.reason}\n${answer.response.body ? answer.response.body + '\n' : ''}`);
+        process.stdout.write(formatAnswer(answer));
       } catch (error) {
         process.stdout.write(`error: ${(error as Error).message}${error instanceof ClientError && error.maybeApplied ? ' (the request may have reached the server)' : ''}\n`);
       }

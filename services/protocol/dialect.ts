@@ -76,8 +76,8 @@ export function resolveAddress(target: string, hostHeader: string | undefined): 
   }
 
   if (target.charCodeAt(0) === 0x2f /* / */) {
-    if (hostHeader === undefined) return { dialect: 'standard', host: '', path: pathOf(target, 0), valid: true };
-    if (hostHeader === '') return { dialect: 'standard', host: '', path: pathOf(target, 0), valid: true };
+    // no Host (HTTP/1.0) or an empty one: the empty name, which only TCPKV_ALLOWED_HOSTS=* admits
+    if (hostHeader === undefined || hostHeader === '') return { dialect: 'standard', host: '', path: pathOf(target, 0), valid: true };
     const { host, valid } = hostWithoutPort(hostHeader);
     return { dialect: 'standard', host, path: pathOf(target, 0), valid };
   }

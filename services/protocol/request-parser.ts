@@ -164,7 +164,6 @@ export class RequestParser {
     const pending = this.end - this.start;
     if (pending === 0) {
       this.buf = chunk;
-      this.scanFrom -= this.start; // keep scanFrom relative to the new buffer (it is 0 here anyway)
       this.scanFrom = 0;
       this.start = 0;
       this.end = chunk.length;
@@ -303,7 +302,8 @@ export class RequestParser {
       buf[vs] !== 0x48 || buf[vs + 1] !== 0x54 || buf[vs + 2] !== 0x54 || buf[vs + 3] !== 0x50 ||
       buf[vs + 4] !== 0x2f || buf[vs + 6] !== 0x2e
     ) {
-      if (buf.indexOf(CR, vs) >= 0 && buf.indexOf(CR, vs) < le) return this.fail(new ProtocolError('TCPKV_ERR_MIXED_LINE_ENDINGS'));
+      const cr = buf.indexOf(CR, vs);
+      if (cr >= 0 && cr < le) return this.fail(new ProtocolError('TCPKV_ERR_MIXED_LINE_ENDINGS'));
       return this.fail(new ProtocolError('TCPKV_ERR_BAD_VERSION'));
     }
     const major = buf[vs + 5]! - 0x30;

@@ -70,20 +70,22 @@ export const CONTINUE_BYTES = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'lati
 export function writeResponse(response: Response, keepAlive: boolean, headOnly = false): Buffer {
   // The same Response object answered again within the same second (a GET on unchanged data, a
   // seed HEAD) gets the very same bytes: no string building, no copy.
+  const now = Date.now();
+  if (!response.reusable) return serialize(response, keepAlive, headOnly, now);
+  const second = Math.floor(now / 1000);
   const memo = memos.get(response);
-  const second = Math.floor(Date.now() / 1000);
   if (memo !== undefined && memo.second === second && memo.keepAlive === keepAlive && memo.headOnly === headOnly) return memo.bytes;
-  const bytes = serialize(response, keepAlive, headOnly);
-  if (response.reusable) memos.set(response, { second, keepAlive, headOnly, bytes });
+  const bytes = serialize(response, keepAlive, headOnly, now);
+  memos.set(response, { second, keepAlive, headOnly, bytes });
   return bytes;
 }
 
 const memos = new WeakMap<Response, { second: number; keepAlive: boolean; headOnly: boolean; bytes: Buffer }>();
 
-function serialize(response: Response, keepAlive: boolean, headOnly: boolean): Buffer {
+function serialize(response: Response, keepAlive: boolean, headOnly: boolean, now: number): Buffer {
   const body = response.body;
   const bodyBytes = body.length === 0 ? 0 : Buffer.byteLength(body, 'utf8');
-  let head = statusLine(response.status) + CONTENT_TYPE + 'Content-Length: ' + bodyBytes + '\r\n' + currentDateLine();
+  let head = statusLine(response.status) + CONTENT_TYPE + 'Content-Length: ' + bodyBytes + '\r\n' + currentDateLine(now);
   if (response.headers) for (const [name, value] of response.headers) head += name + ': ' + value + '\r\n';
   head += keepAlive && !response.close ? KEEP_ALIVE : CLOSE;
   if (headOnly || response.headersOnly || bodyBytes === 0) return Buffer.from(head, 'latin1');

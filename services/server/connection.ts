@@ -26,6 +26,8 @@ export interface ConnectionHost {
   readonly logger: Logger;
   /** true once the server is shutting down: answer what is in flight, then close */
   readonly draining: boolean;
+  /** one debug line per request (the log level is fixed at start) */
+  readonly accessLog: boolean;
   /** an authorised END was answered */
   requestShutdown(peer: string): void;
   /** the connection is gone (closed or destroyed) */
@@ -199,7 +201,7 @@ export class Connection {
     slot.bytes = writeResponse(response, !close);
     slot.close = close;
     slot.shutdown = response.shutdown === true;
-    if (this.host.logger.isLevelEnabled('debug')) {
+    if (this.host.accessLog) {
       this.host.logger.debug({ peer: this.peer, method: request?.method, target: request?.target, host: request?.host, status: response.status }, 'request');
     }
   }

@@ -23,7 +23,7 @@ export interface Policy {
   readonly shutdown: ShutdownPolicy;
 }
 
-export const ALLOWED_METHODS = 'HEAD, GET, POST, PUT, END';
+const ALLOWED_METHODS = 'HEAD, GET, POST, PUT, END';
 const ALLOW_HEADER = [['Allow', ALLOWED_METHODS]] as const;
 
 function text(status: number, body: string, headersOnly = false): Response {
@@ -70,7 +70,7 @@ interface ListingAnswers {
 }
 const listingCache = new WeakMap<Store, ListingAnswers>();
 
-export function renderListing(entries: readonly Pair[]): string {
+function renderListing(entries: readonly Pair[]): string {
   if (entries.length === 0) return Texts.emptyDb;
   let body = Texts.listingHeader;
   for (const [key, value] of entries) body += '\n' + key + ':' + value;

@@ -26,6 +26,7 @@ export class TcpkvServer implements ConnectionHost {
   readonly store: Store;
   readonly policy: Policy;
   readonly logger: Logger;
+  readonly accessLog: boolean;
   draining = false;
 
   private readonly options: TcpkvServerOptions;
@@ -41,6 +42,7 @@ export class TcpkvServer implements ConnectionHost {
     this.store = options.store;
     this.policy = options.policy;
     this.logger = options.logger;
+    this.accessLog = options.logger.isLevelEnabled('debug');
     this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
     this.server.on('error', (error) => this.logger.error({ err: error.message }, 'listener error'));
   }

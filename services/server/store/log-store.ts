@@ -18,7 +18,7 @@
 // batches, those writes are appended to the new file, it is fsynced, renamed over the log, and the
 // directory is fsynced.
 
-import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -142,7 +142,7 @@ export class LogStore implements Store {
 
   private load(): void {
     // a rewrite that was under way when the last process died is incomplete: the log is the truth
-    for (const name of readdirSync(this.options.dir)) if (name === REWRITE_NAME) unlinkSync(join(this.options.dir, name));
+    rmSync(join(this.options.dir, REWRITE_NAME), { force: true });
 
     let buf: Buffer;
     try {
