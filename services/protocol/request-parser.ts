@@ -101,6 +101,17 @@ const MAX_LEADING_EMPTY_LINES = 4;
 
 const EMPTY = Buffer.alloc(0);
 
+/** Lines remembered per connection for reuse (see `memoLines`): how many, and how long at most. */
+const MEMO_HEADER_LINES = 16;
+const MEMO_LINE_BYTES = 256;
+
+/** Whether buf[from, to) holds exactly the characters of `text` (a latin1 string; undefined: no). */
+function sameBytes(buf: Buffer, from: number, to: number, text: string | undefined): boolean {
+  if (text === undefined || text.length !== to - from) return false;
+  for (let k = 0; k < text.length; k++) if (buf[from + k] !== text.charCodeAt(k)) return false;
+  return true;
+}
+
 export class RequestParser {
   private readonly limits: ParserLimits;
 
@@ -135,6 +146,17 @@ export class RequestParser {
   private bodyParts: Buffer[] = [];
   private bodyBytes = 0;
   private remaining = 0;
+
+  // The last request's request line and header lines, as text, with what was parsed from them: a
+  // client sends the same lines on every request of a connection, and an identical line needs neither
+  // validating nor new strings. Per position, so `Host` is compared with the last `Host` line.
+  private memoRequestLine = '';
+  private memoMethod = '';
+  private memoTarget = '';
+  private memoVersion: '1.0' | '1.1' = '1.1';
+  private readonly memoLines: string[] = [];
+  private readonly memoNames: string[] = [];
+  private readonly memoValues: string[] = [];
 
   constructor(limits: ParserLimits = DEFAULT_PARSER_LIMITS) {
     this.limits = limits;
@@ -230,17 +252,20 @@ export class RequestParser {
 
   // ---- lines -------------------------------------------------------------------------------------
 
-  /** Index of the next LF in the unconsumed bytes, or -1. Resumes where the last search stopped. */
+  /**
+   * Index of the next LF in the unconsumed bytes, or -1. Resumes where the last search stopped. A plain
+   * loop: header lines are short, and a call into Buffer#indexOf costs more than scanning them here.
+   */
   private findLF(): number {
-    const from = Math.max(this.start, this.scanFrom);
-    let i: number;
-    if (this.end === this.buf.length) {
-      i = this.buf.indexOf(LF, from);
-    } else {
-      i = this.buf.subarray(from, this.end).indexOf(LF);
-      if (i >= 0) i += from;
+    const buf = this.buf;
+    const end = this.end;
+    let i = this.scanFrom > this.start ? this.scanFrom : this.start;
+    while (i < end && buf[i] !== LF) i++;
+    if (i === end) {
+      this.scanFrom = end;
+      return -1;
     }
-    this.scanFrom = i < 0 ? this.end : 0;
+    this.scanFrom = 0;
     return i;
   }
 
@@ -279,12 +304,21 @@ export class RequestParser {
       return undefined;
     }
     if (this.headerBytes > this.limits.maxHeaderBytes) return this.fail(new ProtocolError('TCPKV_ERR_HEADERS_TOO_LARGE'));
+    if (sameBytes(buf, ls, le, this.memoRequestLine)) {
+      // the very line the last request had: already validated, its parts already strings
+      this.method = this.memoMethod;
+      this.target = this.memoTarget;
+      this.version = this.memoVersion;
+      this.crlf = crlf;
+      this.state = State.Headers;
+      return undefined;
+    }
 
     // method
     let i = ls;
     while (i < le && TOKEN[buf[i]!] === 1) i++;
     if (i === ls || i === le || buf[i] !== SP) return this.fail(new ProtocolError('TCPKV_ERR_BAD_METHOD'));
-    const method = buf.toString("latin1", ls, i);
+    const method = buf.toString('latin1', ls, i);
     // target
     const ts = ++i;
     while (i < le && TARGET[buf[i]!] === 1) i++;
@@ -294,7 +328,7 @@ export class RequestParser {
       return this.fail(new ProtocolError('TCPKV_ERR_BAD_TARGET'));
     }
     if (i - ts > this.limits.maxTargetBytes) return this.fail(new ProtocolError('TCPKV_ERR_TARGET_TOO_LONG'));
-    const target = buf.toString("latin1", ts, i);
+    const target = buf.toString('latin1', ts, i);
     // version: exactly HTTP/d.d, then the end of the line
     const vs = i + 1;
     if (
@@ -316,6 +350,12 @@ export class RequestParser {
     this.version = minor === 1 ? '1.1' : '1.0';
     this.crlf = crlf;
     this.state = State.Headers;
+    if (le - ls <= MEMO_LINE_BYTES) {
+      this.memoRequestLine = buf.toString('latin1', ls, le);
+      this.memoMethod = method;
+      this.memoTarget = target;
+      this.memoVersion = this.version;
+    }
     return undefined;
   }
 
@@ -358,6 +398,17 @@ export class RequestParser {
   /** Validates one `name: value` line in buf[ls, le); records it when `record` (headers, not trailers). */
   private readField(ls: number, le: number, record: boolean): ProtocolError | undefined {
     const buf = this.buf;
+    if (record) {
+      const index = this.headers.length / 2;
+      if (index < MEMO_HEADER_LINES && sameBytes(buf, ls, le, this.memoLines[index])) {
+        // the same line as at this position in the last request: validated then, reused now
+        if (index >= this.limits.maxHeaderCount) return this.fail(new ProtocolError('TCPKV_ERR_TOO_MANY_HEADERS'));
+        const name = this.memoNames[index]!;
+        const value = this.memoValues[index]!;
+        this.headers.push(name, value);
+        return this.noteHeader(name, value);
+      }
+    }
     const first = buf[ls]!;
     if (first === SP || first === HT) return this.fail(new ProtocolError('TCPKV_ERR_OBS_FOLD'));
     let i = ls;
@@ -382,8 +433,14 @@ export class RequestParser {
     }
     if (!record) return undefined;
     if (this.headers.length / 2 >= this.limits.maxHeaderCount) return this.fail(new ProtocolError('TCPKV_ERR_TOO_MANY_HEADERS'));
-    const name = buf.toString("latin1", ls, ne).toLowerCase();
-    const value = buf.toString("latin1", vs, ve);
+    const name = buf.toString('latin1', ls, ne).toLowerCase();
+    const value = buf.toString('latin1', vs, ve);
+    const index = this.headers.length / 2;
+    if (index < MEMO_HEADER_LINES && le - ls <= MEMO_LINE_BYTES) {
+      this.memoLines[index] = buf.toString('latin1', ls, le);
+      this.memoNames[index] = name;
+      this.memoValues[index] = value;
+    }
     this.headers.push(name, value);
     return this.noteHeader(name, value);
   }

@@ -89,6 +89,8 @@ function serialize(response: Response, keepAlive: boolean, headOnly: boolean, no
   if (response.headers) for (const [name, value] of response.headers) head += name + ': ' + value + '\r\n';
   head += keepAlive && !response.close ? KEEP_ALIVE : CLOSE;
   if (headOnly || response.headersOnly || bodyBytes === 0) return Buffer.from(head, 'latin1');
+  // As many bytes as characters: the body is ASCII, and one latin1 copy of head + body does it all.
+  if (bodyBytes === body.length) return Buffer.from(head + body, 'latin1');
   const headBytes = head.length; // head is ASCII: one byte per character
   const out = Buffer.allocUnsafe(headBytes + bodyBytes);
   out.write(head, 0, 'latin1');

@@ -5,7 +5,7 @@ import { resolveAddress, type Dialect } from '../protocol/dialect.js';
 import type { Response } from '../protocol/response-writer.js';
 import { Texts } from '../protocol/texts.js';
 import { authorizeShutdown, type HostAllowList, type ShutdownPolicy } from './access.js';
-import { isPromise, StoreUnavailableError, type MaybePromise, type Pair, type Store } from './store/store.js';
+import { isPromise, StoreUnavailableError, type CreateResult, type MaybePromise, type Pair, type Store } from './store/store.js';
 
 export { Texts };
 
@@ -47,16 +47,22 @@ export function parsePairs(body: Buffer): PairsResult {
   } catch {
     return { error: Texts.badUtf8 };
   }
-  if (textBody.trim() === '') return { error: Texts.noContent };
   const pairs: Pair[] = [];
-  for (const part of textBody.split('&')) {
-    const colon = part.indexOf(':');
-    if (colon < 0) return { error: Texts.badFormat };
-    const key = part.slice(0, colon).trim();
+  // one pass over the text, part by part (no intermediate array of parts)
+  for (let from = 0; ; ) {
+    const amp = textBody.indexOf('&', from);
+    const end = amp < 0 ? textBody.length : amp;
+    const colon = textBody.indexOf(':', from);
+    if (colon < 0 || colon > end) {
+      // a blank body has no colon at all: say so rather than "not valid"
+      return { error: pairs.length === 0 && textBody.trim() === '' ? Texts.noContent : Texts.badFormat };
+    }
+    const key = textBody.slice(from, colon).trim();
     if (key === '') return { error: Texts.blankKey };
-    pairs.push([key, part.slice(colon + 1).trim()]);
+    pairs.push([key, textBody.slice(colon + 1, end).trim()]);
+    if (amp < 0) return { pairs };
+    from = amp + 1;
   }
-  return { pairs };
 }
 
 // ---- GET listing, rendered once per store revision --------------------------------------------------
@@ -167,18 +173,23 @@ function create(body: Buffer, store: Store): MaybePromise<Response> {
   const parsed = parsePairs(body);
   if ('error' in parsed) return text(400, parsed.error);
   const pairs = parsed.pairs;
-  // a key repeated in one body counts as existing: the seed stored the first and then refused
-  const seen = new Set<string>();
-  for (const [key] of pairs) {
-    if (seen.has(key)) return text(400, Texts.keyExists);
-    seen.add(key);
+  if (pairs.length > 1) {
+    // a key repeated in one body counts as existing: the seed stored the first and then refused
+    const seen = new Set<string>();
+    for (const [key] of pairs) {
+      if (seen.has(key)) return text(400, Texts.keyExists);
+      seen.add(key);
+    }
   }
-  return guard(store.createAll(pairs), (result) => {
-    if (!result.ok) return text(400, Texts.keyExists);
-    let out = '';
-    for (const [key, value] of pairs) out += key + ':' + value + '\n';
-    return { status: 200, body: out + Texts.postOk };
-  });
+  const result = store.createAll(pairs);
+  return isPromise(result) ? result.then((r) => created(pairs, r), storeFailure) : created(pairs, result);
+}
+
+function created(pairs: readonly Pair[], result: CreateResult): Response {
+  if (!result.ok) return text(400, Texts.keyExists);
+  let out = '';
+  for (const [key, value] of pairs) out += key + ':' + value + '\n';
+  return { status: 200, body: out + Texts.postOk };
 }
 
 function update(body: Buffer, store: Store): MaybePromise<Response> {

@@ -173,6 +173,29 @@ describe('RequestParser: refusals (smuggling defence and syntax)', () => {
   });
 });
 
+describe('RequestParser: lines remembered from the last request', () => {
+  const request = (host: string, extra: string) => `GET /a HTTP/1.1\r\nHost: ${host}\r\n${extra}\r\n\r\n`;
+
+  it('a line of the same length with other bytes is parsed anew', () => {
+    const results = feed([request('127.0.0.1', 'X-A: 1'), request('127.0.0.2', 'X-A: 2'), 'GET /b HTTP/1.1\r\nHost: 127.0.0.2\r\nX-A: 2\r\n\r\n']);
+    expect(results.map((r) => [(r as ParsedRequest).target, (r as ParsedRequest).host, (r as ParsedRequest).headers[3]])).toEqual([
+      ['/a', '127.0.0.1', '1'],
+      ['/a', '127.0.0.2', '2'],
+      ['/b', '127.0.0.2', '2'],
+    ]);
+  });
+
+  it('a remembered line that comes back with a bad byte is refused', () => {
+    expect(errorOf([request('127.0.0.1', 'X-A: 1'), request('127.0.0.1', 'X-A:\x011')])).toBe('TCPKV_ERR_BAD_HEADER');
+    expect(errorOf([request('127.0.0.1', 'X-A: 1'), request('127.0.0.1', 'X\x01A: 1')])).toBe('TCPKV_ERR_BAD_HEADER');
+  });
+
+  it('the header count limit still counts remembered lines', () => {
+    const limits = { ...DEFAULT_PARSER_LIMITS, maxHeaderCount: 2 };
+    expect(errorOf([request('h', 'X-A: 1'), request('h', 'X-A: 1\r\nX-B: 2')], limits)).toBe('TCPKV_ERR_TOO_MANY_HEADERS');
+  });
+});
+
 describe('RequestParser: limits', () => {
   const small: ParserLimits = { maxHeaderBytes: 256, maxHeaderCount: 5, maxTargetBytes: 64, maxBodyBytes: 16 };
 
@@ -258,6 +281,37 @@ describe('RequestParser: properties (fast-check)', () => {
         expect(feed(pieces).map(plain)).toEqual(whole);
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it('one parser for many requests (it reuses lines identical to the last request\'s) gives what a fresh parser gives', () => {
+    const outcome = (r: ParseResult) => (r instanceof ProtocolError ? { error: r.code, message: r.message } : plain(r));
+    fc.assert(
+      fc.property(
+        fc.array(requestArb, { minLength: 1, maxLength: 3 }),
+        fc.array(fc.nat(), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 2 }),
+        (pool, picks, edits) => {
+          const sequence = picks.map((p) => render(pool[p % pool.length]!));
+          // the last one may be mutated in place: a line of the same length with one changed byte
+          // must be parsed (and refused, if it is now bad), not taken for the remembered one
+          const last = Buffer.from(sequence[sequence.length - 1]!);
+          for (const [i, b] of edits) last[i % last.length] = b;
+          sequence[sequence.length - 1] = last;
+          const shared = new RequestParser();
+          for (const bytes of sequence) {
+            const expected = feed([bytes]).map(outcome);
+            shared.push(bytes);
+            const got: unknown[] = [];
+            for (let r = shared.next(); r !== NEED_MORE; r = shared.next()) {
+              got.push(outcome(r));
+              if (r instanceof ProtocolError) break;
+            }
+            expect(got).toEqual(expected);
+          }
+        },
+      ),
+      { numRuns: 500 },
     );
   });
 

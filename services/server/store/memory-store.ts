@@ -3,6 +3,8 @@
 
 import type { CreateResult, Pair, Store, UpsertResult } from './store.js';
 
+const CREATED: CreateResult = Object.freeze({ ok: true });
+
 export class MemoryStore implements Store {
   private readonly map = new Map<string, string>();
   private rev = 0;
@@ -27,7 +29,7 @@ export class MemoryStore implements Store {
     for (const [key] of pairs) if (this.map.has(key)) return { ok: false, existingKey: key };
     for (const [key, value] of pairs) this.map.set(key, value);
     this.rev++;
-    return { ok: true };
+    return CREATED;
   }
 
   upsertAll(pairs: readonly Pair[]): UpsertResult {
