@@ -65,7 +65,21 @@ function pathOf(target: string, from: number): string {
   return path;
 }
 
+// The last answer: the next request usually has the same target and Host (a pure function, so safe).
+let lastTarget = '';
+let lastHostHeader: string | undefined;
+let lastAddress: Address | undefined;
+
 export function resolveAddress(target: string, hostHeader: string | undefined): Address {
+  if (target === lastTarget && hostHeader === lastHostHeader && lastAddress !== undefined) return lastAddress;
+  const address = resolveUncached(target, hostHeader);
+  lastTarget = target;
+  lastHostHeader = hostHeader;
+  lastAddress = address;
+  return address;
+}
+
+function resolveUncached(target: string, hostHeader: string | undefined): Address {
   if (target === '/' && hostHeader !== undefined && hostHeader.includes('/')) {
     const slash = hostHeader.indexOf('/');
     const { host, valid } = hostWithoutPort(hostHeader.slice(0, slash));

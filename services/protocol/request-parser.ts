@@ -636,7 +636,7 @@ export class RequestParser {
     this.connectionClose = false;
     this.connectionKeepAlive = false;
     this.expectContinue = false;
-    this.bodyParts = [];
+    this.bodyParts.length = 0; // never handed out (see finish): reused
     this.bodyBytes = 0;
     this.remaining = 0;
     if (this.start === this.end) {

@@ -37,37 +37,55 @@ export const REASONS: Readonly<Record<number, string>> = Object.freeze({
   505: 'HTTP_VERSION_NOT_SUPPORTED',
 });
 
-const STATUS_LINES = new Map<number, string>();
-for (const [code, reason] of Object.entries(REASONS)) STATUS_LINES.set(Number(code), `HTTP/1.1 ${code} ${reason}\r\n`);
+const CONTENT_TYPE = 'Content-Type: text/plain; charset=utf-8\r\n';
+const KEEP_ALIVE = 'Connection: keep-alive\r\n\r\n';
+const CLOSE = 'Connection: close\r\n\r\n';
 
-function statusLine(status: number): string {
-  return STATUS_LINES.get(status) ?? `HTTP/1.1 ${status} STATUS_${status}\r\n`;
+// Everything before the Content-Length value, per status: `HTTP/1.1 200 OK\r\nContent-Type: ...Content-Length: `.
+const HEAD_PREFIXES = new Map<number, string>();
+for (const [code, reason] of Object.entries(REASONS)) HEAD_PREFIXES.set(Number(code), `HTTP/1.1 ${code} ${reason}\r\n${CONTENT_TYPE}Content-Length: `);
+
+function headPrefix(status: number): string {
+  return HEAD_PREFIXES.get(status) ?? `HTTP/1.1 ${status} STATUS_${status}\r\n${CONTENT_TYPE}Content-Length: `;
 }
 
 let dateSecond = -1;
 let dateLine = '';
+// What follows the Content-Length value when there are no extra headers, for this second.
+let tailKeepAlive = '';
+let tailClose = '';
 /** `Date: <IMF-fixdate>\r\n`, recomputed when the second changes. */
 export function currentDateLine(now = Date.now()): string {
   const second = Math.floor(now / 1000);
   if (second !== dateSecond) {
     dateSecond = second;
     dateLine = `Date: ${new Date(second * 1000).toUTCString()}\r\n`;
+    tailKeepAlive = '\r\n' + dateLine + KEEP_ALIVE;
+    tailClose = '\r\n' + dateLine + CLOSE;
   }
   return dateLine;
 }
-
-const CONTENT_TYPE = 'Content-Type: text/plain; charset=utf-8\r\n';
-const KEEP_ALIVE = 'Connection: keep-alive\r\n\r\n';
-const CLOSE = 'Connection: close\r\n\r\n';
 
 /** The interim answer to `Expect: 100-continue` (standard HTTP, not the seed's final `100 CONTINUE`). */
 export const CONTINUE_BYTES = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 
 /**
+ * The bytes of an answer: a Buffer, or a string of latin1 characters, one per byte. A string goes to
+ * `socket.write(bytes, 'latin1')` as it is (Node copies it straight into the send), which saves making
+ * a Buffer for every small answer; `socket.write(buffer, 'latin1')` ignores the encoding.
+ */
+export type WireBytes = Buffer | string;
+
+/** The bytes as a Buffer (for readers that want one). */
+export function wireBuffer(bytes: WireBytes): Buffer {
+  return typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes;
+}
+
+/**
  * Serialises a response. `keepAlive` decides the Connection header; `headOnly` (a HEAD request)
  * leaves the body out but keeps its Content-Length, as RFC 9110 §9.3.2 allows.
  */
-export function writeResponse(response: Response, keepAlive: boolean, headOnly = false): Buffer {
+export function writeResponse(response: Response, keepAlive: boolean, headOnly = false): WireBytes {
   // The same Response object answered again within the same second (a GET on unchanged data, a
   // seed HEAD) gets the very same bytes: no string building, no copy.
   const now = Date.now();
@@ -75,22 +93,30 @@ export function writeResponse(response: Response, keepAlive: boolean, headOnly =
   const second = Math.floor(now / 1000);
   const memo = memos.get(response);
   if (memo !== undefined && memo.second === second && memo.keepAlive === keepAlive && memo.headOnly === headOnly) return memo.bytes;
-  const bytes = serialize(response, keepAlive, headOnly, now);
+  // kept as a Buffer: a large listing written many times is copied once, here
+  const bytes = wireBuffer(serialize(response, keepAlive, headOnly, now));
   memos.set(response, { second, keepAlive, headOnly, bytes });
   return bytes;
 }
 
 const memos = new WeakMap<Response, { second: number; keepAlive: boolean; headOnly: boolean; bytes: Buffer }>();
 
-function serialize(response: Response, keepAlive: boolean, headOnly: boolean, now: number): Buffer {
+function serialize(response: Response, keepAlive: boolean, headOnly: boolean, now: number): WireBytes {
   const body = response.body;
   const bodyBytes = body.length === 0 ? 0 : Buffer.byteLength(body, 'utf8');
-  let head = statusLine(response.status) + CONTENT_TYPE + 'Content-Length: ' + bodyBytes + '\r\n' + currentDateLine(now);
-  if (response.headers) for (const [name, value] of response.headers) head += name + ': ' + value + '\r\n';
-  head += keepAlive && !response.close ? KEEP_ALIVE : CLOSE;
-  if (headOnly || response.headersOnly || bodyBytes === 0) return Buffer.from(head, 'latin1');
-  // As many bytes as characters: the body is ASCII, and one latin1 copy of head + body does it all.
-  if (bodyBytes === body.length) return Buffer.from(head + body, 'latin1');
+  const dateLine = currentDateLine(now);
+  const connection = keepAlive && !response.close;
+  let head = headPrefix(response.status) + bodyBytes;
+  if (response.headers) {
+    head += '\r\n' + dateLine;
+    for (const [name, value] of response.headers) head += name + ': ' + value + '\r\n';
+    head += connection ? KEEP_ALIVE : CLOSE;
+  } else {
+    head += connection ? tailKeepAlive : tailClose;
+  }
+  if (headOnly || response.headersOnly || bodyBytes === 0) return head;
+  // As many bytes as characters: the body is ASCII, so head + body is already its own latin1 bytes.
+  if (bodyBytes === body.length) return head + body;
   const headBytes = head.length; // head is ASCII: one byte per character
   const out = Buffer.allocUnsafe(headBytes + bodyBytes);
   out.write(head, 0, 'latin1');

@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ProtocolError, type ProtocolErrorCode } from '../protocol/errors.js';
 import { EXPECT_CONTINUE, NEED_MORE, RequestParser, type ParsedRequest, type ParserLimits } from '../protocol/request-parser.js';
-import { CONTINUE_BYTES, writeResponse, type Response } from '../protocol/response-writer.js';
+import { CONTINUE_BYTES, writeResponse, type Response, type WireBytes } from '../protocol/response-writer.js';
 import { handle, type Policy } from './rules.js';
 import { isPromise, type Store } from './store/store.js';
 
@@ -36,7 +36,7 @@ export interface ConnectionHost {
 
 /** A response waiting for its turn: pipelined answers leave in request order. */
 interface Slot {
-  bytes: Buffer | undefined;
+  bytes: WireBytes | undefined;
   close: boolean;
   shutdown: boolean;
 }
@@ -88,7 +88,7 @@ export class Connection {
   /** Answers 403 to a peer outside the client allow-list and closes (SPEC §3). */
   refuse(response: Response): void {
     this.closing = true;
-    this.socket.write(writeResponse(response, false));
+    this.socket.write(writeResponse(response, false), 'latin1');
     this.closeOurSide(Date.now());
   }
 
@@ -238,7 +238,7 @@ export class Connection {
     const slots = this.slots;
     while (slots.length > 0 && slots[0]!.bytes !== undefined) {
       const slot = slots.shift()!;
-      const flushed = this.socket.write(slot.bytes!);
+      const flushed = this.socket.write(slot.bytes!, 'latin1');
       if (slot.shutdown) {
         this.host.requestShutdown(this.peer);
       }
@@ -317,7 +317,7 @@ export class Connection {
     const error = new ProtocolError(code);
     this.limitHit(code, `${error.message} (${ms} ms)`);
     this.closing = true;
-    this.socket.write(writeResponse({ status: error.status, body: error.message, close: true }, false));
+    this.socket.write(writeResponse({ status: error.status, body: error.message, close: true }, false), 'latin1');
     this.closeOurSide(Date.now());
   }
 

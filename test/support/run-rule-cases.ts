@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { buildRequest, type Dialect } from '../../services/client/client.js';
 import { NEED_MORE, RequestParser, type ParsedRequest } from '../../services/protocol/request-parser.js';
 import { ResponseReader, type ParsedResponse } from '../../services/protocol/response-reader.js';
-import { writeResponse } from '../../services/protocol/response-writer.js';
+import { wireBuffer, writeResponse } from '../../services/protocol/response-writer.js';
 import { parseHostAllowList } from '../../services/server/access.js';
 import { handle, type Policy } from '../../services/server/rules.js';
 import type { Store } from '../../services/server/store/store.js';
@@ -63,7 +63,7 @@ export function pureRulesTarget(newStore: () => Store | Promise<Store>, cleanup?
     newStore,
     async send(store, bytes, head) {
       const response = await handle(parseOne(bytes), store, TEST_POLICY, '127.0.0.1');
-      return new ResponseReader(head).push(writeResponse(response, true))!;
+      return new ResponseReader(head).push(wireBuffer(writeResponse(response, true)))!;
     },
     ...(cleanup ? { cleanup } : {}),
   };

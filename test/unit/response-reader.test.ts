@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ResponseFormatError, ResponseReader } from '../../services/protocol/response-reader.js';
-import { writeResponse } from '../../services/protocol/response-writer.js';
+import { wireBuffer, writeResponse } from '../../services/protocol/response-writer.js';
 
 const feedAll = (reader: ResponseReader, text: string | Buffer, step = 1) => {
   const bytes = typeof text === 'string' ? Buffer.from(text) : text;
@@ -13,7 +13,7 @@ const feedAll = (reader: ResponseReader, text: string | Buffer, step = 1) => {
 
 describe('ResponseReader', () => {
   it('reads what the writer writes, byte by byte, and not one byte early', () => {
-    const bytes = writeResponse({ status: 200, body: '키: 값\nmore' }, true);
+    const bytes = wireBuffer(writeResponse({ status: 200, body: '키: 값\nmore' }, true));
     const got = feedAll(new ResponseReader(false), bytes)!;
     expect(got.r).toMatchObject({ status: 200, reason: 'OK', body: '키: 값\nmore', seedFraming: false });
     expect(got.at).toBe(bytes.length);
