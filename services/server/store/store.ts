@@ -44,6 +44,11 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/**
+ * Whether a store (or the rules) answered later. Stores answer later with native promises (async
+ * functions), so `instanceof` is enough — and unlike probing for `.then` on every kind of answer, it
+ * costs the same whatever the answer's shape.
+ */
 export function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
-  return typeof (value as { then?: unknown } | null)?.then === 'function';
+  return value instanceof Promise;
 }
