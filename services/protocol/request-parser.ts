@@ -101,7 +101,7 @@ const MAX_LEADING_EMPTY_LINES = 4;
 
 const EMPTY = Buffer.alloc(0);
 
-/** Lines remembered per connection for reuse (see `memoLines`): how many, and how long at most. */
+/** Lines remembered per connection for reuse (see `memoFields`): how many, and how long at most. */
 const MEMO_HEADER_LINES = 16;
 const MEMO_LINE_BYTES = 256;
 
@@ -154,9 +154,8 @@ export class RequestParser {
   private memoMethod = '';
   private memoTarget = '';
   private memoVersion: '1.0' | '1.1' = '1.1';
-  private readonly memoLines: string[] = [];
-  private readonly memoNames: string[] = [];
-  private readonly memoValues: string[] = [];
+  /** header line i at [3i] (its text), [3i+1] (name), [3i+2] (value): one array, for idle memory's sake */
+  private readonly memoFields: string[] = [];
 
   constructor(limits: ParserLimits = DEFAULT_PARSER_LIMITS) {
     this.limits = limits;
@@ -400,11 +399,11 @@ export class RequestParser {
     const buf = this.buf;
     if (record) {
       const index = this.headers.length / 2;
-      if (index < MEMO_HEADER_LINES && sameBytes(buf, ls, le, this.memoLines[index])) {
+      if (index < MEMO_HEADER_LINES && sameBytes(buf, ls, le, this.memoFields[3 * index])) {
         // the same line as at this position in the last request: validated then, reused now
         if (index >= this.limits.maxHeaderCount) return this.fail(new ProtocolError('TCPKV_ERR_TOO_MANY_HEADERS'));
-        const name = this.memoNames[index]!;
-        const value = this.memoValues[index]!;
+        const name = this.memoFields[3 * index + 1]!;
+        const value = this.memoFields[3 * index + 2]!;
         this.headers.push(name, value);
         return this.noteHeader(name, value);
       }
@@ -436,10 +435,10 @@ export class RequestParser {
     const name = buf.toString('latin1', ls, ne).toLowerCase();
     const value = buf.toString('latin1', vs, ve);
     const index = this.headers.length / 2;
-    if (index < MEMO_HEADER_LINES && le - ls <= MEMO_LINE_BYTES) {
-      this.memoLines[index] = buf.toString('latin1', ls, le);
-      this.memoNames[index] = name;
-      this.memoValues[index] = value;
+    if (index < MEMO_HEADER_LINES && le - ls <= MEMO_LINE_BYTES && 3 * index <= this.memoFields.length) {
+      this.memoFields[3 * index] = buf.toString('latin1', ls, le);
+      this.memoFields[3 * index + 1] = name;
+      this.memoFields[3 * index + 2] = value;
     }
     this.headers.push(name, value);
     return this.noteHeader(name, value);
