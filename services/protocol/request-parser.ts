@@ -101,9 +101,13 @@ const MAX_LEADING_EMPTY_LINES = 4;
 
 const EMPTY = Buffer.alloc(0);
 
-/** Lines remembered per connection for reuse (see `memoFields`): how many, and how long at most. */
-const MEMO_HEADER_LINES = 16;
-const MEMO_LINE_BYTES = 256;
+/**
+ * Lines remembered per connection for reuse (see `memoFields`): how many, and how long at most. Enough
+ * for what curl, fetch and load tools send; small enough that an idle connection keeps at most ~2 KiB
+ * of them (each line twice: its text, and its name and value).
+ */
+const MEMO_HEADER_LINES = 8;
+const MEMO_LINE_BYTES = 128;
 
 /** Whether buf[from, to) holds exactly the characters of `text` (a latin1 string; undefined: no). */
 function sameBytes(buf: Buffer, from: number, to: number, text: string | undefined): boolean {
