@@ -195,6 +195,9 @@ async function compareWorkload(w) {
     }
     const ceiling = await startCeiling({ bodyBytes });
     procs.push(ceiling);
+    // POST only: the ceiling that also stores, to tell what storing costs from what HTTP costs
+    const storing = w.post ? await startCeiling({ bodyBytes, store: true }) : undefined;
+    if (storing) procs.push(storing);
     const subject = (p, script = w.script) => ({
       port: p.port,
       script,
@@ -205,6 +208,7 @@ async function compareWorkload(w) {
         tcpkv: subject(tcpkv),
         'node:http': subject(nodeHttp, w.standardScript ?? w.script),
         ceiling: subject(ceiling, w.standardScript ?? w.script),
+        ...(storing ? { 'ceiling+Map': subject(storing) } : {}),
       },
       { label: w.id },
     );
@@ -219,6 +223,7 @@ async function compareWorkload(w) {
         tcpkvToNodeHttp: ratio(res.tcpkv.median.rps, res['node:http'].median.rps),
         tcpkvToCeiling: ratio(res.tcpkv.median.rps, res.ceiling.median.rps),
         p99TcpkvToNodeHttp: ratio(res.tcpkv.median.p99, res['node:http'].median.p99),
+        tcpkvToStoringCeiling: storing ? ratio(res.tcpkv.median.rps, res['ceiling+Map'].median.rps) : undefined,
       },
     };
   } finally {
@@ -242,7 +247,7 @@ function printCompare(list) {
         pipelined ? 'n/a ‡' : fmt.ms(m.p99),
         m.errors ? String(m.errors) : '0',
         name === 'tcpkv' ? fmt.x(w.ratios.tcpkvToNodeHttp) : '',
-        name === 'tcpkv' ? fmt.x(w.ratios.tcpkvToCeiling) : '',
+        name === 'tcpkv' ? fmt.x(w.ratios.tcpkvToCeiling) : name === 'ceiling+Map' ? `(${fmt.x(w.ratios.tcpkvToStoringCeiling)}) §` : '',
       ]);
     });
   }
@@ -254,6 +259,8 @@ function printCompare(list) {
   say('  node:http and the ceiling get the equivalent standard request (`Host: 127.0.0.1`, CRLF).');
   say(`‡ pipelined: wrk records one latency per batch of ${cfg.pipelineDepth} (p50 is per batch) and its coordinated-omission`);
   say('  correction is meaningless there, so no p99. req/s counts answers.');
+  say('§ ceiling+Map: the ceiling that also inserts each POST body\'s key into a Map (the least a storing server');
+  say('  does); in brackets, tcpkv / ceiling+Map.');
   say('spread = (max − min) / median of req/s over the rounds. errors = non-2xx answers + socket errors');
   say('(connect, read, write, timeout), summed over the rounds.');
 }

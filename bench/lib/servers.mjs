@@ -63,7 +63,9 @@ export function startNodeHttp(opts) {
   return startScript(NODE_HTTP, 'node-http', [], opts);
 }
 
-/** `bodyBytes`: make each fixed answer's body that long (default: tcpkv's `No data in DB`). */
-export function startCeiling({ bodyBytes, ...opts } = {}) {
-  return startScript(CEILING, 'ceiling', bodyBytes === undefined ? [] : ['--body-bytes', String(bodyBytes)], opts);
+/** `bodyBytes`: make each fixed answer's body that long (default: tcpkv's `No data in DB`); `store`: ceiling+Map. */
+export function startCeiling({ bodyBytes, store = false, ...opts } = {}) {
+  const args = bodyBytes === undefined ? [] : ['--body-bytes', String(bodyBytes)];
+  if (store) args.push('--store');
+  return startScript(CEILING, store ? 'ceiling+Map' : 'ceiling', args, opts);
 }

@@ -3,9 +3,12 @@
 // 200 answer (with Content-Length), in one write per chunk read — so pipelining and wrk work. Bodies
 // are not framed: the requests sent to it must not contain `\r\n\r\n` in a body (the bench's do not).
 //
-//   node bench/servers/ceiling.mjs [--port 0] [--bind 127.0.0.1] [--body-bytes N]
+//   node bench/servers/ceiling.mjs [--port 0] [--bind 127.0.0.1] [--body-bytes N] [--store]
 // --body-bytes: size of the answer's body (default: tcpkv's empty-DB answer, `No data in DB`), so the
 // ceiling can write as many bytes per answer as the server it is compared with.
+// --store: the POST reference ("ceiling + Map"): also take what follows each header block up to the
+// next `POST ` (or the end of the chunk) as a `key: value` body and insert it into a Map unless the
+// key is there — the least work a server that stores must do, to compare POST throughput against.
 // Prints one JSON line {"server":"ceiling","port":N,"pid":P,"answerBytes":B} once listening.
 
 import net from 'node:net';
@@ -16,6 +19,7 @@ const { values: opts } = parseArgs({
     port: { type: 'string', default: '0' },
     bind: { type: 'string', default: '127.0.0.1' },
     'body-bytes': { type: 'string' },
+    store: { type: 'boolean', default: false },
   },
 });
 
@@ -93,10 +97,26 @@ class EndCounter {
   }
 }
 
+const store = new Map();
+const NEXT_POST = Buffer.from('POST ', 'latin1');
+
+/** --store: every body in the chunk (as the bench's POSTs send them: whole, one request per write) into the Map. */
+function storeBodies(chunk) {
+  for (let at = chunk.indexOf(END); at >= 0; at = chunk.indexOf(END, at + 4)) {
+    const next = chunk.indexOf(NEXT_POST, at + 4);
+    const body = chunk.toString('latin1', at + 4, next < 0 ? chunk.length : next);
+    const colon = body.indexOf(':');
+    if (colon < 0) continue;
+    const key = body.slice(0, colon).trim();
+    if (!store.has(key)) store.set(key, body.slice(colon + 1).trim());
+  }
+}
+
 const server = net.createServer({ noDelay: true }, (socket) => {
   const counter = new EndCounter();
   socket.on('data', (chunk) => {
     const n = counter.count(chunk);
+    if (opts.store) storeBodies(chunk);
     if (n > 0) socket.write(answers(n));
   });
   socket.on('error', () => socket.destroy());
@@ -104,7 +124,8 @@ const server = net.createServer({ noDelay: true }, (socket) => {
 
 server.listen(Number(opts.port), opts.bind, () => {
   const address = server.address();
-  process.stdout.write(JSON.stringify({ server: 'ceiling', port: address.port, pid: process.pid, answerBytes: ANSWER.length }) + '\n');
+  const name = opts.store ? 'ceiling+Map' : 'ceiling';
+  process.stdout.write(JSON.stringify({ server: name, port: address.port, pid: process.pid, answerBytes: ANSWER.length }) + '\n');
 });
 
 process.once('SIGTERM', () => process.exit(0));
