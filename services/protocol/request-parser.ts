@@ -405,11 +405,7 @@ export class RequestParser {
       const index = this.headers.length / 2;
       if (index < MEMO_HEADER_LINES && sameBytes(buf, ls, le, this.memoFields[3 * index])) {
         // the same line as at this position in the last request: validated then, reused now
-        if (index >= this.limits.maxHeaderCount) return this.fail(new ProtocolError('TCPKV_ERR_TOO_MANY_HEADERS'));
-        const name = this.memoFields[3 * index + 1]!;
-        const value = this.memoFields[3 * index + 2]!;
-        this.headers.push(name, value);
-        return this.noteHeader(name, value);
+        return this.addHeader(this.memoFields[3 * index + 1]!, this.memoFields[3 * index + 2]!);
       }
     }
     const first = buf[ls]!;
@@ -435,15 +431,20 @@ export class RequestParser {
       if (c !== SP && c !== HT) ve = i + 1;
     }
     if (!record) return undefined;
-    if (this.headers.length / 2 >= this.limits.maxHeaderCount) return this.fail(new ProtocolError('TCPKV_ERR_TOO_MANY_HEADERS'));
+    const index = this.headers.length / 2;
     const name = buf.toString('latin1', ls, ne).toLowerCase();
     const value = buf.toString('latin1', vs, ve);
-    const index = this.headers.length / 2;
     if (index < MEMO_HEADER_LINES && le - ls <= MEMO_LINE_BYTES && 3 * index <= this.memoFields.length) {
       this.memoFields[3 * index] = buf.toString('latin1', ls, le);
       this.memoFields[3 * index + 1] = name;
       this.memoFields[3 * index + 2] = value;
     }
+    return this.addHeader(name, value);
+  }
+
+  /** Records a header (within the count limit) and picks out what framing and the rules need. */
+  private addHeader(name: string, value: string): ProtocolError | undefined {
+    if (this.headers.length / 2 >= this.limits.maxHeaderCount) return this.fail(new ProtocolError('TCPKV_ERR_TOO_MANY_HEADERS'));
     this.headers.push(name, value);
     return this.noteHeader(name, value);
   }

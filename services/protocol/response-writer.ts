@@ -42,11 +42,12 @@ const KEEP_ALIVE = 'Connection: keep-alive\r\n\r\n';
 const CLOSE = 'Connection: close\r\n\r\n';
 
 // Everything before the Content-Length value, per status: `HTTP/1.1 200 OK\r\nContent-Type: ...Content-Length: `.
+const prefixOf = (status: number, reason: string) => `HTTP/1.1 ${status} ${reason}\r\n${CONTENT_TYPE}Content-Length: `;
 const HEAD_PREFIXES = new Map<number, string>();
-for (const [code, reason] of Object.entries(REASONS)) HEAD_PREFIXES.set(Number(code), `HTTP/1.1 ${code} ${reason}\r\n${CONTENT_TYPE}Content-Length: `);
+for (const [code, reason] of Object.entries(REASONS)) HEAD_PREFIXES.set(Number(code), prefixOf(Number(code), reason));
 
 function headPrefix(status: number): string {
-  return HEAD_PREFIXES.get(status) ?? `HTTP/1.1 ${status} STATUS_${status}\r\n${CONTENT_TYPE}Content-Length: `;
+  return HEAD_PREFIXES.get(status) ?? prefixOf(status, `STATUS_${status}`);
 }
 
 let dateSecond = -1;

@@ -181,8 +181,7 @@ function create(body: Buffer, store: Store): MaybePromise<Response> {
       seen.add(key);
     }
   }
-  const result = store.createAll(pairs);
-  return isPromise(result) ? result.then((r) => created(pairs, r), storeFailure) : created(pairs, result);
+  return guard(store.createAll(pairs), (result) => created(pairs, result));
 }
 
 function created(pairs: readonly Pair[], result: CreateResult): Response {
