@@ -7,29 +7,21 @@
 //      replica it reaches and Docker starts it again (restart: unless-stopped), serving the same data.
 // compose v1 (docker-compose) is all there is here; with only v2 installed, `docker compose` is used.
 
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { ETCD_IMAGE, clientFor, listData, request, sleep, type Reachable } from '../support/cluster.js';
-import { DockerResources, REPO_ROOT, dockerOk, runStreaming, uniqueName, waitForExit } from '../support/docker.js';
+import { DockerResources, REPO_ROOT, composeCommand, dockerOk, runStreaming, uniqueName, waitForExit } from '../support/docker.js';
 import { freePort } from '../support/net.js';
 
 const TOKEN = 'cluster-compose-token';
 const CLI = join(REPO_ROOT, 'dist/services/client/cli.js');
 
-function hasStandaloneCompose(): boolean {
-  try {
-    execFileSync('docker-compose', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const [COMPOSE, PRE] = hasStandaloneCompose() ? ['docker-compose', [] as string[]] : ['docker', ['compose']];
+const COMPOSE = composeCommand();
 
 async function compose(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; output: string }> {
   let output = '';
-  const code = await runStreaming(COMPOSE, [...PRE, ...args], { cwd: REPO_ROOT, env, onOutput: (chunk) => (output += chunk) });
+  const code = await runStreaming(COMPOSE.cmd, [...COMPOSE.pre, ...args], { cwd: REPO_ROOT, env, onOutput: (chunk) => (output += chunk) });
   return { code, output };
 }
 

@@ -5,13 +5,13 @@
 // compose v1 (docker-compose) is all there is here, hence the standalone executable option; with
 // compose v2 installed (and no v1), the plugin is used.
 
-import { execFileSync } from 'node:child_process';
 import { DockerComposeEnvironment, type StartedDockerComposeEnvironment } from 'testcontainers';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import {
   DockerResources,
   REPO_ROOT,
   StoppedStartupCheck,
+  composeCommand,
   containerLogs,
   dockerOk,
   runStreaming,
@@ -20,15 +20,6 @@ import {
 } from '../support/docker.js';
 
 const TOKEN = 'compose-test-token';
-
-function hasStandaloneCompose(): boolean {
-  try {
-    execFileSync('docker-compose', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The id of a compose service's container (running or exited). */
 async function serviceContainer(project: string, service: string): Promise<string> {
@@ -41,7 +32,7 @@ async function serviceContainer(project: string, service: string): Promise<strin
 
 describe('docker-compose.yml', () => {
   const res = new DockerResources();
-  const standalone = hasStandaloneCompose();
+  const { standalone, cmd, pre } = composeCommand();
   let environment: StartedDockerComposeEnvironment | undefined;
 
   afterAll(async () => {
@@ -81,7 +72,6 @@ describe('docker-compose.yml', () => {
   it('`up --build --abort-on-container-exit --exit-code-from client` exits 0 and shows the table', async () => {
     const project = uniqueName('tcpkvtest');
     res.addComposeProject(project);
-    const [cmd, pre] = standalone ? ['docker-compose', []] : ['docker', ['compose']];
     const env = { ...process.env, NODE_IMAGE: inject('tcpkvNodeImage'), TCPKV_SHUTDOWN_TOKEN: TOKEN };
     let output = '';
     try {

@@ -14,17 +14,11 @@ import {
   dockerOk,
   inspectState,
   parseResponse,
+  publishedPort,
   seedRequest,
   sendOnce,
   startServer,
 } from '../support/docker.js';
-
-async function publishedPort(id: string): Promise<number> {
-  const out = await dockerOk(['port', id, `${SERVER_PORT}/tcp`]);
-  const m = /:(\d+)\s*$/m.exec(out);
-  if (!m) throw new Error(`no published port in ${JSON.stringify(out)}`);
-  return Number(m[1]);
-}
 
 async function waitListening(id: string, since: number): Promise<void> {
   for (let i = 0; i < 100; i++) {

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { DockerResources, dockerOk, parseResponse, sendOnce, uniqueName } from '../support/docker.js';
+import { DockerResources, dockerOk, parseResponse, publishedPort, sendOnce, uniqueName } from '../support/docker.js';
 import { remoteDir, repoRoot } from './lib/paths.js';
 
 const TOKEN = 'start-server-test-token-0123';
@@ -52,7 +52,6 @@ describe('infra/remote/start-server.sh with Compose and server.compose.yml', () 
     return file;
   };
   const container = async () => dockerOk(['ps', '-q', '--filter', `label=com.docker.compose.project=${project}`, '--filter', 'label=com.docker.compose.service=server']);
-  const publishedPort = async () => Number((await dockerOk(['port', await container(), '10000/tcp'])).split('\n')[0]!.split(':').pop());
 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'tcpkv-start-server-'));
@@ -83,7 +82,7 @@ describe('infra/remote/start-server.sh with Compose and server.compose.yml', () 
   });
 
   it('a connection through the port mapping from an address outside TCPKV_ALLOWED_CLIENTS gets 403', async () => {
-    const resp = parseResponse(await sendOnce(await publishedPort(), get));
+    const resp = parseResponse(await sendOnce(await publishedPort(await container()), get));
     expect(resp.status).toBe(403);
     expect(resp.body).toMatch(/^Client not allowed: \S+/);
   });
@@ -94,7 +93,7 @@ describe('infra/remote/start-server.sh with Compose and server.compose.yml', () 
     expect(gateway).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     const r = await startServer(settings(`198.51.100.7/32,${gateway}/32`), project);
     expect(r.code, r.output).toBe(0);
-    const resp = parseResponse(await sendOnce(await publishedPort(), get));
+    const resp = parseResponse(await sendOnce(await publishedPort(await container()), get));
     expect(resp.status, resp.body).toBe(200);
     expect(resp.body).toContain('No data in DB');
   });

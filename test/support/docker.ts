@@ -7,7 +7,7 @@
 // TESTCONTAINERS_RYUK_DISABLED=true means nothing else reaps them. Test traffic goes only to
 // 127.0.0.1 (published ports) or between our own containers on our own networks.
 
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { dirname, resolve } from 'node:path';
@@ -67,6 +67,27 @@ export async function dockerOk(args: string[], opts: { timeoutMs?: number } = {}
   const r = await docker(args, opts);
   if (r.code !== 0) throw new Error(`docker ${args.join(' ')} failed (${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
   return r.stdout.trim();
+}
+
+/** The host port Docker published for a container's port (the first binding `docker port` lists). */
+export async function publishedPort(containerId: string, containerPort = SERVER_PORT): Promise<number> {
+  const out = await dockerOk(['port', containerId, `${containerPort}/tcp`]);
+  const m = /:(\d+)\s*$/m.exec(out);
+  if (!m) throw new Error(`no published port in ${JSON.stringify(out)}`);
+  return Number(m[1]);
+}
+
+/**
+ * How compose runs here: Debian's standalone `docker-compose` (v1) when it is installed — all these
+ * machines have — else the `docker compose` plugin (v2). `args` go after `pre`.
+ */
+export function composeCommand(): { readonly standalone: boolean; readonly cmd: string; readonly pre: readonly string[] } {
+  try {
+    execFileSync('docker-compose', ['version'], { stdio: 'ignore' });
+    return { standalone: true, cmd: 'docker-compose', pre: [] };
+  } catch {
+    return { standalone: false, cmd: 'docker', pre: ['compose'] };
+  }
 }
 
 /** Run a long command (docker build, docker-compose) streaming its output to a sink; resolves with the exit code. */
