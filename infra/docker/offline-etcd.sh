@@ -18,40 +18,16 @@
 #        busybox-static (/bin/busybox).
 set -euo pipefail
 
+NAME=offline-etcd
 IMAGE="tcpkv/etcd:local"
-REBUILD=0
 ETCD_UID=10001
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --rebuild) REBUILD=1 ;;
-    --image) IMAGE="${2:?--image needs a value}"; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "offline-etcd.sh: unknown argument: $1" >&2; exit 2 ;;
-  esac
-  shift
-done
-
-log() { echo "offline-etcd: $*" >&2; }
-
-if [ "$REBUILD" -eq 0 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  log "$IMAGE already exists (use --rebuild to rebuild it)"
-  exit 0
-fi
-
-for tool in docker apt-get dpkg-deb tar ldd; do
-  command -v "$tool" >/dev/null 2>&1 || { log "missing required tool: $tool"; exit 1; }
-done
-BUSYBOX="$(command -v busybox || true)"
-if [ -z "$BUSYBOX" ] || ldd "$BUSYBOX" >/dev/null 2>&1; then
-  log "a static busybox is required (apt-get install busybox-static)"; exit 1
-fi
-
-WORK="$(mktemp -d /tmp/tcpkv-etcd.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
-ROOT="$WORK/rootfs"
+# shellcheck source-path=SCRIPTDIR source=rootfs-lib.sh
+source "$(dirname "$0")/rootfs-lib.sh"
+parse_args "$@"
+exit_if_built
+require_tools docker apt-get dpkg-deb tar ldd
+new_rootfs etc var/lib/etcd
 
 log "downloading etcd-server and etcd-client from Debian"
 # apt-get download writes into the current directory; _apt must be able to write there.
@@ -66,33 +42,13 @@ for deb in "$WORK"/etcd-server_*.deb "$WORK"/etcd-client_*.deb; do
   dpkg-deb -x "$deb" "$WORK/deb"
 done
 
-mkdir -p "$ROOT"/usr/{bin,sbin,lib,lib64,local/bin} "$ROOT"/{etc,tmp,var/lib/etcd,proc,sys,dev}
-ln -s usr/bin "$ROOT/bin"
-ln -s usr/sbin "$ROOT/sbin"
-ln -s usr/lib "$ROOT/lib"
-ln -s usr/lib64 "$ROOT/lib64"
-
-copy_libs() {
-  local bin="$1" lib dest
-  ldd "$bin" | awk '/=> \//{print $3} /^[[:space:]]*\//{print $1}' | while read -r lib; do
-    dest="$ROOT$(readlink -f "$(dirname "$lib")")/$(basename "$lib")"
-    [ -e "$dest" ] && continue
-    mkdir -p "$(dirname "$dest")"
-    cp -L "$lib" "$dest"
-  done
-}
-
 for b in etcd etcdctl; do
   install -m 0755 "$WORK/deb/usr/bin/$b" "$ROOT/usr/local/bin/$b"
   copy_libs "$ROOT/usr/local/bin/$b"
 done
 ETCD_VERSION="$("$ROOT/usr/local/bin/etcd" --version | awk '/etcd Version/{print $3}')"
 
-install -m 0755 "$BUSYBOX" "$ROOT/usr/bin/busybox"
-"$BUSYBOX" --list-full | while read -r applet; do
-  case "$applet" in usr/*) rel="$applet" ;; *) rel="usr/$applet" ;; esac
-  [ -e "$ROOT/$rel" ] || [ -L "$ROOT/$rel" ] || ln -s /usr/bin/busybox "$ROOT/$rel"
-done
+install_busybox
 
 cat >"$ROOT/etc/passwd" <<EOF
 root:x:0:0:root:/root:/bin/sh
@@ -104,11 +60,7 @@ root:x:0:
 etcd:x:$ETCD_UID:
 nogroup:x:65534:
 EOF
-cat >"$ROOT/etc/nsswitch.conf" <<'EOF'
-passwd: files
-group: files
-hosts: files dns
-EOF
+write_nsswitch
 chmod 1777 "$ROOT/tmp"
 chmod 0700 "$ROOT/var/lib/etcd"
 chown "$ETCD_UID:$ETCD_UID" "$ROOT/var/lib/etcd"
@@ -126,4 +78,4 @@ tar --numeric-owner -C "$ROOT" -c . | docker import \
 docker run --rm "$IMAGE" sh -c \
   'etcd --version >/dev/null && etcdctl version >/dev/null && [ "$(id -u)" = '"$ETCD_UID"' ] && [ -w /var/lib/etcd ]' \
   || { log "smoke test of $IMAGE failed"; exit 1; }
-log "built $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
+log_built
