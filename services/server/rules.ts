@@ -5,7 +5,7 @@ import { resolveAddress, type Dialect } from '../protocol/dialect.js';
 import type { Response } from '../protocol/response-writer.js';
 import { Texts } from '../protocol/texts.js';
 import { authorizeShutdown, type HostAllowList, type ShutdownPolicy } from './access.js';
-import { isPromise, StoreUnavailableError, type CreateResult, type MaybePromise, type Pair, type Store } from './store/store.js';
+import { isPromise, StoreUnavailableError, type CreateResult, type ListingSnapshot, type MaybePromise, type Pair, type Store } from './store/store.js';
 
 export { Texts };
 
@@ -76,11 +76,10 @@ interface ListingAnswers {
 }
 const listingCache = new WeakMap<Store, ListingAnswers>();
 
-function renderListing(entries: readonly Pair[]): string {
-  if (entries.length === 0) return Texts.emptyDb;
-  let body = Texts.listingHeader;
-  for (const [key, value] of entries) body += '\n' + key + ':' + value;
-  return body;
+// SCAFFOLD: the snapshot's slices joined into one string; issue 13 streams them instead.
+function renderListing(snapshot: ListingSnapshot): string {
+  if (snapshot.count === 0) return Texts.emptyDb;
+  return Texts.listingHeader + snapshot.slices.join('');
 }
 
 function listingAnswers(body: string, revision: number): ListingAnswers {
@@ -97,7 +96,7 @@ function listing(store: Store, head: boolean): MaybePromise<Response> {
     const cached = listingCache.get(store);
     if (cached !== undefined && cached.revision === revision) return head ? cached.head : cached.get;
   }
-  const entries = store.list();
+  const entries = store.listing();
   if (isPromise(entries)) {
     return entries.then((e) => {
       const body = renderListing(e);

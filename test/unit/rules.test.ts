@@ -49,7 +49,7 @@ describe('rules details', () => {
         if (async) return Promise.reject(new StoreUnavailableError('disk on fire'));
         throw new StoreUnavailableError('disk on fire');
       };
-      return { revision: undefined, list: fail, createAll: fail, upsertAll: fail, close: async () => {} } as unknown as Store;
+      return { revision: undefined, listing: fail, get: fail, page: fail, delete: fail, usage: () => undefined, createAll: fail, upsertAll: fail, close: async () => {} } as unknown as Store;
     };
     for (const async of [false, true]) {
       expect((await handle(req('POST', '/create', '127.0.0.1', 'a: 1'), failing(async), policy, '127.0.0.1')).status).toBe(503);

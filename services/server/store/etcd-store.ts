@@ -25,7 +25,7 @@ import { readFileSync } from 'node:fs';
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, isBrokenCircuitError, NoopPolicy } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
 import type { Logger } from 'pino';
-import { StoreUnavailableError, type CreateResult, type Pair, type Store, type UpsertResult } from './store.js';
+import { StoreUnavailableError, type CreateResult, type ListingSnapshot, type Page, type PageRequest, type Pair, type Store, type UpsertResult } from './store.js';
 
 export interface EtcdStoreOptions {
   readonly endpoints: readonly string[];
@@ -116,6 +116,34 @@ export class EtcdStore implements Store {
 
   private ordKey(key: string): Buffer {
     return Buffer.concat([this.ordPrefix, Buffer.from(key, 'utf8')]);
+  }
+
+  // SCAFFOLD (replaced by the watch cache of issue 18): derived from a full range read.
+  async listing(): Promise<ListingSnapshot> {
+    const entries = await this.list();
+    let text = '';
+    for (const [key, value] of entries) text += '\n' + key + ':' + value;
+    return { count: entries.length, slices: text === '' ? [] : [text], bytes: Buffer.byteLength(text) };
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    for (const [k, v] of await this.list()) if (k === key) return v;
+    return undefined;
+  }
+
+  async page(request: PageRequest): Promise<Page> {
+    const all = (await this.list()).filter(([k]) => k.startsWith(request.prefix));
+    const from = request.after === undefined ? 0 : all.findIndex(([k]) => k === request.after) + 1;
+    const items = all.slice(from, from + request.limit);
+    return { items, next: from + request.limit < all.length ? items[items.length - 1]?.[0] : undefined };
+  }
+
+  delete(_key: string): Promise<boolean> {
+    return Promise.reject(new StoreUnavailableError('DELETE is not implemented in the etcd store yet'));
+  }
+
+  usage(): undefined {
+    return undefined;
   }
 
   async list(): Promise<readonly Pair[]> {

@@ -25,7 +25,7 @@ import type { Logger } from 'pino';
 import { lockDirectory, type DirectoryLock } from './dir-lock.js';
 import { encodeRecord, MAGIC, replay, type ReplayResult } from './log-format.js';
 import { MemoryStore } from './memory-store.js';
-import { StoreUnavailableError, type CreateResult, type Pair, type Store, type UpsertResult } from './store.js';
+import { StoreUnavailableError, type CreateResult, type ListingSnapshot, type Page, type PageRequest, type Pair, type Store, type StoreUsage, type UpsertResult } from './store.js';
 
 export const LOG_NAME = 'tcpkv.log';
 const REWRITE_NAME = 'tcpkv.log.rewrite';
@@ -115,6 +115,27 @@ export class LogStore implements Store {
 
   list(): readonly Pair[] {
     return this.memory.list();
+  }
+
+  listing(): ListingSnapshot {
+    return this.memory.listing();
+  }
+
+  get(key: string): string | undefined {
+    return this.memory.get(key);
+  }
+
+  page(request: PageRequest): Page {
+    return this.memory.page(request);
+  }
+
+  usage(): StoreUsage {
+    return this.memory.usage();
+  }
+
+  // SCAFFOLD: DELETE needs a log record type of its own (issue 13/15, log store).
+  delete(_key: string): Promise<boolean> {
+    return Promise.reject(new StoreUnavailableError('DELETE is not implemented in the log store yet'));
   }
 
   createAll(pairs: readonly Pair[]): Promise<CreateResult> {

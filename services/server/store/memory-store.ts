@@ -1,7 +1,7 @@
 // The in-memory store: a Map, whose iteration order is insertion order and whose `set` on an existing
 // key keeps its place — exactly the seed's dict semantics.
 
-import type { CreateResult, Pair, Store, UpsertResult } from './store.js';
+import type { CreateResult, ListingSnapshot, Page, PageRequest, Pair, Store, StoreUsage, UpsertResult } from './store.js';
 
 const CREATED: CreateResult = Object.freeze({ ok: true });
 
@@ -23,6 +23,40 @@ export class MemoryStore implements Store {
 
   list(): readonly Pair[] {
     return Array.from(this.map);
+  }
+
+  // SCAFFOLD (replaced by the indexed store of issue 13/15): correct but O(n) per call.
+  listing(): ListingSnapshot {
+    let text = '';
+    for (const [key, value] of this.map) text += '\n' + key + ':' + value;
+    return { count: this.map.size, slices: text === '' ? [] : [text], bytes: Buffer.byteLength(text) };
+  }
+
+  page(request: PageRequest): Page {
+    const items: Pair[] = [];
+    let started = request.after === undefined;
+    for (const [key, value] of this.map) {
+      if (!started) {
+        if (key === request.after) started = true;
+        continue;
+      }
+      if (!key.startsWith(request.prefix)) continue;
+      if (items.length === request.limit) return { items, next: items[items.length - 1]![0] };
+      items.push([key, value]);
+    }
+    return { items, next: undefined };
+  }
+
+  delete(key: string): boolean {
+    const had = this.map.delete(key);
+    if (had) this.rev++;
+    return had;
+  }
+
+  usage(): StoreUsage {
+    let dataBytes = 0;
+    for (const [key, value] of this.map) dataBytes += Buffer.byteLength(key) + Buffer.byteLength(value);
+    return { keys: this.map.size, dataBytes };
   }
 
   createAll(pairs: readonly Pair[]): CreateResult {

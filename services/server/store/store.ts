@@ -1,7 +1,11 @@
-// The storage contract every store meets (memory now; append-only log and etcd later). One call per
-// request, with the seed's batch semantics, so that a remote store can make each one a single
-// transaction. Results may be plain values or promises: the memory store answers synchronously and
-// the hot path never waits on a microtask it does not need.
+// The storage contract every store meets (memory, append-only log, etcd). One call per request, with
+// the seed's batch semantics, so that a remote store can make each one a single transaction. Results
+// may be plain values or promises: the memory store answers synchronously and the hot path never
+// waits on a microtask it does not need.
+//
+// Failures are typed: StoreUnavailableError (503: I/O error, lost quorum; nothing applied unless
+// `indeterminate`), StoreFullError (507: a store limit; nothing applied), ValueTooLargeError (413: a
+// single key or value no store of this kind can hold; nothing applied).
 
 export type Pair = readonly [key: string, value: string];
 
@@ -14,16 +18,64 @@ export interface UpsertResult {
 
 export type MaybePromise<T> = T | Promise<T>;
 
+/** `GET /kv?prefix=&after=&limit=`: keys starting with `prefix`, in insertion order, after `after`. */
+export interface PageRequest {
+  readonly prefix: string;
+  /** the last key of the previous page; undefined = from the start */
+  readonly after: string | undefined;
+  /** 1..1000 (the rules clamp it) */
+  readonly limit: number;
+}
+
+export interface Page {
+  readonly items: readonly Pair[];
+  /** the key to pass as `after` for the next page; undefined = this was the last page */
+  readonly next: string | undefined;
+}
+
+/**
+ * The whole listing, rendered: `slices` concatenated are the `\nkey:value` lines of every entry in
+ * insertion order (no header line — the rules add it). Slices are immutable strings the store may
+ * share between listings and reuse across revisions; `bytes` is their total UTF-8 length, known
+ * before the first slice is written (Content-Length).
+ */
+export interface ListingSnapshot {
+  readonly count: number;
+  readonly slices: readonly string[];
+  readonly bytes: number;
+}
+
+/** What the store holds now, for limits, metrics and readiness. */
+export interface StoreUsage {
+  readonly keys: number;
+  /** UTF-8 bytes of keys plus values */
+  readonly dataBytes: number;
+}
+
+/** SPEC §7 store limits; 0 would mean "nothing fits", so both are ≥ 1. */
+export interface StoreLimits {
+  readonly maxKeys: number;
+  readonly maxDataBytes: number;
+}
+
 export interface Store {
-  /** Every entry, in insertion order (an update keeps the key's place). */
-  list(): MaybePromise<readonly Pair[]>;
+  /** The listing as rendered slices (see ListingSnapshot). */
+  listing(): MaybePromise<ListingSnapshot>;
+  /** One key's value; undefined = no such key. */
+  get(key: string): MaybePromise<string | undefined>;
+  /** A page of entries in insertion order (see PageRequest). Must not cost O(position of `after`). */
+  page(request: PageRequest): MaybePromise<Page>;
   /** Stores every pair only if none of the keys exists yet; otherwise nothing (all or none). */
   createAll(pairs: readonly Pair[]): MaybePromise<CreateResult>;
   /** Sets every pair, creating missing keys, and reports the values it replaced. All or none. */
   upsertAll(pairs: readonly Pair[]): MaybePromise<UpsertResult>;
+  /** Removes one key; false = there was no such key. Durable like every write. */
+  delete(key: string): MaybePromise<boolean>;
+  /** keys and bytes held now; undefined where the store cannot tell without a round trip */
+  usage(): StoreUsage | undefined;
   /**
    * A number that changes on every write, when the store can tell cheaply (the memory store can; a
-   * shared remote store cannot). Lets the GET listing be rendered once per change.
+   * shared remote store cannot). Lets answers be rendered once per change.
    */
   readonly revision: number | undefined;
   /** Flushes whatever needs flushing and releases the store. */
@@ -42,6 +94,22 @@ export class StoreUnavailableError extends Error {
     super(message);
     this.indeterminate = options.indeterminate ?? false;
   }
+}
+
+/** A write would take the store past a limit (SPEC §7): answered 507, nothing applied. */
+export class StoreFullError extends Error {
+  override readonly name = 'StoreFullError';
+  /** which limit, as the 507 body names it, e.g. `TCPKV_MAX_KEYS=1000000` */
+  readonly limit: string;
+  constructor(limit: string) {
+    super(`Storage is full: ${limit}`);
+    this.limit = limit;
+  }
+}
+
+/** One key or value is larger than this store can ever hold (a log record, an etcd request): 413, nothing applied. */
+export class ValueTooLargeError extends Error {
+  override readonly name = 'ValueTooLargeError';
 }
 
 /**
