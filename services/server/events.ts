@@ -35,3 +35,25 @@ export const NO_EVENTS: ServerEvents = Object.freeze({
   limitHit() {},
   endAttempt() {},
 });
+
+/**
+ * What a store tells about its own work, for the metrics (log fsyncs and compactions, etcd calls and
+ * per-member circuit breakers). Stores take an optional `events` and default to NO_STORE_EVENTS.
+ */
+export interface StoreEvents {
+  /** one fsync (fdatasync) of the log finished */
+  logFsync(seconds: number, ok: boolean): void;
+  /** one compaction finished (ok = the compacted file replaced the log) */
+  logCompaction(seconds: number, ok: boolean): void;
+  /** one etcd call finished; `ok` false for failures that count against the member/cluster */
+  etcdCall(operation: string, seconds: number, ok: boolean): void;
+  /** a member's circuit breaker changed state */
+  etcdBreaker(member: string, state: 'closed' | 'open' | 'half-open'): void;
+}
+
+export const NO_STORE_EVENTS: StoreEvents = Object.freeze({
+  logFsync() {},
+  logCompaction() {},
+  etcdCall() {},
+  etcdBreaker() {},
+});

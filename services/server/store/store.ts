@@ -78,6 +78,12 @@ export interface Store {
    * shared remote store cannot). Lets answers be rendered once per change.
    */
   readonly revision: number | undefined;
+  /**
+   * Whether the store can take writes now (for the admin port's /readyz): undefined = ready, else the
+   * reason it cannot (the log's last write failed, etcd has no quorum, the cache has not synced).
+   * Optional: a store without it is always ready.
+   */
+  readiness?(): MaybePromise<string | undefined>;
   /** Flushes whatever needs flushing and releases the store. */
   close(): Promise<void>;
 }
