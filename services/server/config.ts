@@ -71,7 +71,10 @@ export const serverSettings = {
   maxConnections: setting({ env: 'TCPKV_MAX_CONNECTIONS', flag: 'max-connections', valueName: 'n', default: '20000', describe: 'open connections; the excess is closed at once', parse: integer(1, 1_000_000) }),
   maxPipelined: setting({ env: 'TCPKV_MAX_PIPELINED', flag: 'max-pipelined', valueName: 'n', default: '64', describe: 'requests of one connection being answered at once; further ones wait unread', parse: integer(1, 100_000) }),
   maxRequestsPerConnection: setting({ env: 'TCPKV_MAX_REQUESTS_PER_CONNECTION', flag: 'max-requests-per-connection', valueName: 'n', default: '0', describe: 'requests served on one connection before it is closed; 0 = no limit', parse: integer(0, 1_000_000_000) }),
-  shutdownTimeoutMs: setting({ env: 'TCPKV_SHUTDOWN_TIMEOUT_MS', flag: 'shutdown-timeout-ms', valueName: 'ms', default: '10000', describe: 'how long a graceful shutdown waits for in-flight requests', parse: integer(0, 600_000) }),
+  // below `docker stop`'s 10 s, so a slow client cannot turn a clean stop into a SIGKILL
+  shutdownTimeoutMs: setting({ env: 'TCPKV_SHUTDOWN_TIMEOUT_MS', flag: 'shutdown-timeout-ms', valueName: 'ms', default: '8000', describe: 'how long a graceful shutdown waits for in-flight requests', parse: integer(0, 600_000) }),
+  adminPort: setting({ env: 'TCPKV_ADMIN_PORT', flag: 'admin-port', valueName: 'port', default: undefined, describe: 'admin port (/healthz, /readyz, /metrics); unset = off, 0 = any free port', parse: integer(0, 65535) }),
+  adminBind: setting({ env: 'TCPKV_ADMIN_BIND', flag: 'admin-bind', valueName: 'address', default: '127.0.0.1', describe: 'address the admin port listens on', parse: ipAddress }),
 };
 
 export type ServerConfig = SettingValues<typeof serverSettings>;

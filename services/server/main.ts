@@ -7,7 +7,9 @@ import { pino } from 'pino';
 import { addSettingOptions, ConfigError, exitWithConfigError, parseCommandLine, readDotenv, resolveSettings } from '../common/settings.js';
 import { packageVersion } from '../common/version.js';
 import { isLoopback } from './access.js';
+import { AdminServer } from './admin.js';
 import { serverSettings, type ServerConfig } from './config.js';
+import { TcpkvMetrics } from './metrics.js';
 import { TcpkvServer } from './server.js';
 import { openStore } from './store/open-store.js';
 
@@ -33,6 +35,9 @@ async function main(): Promise<void> {
   const config = await readConfig(process.argv);
   const logger = pino({ name: PROGRAM, level: config.logLevel, timestamp: pino.stdTimeFunctions.isoTime });
 
+  // Metrics are counted only when the admin port is on; otherwise the data path reports to nothing.
+  const metrics = config.adminPort !== undefined ? new TcpkvMetrics({ version: packageVersion() }) : undefined;
+
   let store;
   try {
     store = await openStore(config, logger);
@@ -40,6 +45,7 @@ async function main(): Promise<void> {
     if (error instanceof ConfigError) exitWithConfigError(PROGRAM, error);
     throw error;
   }
+  metrics?.attachStore(store);
 
   const server = new TcpkvServer({
     bind: config.bind,
@@ -61,6 +67,7 @@ async function main(): Promise<void> {
     store,
     logger,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
+    ...(metrics ? { events: metrics } : {}),
   });
 
   let address;
@@ -92,9 +99,27 @@ async function main(): Promise<void> {
     );
   }
 
+  let admin: AdminServer | undefined;
+  if (metrics && config.adminPort !== undefined) {
+    admin = new AdminServer({ bind: config.adminBind, port: config.adminPort, metrics, logger, draining: () => server.draining });
+    try {
+      const adminAddress = await admin.listen();
+      logger.info({ address: adminAddress.address, port: adminAddress.port }, 'admin port listening (/healthz, /readyz, /metrics)');
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException;
+      logger.fatal({ bind: config.adminBind, port: config.adminPort, code: e.code }, `cannot listen on the admin port: ${e.message}`);
+      process.stderr.write(`${PROGRAM}: cannot listen on ${config.adminBind}:${config.adminPort} (TCPKV_ADMIN_PORT): ${e.code ?? e.message}\n`);
+      process.exit(e.code === 'EADDRINUSE' || e.code === 'EADDRNOTAVAIL' || e.code === 'EACCES' ? 2 : 1);
+    }
+  }
+
   const stop = (reason: string) => {
+    // the admin port stays up while the data port drains (/readyz answers 503 meanwhile)
     server.shutdown(reason).then(
-      () => process.exit(0),
+      async () => {
+        await admin?.close();
+        process.exit(0);
+      },
       (error: unknown) => {
         logger.fatal({ err: (error as Error)?.stack }, 'shutdown failed');
         process.exit(1);
