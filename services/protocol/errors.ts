@@ -19,6 +19,7 @@ export const ProtocolErrors = {
   TCPKV_ERR_TE_NOT_CHUNKED: { status: 400, message: 'Transfer-Encoding must end with chunked' },
   TCPKV_ERR_TE_NOT_IMPLEMENTED: { status: 501, message: 'Only the chunked transfer coding is supported' },
   TCPKV_ERR_BAD_CHUNK: { status: 400, message: 'Malformed chunked body' },
+  TCPKV_ERR_BODY_NOT_UTF8: { status: 400, message: 'The body is not valid UTF-8' },
   TCPKV_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'Request header block too large' },
   TCPKV_ERR_TOO_MANY_HEADERS: { status: 431, message: 'Too many header lines' },
   TCPKV_ERR_TARGET_TOO_LONG: { status: 414, message: 'Request target too long' },

@@ -10,6 +10,14 @@
 // end in CRLF and only the closing empty line may be a bare LF (the seed client's `\r\n\n`); bare-LF
 // request line (a person typing into nc) → every line ends in a bare LF. Anything else is 400: parsers
 // that disagree about where a header ends are how requests get smuggled.
+//
+// Bodies are counted in bytes, with one exception: the seed client computes Content-Length with
+// Python's `len(str)`, in characters. A request seed-shaped on every count — target `/`, a Host holding
+// `/`, CRLF lines and a header block closed by a bare LF — has a body of Content-Length UTF-8 code
+// points (decoded as they arrive; invalid UTF-8 is refused). No request an RFC 9112 intermediary may
+// forward has that shape (a Host holding `/` must be refused; a sender must close the block with CRLF),
+// so the exception cannot frame a forwarded request differently from the intermediary. docs/protocol.md
+// has the whole argument.
 
 import { ProtocolError } from './errors.js';
 
@@ -56,6 +64,8 @@ const enum State {
   RequestLine,
   Headers,
   BodyLength,
+  /** a seed-shaped body: `remaining` counts UTF-8 code points, not bytes */
+  BodyChars,
   ChunkSize,
   ChunkData,
   ChunkDataEnd,
@@ -68,6 +78,10 @@ const CR = 0x0d;
 const SP = 0x20;
 const HT = 0x09;
 const COLON = 0x3a;
+const SEMICOLON = 0x3b;
+const EQUALS = 0x3d;
+const DQUOTE = 0x22;
+const BACKSLASH = 0x5c;
 
 // tchar (RFC 9110 §5.6.2): what method and header-name bytes may be.
 const TOKEN = new Uint8Array(256);
@@ -94,6 +108,9 @@ for (let c = 0; c < 6; c++) {
   HEX[0x61 + c] = 10 + c;
 }
 
+/** A protocol name and version other than HTTP's in a request line (`RTSP/1.0`, `ICE/1.0`, `SIP/2.0`). */
+const OTHER_PROTOCOL = /^(?!HTTP\/)[A-Z]{1,16}\/\d{1,3}(\.\d{1,3})?$/;
+
 /** Longest chunk-size line (size + extensions) accepted. */
 const MAX_CHUNK_LINE = 4096;
 /** Empty lines tolerated before a request line (RFC 9112 §2.2: SHOULD ignore at least one). */
@@ -114,6 +131,67 @@ function sameBytes(buf: Buffer, from: number, to: number, text: string | undefin
   if (text === undefined || text.length !== to - from) return false;
   for (let k = 0; k < text.length; k++) if (buf[from + k] !== text.charCodeAt(k)) return false;
   return true;
+}
+
+// qdtext (RFC 9110 §5.6.4): what may stand unescaped inside a quoted-string.
+const QDTEXT = new Uint8Array(256);
+QDTEXT[HT] = 1;
+QDTEXT[SP] = 1;
+QDTEXT[0x21] = 1;
+for (let c = 0x23; c <= 0x5b; c++) QDTEXT[c] = 1;
+for (let c = 0x5d; c <= 0x7e; c++) QDTEXT[c] = 1;
+for (let c = 0x80; c <= 0xff; c++) QDTEXT[c] = 1;
+
+const isBWS = (c: number | undefined) => c === SP || c === HT;
+
+/**
+ * Checks buf[i, le) — what follows a chunk size — against RFC 9112 §7.1.1:
+ * `*( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`, a name being a token and a value a
+ * token or a quoted-string. Returns what is wrong, or undefined. Extensions are then ignored.
+ */
+function chunkExtensionProblem(buf: Buffer, i: number, le: number): string | undefined {
+  while (i < le) {
+    while (i < le && isBWS(buf[i])) i++;
+    if (i === le) return 'whitespace at the end of a chunk-size line';
+    if (buf[i] !== SEMICOLON) return 'invalid chunk size';
+    i++;
+    while (i < le && isBWS(buf[i])) i++;
+    const name = i;
+    while (i < le && TOKEN[buf[i]!] === 1) i++;
+    if (i === name) return 'chunk extension without a name';
+    let j = i;
+    while (j < le && isBWS(buf[j])) j++;
+    if (j === le) return j > i ? 'whitespace at the end of a chunk-size line' : undefined;
+    if (buf[j] === SEMICOLON) {
+      i = j;
+      continue;
+    }
+    if (buf[j] !== EQUALS) return 'invalid byte in chunk extension';
+    j++;
+    while (j < le && isBWS(buf[j])) j++;
+    if (buf[j] === DQUOTE && j < le) {
+      j++;
+      for (;;) {
+        if (j >= le) return 'unbalanced quote in chunk extension';
+        const c = buf[j]!;
+        if (c === DQUOTE) break;
+        if (c === BACKSLASH) {
+          j++;
+          if (j >= le) return 'unbalanced quote in chunk extension';
+          if (FIELD_VALUE[buf[j]!] !== 1) return 'invalid byte in chunk extension';
+        } else if (QDTEXT[c] !== 1) return 'invalid byte in chunk extension';
+        j++;
+      }
+      i = j + 1;
+    } else {
+      const value = j;
+      while (j < le && TOKEN[buf[j]!] === 1) j++;
+      if (j === value) return 'chunk extension value missing';
+      i = j;
+    }
+    if (i < le && buf[i] !== SEMICOLON && !isBWS(buf[i])) return 'invalid byte in chunk extension';
+  }
+  return undefined;
 }
 
 export class RequestParser {
@@ -147,9 +225,21 @@ export class RequestParser {
   private connectionClose = false;
   private connectionKeepAlive = false;
   private expectContinue = false;
-  private bodyParts: Buffer[] = [];
+  /** the header block was closed by a bare LF after CRLF lines: the seed client's `\r\n\n` */
+  private closedByBareLF = false;
+  // The body: a view of the pushed chunk when it arrived whole in one (no copy), otherwise copied into
+  // one buffer of ours that grows by doubling as bytes arrive — never a piece per chunk (a body of
+  // one-byte chunks would otherwise cost a Buffer object per byte), never sized by what is announced.
+  private bodyView: Buffer | undefined;
+  private bodyBuf: Buffer = EMPTY;
   private bodyBytes = 0;
+  /** bytes (or, in BodyChars, code points) of the body or chunk still expected */
   private remaining = 0;
+  // UTF-8 decoding state of a character-counted body, kept across pushes: continuation bytes still
+  // expected for the current code point, and the range the next one must fall in (RFC 3629 §4).
+  private utf8Need = 0;
+  private utf8Lower = 0x80;
+  private utf8Upper = 0xbf;
 
   // The last request's request line and header lines, as text, with what was parsed from them: a
   // client sends the same lines on every request of a connection, and an identical line needs neither
@@ -228,6 +318,11 @@ export class RequestParser {
         case State.BodyLength:
           if (!this.takeArrivedBody()) return NEED_MORE;
           return this.finish();
+        case State.BodyChars: {
+          const r = this.takeArrivedCharacters();
+          if (r !== true) return r;
+          return this.finish();
+        }
         case State.ChunkSize: {
           const r = this.parseChunkSize();
           if (r !== undefined) return r;
@@ -276,7 +371,8 @@ export class RequestParser {
     this.state = State.Dead;
     this.buf = EMPTY;
     this.start = this.end = 0;
-    this.bodyParts = [];
+    this.bodyView = undefined;
+    this.bodyBuf = EMPTY;
     this.bodyBytes = 0;
     return error;
   }
@@ -341,6 +437,9 @@ export class RequestParser {
     ) {
       const cr = buf.indexOf(CR, vs);
       if (cr >= 0 && cr < le) return this.fail(new ProtocolError('TCPKV_ERR_MIXED_LINE_ENDINGS'));
+      const protocol = buf.toString('latin1', vs, le);
+      // A well-formed request line of another protocol (RTSP/1.0, ICE/1.0, ...): say what is wrong.
+      if (OTHER_PROTOCOL.test(protocol)) return this.fail(new ProtocolError('TCPKV_ERR_VERSION_NOT_SUPPORTED', protocol));
       return this.fail(new ProtocolError('TCPKV_ERR_BAD_VERSION'));
     }
     const major = buf[vs + 5]! - 0x30;
@@ -392,6 +491,7 @@ export class RequestParser {
       // The empty line that closes the header block: CRLF or bare LF after a CRLF request line (the seed
       // client's `\r\n\n`), bare LF only after a bare-LF request line.
       if (hasCR && !this.crlf) return this.fail(new ProtocolError('TCPKV_ERR_MIXED_LINE_ENDINGS'));
+      this.closedByBareLF = this.crlf && !hasCR;
       return this.endOfHeaders();
     }
     if (hasCR !== this.crlf) return this.fail(new ProtocolError('TCPKV_ERR_MIXED_LINE_ENDINGS'));
@@ -507,7 +607,9 @@ export class RequestParser {
     if (this.contentLength > 0) {
       if (this.contentLength > this.limits.maxBodyBytes) return this.fail(new ProtocolError('TCPKV_ERR_BODY_TOO_LARGE'));
       this.remaining = this.contentLength;
-      this.state = State.BodyLength;
+      // seed-shaped on every count (see the top of this file): Content-Length counts characters
+      const seedShaped = this.closedByBareLF && this.target === '/' && this.host !== undefined && this.host.includes('/');
+      this.state = seedShaped ? State.BodyChars : State.BodyLength;
       if (this.expectContinue && this.version === '1.1' && this.end === this.start) return EXPECT_CONTINUE;
       return undefined;
     }
@@ -544,14 +646,9 @@ export class RequestParser {
       i++;
     }
     if (i === ls) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CHUNK', 'no chunk size'));
-    // chunk extensions (`;name=value`) are allowed and ignored; they must still be clean bytes
     if (i < le) {
-      let j = i;
-      while (j < le && (buf[j] === SP || buf[j] === HT)) j++;
-      if (buf[j] !== 0x3b) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CHUNK', 'invalid chunk size'));
-      for (; j < le; j++) {
-        if (FIELD_VALUE[buf[j]!] !== 1) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CHUNK', 'invalid byte in chunk extension'));
-      }
+      const problem = chunkExtensionProblem(buf, i, le);
+      if (problem !== undefined) return this.fail(new ProtocolError('TCPKV_ERR_BAD_CHUNK', problem));
     }
     if (this.bodyBytes + size > this.limits.maxBodyBytes) return this.fail(new ProtocolError('TCPKV_ERR_BODY_TOO_LARGE'));
     if (size === 0) {
@@ -600,17 +697,88 @@ export class RequestParser {
   private takeArrivedBody(): boolean {
     const n = Math.min(this.end - this.start, this.remaining);
     if (n > 0) {
-      this.bodyParts.push(this.buf.subarray(this.start, this.start + n));
+      if (this.state === State.BodyLength && this.bodyBytes === 0 && n === this.remaining) {
+        // the whole body in the chunk at hand: hand out a view of it, no copy
+        this.bodyView = this.buf.subarray(this.start, this.start + n);
+        this.bodyBytes = n;
+      } else {
+        this.appendBody(this.start, this.start + n, this.state === State.BodyLength ? this.contentLength : this.limits.maxBodyBytes);
+      }
       this.start += n;
-      this.bodyBytes += n;
       this.remaining -= n;
     }
     return this.remaining === 0;
   }
 
+  /**
+   * Takes what has arrived of a character-counted body: decodes UTF-8 as it goes (a character may be
+   * split across pushes), counting code points until Content-Length of them are in. True when done,
+   * NEED_MORE, or an error (invalid UTF-8: 400; more bytes than the body limit: 413).
+   */
+  private takeArrivedCharacters(): true | typeof NEED_MORE | ProtocolError {
+    const buf = this.buf;
+    const from = this.start;
+    const end = this.end;
+    let i = from;
+    let remaining = this.remaining;
+    let need = this.utf8Need;
+    let lower = this.utf8Lower;
+    let upper = this.utf8Upper;
+    while (i < end && remaining > 0) {
+      const b = buf[i]!;
+      if (need === 0) {
+        if (b < 0x80) remaining--;
+        else if (b >= 0xc2 && b <= 0xdf) need = 1;
+        else if (b >= 0xe0 && b <= 0xef) {
+          need = 2;
+          if (b === 0xe0) lower = 0xa0; // no overlong forms
+          else if (b === 0xed) upper = 0x9f; // no surrogates
+        } else if (b >= 0xf0 && b <= 0xf4) {
+          need = 3;
+          if (b === 0xf0) lower = 0x90; // no overlong forms
+          else if (b === 0xf4) upper = 0x8f; // nothing above U+10FFFF
+        } else return this.fail(new ProtocolError('TCPKV_ERR_BODY_NOT_UTF8'));
+      } else {
+        if (b < lower || b > upper) return this.fail(new ProtocolError('TCPKV_ERR_BODY_NOT_UTF8'));
+        lower = 0x80;
+        upper = 0xbf;
+        if (--need === 0) remaining--;
+      }
+      i++;
+    }
+    const n = i - from;
+    if (this.bodyBytes + n > this.limits.maxBodyBytes) return this.fail(new ProtocolError('TCPKV_ERR_BODY_TOO_LARGE', 'counted in bytes'));
+    if (remaining === 0 && this.bodyBytes === 0) {
+      this.bodyView = buf.subarray(from, i);
+      this.bodyBytes = n;
+    } else if (n > 0) {
+      this.appendBody(from, i, this.limits.maxBodyBytes);
+    }
+    this.start = i;
+    this.remaining = remaining;
+    this.utf8Need = need;
+    this.utf8Lower = lower;
+    this.utf8Upper = upper;
+    return remaining === 0 ? true : NEED_MORE;
+  }
+
+  /** Copies buf[from, to) onto the end of the body; the buffer grows by doubling, up to `cap` bytes. */
+  private appendBody(from: number, to: number, cap: number): void {
+    const total = this.bodyBytes + (to - from);
+    if (total > this.bodyBuf.length) {
+      let size = Math.max(2 * this.bodyBuf.length, 1024);
+      if (size > cap) size = cap;
+      if (size < total) size = total;
+      const grown = Buffer.allocUnsafe(size);
+      this.bodyBuf.copy(grown, 0, 0, this.bodyBytes);
+      this.bodyBuf = grown;
+    }
+    this.buf.copy(this.bodyBuf, this.bodyBytes, from, to);
+    this.bodyBytes = total;
+  }
+
   private finish(): ParsedRequest {
-    const parts = this.bodyParts;
-    const body = parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.bodyBytes);
+    const body = this.bodyView ?? (this.bodyBytes === 0 ? EMPTY : this.bodyBuf.subarray(0, this.bodyBytes));
     const keepAlive = this.version === '1.1' ? !this.connectionClose : this.connectionKeepAlive && !this.connectionClose;
     const request: ParsedRequest = {
       method: this.method,
@@ -640,9 +808,14 @@ export class RequestParser {
     this.connectionClose = false;
     this.connectionKeepAlive = false;
     this.expectContinue = false;
-    this.bodyParts.length = 0; // never handed out (see finish): reused
+    this.closedByBareLF = false;
+    this.bodyView = undefined;
+    this.bodyBuf = EMPTY; // handed out with the request: never reused
     this.bodyBytes = 0;
     this.remaining = 0;
+    this.utf8Need = 0;
+    this.utf8Lower = 0x80;
+    this.utf8Upper = 0xbf;
     if (this.start === this.end) {
       // Nothing pending: drop our reference to the last chunk so it can be collected.
       this.buf = EMPTY;

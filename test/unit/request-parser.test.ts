@@ -337,3 +337,161 @@ describe('RequestParser: properties (fast-check)', () => {
     );
   });
 });
+
+describe('RequestParser: seed-shaped bodies are counted in characters', () => {
+  // what the seed client sends: Content-Length is Python's len(str), in code points
+  const seedBytes = (body: string, host = '127.0.0.1/create', ending = '\r\n\n') =>
+    Buffer.from(`POST / HTTP/1.1\r\nHost: ${host}\r\nContent-Type: text/html\r\nConnection: keep-alive\r\nContent-Length: ${[...body].length}\r\n${ending.slice(2)}${body}`);
+  const NEXT = 'GET / HTTP/1.1\r\nHost: h\r\n\r\n';
+
+  it.each([
+    ['ASCII', 'ID: 20182793&Grade: A'],
+    ['2-byte characters', 'Name: Grüße&Ville: Genève'],
+    ['3-byte characters', 'Subject: 컴퓨터네트워크&이름: 김민식'],
+    ['4-byte characters', 'Emoji: 😀🎉&Rare: 𠜎𝄞'],
+    ['all of them mixed', 'a: é컴😀z'],
+  ])('%s: the whole body, and the next request intact after it', (_name, body) => {
+    const rs = feed([Buffer.concat([seedBytes(body), Buffer.from(NEXT)])]) as ParsedRequest[];
+    expect(rs).toHaveLength(2);
+    expect(rs[0]!.body.toString('utf8')).toBe(body);
+    expect(rs[1]!.method).toBe('GET');
+  });
+
+  it('a character split across segments at every byte offset gives the same result', () => {
+    const bytes = Buffer.concat([seedBytes('k: 김😀é&x: 컴퓨터'), Buffer.from(NEXT)]);
+    const whole = feed([bytes]).map(plain);
+    expect(whole).toHaveLength(2);
+    for (let cut = 1; cut < bytes.length; cut++) {
+      expect(feed([bytes.subarray(0, cut), bytes.subarray(cut)]).map(plain), `cut at ${cut}`).toEqual(whole);
+    }
+    expect(feed([...bytes].map((b) => Buffer.from([b]))).map(plain)).toEqual(whole);
+  });
+
+  it.each([
+    ['a lone continuation byte', [0x6b, 0x3a, 0x80]],
+    ['an overlong slash', [0xc0, 0xaf, 0x61]],
+    ['an overlong 3-byte form', [0xe0, 0x80, 0xaf]],
+    ['a surrogate', [0xed, 0xa0, 0x80]],
+    ['above U+10FFFF', [0xf4, 0x90, 0x80, 0x80]],
+    ['a byte that never starts UTF-8', [0xff, 0x61, 0x62]],
+    ['a 3-byte character cut short by ASCII', [0xea, 0xb9, 0x61]],
+  ])('invalid UTF-8 (%s) → TCPKV_ERR_BODY_NOT_UTF8', (_name, bytes) => {
+    const head = Buffer.from('POST / HTTP/1.1\r\nHost: 127.0.0.1/create\r\nContent-Length: 3\r\n\n');
+    expect(errorOf([Buffer.concat([head, Buffer.from(bytes)])])).toBe('TCPKV_ERR_BODY_NOT_UTF8');
+    // and the same, one byte per segment
+    expect(errorOf([head, ...bytes.map((b) => Buffer.from([b]))])).toBe('TCPKV_ERR_BODY_NOT_UTF8');
+  });
+
+  it('the body limit still counts bytes: 10 characters of 3 bytes under a 16-byte limit → 413', () => {
+    const limits = { ...DEFAULT_PARSER_LIMITS, maxBodyBytes: 16 };
+    expect(errorOf([seedBytes('가나다라마바사아자차')], limits)).toBe('TCPKV_ERR_BODY_TOO_LARGE');
+    expect(one(seedBytes('가나다라마'), limits).body.toString()).toBe('가나다라마');
+    // a Content-Length in characters over the limit is refused at once
+    expect(errorOf(['POST / HTTP/1.1\r\nHost: h/create\r\nContent-Length: 17\r\n\n'], limits)).toBe('TCPKV_ERR_BODY_TOO_LARGE');
+  });
+
+  describe('every other request counts bytes', () => {
+    const body = 'Subject: 컴퓨터네트워크'; // 16 characters, 30 bytes
+    const chars = [...body].length;
+    const firstBytes = Buffer.from(body).subarray(0, chars).toString('latin1');
+    const cases: [string, string][] = [
+      ['a standard request with the same bytes', `POST /create HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${chars}\r\n\r\n`],
+      ['target / and Host with / but closed by CRLF CRLF', `POST / HTTP/1.1\r\nHost: 127.0.0.1/create\r\nContent-Length: ${chars}\r\n\r\n`],
+      ['closed by \\r\\n\\n but a Host without /', `POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${chars}\r\n\n`],
+      ['closed by \\r\\n\\n, Host with /, but target /create', `POST /create HTTP/1.1\r\nHost: 127.0.0.1/create\r\nContent-Length: ${chars}\r\n\n`],
+      ['all bare LF (typed into nc), target / and Host with /', `POST / HTTP/1.1\nHost: 127.0.0.1/create\nContent-Length: ${chars}\n\n`],
+    ];
+    it.each(cases)('%s', (_name, head) => {
+      const results = feed([Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(body)])]);
+      const first = results[0] as ParsedRequest;
+      expect(first.body.toString('latin1')).toBe(firstBytes);
+      // the 14 bytes left over are not a request
+      expect(results[1]).toBeInstanceOf(ProtocolError);
+    });
+
+    it('a seed-shaped chunked body: chunk sizes are bytes', () => {
+      const b = Buffer.from(body);
+      const text = Buffer.concat([
+        Buffer.from(`POST / HTTP/1.1\r\nHost: 127.0.0.1/create\r\nTransfer-Encoding: chunked\r\n\n${b.length.toString(16)}\r\n`),
+        b,
+        Buffer.from('\r\n0\r\n\r\n'),
+      ]);
+      expect(one(text).body.toString()).toBe(body);
+    });
+  });
+});
+
+describe('RequestParser: chunk extensions (RFC 9112 §7.1.1)', () => {
+  const chunked = (sizeLine: string) => `POST /create HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n${sizeLine}\r\nab\r\n0\r\n\r\n`;
+
+  it.each([
+    ['a name', '2;a'],
+    ['a name and a token value', '2;name=value'],
+    ['several', '2;a;b=c;d="e"'],
+    ['a quoted-string with spaces and an escaped quote', '2;a="x y \\" z"'],
+    ['a quoted-string with obs-text', '2;a="\xe9"'],
+    ['an empty quoted-string', '2;a=""'],
+    ['BWS around ; and =', '2 ; a = b ;\tc'],
+  ])('accepted: %s', (_name, line) => {
+    expect(one(chunked(line)).body.toString()).toBe('ab');
+  });
+
+  it.each([
+    ['a bare ;', '2;'],
+    ['a ; after an extension', '2;a;'],
+    ['no name before =', '2;=b'],
+    ['= without a value', '2;a='],
+    ['an unbalanced quote', '2;a="x'],
+    ['an unbalanced quote ending in a backslash', '2;a="x\\'],
+    ['bytes after a quoted-string', '2;a="x"y'],
+    ['a space inside a token value', '2;a=b c'],
+    ['a space inside a name', '2;a b'],
+    ['whitespace at the end of the line', '2;a=b '],
+    ['whitespace after the size alone', '2 '],
+    ['a separator in a name', '2;a@b'],
+    ['a control byte inside quotes', '2;a="\x01"'],
+  ])('refused: %s', (_name, line) => {
+    expect(errorOf(chunked(line))).toBe('TCPKV_ERR_BAD_CHUNK');
+  });
+
+  it('an unbalanced quote is refused even when the line arrives in pieces', () => {
+    expect(errorOf(['POST /create HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;ext="val', 'ue\r\nhello\r\n0\r\n\r\n'])).toBe('TCPKV_ERR_BAD_CHUNK');
+  });
+});
+
+describe('RequestParser: request lines of other protocols', () => {
+  it.each([
+    ['OPTIONS * RTSP/1.0', 'TCPKV_ERR_VERSION_NOT_SUPPORTED'],
+    ['DESCRIBE rtsp://h/stream RTSP/1.0', 'TCPKV_ERR_VERSION_NOT_SUPPORTED'],
+    ['SOURCE /mount ICE/1.0', 'TCPKV_ERR_VERSION_NOT_SUPPORTED'],
+    ['INVITE sip:a@b SIP/2.0', 'TCPKV_ERR_VERSION_NOT_SUPPORTED'],
+    ['PRI * HTTP/2.0', 'TCPKV_ERR_VERSION_NOT_SUPPORTED'],
+    ['GET / HTTP/2.0', 'TCPKV_ERR_VERSION_NOT_SUPPORTED'],
+    ['GET / HTTP/11', 'TCPKV_ERR_BAD_VERSION'],
+    ['GET / http/1.1', 'TCPKV_ERR_BAD_VERSION'],
+    ['GET / rtsp/1.0', 'TCPKV_ERR_BAD_VERSION'],
+    ['GET / RTSP/1.0x', 'TCPKV_ERR_BAD_VERSION'],
+  ] as const)('%s → %s', (line, code) => {
+    const results = feed([`${line}\r\nHost: h\r\n\r\n`]);
+    const last = results[results.length - 1];
+    expect(last).toBeInstanceOf(ProtocolError);
+    expect((last as ProtocolError).code).toBe(code);
+    if (code === 'TCPKV_ERR_VERSION_NOT_SUPPORTED') expect((last as ProtocolError).status).toBe(505);
+  });
+});
+
+describe('RequestParser: a chunked body is one buffer, not a piece per chunk', () => {
+  it('100,000 one-byte chunks give the right body', () => {
+    const n = 100_000;
+    const text = `POST /create HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n${'1\r\nx\r\n'.repeat(n)}0\r\n\r\n`;
+    const bytes = Buffer.from(text);
+    // in 64 KiB segments, as a socket would hand them over
+    const segments: Buffer[] = [];
+    for (let at = 0; at < bytes.length; at += 65536) segments.push(bytes.subarray(at, at + 65536));
+    const [r] = feed(segments) as ParsedRequest[];
+    expect(r!.body.length).toBe(n);
+    expect(r!.body.every((b) => b === 0x78)).toBe(true);
+    // the body does not keep the segments alive: it lives in a buffer of its own, at most twice its size
+    expect(r!.body.buffer.byteLength).toBeLessThanOrEqual(2 * n);
+  });
+});
