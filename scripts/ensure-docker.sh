@@ -38,6 +38,25 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -q "${missing[@]}" </dev/null >&2
 fi
 
+# ---- monitoring: promtool (the /metrics test runs `promtool check metrics`) --------------------------
+# Taken out of Debian's prometheus package (static binaries) without installing the package's service.
+ensure_promtool() {
+  command -v promtool >/dev/null 2>&1 && return 0
+  say "installing promtool (from Debian's prometheus package)"
+  local tmp
+  tmp="$(mktemp -d /tmp/tcpkv-promtool.XXXXXX)"
+  chmod 0755 "$tmp"
+  (cd "$tmp" && apt-get download -q prometheus </dev/null >/dev/null 2>&1) || {
+    "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 update -q </dev/null >&2
+    (cd "$tmp" && apt-get download -q prometheus </dev/null >/dev/null)
+  }
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+  "${SUDO[@]}" install -m 0755 "$tmp/root/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$tmp"
+}
+ensure_promtool
+# ---- end of monitoring tools ------------------------------------------------------------------------
+
 if ! docker info >/dev/null 2>&1; then
   say "starting dockerd (log: $DOCKERD_LOG)"
   "${SUDO[@]}" setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
@@ -74,3 +93,13 @@ if [ "$offline" -eq 1 ]; then
 fi
 echo "NODE_IMAGE=$node_image"
 echo "ETCD_IMAGE=$etcd_image"
+
+# ---- monitoring: the Prometheus image of the cluster compose ----------------------------------------
+# Offline (no registry): Debian's Prometheus in tcpkv/prometheus:local; elsewhere the official image.
+prometheus_image="${PROMETHEUS_IMAGE:-prom/prometheus:v2.53.2}"
+if [ "$offline" -eq 1 ] && [ -z "${PROMETHEUS_IMAGE:-}" ]; then
+  infra/docker/offline-prometheus.sh >&2
+  prometheus_image="tcpkv/prometheus:local"
+fi
+echo "PROMETHEUS_IMAGE=$prometheus_image"
+# ---- end of the Prometheus image --------------------------------------------------------------------
