@@ -20,7 +20,11 @@ export async function openStore(config: ServerConfig, logger: Logger): Promise<S
       if (file !== undefined && !existsSync(file)) throw new ConfigError(`${name}=${file}: no such file`);
     }
     // loaded only when asked for: gRPC and protobuf cost the other stores start-up time and memory
-    const { EtcdStore } = await import('./etcd-store.js');
+    const { EtcdStore } = await import('./etcd-store.js').catch((error: NodeJS.ErrnoException) => {
+      // etcd3 is an optional dependency: a client-only install (--omit=optional) does not have it
+      if (error.code === 'ERR_MODULE_NOT_FOUND' && /'etcd3'/.test(error.message)) throw new ConfigError('TCPKV_ETCD_ENDPOINTS needs the optional package etcd3, which is not installed (npm install etcd3)');
+      throw error;
+    });
     const store = new EtcdStore({
       endpoints: config.etcdEndpoints,
       prefix: config.etcdPrefix,
