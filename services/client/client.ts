@@ -22,7 +22,14 @@ export interface ClientOptions {
   /** sent as `Authorization: Bearer <token>` with END */
   readonly token?: string | undefined;
   readonly timeoutMs: number;
+  /** sees each request head, response head and move to the next server (the CLI's --verbose) */
+  readonly trace?: ((event: TraceEvent) => void) | undefined;
 }
+
+export type TraceEvent =
+  | { readonly kind: 'request'; readonly server: ServerAddress; readonly head: string }
+  | { readonly kind: 'response'; readonly server: ServerAddress; readonly head: string }
+  | { readonly kind: 'failover'; readonly from: ServerAddress; readonly to: ServerAddress; readonly reason: string };
 
 export interface KvRequest {
   readonly method: string;
@@ -31,6 +38,8 @@ export interface KvRequest {
   readonly body?: string | Buffer;
   /** overrides the target host for this request (the scenario's `127.0.5.1/` case) */
   readonly targetHost?: string;
+  /** standard dialect only: the request target as sent (e.g. `/kv/a%20b`), instead of `/<path>` */
+  readonly target?: string;
 }
 
 export type Answer =
@@ -43,6 +52,29 @@ export function formatAnswer(answer: Answer): string {
   if (answer.kind === 'closed') return 'connection closed by the server without an answer\n';
   const { status, reason, body } = answer.response;
   return `${status} ${reason}\n${body}${body && !body.endsWith('\n') ? '\n' : ''}`;
+}
+
+/**
+ * The client's exit status for an answer: 0 a 2xx (and the seed dialect's 100 to HEAD; for END also a
+ * connection closed without an answer, which is how the seed's server stops), 1 a 4xx, 3 no answer,
+ * 4 a 5xx. Anything else (3xx, another 1xx) is not a success either: 1.
+ */
+export function exitStatus(answer: Answer, method: string): number {
+  if (answer.kind === 'closed') return method === 'END' ? 0 : 3;
+  const { status } = answer.response;
+  if (status >= 200 && status < 300) return 0;
+  if (status === 100 && method === 'HEAD') return 0;
+  if (status >= 500) return 4;
+  return 1;
+}
+
+/** `HTTP/1.1 200 OK` and the header lines, as received (for --verbose). */
+export function responseHead(response: ParsedResponse): string {
+  return [`${response.version} ${response.status} ${response.reason}`, ...response.headers.map(([n, v]) => `${n}: ${v}`)].join('\n');
+}
+
+export function formatAddress(server: ServerAddress): string {
+  return hostForHeader(server.host, server.port);
 }
 
 export type ClientErrorCode = 'CONNECT_FAILED' | 'TIMEOUT' | 'CONNECTION_LOST' | 'BAD_RESPONSE';
@@ -104,7 +136,7 @@ export function buildRequest(request: KvRequest, dialect: Dialect, targetHost: s
       `${request.method} / HTTP/1.1\r\nHost: ${host}\r\nContent-Type: text/html\r\nConnection: keep-alive\r\n` +
       `${auth}Content-Length: ${bodyBytes}\r\n\n`;
   } else {
-    const target = request.path === undefined ? '?' : `/${request.path}`;
+    const target = request.target ?? (request.path === undefined ? '?' : `/${request.path}`);
     head =
       `${request.method} ${target} HTTP/1.1\r\nHost: ${hostForHeader(targetHost, port)}\r\n` +
       `Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n${auth}Content-Length: ${bodyBytes}\r\n\r\n`;
@@ -122,19 +154,24 @@ export class TcpkvClient {
 
   /** Sends one request and reads its answer, trying the next server only when connecting fails. */
   async send(request: KvRequest): Promise<Answer> {
-    let lastError: ClientError | undefined;
-    for (const server of this.options.servers) {
+    const errors: ClientError[] = [];
+    const servers = this.options.servers;
+    for (const [i, server] of servers.entries()) {
       try {
         return await this.sendTo(server, request);
       } catch (error) {
         if (error instanceof ClientError && !error.maybeApplied) {
-          lastError = error;
+          errors.push(error);
+          const next = servers[i + 1];
+          if (next) this.options.trace?.({ kind: 'failover', from: server, to: next, reason: error.message });
           continue;
         }
         throw error;
       }
     }
-    throw lastError!;
+    if (errors.length === 1) throw errors[0]!;
+    // every address failed: one error that names them all
+    throw new ClientError(errors[errors.length - 1]!.code, errors.map((e) => e.message).join('; '), false);
   }
 
   /** Sends bytes as they are and collects everything the server writes until it closes or goes quiet. */
@@ -186,6 +223,15 @@ export class TcpkvClient {
     const bytes = buildRequest(request, this.options.dialect, targetHost, server.port, this.options.token);
     const reader = new ResponseReader(request.method === 'HEAD');
     const where = hostForHeader(server.host, server.port);
+    const trace = this.options.trace;
+    if (trace) {
+      const headEnd = bytes.indexOf('\n\n') >= 0 ? bytes.indexOf('\n\n') : bytes.indexOf('\r\n\r\n');
+      trace({ kind: 'request', server, head: bytes.toString('utf8', 0, headEnd).replace(/\r/g, '').trimEnd() });
+    }
+    const answered = (response: ParsedResponse): Answer => {
+      trace?.({ kind: 'response', server, head: responseHead(response) });
+      return { kind: 'response', response, server };
+    };
     return new Promise<Answer>((resolve, reject) => {
       let settled = false;
       const done = (result: Answer | ClientError) => {
@@ -199,7 +245,7 @@ export class TcpkvClient {
       socket.on('data', (chunk: Buffer) => {
         try {
           const response = reader.push(chunk);
-          if (response) done({ kind: 'response', response, server });
+          if (response) done(answered(response));
         } catch (error) {
           done(new ClientError('BAD_RESPONSE', `${where}: ${(error as Error).message}`, true));
         }
@@ -207,7 +253,7 @@ export class TcpkvClient {
       socket.on('end', () => {
         try {
           const response = reader.end();
-          done(response ? { kind: 'response', response, server } : { kind: 'closed', server });
+          done(response ? answered(response) : { kind: 'closed', server });
         } catch (error) {
           done(new ClientError(error instanceof ResponseFormatError ? 'BAD_RESPONSE' : 'CONNECTION_LOST', `${where}: ${(error as Error).message}`, true));
         }

@@ -1,99 +1,136 @@
-// The interactive prompt (`tcpkv-client` with no command, on a terminal), in the way of redis-cli:
-// one command per line, answers printed, history kept across sessions in ~/.tcpkv_history.
+// The prompt (`tcpkv-client` with no command), in the way of redis-cli: each line is a command line
+// of the CLI's own grammar (split as a shell splits it, so `create "a: 1" "b: 2"` stores two keys),
+// answered on its own connection. On a terminal it is interactive, with tab completion of commands
+// and a history file (mode 0600, trimmed); otherwise it runs the lines of stdin, like a script.
 
-import { appendFileSync, readFileSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { ClientError, formatAnswer, type TcpkvClient } from './client.js';
+import { createInterface, type Completer } from 'node:readline';
+import { COMMAND_NAMES, runCommandLine, type Io } from './commands.js';
 
-const HISTORY_FILE = join(homedir(), '.tcpkv_history');
-const HISTORY_SIZE = 500;
+export const HISTORY_SIZE = 500;
 
-const HELP = `commands:
-  get                      list the data
-  head                     check the server answers
-  create key: value&k: v   store new keys (all or nothing)
-  update key: value&k: v   update or add keys
-  shutdown                 stop the server (END)
-  help                     this text
-  quit                     leave (also Ctrl-D)`;
+export function historyFile(): string {
+  return join(homedir(), '.tcpkv_history');
+}
 
-function loadHistory(): string[] {
+/** Splits a line as a POSIX shell splits words: quotes, backslash escapes; no expansion. */
+export function splitWords(line: string): string[] {
+  const words: string[] = [];
+  let word = '';
+  let inWord = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (c === "'") {
+      const end = line.indexOf("'", i + 1);
+      if (end < 0) throw new Error("unterminated ' quote");
+      word += line.slice(i + 1, end);
+      inWord = true;
+      i = end;
+    } else if (c === '"') {
+      inWord = true;
+      for (i++; ; i++) {
+        if (i >= line.length) throw new Error('unterminated " quote');
+        const d = line[i]!;
+        if (d === '"') break;
+        if (d === '\\' && i + 1 < line.length && '"\\$`'.includes(line[i + 1]!)) word += line[++i];
+        else word += d;
+      }
+    } else if (c === '\\') {
+      if (i + 1 < line.length) word += line[++i];
+      inWord = true;
+    } else if (c === ' ' || c === '\t') {
+      if (inWord) words.push(word);
+      word = '';
+      inWord = false;
+    } else {
+      word += c;
+      inWord = true;
+    }
+  }
+  if (inWord) words.push(word);
+  return words;
+}
+
+/** Completes the command word (and the word after `help`). */
+export const completeCommand: Completer = (line: string) => {
+  const words = line.trimStart().split(/\s+/);
+  const choices = [...COMMAND_NAMES, 'quit'];
+  if (words.length === 1) {
+    const hits = choices.filter((c) => c.startsWith(words[0]!));
+    return [hits.length ? hits.map((h) => h + ' ') : [], words[0]!];
+  }
+  if (words.length === 2 && words[0] === 'help') {
+    const hits = COMMAND_NAMES.filter((c) => c.startsWith(words[1]!));
+    return [hits, words[1]!];
+  }
+  return [[], line];
+};
+
+/** The last HISTORY_SIZE lines, rewritten with mode 0600 (a line may hold a value). */
+function loadHistory(file: string): string[] {
+  let lines: string[] = [];
   try {
-    return readFileSync(HISTORY_FILE, 'utf8').split('\n').filter((l) => l.trim() !== '').slice(-HISTORY_SIZE).reverse();
+    lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').slice(-HISTORY_SIZE);
+    writeFileSync(file, lines.map((l) => l + '\n').join(''), { mode: 0o600 });
+    chmodSync(file, 0o600);
   } catch {
-    return [];
+    // no history yet, or none can be kept: the prompt works without it
+  }
+  return lines.reverse();
+}
+
+function remember(file: string, line: string): void {
+  try {
+    const fd = openSync(file, 'a', 0o600);
+    try {
+      writeSync(fd, line + '\n');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // history is a convenience; an unwritable home directory must not stop the prompt
   }
 }
 
-/** Splits a typed line into a request, or says what is wrong with it. */
-export function parseReplLine(line: string): { method: string; path: string; body: string } | { help: true } | { quit: true } | { error: string } | undefined {
-  const trimmed = line.trim();
-  if (trimmed === '') return undefined;
-  const space = trimmed.indexOf(' ');
-  const word = (space < 0 ? trimmed : trimmed.slice(0, space)).toLowerCase();
-  const rest = space < 0 ? '' : trimmed.slice(space + 1).trim();
-  switch (word) {
-    case 'get':
-      return { method: 'GET', path: '', body: '' };
-    case 'head':
-      return { method: 'HEAD', path: '', body: '' };
-    case 'create':
-      return rest ? { method: 'POST', path: 'create', body: rest } : { error: 'usage: create key: value&key2: value2' };
-    case 'update':
-      return rest ? { method: 'PUT', path: 'update', body: rest } : { error: 'usage: update key: value&key2: value2' };
-    case 'shutdown':
-    case 'end':
-      return { method: 'END', path: '', body: '' };
-    case 'help':
-    case '?':
-      return { help: true };
-    case 'quit':
-    case 'exit':
-      return { quit: true };
-    default:
-      return { error: `unknown command "${word}" (type help)` };
-  }
-}
-
-export async function startRepl(client: TcpkvClient): Promise<void> {
-  const server = client.options.servers[0]!;
+/**
+ * Runs the prompt until `quit`, Ctrl-D or the end of stdin. `startArgs`: the flags the client was
+ * started with, applied to every line (a line's own flags win). Returns the exit status: 0 at a
+ * terminal; from stdin, the status of the last command, like a shell script.
+ */
+export async function startPrompt(startArgs: readonly string[], io: Io, server: string): Promise<number> {
+  const interactive = process.stdin.isTTY === true;
+  const file = historyFile();
   const rl = createInterface({
     input: process.stdin,
-    output: process.stdout,
-    prompt: `tcpkv ${server.host}:${server.port}> `,
-    history: loadHistory(),
+    output: interactive ? process.stdout : undefined,
+    terminal: interactive,
+    completer: interactive ? completeCommand : undefined,
+    history: interactive ? loadHistory(file) : [],
     historySize: HISTORY_SIZE,
+    prompt: `tcpkv ${server}> `,
   });
-  process.stdout.write(`tcpkv-client: each command opens its own connection to ${server.host}:${server.port}. Type help.\n`);
-  rl.prompt();
-  for await (const line of rl) {
-    const parsed = parseReplLine(line);
-    if (parsed !== undefined && !('quit' in parsed)) {
-      try {
-        appendFileSync(HISTORY_FILE, line.trim() + '\n');
-      } catch {
-        // history is a convenience; an unwritable home directory must not stop the prompt
-      }
-    }
-    if (parsed === undefined) {
-      // empty line
-    } else if ('quit' in parsed) {
-      break;
-    } else if ('help' in parsed) {
-      process.stdout.write(HELP + '\n');
-    } else if ('error' in parsed) {
-      process.stdout.write(parsed.error + '\n');
-    } else {
-      try {
-        const answer = await client.send(parsed);
-        process.stdout.write(formatAnswer(answer));
-      } catch (error) {
-        process.stdout.write(`error: ${(error as Error).message}${error instanceof ClientError && error.maybeApplied ? ' (the request may have reached the server)' : ''}\n`);
-      }
-    }
+  if (interactive) {
+    io.out(`tcpkv-client: each command opens its own connection to ${server}. Type help, or quit to leave.\n`);
     rl.prompt();
   }
+  let last = 0;
+  for await (const line of rl) {
+    let words: string[] = [];
+    try {
+      words = splitWords(line.trim());
+    } catch (error) {
+      io.err(`${(error as Error).message}\n`);
+      last = 2;
+    }
+    if (words[0] === 'quit' || words[0] === 'exit') break;
+    if (words.length > 0) {
+      if (interactive) remember(file, line.trim());
+      last = await runCommandLine([...startArgs, ...words], { io, atPrompt: true });
+    }
+    if (interactive) rl.prompt();
+  }
   rl.close();
+  return interactive ? 0 : last;
 }

@@ -12,39 +12,50 @@ export interface ScenarioCase {
   readonly body: string;
   /** expected status by dialect; 'stopped' = 200 or a connection closed without an answer */
   readonly status: { readonly seed: number | 'stopped'; readonly standard: number | 'stopped' };
-  /** texts the answer's body must contain, in this order */
+  /** tcpkv's own texts for this case, in order (tcpkv-server's tests hold it to them) */
   readonly contains: readonly string[];
+  /**
+   * What every conforming server's body shows, in any order (SPEC §5's expected column: the keys and
+   * values of cases 7, 8, 11 and 13). The seed's own server is the reference, so its texts — its
+   * misspellings, `\n\r` breaks, the old value named where tcpkv names the new key — pass too.
+   */
+  readonly mustShow: readonly RegExp[];
+  /** the expected column as printed */
+  readonly expected: string;
 }
 
 const SEED_HOST = '127.0.0.1';
 const both = (s: number | 'stopped') => ({ seed: s, standard: s });
 
+const stored7 = [/ID: ?20182793/, /Subject: ?Computer_Network/, /Grade: ?A/];
+
 export const SCENARIO: readonly ScenarioCase[] = Object.freeze([
-  { n: 1, method: 'HEAD', url: '127.0.0.1/', body: '', status: { seed: 100, standard: 200 }, contains: [] },
-  { n: 2, method: 'GET', url: '127.0.0.1/', body: '', status: both(200), contains: [Texts.emptyDb] },
-  { n: 3, method: 'GET', url: '127.0.0.1??', body: '', status: both(404), contains: [Texts.invalidAddress] },
-  { n: 4, method: 'PRRT', url: '127.0.0.1/', body: '', status: both(405), contains: [Texts.methodNotAllowed] },
-  { n: 5, method: 'GET', url: '127.0.5.1/', body: '', status: both(400), contains: [Texts.notAllowedHost('127.0.5.1')] },
-  { n: 6, method: 'PUT', url: '127.0.0.1/create', body: '', status: both(404), contains: [Texts.createNeedsPost] },
+  { n: 1, method: 'HEAD', url: '127.0.0.1/', body: '', status: { seed: 100, standard: 200 }, contains: [], mustShow: [], expected: '' },
+  { n: 2, method: 'GET', url: '127.0.0.1/', body: '', status: both(200), contains: [Texts.emptyDb], mustShow: [], expected: 'empty' },
+  { n: 3, method: 'GET', url: '127.0.0.1??', body: '', status: both(404), contains: [Texts.invalidAddress], mustShow: [], expected: 'bad address' },
+  { n: 4, method: 'PRRT', url: '127.0.0.1/', body: '', status: both(405), contains: [Texts.methodNotAllowed], mustShow: [], expected: 'bad method' },
+  { n: 5, method: 'GET', url: '127.0.5.1/', body: '', status: both(400), contains: [Texts.notAllowedHost('127.0.5.1')], mustShow: [], expected: 'host refused' },
+  { n: 6, method: 'PUT', url: '127.0.0.1/create', body: '', status: both(404), contains: [Texts.createNeedsPost], mustShow: [], expected: 'create needs POST' },
   {
     n: 7, method: 'POST', url: '127.0.0.1/create', body: 'ID: 20182793&Subject: Computer_Network&Grade: A', status: both(200),
-    contains: ['ID:20182793', 'Subject:Computer_Network', 'Grade:A', Texts.postOk],
+    contains: ['ID:20182793', 'Subject:Computer_Network', 'Grade:A', Texts.postOk], mustShow: stored7, expected: 'stores ID, Subject, Grade',
   },
   {
     n: 8, method: 'GET', url: '127.0.0.1/', body: '', status: both(200),
-    contains: [Texts.listingHeader, 'ID:20182793', 'Subject:Computer_Network', 'Grade:A'],
+    contains: [Texts.listingHeader, 'ID:20182793', 'Subject:Computer_Network', 'Grade:A'], mustShow: stored7, expected: 'lists ID, Subject, Grade',
   },
-  { n: 9, method: 'POST', url: '127.0.0.1/create', body: ': 95', status: both(400), contains: [Texts.blankKey] },
-  { n: 10, method: 'POST', url: '127.0.0.1/create', body: 'middle_exam70', status: both(400), contains: [Texts.badFormat] },
-  { n: 11, method: 'POST', url: '127.0.0.1/create', body: 'ID: 20180434', status: both(400), contains: [Texts.keyExists] },
-  { n: 12, method: 'HEAD', url: '127.0.0.1/', body: '', status: { seed: 100, standard: 200 }, contains: [] },
+  { n: 9, method: 'POST', url: '127.0.0.1/create', body: ': 95', status: both(400), contains: [Texts.blankKey], mustShow: [], expected: 'blank key' },
+  { n: 10, method: 'POST', url: '127.0.0.1/create', body: 'middle_exam70', status: both(400), contains: [Texts.badFormat], mustShow: [], expected: 'bad format' },
+  { n: 11, method: 'POST', url: '127.0.0.1/create', body: 'ID: 20180434', status: both(400), contains: [Texts.keyExists], mustShow: [/already exists/], expected: 'key exists' },
+  { n: 12, method: 'HEAD', url: '127.0.0.1/', body: '', status: { seed: 100, standard: 200 }, contains: [], mustShow: [], expected: '' },
   {
     n: 13, method: 'PUT', url: '127.0.0.1/update', body: 'ID: 20180434&final_exam: 90', status: both(200),
     contains: [Texts.updatedHeader, 'ID: 20182793 => 20180434', Texts.createdHeader, 'final_exam: 90', Texts.putOk],
+    mustShow: [/ID: 20182793 => 20180434/, /final_exam: 90/], expected: 'ID 20182793 => 20180434, final_exam: 90',
   },
-  { n: 14, method: 'PUT', url: '127.0.0.1/update', body: '', status: both(400), contains: [Texts.noContent] },
-  { n: 15, method: 'PUT', url: '127.0.0.1/update', body: 'retake_wheaterYes', status: both(400), contains: [Texts.badFormat] },
-  { n: 16, method: 'END', url: '127.0.0.1/', body: '', status: both('stopped'), contains: [] },
+  { n: 14, method: 'PUT', url: '127.0.0.1/update', body: '', status: both(400), contains: [Texts.noContent], mustShow: [], expected: 'no content' },
+  { n: 15, method: 'PUT', url: '127.0.0.1/update', body: 'retake_wheaterYes', status: both(400), contains: [Texts.badFormat], mustShow: [], expected: 'bad format' },
+  { n: 16, method: 'END', url: '127.0.0.1/', body: '', status: both('stopped'), contains: [], mustShow: [], expected: '' },
 ]);
 
 /**
@@ -64,12 +75,22 @@ export interface CaseResult {
   readonly expected: string;
   readonly got: string;
   readonly ok: boolean;
+  /** an answer came (or, for END, the connection closed as a stopping server closes it) */
+  readonly answered: boolean;
 }
 
 function describeExpected(c: ScenarioCase, dialect: Dialect): string {
   const status = c.status[dialect];
   if (status === 'stopped') return 'server stops (200 or closed)';
-  return c.contains.length ? `${status} ${c.contains[c.contains.length === 1 ? 0 : c.contains.length - 1]}` : String(status);
+  return c.expected ? `${status} ${c.expected}` : String(status);
+}
+
+/** Control characters shown as escapes (`\r`, `\n`, `\x1b`…): a `\r` from a server must not move the cursor. */
+export function escapeControls(text: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what this replaces
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) =>
+    c === '\r' ? '\\r' : c === '\n' ? '\\n' : c === '\t' ? '\\t' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 
 function judge(c: ScenarioCase, dialect: Dialect, answer: Answer): { ok: boolean; got: string } {
@@ -77,15 +98,11 @@ function judge(c: ScenarioCase, dialect: Dialect, answer: Answer): { ok: boolean
   if (answer.kind === 'closed') return { ok: expected === 'stopped', got: 'connection closed, no answer' };
   const { status, body } = answer.response;
   const firstLine = body.split('\n').find((l) => l.trim() !== '') ?? '';
-  const got = `${status}${firstLine ? ' ' + firstLine.slice(0, 60) : ''}`;
+  const got = escapeControls(`${status}${firstLine ? ' ' + firstLine.slice(0, 60) : ''}`);
   if (expected === 'stopped') return { ok: status === 200, got };
   if (status !== expected) return { ok: false, got };
-  let at = 0;
-  for (const text of c.contains) {
-    const i = body.indexOf(text, at);
-    if (i < 0) return { ok: false, got: `${got} (missing "${text}")` };
-    at = i + text.length;
-  }
+  const missing = c.mustShow.find((pattern) => !pattern.test(body));
+  if (missing) return { ok: false, got: `${got} (missing ${missing.source})` };
   return { ok: true, got };
 }
 
@@ -110,25 +127,34 @@ export async function runScenario(client: TcpkvClient, cases: readonly ScenarioC
     const target = client.options.targetHost ?? server.host;
     const { host, path } = splitSeedUrl(c.url, target);
     const request = `${c.method} ${c.url}${c.body ? ` "${c.body}"` : ''}${options.spread ? ` → ${server.host}:${server.port}` : ''}`;
-    let outcome: { ok: boolean; got: string };
+    let outcome: { ok: boolean; got: string; answered: boolean };
     try {
       const answer = await caseClient.send({ method: c.method, path, body: c.body, targetHost: host });
-      outcome = judge(c, dialect, answer);
+      outcome = { ...judge(c, dialect, answer), answered: answer.kind === 'response' || c.status[dialect] === 'stopped' };
     } catch (error) {
       // END: a server that stops may reset the connection instead of closing it
       const stopped = c.status[dialect] === 'stopped' && error instanceof ClientError && error.code === 'CONNECTION_LOST';
-      outcome = { ok: stopped, got: stopped ? 'connection reset (server stopped)' : `error: ${(error as Error).message}` };
+      outcome = { ok: stopped, answered: stopped, got: stopped ? 'connection reset (server stopped)' : escapeControls(`error: ${(error as Error).message}`) };
     }
     results.push({ n: c.n, request, expected: describeExpected(c, dialect), ...outcome });
   }
   return results;
 }
 
-/** A plain-text table: case / request / expected / got / result. */
+/** Widest the table may be: it must fit a 120-column terminal. */
+export const TABLE_WIDTH = 120;
+// caps per column (# request expected got result); with 2-space gaps they sum to TABLE_WIDTH
+const COLUMN_CAPS = [2, 36, 32, 36, 6];
+
+/** A plain-text table: case / request / expected / got / result, every cell escaped and cut to fit. */
 export function formatTable(results: readonly CaseResult[]): string {
-  const rows = [['#', 'request', 'expected', 'got', 'result'], ...results.map((r) => [String(r.n), r.request, r.expected, r.got, r.ok ? 'PASS' : 'FAIL'])];
-  const widths = rows[0]!.map((_, col) => Math.min(48, Math.max(...rows.map((row) => row[col]!.length))));
-  const line = (row: string[]) => row.map((cell, col) => (cell.length > widths[col]! ? cell.slice(0, widths[col]! - 1) + '…' : cell.padEnd(widths[col]!))).join('  ').trimEnd();
+  const rows = [['#', 'request', 'expected', 'got', 'result'], ...results.map((r) => [String(r.n), r.request, r.expected, r.got, r.ok ? 'PASS' : 'FAIL'].map(escapeControls))];
+  const widths = rows[0]!.map((_, col) => Math.min(COLUMN_CAPS[col]!, Math.max(...rows.map((row) => [...row[col]!].length))));
+  const cut = (cell: string, width: number) => {
+    const chars = [...cell];
+    return chars.length > width ? chars.slice(0, width - 1).join('') + '…' : cell + ' '.repeat(width - chars.length);
+  };
+  const line = (row: string[]) => row.map((cell, col) => cut(cell, widths[col]!)).join('  ').trimEnd();
   const passed = results.filter((r) => r.ok).length;
   return [line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line), '', `${passed}/${results.length} cases passed`].join('\n');
 }

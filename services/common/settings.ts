@@ -1,12 +1,17 @@
-// One table per program drives its environment variables, its CLI flags, its --help and the README's
-// configuration table, so the four cannot drift apart. Values are read once at start, validated and
-// frozen (as fastify does with its options); a bad one stops the program with one line naming the
-// setting and exit status 2 (SPEC §6).
+// One table per program drives its environment variables, its CLI flags, its --help and the
+// configuration reference (docs/configuration.md, checked against the tables by a test), so they
+// cannot drift apart. commander does the reading: each setting is an Option with .env() (the
+// variable), .default() (shown in --help) and .choices() or a parser; a bad value stops the program
+// with one line naming the flag or variable and exit status 2 (SPEC §6).
 //
-// Precedence: command-line flag, then the process environment, then `.env` in the working directory.
+// Precedence, highest first: command-line flag, process environment, `.env` in the working
+// directory, default. An EMPTY variable counts as unset — in the environment and in `.env` alike —
+// so `TCPKV_PORT=` in a shell or `TCPKV_DATA_DIR: ""` in a compose file never hides a value below it.
+// A secret (the shutdown token, the etcd password) may instead be read from the file named by
+// `<NAME>_FILE` (Docker secrets), so it appears neither in `ps` nor in `docker inspect`.
 
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { parse as parseDotenv } from 'dotenv';
 
 export interface Setting<T> {
@@ -35,13 +40,19 @@ export function setting<T, D extends string | undefined>(s: Setting<T> & { reado
   return s;
 }
 
+/** Variables holding secrets: each may be given as `<NAME>_FILE` instead, and a flag for it draws a warning. */
+export const SECRET_ENV = Object.freeze(['TCPKV_SHUTDOWN_TOKEN', 'TCPKV_ETCD_PASSWORD']);
+
+/** Names used by the compose files and deployment scripts, not by either program: never "unknown". */
+const DEPLOYMENT_ENV = /^TCPKV_(SERVER_IMAGE|CLIENT_IMAGE|COMPOSE_PROJECT|PUBLISH(_\d+)?)$/;
+
 /** Reads `.env` from the working directory, if there is one. */
 export function readDotenv(path = '.env'): Record<string, string> {
   try {
     return parseDotenv(readFileSync(path));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw error;
+    throw new ConfigError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
 }
 
@@ -50,16 +61,128 @@ function camelCase(flag: string): string {
   return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-/** Adds one `--flag <value>` option per setting to a commander program. Keys must be the flags' camelCase. */
-export function addSettingOptions(program: Command, settings: Record<string, Setting<unknown>>): void {
+/** The parser of a setting that takes one of a few words, marked so --help can list them. */
+type ChoiceParser<T extends string> = ((raw: string) => T) & { readonly choices: readonly T[] };
+
+function choicesOf(parse: (raw: string) => unknown): readonly string[] | undefined {
+  return (parse as Partial<ChoiceParser<string>>).choices;
+}
+
+/**
+ * Adds one `--flag <value>` option per setting to a commander program, read from its variable when the
+ * flag is absent, with its default and (for word settings) its choices shown by --help. `groupOf`
+ * names the help group of each setting (commander's option help groups). Keys must be the flags' camelCase.
+ */
+export function addSettingOptions(program: Command, settings: Record<string, Setting<unknown>>, groupOf?: (key: string) => string): void {
   for (const [key, s] of Object.entries(settings)) {
     if (camelCase(s.flag) !== key) throw new Error(`setting ${key}: flag --${s.flag} must be its kebab-case`);
-    const def = s.default === undefined ? 'unset' : s.default;
-    program.addOption(new Option(`--${s.flag} <${s.valueName}>`, `${s.describe} [${s.env}; default: ${def}]`));
+    const option = new Option(`--${s.flag} <${s.valueName}>`, s.describe).env(s.env);
+    const choices = choicesOf(s.parse);
+    if (choices) option.choices(choices);
+    option.argParser((raw: string) => {
+      try {
+        return s.parse(raw);
+      } catch (error) {
+        throw new InvalidArgumentError((error as Error).message);
+      }
+    });
+    if (s.default !== undefined) option.default(s.parse(s.default), s.default);
+    if (groupOf) option.helpGroup(groupOf(key));
+    program.addOption(option);
   }
 }
 
-/** Resolves every setting: flag, else environment, else `.env`, else default. Throws ConfigError. */
+/**
+ * Makes `process.env` what commander should read: `.env` fills what the environment leaves unset or
+ * empty, empty variables are removed (unset), and each `<SECRET>_FILE` is read into its variable.
+ * Returns the names that came from `.env`, for the warnings. Throws ConfigError.
+ */
+export function prepareEnvironment(env: NodeJS.ProcessEnv = process.env, dotenv: Record<string, string> = readDotenv()): Set<string> {
+  const fromDotenv = new Set<string>();
+  for (const [name, value] of Object.entries(dotenv)) {
+    if ((env[name] === undefined || env[name] === '') && value !== '') {
+      env[name] = value;
+      fromDotenv.add(name);
+    }
+  }
+  for (const name of Object.keys(env)) if (name.startsWith('TCPKV_') && env[name] === '') delete env[name];
+  for (const name of SECRET_ENV) {
+    const file = env[`${name}_FILE`];
+    if (file === undefined) continue;
+    if (env[name] !== undefined) throw new ConfigError(`${name} and ${name}_FILE are both set: keep one`);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (error) {
+      throw new ConfigError(`${name}_FILE=${file}: cannot read it: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    if (text === '') throw new ConfigError(`${name}_FILE=${file}: the file is empty`);
+    env[name] = text;
+  }
+  return fromDotenv;
+}
+
+/** Edit distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
+/** The known name closest to `name`. */
+export function closestName(name: string, known: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const k of known) {
+    const d = distance(name, k);
+    if (d < bestDistance) [best, bestDistance] = [k, d];
+  }
+  return best;
+}
+
+/**
+ * Warnings a person should see at start: a `TCPKV_*` name no program knows (a typo silently does
+ * nothing), with the closest known one; a secret given as a flag (visible to every user in `ps`).
+ * `known`: every variable of both programs (a shared `.env` holds both).
+ */
+export function settingWarnings(
+  program: Command,
+  settings: Record<string, Setting<unknown>>,
+  known: Iterable<string>,
+  fromDotenv: ReadonlySet<string>,
+  env: NodeJS.ProcessEnv = process.env,
+): string[] {
+  const names = new Set([...known, ...SECRET_ENV.map((n) => `${n}_FILE`)]);
+  const warnings: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('TCPKV_') || names.has(name) || DEPLOYMENT_ENV.test(name)) continue;
+    const where = fromDotenv.has(name) ? '.env key' : 'environment variable';
+    warnings.push(`unknown ${where} ${name} is ignored; did you mean ${closestName(name, names)}?`);
+  }
+  for (const [key, s] of Object.entries(settings)) {
+    if (SECRET_ENV.includes(s.env) && program.getOptionValueSource(key) === 'cli') {
+      warnings.push(`--${s.flag} is visible to other users of this machine (ps); prefer ${s.env}_FILE or ${s.env}`);
+    }
+  }
+  return warnings;
+}
+
+/** The settings' values as commander resolved them. */
+export function settingValues<S extends Record<string, Setting<unknown>>>(program: Command, settings: S): SettingValues<S> {
+  const opts = program.opts();
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(settings)) out[key] = opts[key];
+  return Object.freeze(out) as SettingValues<S>;
+}
+
+/**
+ * Resolves every setting from flags and an environment without commander: flag, else environment
+ * (empty = unset), else default. For programs and tests that hold the values already. Throws ConfigError.
+ */
 export function resolveSettings<S extends Record<string, Setting<unknown>>>(
   settings: S,
   flags: Record<string, unknown>,
@@ -68,8 +191,13 @@ export function resolveSettings<S extends Record<string, Setting<unknown>>>(
   const out: Record<string, unknown> = {};
   for (const [key, s] of Object.entries(settings)) {
     const fromFlag = flags[key];
-    const raw = typeof fromFlag === 'string' ? fromFlag : env[s.env] !== undefined && env[s.env] !== '' ? env[s.env] : s.default;
-    const origin = typeof fromFlag === 'string' ? `--${s.flag}` : env[s.env] !== undefined && env[s.env] !== '' ? s.env : `default of ${s.env}`;
+    if (fromFlag !== undefined && typeof fromFlag !== 'string') {
+      out[key] = fromFlag;
+      continue;
+    }
+    const fromEnv = env[s.env] !== undefined && env[s.env] !== '' ? env[s.env] : undefined;
+    const raw = fromFlag ?? fromEnv ?? s.default;
+    const origin = fromFlag !== undefined ? `--${s.flag}` : fromEnv !== undefined ? s.env : `default of ${s.env}`;
     if (raw === undefined) {
       out[key] = undefined;
       continue;
@@ -83,21 +211,21 @@ export function resolveSettings<S extends Record<string, Setting<unknown>>>(
   return Object.freeze(out) as SettingValues<S>;
 }
 
+/** commander's outcomes that are not errors: help and version were asked for. */
+export function isHelpOrVersion(error: CommanderError): boolean {
+  return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help';
+}
+
 /**
- * Runs commander for a program: `--help` and `--version` exit 0, a usage error exits 2 with commander's
- * message, as a bad setting does.
+ * Runs commander for a program: `--help` and `--version` exit 0, a usage error or a bad setting exits
+ * 2 with commander's one-line message.
  */
 export async function parseCommandLine(program: Command, argv: readonly string[]): Promise<void> {
   program.exitOverride();
   try {
     await program.parseAsync(argv as string[]);
   } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') {
-        process.exit(0);
-      }
-      process.exit(2);
-    }
+    if (error instanceof CommanderError) process.exit(isHelpOrVersion(error) ? 0 : 2);
     throw error;
   }
 }
@@ -119,12 +247,14 @@ export function integer(min: number, max: number): (raw: string) => number {
   };
 }
 
-export function oneOf<T extends string>(...values: T[]): (raw: string) => T {
-  return (raw) => {
+/** One of a few words (compared as given: --help lists them, commander checks them). */
+export function oneOf<T extends string>(...values: T[]): ChoiceParser<T> {
+  const parse = (raw: string): T => {
     const v = raw.trim().toLowerCase();
     if (!(values as string[]).includes(v)) throw new Error(`must be one of ${values.join(', ')}`);
     return v as T;
   };
+  return Object.assign(parse, { choices: Object.freeze([...values]) });
 }
 
 export function nonBlank(raw: string): string {

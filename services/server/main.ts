@@ -4,36 +4,45 @@
 
 import { Command } from 'commander';
 import { pino } from 'pino';
-import { addSettingOptions, ConfigError, exitWithConfigError, parseCommandLine, readDotenv, resolveSettings } from '../common/settings.js';
+import { CLIENT_ENV_NAMES } from '../client/client-settings.js';
+import { addSettingOptions, ConfigError, exitWithConfigError, parseCommandLine, prepareEnvironment, settingValues, settingWarnings } from '../common/settings.js';
 import { packageVersion } from '../common/version.js';
 import { isLoopback } from './access.js';
 import { AdminServer } from './admin.js';
-import { serverSettings, type ServerConfig } from './config.js';
+import { serverSettingGroup, serverSettings, type ServerConfig } from './config.js';
 import { TcpkvMetrics } from './metrics.js';
 import { TcpkvServer } from './server.js';
 import { openStore } from './store/open-store.js';
 
 const PROGRAM = 'tcpkv-server';
 
+/** Said once the logger exists: unknown TCPKV_* names, a secret given as a flag. */
+let configWarnings: string[] = [];
+
+/** Flags, then the environment, then `.env` (empty = unset); a bad value: one line, exit 2. */
 async function readConfig(argv: readonly string[]): Promise<ServerConfig> {
   const program = new Command(PROGRAM)
-    .description('tcpkv key-value server: HTTP/1.1 and the seed dialect over raw TCP')
+    .description('tcpkv key-value server: HTTP/1.1 and the seed dialect over raw TCP.\nEach option can be set by the variable named after it, or in .env; a flag wins over both.')
     .version(packageVersion(), '-v, --version')
     .helpOption('-h, --help')
     .allowExcessArguments(false);
-  addSettingOptions(program, serverSettings);
-  await parseCommandLine(program, argv);
+  addSettingOptions(program, serverSettings, serverSettingGroup);
+  let fromDotenv: Set<string>;
   try {
-    return resolveSettings(serverSettings, program.opts(), { ...readDotenv(), ...process.env });
+    fromDotenv = prepareEnvironment();
   } catch (error) {
     if (error instanceof ConfigError) exitWithConfigError(PROGRAM, error);
     throw error;
   }
+  await parseCommandLine(program, argv);
+  configWarnings = settingWarnings(program, serverSettings, [...Object.values(serverSettings).map((s) => s.env), ...CLIENT_ENV_NAMES], fromDotenv);
+  return settingValues(program, serverSettings);
 }
 
 async function main(): Promise<void> {
   const config = await readConfig(process.argv);
   const logger = pino({ name: PROGRAM, level: config.logLevel, timestamp: pino.stdTimeFunctions.isoTime });
+  for (const warning of configWarnings) logger.warn(warning);
 
   // Metrics are counted only when the admin port is on; otherwise the data path reports to nothing.
   const metrics = config.adminPort !== undefined ? new TcpkvMetrics({ version: packageVersion() }) : undefined;
@@ -43,7 +52,12 @@ async function main(): Promise<void> {
     store = await openStore(config, logger);
   } catch (error) {
     if (error instanceof ConfigError) exitWithConfigError(PROGRAM, error);
-    throw error;
+    // any other refusal to open the store is a start-up failure too: one line, exit 2
+    const e = error as NodeJS.ErrnoException;
+    const where = config.etcdEndpoints !== undefined ? 'in etcd (TCPKV_ETCD_ENDPOINTS)' : `in TCPKV_DATA_DIR=${config.dataDir}`;
+    const why = e.code === 'EEXIST' || e.code === 'ENOTDIR' ? 'it is not a directory' : (e.message ?? String(error));
+    process.stderr.write(`${PROGRAM}: cannot open the store ${where}: ${why}\n`);
+    process.exit(2);
   }
   metrics?.attachStore(store);
 
@@ -74,10 +88,10 @@ async function main(): Promise<void> {
   try {
     address = await server.listen();
   } catch (error) {
+    // one line, exit 2, whatever the cause (in use, no such address, not permitted)
     const e = error as NodeJS.ErrnoException;
-    logger.fatal({ bind: config.bind, port: config.port, code: e.code }, `cannot listen: ${e.message}`);
-    process.stderr.write(`${PROGRAM}: cannot listen on ${config.bind}:${config.port}: ${e.code ?? e.message}\n`);
-    process.exit(e.code === 'EADDRINUSE' || e.code === 'EADDRNOTAVAIL' || e.code === 'EACCES' ? 2 : 1);
+    process.stderr.write(`${PROGRAM}: cannot listen on ${config.bind}:${config.port} (TCPKV_BIND, TCPKV_PORT): ${e.code ?? e.message}\n`);
+    process.exit(2);
   }
 
   logger.info(

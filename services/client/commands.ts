@@ -1,0 +1,351 @@
+// The command grammar of tcpkv-client, shared by the command line and the interactive prompt: one
+// commander program, built afresh for each command line (commander keeps parsed state), so a line
+// typed at the prompt means exactly what it means after `tcpkv-client` in a shell.
+
+import { Command, CommanderError, Option } from 'commander';
+import { addSettingOptions, isHelpOrVersion, settingValues } from '../common/settings.js';
+import { packageVersion } from '../common/version.js';
+import { ClientError, exitStatus, formatAddress, formatAnswer, TcpkvClient, type Answer, type Dialect, type TraceEvent } from './client.js';
+import { clientSettings, type ClientConfig } from './client-settings.js';
+import { formatTable, runScenario } from './scenario.js';
+
+export const PROGRAM = 'tcpkv-client';
+
+/** Where a command's output goes: the process's streams, or the prompt's. */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export interface ProgramHooks {
+  readonly io: Io;
+  /** each command reports its exit status here (SPEC §6: 0 / 1 / 2 / 3 / 4) */
+  setExit(code: number): void;
+  /** true at the prompt: no nested prompt, no stdin reads */
+  readonly atPrompt: boolean;
+  /** the command line had no command: start the prompt (CLI only) */
+  startPrompt?(config: ClientConfig, output: OutputMode): Promise<void>;
+  readStdin?(): Promise<Buffer>;
+}
+
+export interface OutputMode {
+  readonly json: boolean;
+  readonly quiet: boolean;
+  readonly verbose: boolean;
+}
+
+/** Names of the commands, for completion at the prompt. */
+export const COMMAND_NAMES = Object.freeze(['get', 'put', 'delete', 'keys', 'head', 'create', 'update', 'shutdown', 'raw', 'scenario', 'help']);
+
+/** Thrown by a command for a usage problem the parser cannot see (exit 2). */
+class UsageError extends Error {}
+
+/** What `--json` prints for one answer (documented in docs/client.md). */
+export function answerJson(answer: Answer): Record<string, unknown> {
+  const server = formatAddress(answer.server);
+  if (answer.kind === 'closed') return { server, closed: true };
+  const headers: Record<string, string> = {};
+  for (const [name, value] of answer.response.headers) headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
+  const { status, reason, body } = answer.response;
+  return { server, status, reason, headers, body };
+}
+
+function errorJson(error: ClientError | UsageError): Record<string, unknown> {
+  if (error instanceof ClientError) return { error: { code: error.code, message: error.message, maybeApplied: error.maybeApplied } };
+  return { error: { code: 'USAGE', message: error.message } };
+}
+
+/** A refused or unreachable server, said so a person knows what to try. */
+export function describeClientError(error: ClientError): string {
+  let text = error.message;
+  if (error.maybeApplied) text += ' (the request may have reached the server)';
+  if (error.code === 'CONNECT_FAILED') text += ' — is the server running there? Set its address with --server host:port or TCPKV_SERVER';
+  return text;
+}
+
+/**
+ * Hints for a 400 answer to create/update, computed from the pairs the user gave: which pair is
+ * malformed and why. The server's texts are the seed's and name no pair.
+ */
+export function pairHints(body: string): string[] {
+  const hints: string[] = [];
+  const seen = new Set<string>();
+  const pairs = body.split('&');
+  pairs.forEach((pair, i) => {
+    const where = `pair ${i + 1} of ${pairs.length} ${JSON.stringify(pair)}`;
+    const colon = pair.indexOf(':');
+    if (pair.trim() === '') hints.push(`${where} is empty (an extra "&"?)`);
+    else if (colon < 0) hints.push(`${where} has no ":" — write it as "key: value"`);
+    else if (pair.slice(0, colon).trim() === '') hints.push(`${where} has a blank key`);
+    // eslint-disable-next-line no-control-regex -- control characters are what this looks for
+    else if (/[\u0000-\u0008\u000a-\u001f\u007f]/.test(pair)) hints.push(`${where} holds a line break or another control character`);
+    if (colon > 0) {
+      const key = pair.slice(0, colon).trim();
+      if (seen.has(key)) hints.push(`key ${JSON.stringify(key)} is given twice`);
+      seen.add(key);
+    }
+  });
+  return hints;
+}
+
+const kvTarget = (key: string) => `/kv/${encodeURIComponent(key)}`;
+
+function traceTo(io: Io): (event: TraceEvent) => void {
+  return (event) => {
+    if (event.kind === 'request') io.err(event.head.split('\n').map((l) => `> ${l}`).join('\n') + '\n>\n');
+    else if (event.kind === 'response') io.err(event.head.split('\n').map((l) => `< ${l}`).join('\n') + '\n<\n');
+    else io.err(`* ${formatAddress(event.from)} cannot be reached (${event.reason}); trying ${formatAddress(event.to)}\n`);
+  };
+}
+
+/** Builds the program for one command line. */
+export function buildProgram(hooks: ProgramHooks): Command {
+  const { io } = hooks;
+  const program = new Command(PROGRAM)
+    .description(
+      'tcpkv client: read and write keys, run the seed scenario, or talk interactively (no command).\n' +
+        'Each setting can also come from the variable named in its help, or from .env; a flag wins.',
+    )
+    .version(packageVersion(), '-V, --version')
+    .helpOption('-h, --help', 'show help (for a command: tcpkv-client help <command>)')
+    .helpCommand(true)
+    .configureHelp({ showGlobalOptions: true })
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    .showHelpAfterError('(tcpkv-client --help shows the commands and options)')
+    .exitOverride();
+  addSettingOptions(program, clientSettings);
+  program
+    .addOption(new Option('--json', 'print each answer as one JSON document (status, headers, body or items)'))
+    .addOption(new Option('-q, --quiet', 'print only the value (or the keys); errors go to stderr'))
+    .addOption(new Option('-v, --verbose', 'show request and response heads, and moves to the next server, on stderr'));
+
+  const output = (): OutputMode => {
+    const o = program.opts<{ json?: boolean; quiet?: boolean; verbose?: boolean }>();
+    return { json: o.json === true, quiet: o.quiet === true, verbose: o.verbose === true };
+  };
+  const config = (): ClientConfig => settingValues(program, clientSettings);
+  const client = (defaultDialect: Dialect): TcpkvClient => {
+    const c = config();
+    return new TcpkvClient({
+      servers: c.server,
+      targetHost: c.targetHost,
+      dialect: c.dialect ?? defaultDialect,
+      token: c.token,
+      timeoutMs: c.timeout,
+      trace: output().verbose ? traceTo(io) : undefined,
+    });
+  };
+  const needStandard = (command: string) => {
+    if (config().dialect === 'seed') throw new UsageError(`${command} uses the one-key routes of the standard dialect; the seed dialect has none (drop --dialect seed)`);
+  };
+
+  /** Prints an answer as the output mode says; returns the exit status. */
+  const print = (answer: Answer, method: string, valueOnly = false): number => {
+    const mode = output();
+    const code = exitStatus(answer, method);
+    if (mode.json) io.out(JSON.stringify(answerJson(answer)) + '\n');
+    else if (mode.quiet) {
+      if (answer.kind === 'response' && code === 0) {
+        if (valueOnly || method === 'GET') io.out(answer.response.body + (answer.response.body.endsWith('\n') || answer.response.body === '' ? '' : '\n'));
+      } else if (code !== 0) io.err(formatAnswer(answer));
+    } else io.out(formatAnswer(answer));
+    return code;
+  };
+
+  /** Runs a command body: its exit status, or 3 for no answer, 2 for a usage problem. */
+  const act = (body: () => Promise<number>) => async () => {
+    try {
+      hooks.setExit(await body());
+    } catch (error) {
+      if (error instanceof ClientError || error instanceof UsageError) {
+        if (output().json) io.out(JSON.stringify(errorJson(error)) + '\n');
+        io.err(`${PROGRAM}: ${error instanceof ClientError ? describeClientError(error) : error.message}\n`);
+        hooks.setExit(error instanceof ClientError ? 3 : 2);
+        return;
+      }
+      throw error;
+    }
+  };
+
+  const sendPairs = async (method: 'POST' | 'PUT', path: 'create' | 'update', pairs: string[]) => {
+    const body = pairs.join('&');
+    const c = client('standard');
+    const answer = await c.send({ method, path, body });
+    const code = print(answer, method);
+    if (code === 1 && !output().json) {
+      const hints = pairHints(body);
+      if (hints.length === 0 && answer.kind === 'response' && /already exists/.test(answer.response.body)) hints.push(...(await storedKeys(c, body)));
+      for (const hint of hints) io.err(`hint: ${hint}\n`);
+    }
+    return code;
+  };
+
+  /** Which of the body's keys are stored (standard dialect: one GET /kv/<key> each, at most 20). */
+  const storedKeys = async (c: TcpkvClient, body: string): Promise<string[]> => {
+    const keys = body.split('&').map((p) => p.slice(0, p.indexOf(':')).trim()).filter((k) => k !== '');
+    if (c.options.dialect !== 'standard' || keys.length > 20) return [`one of ${keys.map((k) => JSON.stringify(k)).join(', ')} is already stored; update changes stored keys`];
+    const found: string[] = [];
+    for (const key of keys) {
+      const a = await c.send({ method: 'GET', path: '', target: kvTarget(key) }).catch(() => undefined);
+      if (a?.kind === 'response' && a.response.status === 200) found.push(key);
+    }
+    return found.map((k) => `key ${JSON.stringify(k)} is already stored; update (or put) changes it`);
+  };
+
+  program
+    .command('get')
+    .argument('[key]', 'one key (standard dialect); without it, the whole listing')
+    .description('read one key, or list all the data (GET)')
+    .action((key?: string) =>
+      act(async () => {
+        if (key === undefined) return print(await client('standard').send({ method: 'GET', path: '' }), 'GET');
+        needStandard('get KEY');
+        return print(await client('standard').send({ method: 'GET', path: '', target: kvTarget(key) }), 'GET', true);
+      })(),
+    );
+  program
+    .command('put')
+    .argument('<key>')
+    .argument('[value]', 'the value as it is (may hold & and :); - or absent: read it from stdin')
+    .description('store one key, new or not (PUT /kv/<key>)')
+    .action((key: string, value?: string) =>
+      act(async () => {
+        needStandard('put');
+        let body: string | Buffer;
+        if (value !== undefined && value !== '-') body = value;
+        else if (hooks.atPrompt || !hooks.readStdin) throw new UsageError('put at the prompt needs the value: put KEY VALUE');
+        else body = (await hooks.readStdin()).toString('utf8').replace(/\r?\n$/, '');
+        return print(await client('standard').send({ method: 'PUT', path: '', target: kvTarget(key), body }), 'PUT');
+      })(),
+    );
+  program
+    .command('delete')
+    .argument('<key>')
+    .description('remove one key (DELETE /kv/<key>)')
+    .action((key: string) =>
+      act(async () => {
+        needStandard('delete');
+        return print(await client('standard').send({ method: 'DELETE', path: '', target: kvTarget(key) }), 'DELETE');
+      })(),
+    );
+  program
+    .command('keys')
+    .option('--prefix <prefix>', 'only keys starting with this', '')
+    .option('--page <n>', 'keys asked for per request (at most 1000)', '100')
+    .description('list keys in insertion order, page by page (GET /kv?prefix=&after=&limit=)')
+    .action((opts: { prefix: string; page: string }) =>
+      act(async () => {
+        needStandard('keys');
+        const limit = Number(opts.page);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError('--page must be a whole number from 1 to 1000');
+        const c = client('standard');
+        const items: { key: string; value: string }[] = [];
+        let after: string | null = null;
+        let pages = 0;
+        for (;;) {
+          const query = `prefix=${encodeURIComponent(opts.prefix)}&limit=${limit}${after === null ? '' : `&after=${encodeURIComponent(after)}`}`;
+          const answer = await c.send({ method: 'GET', path: '', target: `/kv?${query}` });
+          pages += 1;
+          if (answer.kind !== 'response' || answer.response.status !== 200) return print(answer, 'GET');
+          let page: { items: { key: string; value: string }[]; next: string | null };
+          try {
+            page = JSON.parse(answer.response.body) as typeof page;
+            if (!Array.isArray(page.items)) throw new Error('no items');
+          } catch {
+            throw new ClientError('BAD_RESPONSE', `${formatAddress(answer.server)}: the page is not the JSON {"items":[…],"next":…}`, false);
+          }
+          items.push(...page.items);
+          if (!output().json) for (const item of page.items) io.out(item.key + '\n');
+          if (page.next === null || page.next === undefined || page.next === after) {
+            if (output().json) io.out(JSON.stringify({ server: formatAddress(answer.server), status: 200, items, pages }) + '\n');
+            return 0;
+          }
+          after = page.next;
+        }
+      })(),
+    );
+  program
+    .command('head')
+    .argument('[key]', 'one key (standard dialect)')
+    .description('check the server answers (HEAD); exit 0 if it does — the image health check')
+    .action((key?: string) =>
+      act(async () => {
+        if (key !== undefined) needStandard('head KEY');
+        return print(await client('standard').send({ method: 'HEAD', path: '', ...(key === undefined ? {} : { target: kvTarget(key) }) }), 'HEAD');
+      })(),
+    );
+  program
+    .command('create')
+    .argument('<pairs...>', '"key: value" pairs; several arguments are joined with &')
+    .description('store new keys (POST /create); all or nothing')
+    .action((pairs: string[]) => act(() => sendPairs('POST', 'create', pairs))());
+  program
+    .command('update')
+    .argument('<pairs...>', '"key: value" pairs; several arguments are joined with &')
+    .description('update or add keys (PUT /update)')
+    .action((pairs: string[]) => act(() => sendPairs('PUT', 'update', pairs))());
+  program
+    .command('shutdown')
+    .description('stop the server (END; needs --token or loopback)')
+    .action(() => act(async () => print(await client('standard').send({ method: 'END', path: '' }), 'END'))());
+  program
+    .command('raw')
+    .description('send the bytes read from stdin as they are and print what the server answers')
+    .action(() =>
+      act(async () => {
+        if (hooks.atPrompt || !hooks.readStdin) throw new UsageError('raw reads stdin: run it from a shell');
+        const answer = await client('standard').raw(await hooks.readStdin());
+        io.out(answer.toString('latin1'));
+        return answer.length > 0 ? 0 : 3;
+      })(),
+    );
+  program
+    .command('scenario')
+    .description("run the seed's 16 requests and print case / request / expected / got")
+    .option('--spread', 'send case n to server n mod k of --server (replicas over one store answer as one)')
+    .action((opts: { spread?: boolean }) =>
+      act(async () => {
+        const results = await runScenario(client('seed'), undefined, { spread: opts.spread === true });
+        const failed = results.filter((r) => !r.ok).length;
+        if (output().json) io.out(JSON.stringify({ passed: results.length - failed, failed, cases: results }, null, 2) + '\n');
+        else io.out(formatTable(results) + '\n');
+        // The scenario needs an empty store; a durable server keeps the last run's data on purpose.
+        const second = results.find((r) => r.n === 2);
+        if (second && !second.ok && second.got.startsWith('200')) {
+          io.err(
+            "hint: the server already held data when the scenario began. A server with a data volume keeps the last run's\n" +
+              'data (that is the point of it): reset it with `docker compose down -v`, or point the scenario at a fresh server.\n',
+          );
+        }
+        if (failed === 0) return 0;
+        // no answer at all (a server that is down): 3, as for any other command
+        return results.some((r) => !r.ok && !r.answered) ? 3 : 1;
+      })(),
+    );
+
+  // No command: the prompt. A word that is no command: commander's "unknown command" with its
+  // "did you mean" (the prompt's action must not swallow it).
+  program.allowExcessArguments(true).action(async () => {
+    // commander's own "unknown command … (Did you mean …?)"; untyped in its .d.ts, public in its code
+    if (program.args.length > 0) (program as unknown as { unknownCommand(): never }).unknownCommand();
+    if (hooks.atPrompt || !hooks.startPrompt) {
+      io.err('type a command (help lists them)\n');
+      return;
+    }
+    await hooks.startPrompt(config(), output());
+  });
+  return program;
+}
+
+/** Parses and runs one command line; returns its exit status. Never exits the process. */
+export async function runCommandLine(args: readonly string[], hooks: Omit<ProgramHooks, 'setExit'>): Promise<number> {
+  let code = 0;
+  const program = buildProgram({ ...hooks, setExit: (c) => (code = c) });
+  try {
+    await program.parseAsync(args as string[], { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) return isHelpOrVersion(error) ? 0 : 2;
+    throw error;
+  }
+  return code;
+}
