@@ -60,6 +60,8 @@ export const serverSettings = {
   etcdCaFile: setting({ env: 'TCPKV_ETCD_CA_FILE', flag: 'etcd-ca-file', valueName: 'file', default: undefined, describe: 'CA certificate for TLS to etcd (https:// endpoints)', parse: nonBlank }),
   etcdCertFile: setting({ env: 'TCPKV_ETCD_CERT_FILE', flag: 'etcd-cert-file', valueName: 'file', default: undefined, describe: 'client certificate for etcd (mutual TLS)', parse: nonBlank }),
   etcdKeyFile: setting({ env: 'TCPKV_ETCD_KEY_FILE', flag: 'etcd-key-file', valueName: 'file', default: undefined, describe: 'client key for etcd (mutual TLS)', parse: nonBlank }),
+  etcdMaxTxnOps: setting({ env: 'TCPKV_ETCD_MAX_TXN_OPS', flag: 'etcd-max-txn-ops', valueName: 'n', default: '128', describe: "etcd's --max-txn-ops; a write of n pairs needs 2n+1 (more: 413)", parse: integer(3, 1_000_000) }),
+  etcdMaxRequestBytes: setting({ env: 'TCPKV_ETCD_MAX_REQUEST_BYTES', flag: 'etcd-max-request-bytes', valueName: 'bytes', default: '1572864', describe: "etcd's --max-request-bytes; larger writes answer 413", parse: integer(1024, 2 * 1024 * MIB) }),
   logLevel: setting({ env: 'TCPKV_LOG_LEVEL', flag: 'log-level', valueName: 'level', default: 'info', describe: 'pino log level', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') }),
   maxHeaderBytes: setting({ env: 'TCPKV_MAX_HEADER_BYTES', flag: 'max-header-bytes', valueName: 'bytes', default: '16384', describe: 'request line + headers, in bytes (431)', parse: integer(256, 1 * MIB) }),
   maxHeaderCount: setting({ env: 'TCPKV_MAX_HEADER_COUNT', flag: 'max-header-count', valueName: 'n', default: '100', describe: 'header lines per request (431)', parse: integer(1, 10_000) }),

@@ -1,90 +1,182 @@
 // The shared store: data kept in an etcd cluster, so any number of stateless tcpkv replicas serve the
-// same data. etcd (Raft) does the hard part; this file maps the seed's batch semantics onto its
-// transactions. Every request is ONE transaction: atomic, and one round trip.
+// same data. etcd (Raft) orders every write; this file maps the seed's batch semantics onto its
+// transactions (one transaction per write), and answers reads from a watch-fed copy of the prefix
+// (etcd-cache.ts) without giving up linearizability.
 //
 //   <prefix>kv/<key>   the value, as it is
+//   <prefix>kv/        (the empty key, which no client can use) the write stamp: every write puts it,
+//                      so its mod revision is the revision of the latest write
 //   <prefix>ord/<key>  n, written with the key when it is created: keys created in the same
-//                      transaction share a create revision, so keys sort by (create revision of kv/,
-//                      n) = insertion order. An update keeps the create revision and n: its place.
+//                      transaction share a create revision, so keys sort by (create revision, n).
 //
-//   POST  if every kv/ key's create revision is 0 (none exists), put them all with their ord/ keys;
-//         else count them, to name the one that exists. All or none.
-//   PUT   for each key a nested transaction: if it does not exist, put it and its ord/ key, else put
-//         it; every put asks for the previous value. No read first, so no conflict to retry.
-//   GET   both ranges in one transaction (one consistent revision). etcd reads are linearizable by
-//         default: a write answered through one replica is seen by a read through any other.
+//   POST   if no kv/ key exists (create revision 0), put them all with their ord/ keys and the stamp;
+//          else count them, to name the one that exists. All or none.
+//   PUT    one flat transaction: compare each key's mod revision with what this replica's copy holds
+//          (create revision 0 for a key it does not hold); if all match, put every key (asking for the
+//          previous value), ord/ for the new ones, and the stamp; if not, the failure branch reads the
+//          keys and the transaction runs again with what it read (nothing was applied, so that is
+//          safe). A flat transaction, unlike nested ones, is counted by etcd's space quota.
+//   DELETE if the key exists, delete kv/ and ord/ and put the stamp.
+//   reads  the read barrier: one linearizable read of the stamp gives the revision W of the latest
+//          write; the answer comes from the copy once it has applied W. Every write acknowledged
+//          before the read began is ≤ W, and the copy's state at any revision ≥ W was the current
+//          state at some instant after the read began: linearizable. Reads that arrive while no
+//          barrier is waiting to be sent share the next one (one round trip for many reads); a read
+//          never joins a barrier that was already sent before it arrived (that one may predate it).
 //
 // etcd3's own retries are switched off: a transaction retried after a lost answer could be applied
 // twice, or report its own write as a conflict. A failure answers 503 instead, saying whether the
-// write may have been applied (the client was told nothing it can rely on, as with a lost packet).
-// What stays on is a circuit breaker per member: after a failure, calls skip that member for
-// BREAKER_HALF_OPEN_MS and go to the others — a call the breaker stops never reached etcd, so moving
-// it on is safe. Without it, a dead member would take its share of calls (a third, of three) to 503.
+// write may have been applied. What stays on is a circuit breaker per member: after a failure, calls
+// skip that member for BREAKER_HALF_OPEN_MS and go to the others — a call the breaker stops never
+// reached etcd, so moving it on is safe. Refusals (too large, too many operations, the space quota,
+// permissions) are answers from a healthy member about the request: never counted against a member.
 
-import { readFileSync } from 'node:fs';
-import { circuitBreaker, ConsecutiveBreaker, handleWhen, isBrokenCircuitError, NoopPolicy } from 'cockatiel';
-import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
+import { readFileSync, statSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { circuitBreaker, CircuitState, ConsecutiveBreaker, handleWhen, isBrokenCircuitError, NoopPolicy } from 'cockatiel';
+import { Etcd3, isRecoverableError, type IOptions, type IResponseOp } from 'etcd3';
 import type { Logger } from 'pino';
-import { StoreUnavailableError, type CreateResult, type ListingSnapshot, type Page, type PageRequest, type Pair, type Store, type UpsertResult } from './store.js';
+import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
+import { OrderedEntries, prefixEnd, WatchCache } from './etcd-cache.js';
+import {
+  StoreFullError,
+  StoreUnavailableError,
+  ValueTooLargeError,
+  type CreateResult,
+  type ListingSnapshot,
+  type Page,
+  type PageRequest,
+  type Pair,
+  type Store,
+  type StoreLimits,
+  type StoreUsage,
+  type UpsertResult,
+} from './store.js';
 
 export interface EtcdStoreOptions {
   readonly endpoints: readonly string[];
-  /** every key tcpkv writes starts with this */
+  /** every key tcpkv writes starts with this (see checkEtcdPrefix) */
   readonly prefix: string;
-  /** deadline for each call to etcd */
+  /** deadline for each call to etcd, and for a read waiting for the copy */
   readonly timeoutMs: number;
   readonly username?: string | undefined;
   readonly password?: string | undefined;
   readonly caFile?: string | undefined;
   readonly certFile?: string | undefined;
   readonly keyFile?: string | undefined;
+  /** etcd's --max-txn-ops (default 128): a write of n pairs takes 2n+1 operations */
+  readonly maxTxnOps?: number | undefined;
+  /** etcd's --max-request-bytes (default 1.5 MiB): larger writes are refused before the call */
+  readonly maxRequestBytes?: number | undefined;
+  readonly limits?: StoreLimits | undefined;
   readonly logger: Logger;
+  readonly events?: StoreEvents | undefined;
+  /**
+   * TEST ONLY, never a user setting: 'none' answers reads from the copy without the barrier, which is
+   * NOT linearizable (a replica whose watch lags serves old data). It exists so that the
+   * linearizability checker can be shown to catch exactly that.
+   */
+  readonly unsafeReadBarrier?: 'quorum' | 'none' | undefined;
 }
 
+export const ETCD_DEFAULT_MAX_TXN_OPS = 128;
+export const ETCD_DEFAULT_MAX_REQUEST_BYTES = 1_572_864;
 /** How long a failed member is skipped before one call tries it again. */
 const BREAKER_HALF_OPEN_MS = 2000;
 /** An outage is logged at error level at most this often (each failure is at debug level). */
 const ERROR_LOG_EVERY_MS = 10_000;
+/** Protobuf framing per operation, over-estimated, for the request size check. */
+const OP_OVERHEAD_BYTES = 32;
 
-interface Row {
-  readonly key: string;
-  readonly value: string;
-  readonly createRevision: bigint;
-  readonly order: number;
+/** A start-up check failed in a way no retry fixes (bad credentials, no rights): one line, exit 2. */
+export class EtcdStartError extends Error {
+  override readonly name = 'EtcdStartError';
 }
 
-/** The end of the key range that holds exactly the keys starting with `prefix`. */
-function prefixEnd(prefix: Buffer): Buffer {
-  const end = Buffer.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]!++;
-      return end.subarray(0, i + 1);
-    }
+/**
+ * Prefixes must not nest into each other's key space: a prefix is empty or ends with `/`, and none
+ * of its segments is `kv` or `ord`. Then the ranges <P>kv/ and <P>ord/ of two deployments with
+ * different prefixes never overlap (one would have to start with the other's <P>kv/ or <P>ord/).
+ * Returns the problem, or undefined.
+ */
+export function checkEtcdPrefix(prefix: string): string | undefined {
+  if (prefix !== '' && !prefix.endsWith('/')) return `must end with "/" (e.g. ${prefix}/)`;
+  const segments = prefix.split('/').slice(0, -1);
+  if (segments.some((s) => s === 'kv' || s === 'ord')) return 'must not contain a "kv" or "ord" segment: it would lie inside the key space of the deployment using the part before it';
+  return undefined;
+}
+
+/** Checks of the TLS settings that need no etcd: one clear line each instead of a failure later. */
+export function checkEtcdTls(endpoints: readonly string[], caFile: string | undefined): string | undefined {
+  if (caFile === undefined) return undefined;
+  try {
+    if (statSync(caFile).isDirectory()) return `TCPKV_ETCD_CA_FILE=${caFile} is a directory, not a CA certificate file`;
+  } catch (error) {
+    return `TCPKV_ETCD_CA_FILE=${caFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
   }
-  return Buffer.from([0]);
+  const plain = endpoints.filter((e) => e.startsWith('http://'));
+  if (plain.length > 0) return `TCPKV_ETCD_CA_FILE is set but ${plain.join(',')} use${plain.length === 1 ? 's' : ''} http://: TLS endpoints are https://`;
+  return undefined;
+}
+
+type Refusal = 'too-many-ops' | 'too-large' | 'no-space' | 'denied' | undefined;
+
+/** An answer from a healthy member refusing this request (retrying it never helps). */
+function refusal(message: string): Refusal {
+  if (/too many operations in txn/.test(message)) return 'too-many-ops';
+  if (/request is too large|larger than max/.test(message)) return 'too-large';
+  if (/database space exceeded|NOSPACE/.test(message)) return 'no-space';
+  if (/permission denied|authentication failed|invalid auth token|user name not found|invalid user ID or password|authentication is not enabled/i.test(message)) return 'denied';
+  return undefined;
 }
 
 export class EtcdStore implements Store {
-  /** a shared store cannot tell cheaply whether another replica wrote: no GET cache */
+  /** a shared store cannot tell without a round trip whether another replica wrote */
   readonly revision = undefined;
   private readonly client: Etcd3;
   private readonly kvPrefix: Buffer;
   private readonly ordPrefix: Buffer;
+  private readonly stampKey: Buffer;
   private readonly logger: Logger;
+  private readonly events: StoreEvents;
+  private readonly timeoutMs: number;
+  private readonly maxTxnOps: number;
+  private readonly maxRequestBytes: number;
+  private readonly limits: StoreLimits | undefined;
+  private readonly barrierMode: 'quorum' | 'none';
+  private readonly cache: WatchCache;
   private unavailableSince: number | undefined;
   private lastErrorLog = -Infinity;
+  private lastLimitLog = -Infinity;
+  private clusterId: string | undefined;
+  /** the barrier not yet sent, which arriving reads join */
+  private nextBarrier: { promise: Promise<number>; resolve: (r: number) => void; reject: (e: unknown) => void } | undefined;
+  private barrierInFlight = false;
+  /** etcd round trips made for read barriers (the bench counts them per GET) */
+  barrierCalls = 0;
 
   constructor(options: EtcdStoreOptions) {
     this.kvPrefix = Buffer.from(`${options.prefix}kv/`, 'utf8');
     this.ordPrefix = Buffer.from(`${options.prefix}ord/`, 'utf8');
+    this.stampKey = this.kvPrefix;
     this.logger = options.logger;
+    this.events = options.events ?? NO_STORE_EVENTS;
+    this.timeoutMs = options.timeoutMs;
+    this.maxTxnOps = options.maxTxnOps ?? ETCD_DEFAULT_MAX_TXN_OPS;
+    this.maxRequestBytes = options.maxRequestBytes ?? ETCD_DEFAULT_MAX_REQUEST_BYTES;
+    this.limits = options.limits;
+    this.barrierMode = options.unsafeReadBarrier ?? 'quorum';
+    const events = this.events;
     const config: IOptions = {
       hosts: [...options.endpoints],
       dialTimeout: options.timeoutMs,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + options.timeoutMs }),
       faultHandling: {
-        host: () => circuitBreaker(handleWhen(memberUnreachable), { halfOpenAfter: BREAKER_HALF_OPEN_MS, breaker: new ConsecutiveBreaker(1) }),
+        host: (member) => {
+          const breaker = circuitBreaker(handleWhen(memberUnreachable), { halfOpenAfter: BREAKER_HALF_OPEN_MS, breaker: new ConsecutiveBreaker(1) });
+          breaker.onStateChange((state) => events.etcdBreaker(member, state === CircuitState.Closed ? 'closed' : state === CircuitState.HalfOpen ? 'half-open' : 'open'));
+          return breaker;
+        },
         global: new NoopPolicy(),
       },
     };
@@ -97,17 +189,44 @@ export class EtcdStore implements Store {
       };
     }
     this.client = new Etcd3(config);
+    this.cache = new WatchCache({
+      client: this.client,
+      kvPrefix: this.kvPrefix,
+      ordPrefix: this.ordPrefix,
+      timeoutMs: options.timeoutMs,
+      logger: options.logger,
+      onHeader: (clusterId) => this.checkClusterId(clusterId),
+      onCall: (operation, seconds, ok) => this.events.etcdCall(operation, seconds, ok),
+    });
   }
 
-  /** Checks that etcd answers; the server starts anyway if not (and answers 503 until it does). */
-  async probe(): Promise<boolean> {
+  /**
+   * The start-up check: one authenticated read of the prefix. Credentials etcd refuses and a user
+   * without rights on the prefix throw EtcdStartError (no retry fixes them); an etcd that does not
+   * answer yet is only logged — the replica starts, not ready, and serves once etcd answers. Then the
+   * copy starts syncing.
+   */
+  async start(): Promise<boolean> {
+    let reachable = true;
     try {
-      await this.client.maintenance.status();
-      return true;
+      const response = await this.client.kv.range({ key: this.kvPrefix, range_end: prefixEnd(this.kvPrefix), limit: 1, keys_only: true });
+      this.checkClusterId(response.header.cluster_id);
     } catch (error) {
-      this.logger.warn({ err: (error as Error).message }, 'etcd is not reachable yet: writes and reads answer 503 until it is');
-      return false;
+      const message = (error as Error).message;
+      if (refusal(message) === 'denied') {
+        this.client.close();
+        throw new EtcdStartError(`etcd refused to let this user read the prefix ${this.kvPrefix.toString('utf8')}: ${message} (check TCPKV_ETCD_USERNAME, TCPKV_ETCD_PASSWORD and the user's role)`);
+      }
+      this.logger.warn({ err: message }, 'etcd is not reachable yet: the replica is not ready, and answers 503, until it is');
+      reachable = false;
     }
+    this.cache.start();
+    return reachable;
+  }
+
+  /** Kept for callers of the earlier API: the start-up check without the refusal. */
+  async probe(): Promise<boolean> {
+    return this.start();
   }
 
   private kvKey(key: string): Buffer {
@@ -118,64 +237,168 @@ export class EtcdStore implements Store {
     return Buffer.concat([this.ordPrefix, Buffer.from(key, 'utf8')]);
   }
 
-  // SCAFFOLD (replaced by the watch cache of issue 18): derived from a full range read.
+  // ---- reads ---------------------------------------------------------------------------------------
+
   async listing(): Promise<ListingSnapshot> {
-    const entries = await this.list();
-    let text = '';
-    for (const [key, value] of entries) text += '\n' + key + ':' + value;
-    return { count: entries.length, slices: text === '' ? [] : [text], bytes: Buffer.byteLength(text) };
+    return (await this.fresh()).listing();
   }
 
   async get(key: string): Promise<string | undefined> {
-    for (const [k, v] of await this.list()) if (k === key) return v;
-    return undefined;
+    return (await this.fresh()).get(key)?.value;
   }
 
   async page(request: PageRequest): Promise<Page> {
-    const all = (await this.list()).filter(([k]) => k.startsWith(request.prefix));
-    const from = request.after === undefined ? 0 : all.findIndex(([k]) => k === request.after) + 1;
-    const items = all.slice(from, from + request.limit);
-    return { items, next: from + request.limit < all.length ? items[items.length - 1]?.[0] : undefined };
+    return (await this.fresh()).page(request);
   }
 
-  delete(_key: string): Promise<boolean> {
-    return Promise.reject(new StoreUnavailableError('DELETE is not implemented in the etcd store yet'));
-  }
-
-  usage(): undefined {
-    return undefined;
-  }
-
+  /** Every entry in insertion order (tests and tools). */
   async list(): Promise<readonly Pair[]> {
-    const response = await this.call('list', false, () =>
-      this.client.kv.txn({
-        compare: [],
-        success: [
-          { request_range: { key: this.kvPrefix, range_end: prefixEnd(this.kvPrefix) } },
-          { request_range: { key: this.ordPrefix, range_end: prefixEnd(this.ordPrefix) } },
-        ],
-        failure: [],
+    return (await this.fresh()).pairs();
+  }
+
+  /** What the copy holds: the last applied revision's view, without a barrier. */
+  usage(): StoreUsage | undefined {
+    return this.cache.applied < 0 ? undefined : this.cache.entries.usage();
+  }
+
+  async readiness(): Promise<string | undefined> {
+    if (this.cache.problem !== undefined) return this.cache.problem;
+    try {
+      await this.barrier();
+      return undefined;
+    } catch (error) {
+      return `etcd has no quorum or cannot be reached: ${(error as Error).message}`;
+    }
+  }
+
+  /** The copy, once it is at least as new as the latest write acknowledged before this call. */
+  private async fresh(): Promise<OrderedEntries> {
+    const started = Date.now();
+    this.cache.start();
+    if (this.barrierMode === 'none') {
+      if (this.cache.applied < 0) throw new StoreUnavailableError('the etcd cache has not synced yet');
+      return this.cache.entries;
+    }
+    const target = await this.barrier();
+    if (this.cache.applied >= target) return this.cache.entries;
+    const remaining = Math.max(1, started + this.timeoutMs - Date.now());
+    let timer: NodeJS.Timeout | undefined;
+    let nudger: NodeJS.Timeout | undefined;
+    const reached = await Promise.race([
+      this.cache.reach(target).then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), remaining);
+        nudger = setTimeout(() => this.cache.nudge(), Math.min(500, remaining / 2));
       }),
-    );
-    const values = response.responses[0]!.response_range.kvs;
-    const orders = response.responses[1]!.response_range.kvs;
-    const orderOf = new Map(orders.map((kv) => [kv.key.subarray(this.ordPrefix.length).toString('utf8'), Number(kv.value.toString('latin1'))]));
-    const rows: Row[] = values.map((kv) => {
-      const key = kv.key.subarray(this.kvPrefix.length).toString('utf8');
-      return { key, value: kv.value.toString('utf8'), createRevision: BigInt(kv.create_revision), order: orderOf.get(key) ?? 0 };
+    ]);
+    clearTimeout(timer);
+    clearTimeout(nudger);
+    if (!reached) {
+      this.cache.nudge();
+      this.noteFailure('read', 'the etcd cache did not reach the read barrier in time');
+      throw new StoreUnavailableError(`the etcd cache is behind: at revision ${this.cache.applied}, the read needs ${target}`);
+    }
+    return this.cache.entries;
+  }
+
+  /** The revision of the latest write, from one linearizable read shared by the reads that join it. */
+  private barrier(): Promise<number> {
+    if (this.nextBarrier) return this.nextBarrier.promise;
+    let resolve!: (r: number) => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<number>((res, rej) => {
+      resolve = res;
+      reject = rej;
     });
-    rows.sort((a, b) => (a.createRevision === b.createRevision ? a.order - b.order : a.createRevision < b.createRevision ? -1 : 1));
-    return rows.map((r) => [r.key, r.value] as const);
+    this.nextBarrier = { promise, resolve, reject };
+    if (!this.barrierInFlight) this.sendBarrier();
+    return promise;
+  }
+
+  private sendBarrier(): void {
+    const waiting = this.nextBarrier!;
+    this.nextBarrier = undefined;
+    this.barrierInFlight = true;
+    this.barrierCalls++;
+    this.call('barrier', false, () => this.client.kv.range({ key: this.stampKey }))
+      .then((response) => {
+        this.checkClusterId(response.header.cluster_id);
+        const current = Number(response.header.revision);
+        if (this.cache.applied > current) {
+          // the same cluster never goes back in revisions: its data was wiped and it started again
+          this.logger.error({ cacheRevision: this.cache.applied, etcdRevision: current }, 'etcd went back in revisions: its data was wiped or restored from an old backup; tcpkv data written before may be gone');
+          this.cache.relist('etcd revision went backwards');
+        }
+        return response.kvs[0] ? Number(response.kvs[0].mod_revision) : 0;
+      })
+      .then(waiting.resolve, waiting.reject)
+      .finally(() => {
+        this.barrierInFlight = false;
+        if (this.nextBarrier) this.sendBarrier();
+      });
+  }
+
+  private checkClusterId(clusterId: string): void {
+    if (this.clusterId === undefined) {
+      this.clusterId = clusterId;
+      return;
+    }
+    if (clusterId === this.clusterId) return;
+    this.logger.error(
+      { was: this.clusterId, now: clusterId },
+      'etcd cluster id changed: these endpoints now lead to another etcd cluster (wiped and recreated, or replaced); tcpkv data written before may be gone',
+    );
+    this.clusterId = clusterId;
+    this.cache.relist('etcd cluster id changed');
+  }
+
+  // ---- writes --------------------------------------------------------------------------------------
+
+  /** Refuses up front what etcd would refuse for its size, and what would pass the store limits. */
+  private checkWrite(pairs: readonly Pair[], newKeys: number, addedBytes: number): void {
+    const maxPairs = Math.floor((this.maxTxnOps - 1) / 2);
+    if (pairs.length > maxPairs) {
+      this.logger.warn({ pairs: pairs.length, maxPairs }, 'write refused: more pairs than one etcd transaction takes');
+      throw new ValueTooLargeError(`A write holds at most ${maxPairs} pairs with this etcd (TCPKV_ETCD_MAX_TXN_OPS=${this.maxTxnOps}); this one has ${pairs.length}`);
+    }
+    let bytes = OP_OVERHEAD_BYTES + this.stampKey.length;
+    for (const [key, value] of pairs) {
+      const k = Buffer.byteLength(key);
+      bytes += 3 * (this.kvPrefix.length + k) + this.ordPrefix.length + k + Buffer.byteLength(value) + 5 * OP_OVERHEAD_BYTES;
+    }
+    if (bytes > this.maxRequestBytes) {
+      this.logger.warn({ bytes, maxRequestBytes: this.maxRequestBytes }, 'write refused: larger than one etcd request');
+      throw new ValueTooLargeError(`The write needs an etcd request of about ${bytes} bytes; etcd takes at most ${this.maxRequestBytes} (TCPKV_ETCD_MAX_REQUEST_BYTES)`);
+    }
+    const limits = this.limits;
+    if (limits === undefined) return;
+    const usage = this.cache.entries.usage();
+    let which: string | undefined;
+    if (usage.keys + newKeys > limits.maxKeys) which = `TCPKV_MAX_KEYS=${limits.maxKeys}`;
+    else if (usage.dataBytes + addedBytes > limits.maxDataBytes) which = `TCPKV_MAX_DATA_BYTES=${limits.maxDataBytes}`;
+    if (which === undefined) return;
+    const now = Date.now();
+    if (now - this.lastLimitLog >= 60_000) {
+      this.lastLimitLog = now;
+      this.logger.warn({ limit: which, keys: usage.keys, dataBytes: usage.dataBytes }, 'store limit reached: writes answer 507');
+    }
+    throw new StoreFullError(which);
   }
 
   async createAll(pairs: readonly Pair[]): Promise<CreateResult> {
+    let added = 0;
+    for (const [key, value] of pairs) added += Buffer.byteLength(key) + Buffer.byteLength(value);
+    this.checkWrite(pairs, pairs.length, added);
     const response = await this.call('create', true, () =>
       this.client.kv.txn({
         compare: pairs.map(([key]) => ({ key: this.kvKey(key), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 })),
-        success: pairs.flatMap(([key, value], i) => [
-          { request_put: { key: this.kvKey(key), value: Buffer.from(value, 'utf8') } },
-          { request_put: { key: this.ordKey(key), value: Buffer.from(String(i)) } },
-        ]),
+        success: [
+          ...pairs.flatMap(([key, value], i) => [
+            { request_put: { key: this.kvKey(key), value: Buffer.from(value, 'utf8') } },
+            { request_put: { key: this.ordKey(key), value: Buffer.from(String(i)) } },
+          ]),
+          { request_put: { key: this.stampKey, value: Buffer.alloc(0) } },
+        ],
         failure: pairs.map(([key]) => ({ request_range: { key: this.kvKey(key), count_only: true } })),
       }),
     );
@@ -185,38 +408,95 @@ export class EtcdStore implements Store {
   }
 
   async upsertAll(pairs: readonly Pair[]): Promise<UpsertResult> {
-    const response = await this.call('update', true, () =>
-      this.client.kv.txn({
-        compare: [],
-        success: pairs.map(([key, value], i) => {
-          const put = { request_put: { key: this.kvKey(key), value: Buffer.from(value, 'utf8'), prev_kv: true } };
-          return {
-            request_txn: {
-              compare: [{ key: this.kvKey(key), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 }],
-              success: [put, { request_put: { key: this.ordKey(key), value: Buffer.from(String(i)) } }],
-              failure: [put],
-            },
-          };
+    // one put per key (etcd refuses a key twice in one transaction): the last value wins, as in a Map
+    const values = new Map<string, string>();
+    for (const [key, value] of pairs) values.set(key, value);
+    const keys = [...values.keys()];
+    const guess = keys.map((key) => this.cache.entries.get(key));
+    let added = 0;
+    for (const [i, key] of keys.entries()) added += Buffer.byteLength(values.get(key)!) + (guess[i] ? -Buffer.byteLength(guess[i]!.value) : Buffer.byteLength(key));
+    this.checkWrite(pairs, guess.filter((g) => g === undefined).length, added);
+    let revisions: (number | undefined)[] = guess.map((g) => g?.modRevision);
+    const deadline = Date.now() + this.timeoutMs;
+    for (;;) {
+      const expected = revisions;
+      const response = await this.call('update', true, () =>
+        this.client.kv.txn({
+          compare: keys.map((key, i) =>
+            expected[i] === undefined
+              ? { key: this.kvKey(key), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 }
+              : { key: this.kvKey(key), target: 'Mod' as const, result: 'Equal' as const, mod_revision: expected[i] },
+          ),
+          success: [
+            ...keys.flatMap((key, i) => {
+              const put = { request_put: { key: this.kvKey(key), value: Buffer.from(values.get(key)!, 'utf8'), prev_kv: true } };
+              return expected[i] === undefined ? [put, { request_put: { key: this.ordKey(key), value: Buffer.from(String(i)) } }] : [put];
+            }),
+            { request_put: { key: this.stampKey, value: Buffer.alloc(0) } },
+          ],
+          failure: keys.map((key) => ({ request_range: { key: this.kvKey(key) } })),
         }),
+      );
+      if (response.succeeded) {
+        const previous = new Map<string, string | undefined>();
+        let at = 0;
+        for (const [i, key] of keys.entries()) {
+          const prev = (response.responses[at] as IResponseOp).response_put.prev_kv;
+          previous.set(key, prev ? prev.value.toString('utf8') : undefined);
+          at += expected[i] === undefined ? 2 : 1;
+        }
+        return { previous: pairs.map(([key]) => previous.get(key)) };
+      }
+      // another write got there first: nothing was applied; try again with what etcd holds now
+      revisions = response.responses.map((r) => {
+        const kv = r.response_range.kvs[0];
+        return kv ? Number(kv.mod_revision) : undefined;
+      });
+      if (Date.now() > deadline) throw new StoreUnavailableError('PUT kept losing to concurrent writes of the same keys until the etcd deadline; nothing was applied');
+    }
+  }
+
+  async delete(key: string): Promise<boolean> {
+    const response = await this.call('delete', true, () =>
+      this.client.kv.txn({
+        compare: [{ key: this.kvKey(key), target: 'Create' as const, result: 'Greater' as const, create_revision: 0 }],
+        success: [
+          { request_delete_range: { key: this.kvKey(key) } },
+          { request_delete_range: { key: this.ordKey(key) } },
+          { request_put: { key: this.stampKey, value: Buffer.alloc(0) } },
+        ],
         failure: [],
       }),
     );
-    return {
-      previous: response.responses.map((r) => {
-        const prev = r.response_txn.responses[0]!.response_put.prev_kv;
-        return prev ? prev.value.toString('utf8') : undefined;
-      }),
-    };
+    return response.succeeded;
   }
 
   async close(): Promise<void> {
+    this.cache.close();
     this.client.close();
   }
 
-  /** One call to etcd; its failure becomes StoreUnavailableError, logged at error level once in a while. */
+  private noteFailure(what: string, message: string): void {
+    const now = Date.now();
+    this.unavailableSince ??= now;
+    if (now - this.lastErrorLog >= ERROR_LOG_EVERY_MS) {
+      this.lastErrorLog = now;
+      this.logger.error({ op: what, err: message }, 'etcd call failed: answering 503 until it recovers');
+    } else {
+      this.logger.debug({ op: what, err: message }, 'etcd call failed');
+    }
+  }
+
+  /**
+   * One call to etcd. An outage becomes StoreUnavailableError (logged at error level once in a
+   * while); a refusal of this request by a healthy member becomes 413, 507 or a 503 that says nothing
+   * was applied, and is not counted as a member failure.
+   */
   private async call<T>(what: string, isWrite: boolean, run: () => Promise<T>): Promise<T> {
+    const started = performance.now();
     try {
       const result = await run();
+      this.events.etcdCall(what, (performance.now() - started) / 1000, true);
       if (this.unavailableSince !== undefined) {
         this.logger.info({ downMs: Date.now() - this.unavailableSince }, 'etcd answers again');
         this.unavailableSince = undefined;
@@ -224,16 +504,26 @@ export class EtcdStore implements Store {
       return result;
     } catch (error) {
       const message = (error as Error).message;
-      const now = Date.now();
-      this.unavailableSince ??= now;
-      if (now - this.lastErrorLog >= ERROR_LOG_EVERY_MS) {
-        this.lastErrorLog = now;
-        this.logger.error({ op: what, err: message }, 'etcd call failed: answering 503 until it recovers');
-      } else {
-        this.logger.debug({ op: what, err: message }, 'etcd call failed');
+      const refused = refusal(message);
+      this.events.etcdCall(what, (performance.now() - started) / 1000, refused !== undefined);
+      switch (refused) {
+        case 'too-many-ops':
+          this.logger.warn({ op: what, err: message }, 'etcd refused the write: more operations than its --max-txn-ops; set TCPKV_ETCD_MAX_TXN_OPS to match it');
+          throw new ValueTooLargeError(`etcd refused the write: more operations than its --max-txn-ops (TCPKV_ETCD_MAX_TXN_OPS=${this.maxTxnOps} says more); nothing was applied`);
+        case 'too-large':
+          this.logger.warn({ op: what, err: message }, 'etcd refused the write as too large; set TCPKV_ETCD_MAX_REQUEST_BYTES to match its --max-request-bytes');
+          throw new ValueTooLargeError(`etcd refused the write as too large (over its --max-request-bytes); nothing was applied`);
+        case 'no-space':
+          this.logger.error({ op: what, err: message }, 'etcd is out of space (NOSPACE alarm): writes answer 507 until an operator compacts, defragments and disarms the alarm');
+          throw new StoreFullError('etcd space quota (NOSPACE alarm)');
+        case 'denied':
+          this.logger.error({ op: what, err: message }, 'etcd refused the request: check the etcd user and its role');
+          throw new StoreUnavailableError(`etcd refused the request (${message}); nothing was applied`);
+        default:
+          this.noteFailure(what, message);
+          // A write whose answer was lost may have been applied; one that never reached etcd was not.
+          throw new StoreUnavailableError(message, { indeterminate: isWrite && !neverSent(error) });
       }
-      // A write whose answer was lost may have been applied; one that never reached etcd was not.
-      throw new StoreUnavailableError(message, { indeterminate: isWrite && !neverSent(error) });
     }
   }
 }

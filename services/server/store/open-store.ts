@@ -25,6 +25,11 @@ export async function openStore(config: ServerConfig, logger: Logger): Promise<S
       if (error.code === 'ERR_MODULE_NOT_FOUND' && /'etcd3'/.test(error.message)) throw new ConfigError('TCPKV_ETCD_ENDPOINTS needs the optional package etcd3, which is not installed (npm install etcd3)');
       throw error;
     });
+    const { checkEtcdPrefix, checkEtcdTls, EtcdStartError } = await import('./etcd-store.js');
+    const prefixProblem = checkEtcdPrefix(config.etcdPrefix);
+    if (prefixProblem !== undefined) throw new ConfigError(`TCPKV_ETCD_PREFIX=${config.etcdPrefix}: ${prefixProblem}`);
+    const tlsProblem = checkEtcdTls(config.etcdEndpoints, config.etcdCaFile);
+    if (tlsProblem !== undefined) throw new ConfigError(tlsProblem);
     const store = new EtcdStore({
       endpoints: config.etcdEndpoints,
       prefix: config.etcdPrefix,
@@ -34,9 +39,19 @@ export async function openStore(config: ServerConfig, logger: Logger): Promise<S
       caFile: config.etcdCaFile,
       certFile: config.etcdCertFile,
       keyFile: config.etcdKeyFile,
+      maxTxnOps: config.etcdMaxTxnOps,
+      maxRequestBytes: config.etcdMaxRequestBytes,
       logger,
+      // TEST ONLY (the linearizability checker's negative test): reads without the barrier are stale
+      ...(process.env.TCPKV_TEST_ONLY_UNSAFE_READS === 'no-barrier' ? { unsafeReadBarrier: 'none' as const } : {}),
     });
-    if (await store.probe()) logger.info({ endpoints: config.etcdEndpoints }, 'etcd answers');
+    if (process.env.TCPKV_TEST_ONLY_UNSAFE_READS === 'no-barrier') logger.warn('TCPKV_TEST_ONLY_UNSAFE_READS=no-barrier: reads skip the barrier and are NOT linearizable (a test setting, never for use)');
+    try {
+      if (await store.start()) logger.info({ endpoints: config.etcdEndpoints }, 'etcd answers');
+    } catch (error) {
+      if (error instanceof EtcdStartError) throw new ConfigError(error.message);
+      throw error;
+    }
     return store;
   }
   if (config.dataDir === undefined) return new MemoryStore();

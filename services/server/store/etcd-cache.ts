@@ -1,0 +1,365 @@
+// The etcd store's read side: a copy of the prefix in this replica's memory, fed by an etcd watch
+// (list-then-watch, as Kubernetes' apiserver does). Reads are answered from here once the copy has
+// applied the revision a read barrier asks for (see etcd-store.ts); this file only keeps the copy
+// and says how far it has got.
+//
+//   sync    list <prefix>kv/ and <prefix>ord/ in pages, all at one revision R (never the whole prefix
+//           in one gRPC answer: that is capped at 4 MiB), order the keys, then watch <prefix>kv/ from
+//           R+1. Events arrive in revision order and a revision's events in one answer, so each
+//           answer is applied whole and `applied` moves to its last event's revision.
+//   resume  a broken watch reconnects from applied+1; a watch whose start was compacted away, a
+//           cluster id that changed or a revision that went backwards (etcd wiped) lists again.
+//
+// Insertion order: a key created later has a larger create revision, so a watch PUT of a new key
+// appends; keys created in one transaction arrive in the transaction's order. The initial list sorts
+// by (create revision, the n stored in ord/).
+
+import type { Etcd3, IKeyValue, IWatchResponse, IDuplexStream, IWatchRequest } from 'etcd3';
+import type { Logger } from 'pino';
+import type { ListingSnapshot, Page, PageRequest, Pair, StoreUsage } from './store.js';
+
+/** Keys per range request of the initial list; halved while an answer is over gRPC's 4 MiB. */
+const LIST_PAGE_KEYS = 1000;
+const RECONNECT_MIN_MS = 100;
+const RECONNECT_MAX_MS = 2000;
+
+interface Entry {
+  readonly key: string;
+  value: string;
+  modRevision: number;
+  /** position in insertion order; increases with every key created */
+  readonly seq: number;
+  dead: boolean;
+}
+
+/** The end of the key range that holds exactly the keys starting with `prefix`. */
+export function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]!++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+/** The key/value map in insertion order, with an index for `after` and counters for usage. */
+export class OrderedEntries {
+  private readonly live = new Map<string, Entry>();
+  /** every entry in insertion order, dead ones kept until compacted so a page's `after` still finds its place */
+  private order: Entry[] = [];
+  /** dead entries by key, for `after` naming a key deleted since the last page */
+  private readonly graves = new Map<string, Entry>();
+  private nextSeq = 0;
+  private dataBytes = 0;
+  private rendered: ListingSnapshot | undefined;
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  get(key: string): Entry | undefined {
+    return this.live.get(key);
+  }
+
+  set(key: string, value: string, modRevision: number): string | undefined {
+    const entry = this.live.get(key);
+    this.rendered = undefined;
+    if (entry) {
+      const previous = entry.value;
+      this.dataBytes += Buffer.byteLength(value) - Buffer.byteLength(previous);
+      entry.value = value;
+      entry.modRevision = modRevision;
+      return previous;
+    }
+    const created: Entry = { key, value, modRevision, seq: this.nextSeq++, dead: false };
+    this.live.set(key, created);
+    this.graves.delete(key);
+    this.order.push(created);
+    this.dataBytes += Buffer.byteLength(key) + Buffer.byteLength(value);
+    return undefined;
+  }
+
+  delete(key: string): boolean {
+    const entry = this.live.get(key);
+    if (!entry) return false;
+    this.rendered = undefined;
+    entry.dead = true;
+    this.live.delete(key);
+    this.graves.set(key, entry);
+    this.dataBytes -= Buffer.byteLength(key) + Buffer.byteLength(entry.value);
+    if (this.graves.size > 1024 && this.graves.size > this.live.size) {
+      this.order = this.order.filter((e) => !e.dead);
+      this.graves.clear();
+    }
+    return true;
+  }
+
+  usage(): StoreUsage {
+    return { keys: this.live.size, dataBytes: this.dataBytes };
+  }
+
+  /** Rendered once per change and shared by every listing until the next change. */
+  listing(): ListingSnapshot {
+    if (this.rendered) return this.rendered;
+    const slices: string[] = [];
+    let chunk = '';
+    let bytes = 0;
+    for (const e of this.order) {
+      if (e.dead) continue;
+      chunk += '\n' + e.key + ':' + e.value;
+      if (chunk.length >= 65536) {
+        slices.push(chunk);
+        bytes += Buffer.byteLength(chunk);
+        chunk = '';
+      }
+    }
+    if (chunk !== '') {
+      slices.push(chunk);
+      bytes += Buffer.byteLength(chunk);
+    }
+    this.rendered = { count: this.live.size, slices, bytes };
+    return this.rendered;
+  }
+
+  pairs(): Pair[] {
+    return this.order.filter((e) => !e.dead).map((e) => [e.key, e.value] as const);
+  }
+
+  /** O(log n) to find `after` (binary search on seq), then the entries of the page. */
+  page(request: PageRequest): Page {
+    let from = 0;
+    if (request.after !== undefined) {
+      const anchor = this.live.get(request.after) ?? this.graves.get(request.after);
+      if (anchor === undefined) return { items: [], next: undefined };
+      let lo = 0;
+      let hi = this.order.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (this.order[mid]!.seq <= anchor.seq) lo = mid + 1;
+        else hi = mid;
+      }
+      from = lo;
+    }
+    const items: Pair[] = [];
+    for (let i = from; i < this.order.length; i++) {
+      const e = this.order[i]!;
+      if (e.dead || !e.key.startsWith(request.prefix)) continue;
+      if (items.length === request.limit) return { items, next: items[items.length - 1]![0] };
+      items.push([e.key, e.value]);
+    }
+    return { items, next: undefined };
+  }
+}
+
+export interface WatchCacheOptions {
+  readonly client: Etcd3;
+  /** <prefix>kv/ and <prefix>ord/ */
+  readonly kvPrefix: Buffer;
+  readonly ordPrefix: Buffer;
+  /** deadline of each list call */
+  readonly timeoutMs: number;
+  readonly logger: Logger;
+  /** every answer's cluster id and revision, for the wiped-etcd check (see EtcdStore) */
+  readonly onHeader: (clusterId: string, revision: number, source: string) => void;
+  /** a list or watch failure, counted like every etcd call */
+  readonly onCall: (operation: string, seconds: number, ok: boolean) => void;
+}
+
+interface Waiter {
+  readonly revision: number;
+  readonly resolve: () => void;
+}
+
+/** The watch-fed copy of the prefix. `applied` is the revision the copy is at; -1 until the first list. */
+export class WatchCache {
+  entries = new OrderedEntries();
+  applied = -1;
+  /** why the copy is not following etcd now (for readiness); undefined while it is */
+  problem: string | undefined = 'the etcd cache has not synced yet';
+  private stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
+  private waiters: Waiter[] = [];
+  private closed = false;
+  private running = false;
+  private relistWanted = true;
+  private backoff = RECONNECT_MIN_MS;
+  private lastRestart = 0;
+  private generation = 0;
+
+  constructor(private readonly options: WatchCacheOptions) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    void this.loop();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.stream?.cancel();
+    this.stream = undefined;
+  }
+
+  /** Resolves once `applied` ≥ revision (never rejects; the caller times out). */
+  reach(revision: number): Promise<void> {
+    if (this.applied >= revision) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ revision, resolve }));
+  }
+
+  /** Throws the list away and lists again (etcd was wiped or replaced: the copy is of another history). */
+  relist(reason: string): void {
+    this.options.logger.warn({ reason }, 'etcd cache: listing the prefix again');
+    this.relistWanted = true;
+    this.problem = `the etcd cache is listing again: ${reason}`;
+    this.stream?.cancel();
+  }
+
+  /**
+   * A read waited for a revision the watch did not bring in time: its member may be cut off from the
+   * others (a partitioned member keeps the stream open but learns nothing). Reconnect, at most once
+   * a second, so that the connection pool can pick another member.
+   */
+  nudge(): void {
+    const now = Date.now();
+    if (now - this.lastRestart < 1000 || !this.stream) return;
+    this.lastRestart = now;
+    this.options.logger.warn({ applied: this.applied }, 'etcd cache: the watch is behind the read barrier; reconnecting it');
+    this.stream.cancel();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.closed) {
+      try {
+        if (this.relistWanted) await this.list();
+        await this.watch();
+        this.backoff = RECONNECT_MIN_MS;
+      } catch (error) {
+        if (this.closed) return;
+        const message = (error as Error).message;
+        this.problem ??= `the etcd watch is broken: ${message}`;
+        this.options.logger.debug({ err: message }, 'etcd cache: list or watch failed; trying again');
+        await new Promise((r) => setTimeout(r, this.backoff));
+        this.backoff = Math.min(RECONNECT_MAX_MS, this.backoff * 2);
+      }
+    }
+  }
+
+  /** Lists both ranges in pages at one revision and replaces the copy with what it finds. */
+  private async list(): Promise<void> {
+    const started = performance.now();
+    let revision = 0;
+    const values: IKeyValue[] = [];
+    const orders = new Map<string, number>();
+    try {
+      for (const [prefix, sink] of [
+        [this.options.kvPrefix, (kv: IKeyValue) => values.push(kv)],
+        [this.options.ordPrefix, (kv: IKeyValue) => orders.set(kv.key.subarray(this.options.ordPrefix.length).toString('utf8'), Number(kv.value.toString('latin1')))],
+      ] as const) {
+        let from: Buffer = prefix;
+        let limit = LIST_PAGE_KEYS;
+        for (;;) {
+          let response;
+          try {
+            response = await this.options.client.kv.range(
+              { key: from, range_end: prefixEnd(prefix), limit, ...(revision > 0 ? { revision } : {}) },
+              { deadline: Date.now() + this.options.timeoutMs },
+            );
+          } catch (error) {
+            // one page larger than the client takes (values up to etcd's request limit each): smaller pages
+            if (/RESOURCE_EXHAUSTED|larger than max/.test((error as Error).message) && limit > 1) {
+              limit = Math.max(1, limit >> 2);
+              continue;
+            }
+            throw error;
+          }
+          if (revision === 0) revision = Number(response.header.revision);
+          this.options.onHeader(response.header.cluster_id, Number(response.header.revision), 'list');
+          for (const kv of response.kvs) sink(kv);
+          if (!response.more || response.kvs.length === 0) break;
+          from = Buffer.concat([response.kvs[response.kvs.length - 1]!.key, Buffer.from([0])]);
+        }
+      }
+    } catch (error) {
+      this.options.onCall('list', (performance.now() - started) / 1000, false);
+      throw error;
+    }
+    this.options.onCall('list', (performance.now() - started) / 1000, true);
+    const rows = values
+      .map((kv) => ({ kv, key: kv.key.subarray(this.options.kvPrefix.length).toString('utf8'), create: Number(kv.create_revision) }))
+      .filter((r) => r.key !== '') // the write stamp (see EtcdStore), not a user key
+      .map((r) => ({ ...r, n: orders.get(r.key) ?? 0 }));
+    rows.sort((a, b) => (a.create === b.create ? a.n - b.n : a.create - b.create));
+    const entries = new OrderedEntries();
+    for (const r of rows) entries.set(r.key, r.kv.value.toString('utf8'), Number(r.kv.mod_revision));
+    this.entries = entries;
+    this.generation++;
+    this.relistWanted = false;
+    this.advance(revision, true);
+    this.options.logger.info({ keys: entries.size, revision }, 'etcd cache listed the prefix');
+  }
+
+  /** Watches from applied+1 until the stream breaks (resolves) or cannot be opened (throws). */
+  private async watch(): Promise<void> {
+    const stream = await this.options.client.watchClient.watch();
+    if (this.closed || this.relistWanted) {
+      stream.cancel();
+      return;
+    }
+    this.stream = stream;
+    const generation = this.generation;
+    await new Promise<void>((resolve) => {
+      let done = false;
+      const finish = (reason: string | undefined) => {
+        if (done) return;
+        done = true;
+        if (reason !== undefined && !this.closed) this.problem = `the etcd watch is broken: ${reason}`;
+        stream.cancel();
+        if (this.stream === stream) this.stream = undefined;
+        resolve();
+      };
+      stream.on('data', (response: IWatchResponse) => {
+        if (generation !== this.generation) return finish(undefined);
+        this.options.onHeader(response.header.cluster_id, Number(response.header.revision), 'watch');
+        if (response.compact_revision !== undefined && response.compact_revision !== '0') {
+          this.relistWanted = true;
+          this.options.logger.warn({ applied: this.applied, compacted: response.compact_revision }, 'etcd cache: the watched revision was compacted; listing again');
+          return finish('compacted');
+        }
+        if (response.canceled) return finish(`canceled: ${response.cancel_reason}`);
+        if (response.created) {
+          this.problem = undefined;
+          return;
+        }
+        this.apply(response);
+      });
+      stream.on('error', (error: Error) => finish(error.message));
+      stream.on('end', () => finish('the stream ended'));
+      stream.write({ create_request: { key: this.options.kvPrefix, range_end: prefixEnd(this.options.kvPrefix), start_revision: this.applied + 1 } });
+    });
+  }
+
+  private apply(response: IWatchResponse): void {
+    let last = this.applied;
+    for (const event of response.events) {
+      const key = event.kv.key.subarray(this.options.kvPrefix.length).toString('utf8');
+      last = Math.max(last, Number(event.kv.mod_revision));
+      if (key === '') continue; // the write stamp
+      if (event.type === 'Delete') this.entries.delete(key);
+      else this.entries.set(key, event.kv.value.toString('utf8'), Number(event.kv.mod_revision));
+    }
+    this.advance(last, false);
+  }
+
+  private advance(revision: number, reset: boolean): void {
+    if (!reset && revision <= this.applied) return;
+    this.applied = revision;
+    if (this.waiters.length === 0) return;
+    const still: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (w.revision <= revision) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+}
