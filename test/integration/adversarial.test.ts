@@ -49,6 +49,13 @@ const CASES: Case[] = [
   refuse('chunk data longer than its size', `POST /create HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n2\r\na: 1\r\n0\r\n\r\n`),
   refuse('chunk lines with bare LF after CRLF headers', `POST /create HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n4\na: 1\n0\n\n`),
   refuse('control byte in a chunk extension', `POST /create HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n4;x=\x01\r\na: 1\r\n0\r\n\r\n`),
+  refuse('chunk extension: a bare ;', `POST /create HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n4;\r\na: 1\r\n0\r\n\r\n`),
+  refuse('chunk extension: no name before =', `POST /create HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n4;=v\r\na: 1\r\n0\r\n\r\n`),
+  refuse('chunk extension: an unbalanced quote', `POST /create HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n4;ext="value\r\na: 1\r\n0\r\n\r\n`),
+  refuse('chunk extension: an unbalanced quote, the line in two writes', [`POST /create HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n4;ext="val`, 'ue\r\na: 1\r\n0\r\n\r\n']),
+  { name: 'chunk extensions as RFC 9112 allows them (token, quoted-string, BWS) are served', send: `PUT /update HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n4 ; a = b;q="x \\" y"\r\nc: 1\r\n0\r\n\r\n`, statuses: [200], closes: false },
+  refuse('TE: gzip alone (body length unknowable) → 400', `POST /create HTTP/1.1\r\n${H}Transfer-Encoding: gzip\r\n\r\n`),
+  refuse('TE: identity, chunked → 501', `POST /create HTTP/1.1\r\n${H}Transfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n`, 501),
   // ---- line endings --------------------------------------------------------------------------------------
   refuse('bare CR ending a header line', `GET / HTTP/1.1\r\nHost: localhost\rX: y\r\n\r\n`),
   refuse('bare CR inside a value', `GET / HTTP/1.1\r\n${H}X: a\rb\r\n\r\n`),
@@ -79,6 +86,10 @@ const CASES: Case[] = [
   refuse('HTTP/2.0', `GET / HTTP/2.0\r\n${H}\r\n`, 505),
   refuse('HTTP/1.2', `GET / HTTP/1.2\r\n${H}\r\n`, 505),
   refuse('HTTP/2 preface', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 505),
+  refuse('an RTSP request line → 505', 'OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n', 505),
+  refuse('an RTSP request line with an rtsp:// target → 505', 'DESCRIBE rtsp://localhost/s RTSP/1.0\r\nCSeq: 2\r\n\r\n', 505),
+  refuse('an ICE (Icecast) request line → 505', 'SOURCE /mount ICE/1.0\r\nice-name: x\r\n\r\n', 505),
+  refuse('a request line with a malformed protocol → 400', `GET / HTTP/11\r\n${H}\r\n`),
   refuse('control byte in the target', `GET /a\x01b HTTP/1.1\r\n${H}\r\n`),
   refuse('raw non-ASCII in the target', Buffer.from(`GET /김 HTTP/1.1\r\n${H}\r\n`)),
   refuse('control byte in the method', `G\x00T / HTTP/1.1\r\n${H}\r\n`),
@@ -113,6 +124,8 @@ const CASES: Case[] = [
   { name: 'Expect with an unknown value is ignored', send: `POST /create HTTP/1.1\r\n${H}Expect: something\r\nContent-Length: 4\r\n\r\nx: 1`, statuses: [200], closes: false },
   { name: '30 pipelined requests, more than the queue holds, all answered in order', send: GET.repeat(30), statuses: Array(30).fill(200), closes: false },
   { name: 'a request split into 1-byte writes is served', send: [...GET].map((c) => c), statuses: [200], closes: false },
+  // ---- the seed client's character-counted Content-Length (only for seed-shaped requests) ---------------
+  ...seedCharacterCases(),
   // ---- junk --------------------------------------------------------------------------------------------------------
   refuse('a TLS ClientHello', Buffer.from('16030100a5010000a103035f', 'hex')),
   refuse('an SSH banner', 'SSH-2.0-OpenSSH_9.6\r\n'),
@@ -120,6 +133,26 @@ const CASES: Case[] = [
   refuse('random binary', randomBytes(4096).fill(0x80, 0, 1)),
   refuse('JSON instead of HTTP', '{"method":"GET"}\n'),
 ];
+
+/**
+ * The boundary of the character count: a seed-shaped request (target `/`, Host holding `/`, header block
+ * closed by `\r\n\n`) has Content-Length characters of body; any other shape counts bytes.
+ */
+function seedCharacterCases(): Case[] {
+  const body = (key: string) => `${key}: 컴퓨터네트워크 é 😀`; // 1-, 2-, 3- and 4-byte characters
+  const seed = (key: string, ending = '\r\n\n', target = '/', host = 'localhost/create') =>
+    Buffer.from(`POST ${target} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: text/html\r\nConnection: keep-alive\r\nContent-Length: ${[...body(key)].length}\r\n${ending.slice(2)}${body(key)}`);
+  const unique = () => `k${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  return [
+    { name: 'seed-shaped, non-ASCII body counted in characters: stored, the next request intact', send: [seed(unique()), GET], statuses: [200, 200], closes: false },
+    { name: 'seed-shaped, a character split across two writes', send: ((b) => [b.subarray(0, b.length - 2), b.subarray(b.length - 2), Buffer.from(GET)])(seed(unique())), gapMs: 30, statuses: [200, 200], closes: false },
+    refuse('seed-shaped, invalid UTF-8 in the body → 400', Buffer.concat([Buffer.from('POST / HTTP/1.1\r\nHost: localhost/create\r\nContent-Length: 4\r\n\n'), Buffer.from([0x61, 0x3a, 0xed, 0xa0, 0x80])])),
+    refuse('seed-shaped, 400 characters = 1200 bytes over a 1024-byte limit → 413', Buffer.from(`POST / HTTP/1.1\r\nHost: localhost/create\r\nContent-Length: 400\r\n\n${'김'.repeat(400)}`), 413),
+    // byte counting: the body is cut inside a character (rules: not UTF-8), the rest is no request
+    { name: 'the same bytes as a standard request count bytes', send: seed(unique(), '\r\n\n', '/create', 'localhost'), statuses: [400, 400], closes: true },
+    { name: 'seed-shaped but closed by CRLF CRLF counts bytes', send: seed(unique(), '\r\n\r\n'), statuses: [400, 400], closes: true },
+  ];
+}
 
 describe('adversarial suite', () => {
   let server: InProcessServer;

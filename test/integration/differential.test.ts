@@ -6,7 +6,10 @@
 //  - bare-LF line endings: SPEC §2 accepts a request written entirely with bare LF (someone typing
 //    into nc) and the seed client's `\r\n\n` before the body; llhttp refuses both;
 //  - methods: llhttp knows a fixed list of methods and refuses any other token; tcpkv accepts every
-//    token so that the seed's rule 2 can answer 405 (and END can exist).
+//    token so that the seed's rule 2 can answer 405 (and END can exist);
+//  - whitespace (BWS) around `;` and `=` in a chunk extension: RFC 9112 §7.1.1 allows it and RFC 9110
+//    §5.6.3 says a recipient must parse it; llhttp refuses it. The extension is ignored either way, and
+//    the chunk size ends at the first byte that is not a hex digit, so no size is read differently.
 
 import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
@@ -20,6 +23,10 @@ type Verdict = 'accepted' | 'refused' | 'incomplete';
 
 let llhttp: Server;
 let port = 0;
+// a second llhttp server that answers only once the whole body has been parsed: the verdict on a
+// chunked body (its chunk-size lines and extensions), not just on the headers
+let llhttpWholeBody: Server;
+let wholeBodyPort = 0;
 
 beforeAll(async () => {
   // answer as soon as the headers are parsed: the first answer then tells whether llhttp accepted the
@@ -34,13 +41,26 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => llhttp.listen(0, '127.0.0.1', r));
   port = (llhttp.address() as { port: number }).port;
+  llhttpWholeBody = createServer((req, res) => {
+    req.on('error', () => undefined);
+    req.on('end', () => res.end('ok'));
+    req.resume();
+  });
+  llhttpWholeBody.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  });
+  await new Promise<void>((r) => llhttpWholeBody.listen(0, '127.0.0.1', r));
+  wholeBodyPort = (llhttpWholeBody.address() as { port: number }).port;
 });
-afterAll(() => new Promise<void>((r) => llhttp.close(() => r())));
+afterAll(async () => {
+  await new Promise<void>((r) => llhttp.close(() => r()));
+  await new Promise<void>((r) => llhttpWholeBody.close(() => r()));
+});
 
-/** llhttp's verdict on the first request in `bytes`. */
-function llhttpVerdict(bytes: Buffer): Promise<Verdict> {
+/** llhttp's verdict on the first request in `bytes` (with `wholeBody`, on its body too). */
+function llhttpVerdict(bytes: Buffer, wholeBody = false): Promise<Verdict> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = connect(wholeBody ? wholeBodyPort : port, '127.0.0.1');
     let data = '';
     const done = (v: Verdict) => {
       socket.destroy();
@@ -80,6 +100,8 @@ function deliberateDifference(bytes: Buffer): string | undefined {
   for (let i = 0; i < bytes.length; i++) if (bytes[i] === 0x0a && bytes[i - 1] !== 0x0d) return 'bare LF';
   const method = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?= )/.exec(bytes.toString('latin1'))?.[0];
   if (method !== undefined && !LLHTTP_METHODS.has(method)) return 'method outside llhttp’s list';
+  const head = bytes.indexOf('\r\n\r\n');
+  if (head >= 0 && /(^|\r\n)[0-9a-fA-F]+[^\r\n]*([ \t][;=]|[;=][ \t])/.test(bytes.subarray(head + 4).toString('latin1'))) return 'BWS in a chunk extension';
   return undefined;
 }
 
@@ -89,6 +111,8 @@ const base = fc.record({
   headers: fc.array(fc.tuple(fc.constantFrom('X-A', 'Accept', 'User-Agent', 'X-Long-Name'), fc.constantFrom('1', 'text/plain', 'a b c', 'v;q=0.5')), { maxLength: 4 }),
   body: fc.constantFrom('', 'a: 1', 'ID: 20182793&Grade: A'),
   chunked: fc.boolean(),
+  // the first chunk-size line's extensions: well-formed, and malformed as in llhttp's request corpus
+  chunkExt: fc.constantFrom('', ';a', ';a=b', ';a="x y"', ';a="q\\"r"', ';a;b=c', ';', ';a;', ';a="x', ';=b', ';a=', ' ;a=b', '; a = b', ';a="x"y', ';a b', ';a="\x01"'),
 });
 
 const mutation = fc.oneof(
@@ -98,10 +122,10 @@ const mutation = fc.oneof(
   fc.record({ op: fc.constant('add-header' as const), line: fc.constantFrom('Content-Length: 4', 'Transfer-Encoding: chunked', 'Transfer-Encoding: gzip', 'Host: other', ' folded', 'Bad Name: x', 'X:\x00', 'Content-Length: +4', 'Content-Length: 4 ') }),
 );
 
-function render(r: { method: string; path: string; headers: [string, string][]; body: string; chunked: boolean }): string {
+function render(r: { method: string; path: string; headers: [string, string][]; body: string; chunked: boolean; chunkExt: string }): string {
   let head = `${r.method} ${r.path} HTTP/1.1\r\nHost: localhost\r\n`;
   for (const [n, v] of r.headers) head += `${n}: ${v}\r\n`;
-  if (r.chunked && r.body) return `${head}Transfer-Encoding: chunked\r\n\r\n${r.body.length.toString(16)}\r\n${r.body}\r\n0\r\n\r\n`;
+  if (r.chunked && r.body) return `${head}Transfer-Encoding: chunked\r\n\r\n${r.body.length.toString(16)}${r.chunkExt}\r\n${r.body}\r\n0\r\n\r\n`;
   return `${head}Content-Length: ${r.body.length}\r\n\r\n${r.body}`;
 }
 
@@ -133,7 +157,10 @@ describe('differential: tcpkv vs llhttp (node:http, strict)', () => {
     for (const [request, mutations] of samples) {
       const bytes = mutate(render(request as Parameters<typeof render>[0]), mutations);
       const ours = tcpkvVerdict(bytes);
-      const theirs = await llhttpVerdict(bytes);
+      // a chunk extension is only seen once the body is parsed (when the mutations left the request
+      // chunked: otherwise the "body" is a second request, which must not decide the first's verdict)
+      const stillChunked = request.chunked && request.chunkExt !== '' && bytes.includes('\r\nTransfer-Encoding: chunked\r\n');
+      const theirs = await llhttpVerdict(bytes, stillChunked);
       if (ours === 'incomplete' || theirs === 'incomplete') {
         tally.incomplete++;
         continue;
@@ -152,5 +179,30 @@ describe('differential: tcpkv vs llhttp (node:http, strict)', () => {
     // the generator must really exercise both sides
     expect(tally.bothRefused).toBeGreaterThan(100);
     expect(tally.bothAccepted).toBeGreaterThan(50);
+  });
+});
+
+describe('differential: cases from llhttp’s own request corpus (chunk extensions, other protocols)', () => {
+  const chunked = (sizeLine: string) => `POST /create HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n${sizeLine}\r\nhello\r\n0\r\n\r\n`;
+  // [name, bytes, tcpkv's verdict, llhttp's verdict]; every row where llhttp refuses, tcpkv refuses too
+  const rows: [string, string, Verdict, Verdict][] = [
+    ['chunk extension without a name (5;)', chunked('5;'), 'refused', 'refused'],
+    ['chunk extension with an unbalanced quote', chunked('5;ext="value'), 'refused', 'refused'],
+    ['chunk extension, quoted value with an escaped quote', chunked('5;ext="va\\"lue"'), 'accepted', 'accepted'],
+    ['chunk extensions, several', chunked('5;a;b=c;d="e f"'), 'accepted', 'accepted'],
+    ['chunk extension, = without a value (RFC: a value is required)', chunked('5;a='), 'refused', 'accepted'],
+    ['chunk extension, BWS (RFC 9112 allows it)', chunked('5 ; a = b'), 'accepted', 'refused'],
+    ['chunk extension, a control byte in quotes', chunked('5;a="\x01"'), 'refused', 'refused'],
+    ['RTSP request line', 'OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n', 'refused', 'accepted'],
+    ['RTSP request line with an rtsp:// target', 'DESCRIBE rtsp://localhost/s RTSP/1.0\r\nCSeq: 2\r\n\r\n', 'refused', 'accepted'],
+    ['ICE request line', 'SOURCE /mount ICE/1.0\r\nHost: localhost\r\n\r\n', 'refused', 'accepted'],
+    ['ICE request line with another method', 'GET / ICE/1.0\r\nHost: localhost\r\n\r\n', 'refused', 'refused'],
+    ['HTTP/2 preface', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'refused', 'refused'],
+  ];
+  it.each(rows)('%s', async (_name, text, ours, theirs) => {
+    const bytes = Buffer.from(text, 'latin1');
+    expect(tcpkvVerdict(bytes)).toBe(ours);
+    expect(await llhttpVerdict(bytes, true)).toBe(theirs);
+    if (theirs === 'refused' && ours === 'accepted') expect(deliberateDifference(bytes)).toBeDefined();
   });
 });
