@@ -1,5 +1,7 @@
+import fc from 'fast-check';
+import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { encodeRecord, MAGIC, replay, RECORD_HEADER_BYTES } from '../../services/server/store/log-format.js';
+import { encodeDelete, encodeJsonRecord, encodeRecord, MAGIC, pairRecordBytes, replay, RECORD_HEADER_BYTES, snapshotRecords, TYPE_DELETE, TYPE_SET } from '../../services/server/store/log-format.js';
 import type { Pair } from '../../services/server/store/store.js';
 
 const batches: Pair[][] = [[['a', '1'], ['b', '2']], [['a', '3']], [['키', '값'], ['url', 'http://x:1/']], [['z', '']]];
@@ -8,7 +10,7 @@ const recordStarts = batches.reduce<number[]>((starts, b) => [...starts, starts[
 
 function collect(buf: Buffer) {
   const seen: Pair[][] = [];
-  const result = replay(buf, (pairs) => seen.push(pairs));
+  const result = replay(buf, { set: (pairs) => seen.push(pairs), delete: () => undefined });
   return { result, seen };
 }
 
@@ -64,5 +66,115 @@ describe('log format and replay', () => {
 
   it('a file that is not a tcpkv log fails', () => {
     expect(collect(Buffer.from('{"some":"json"}\n')).result).toEqual({ kind: 'failed', reason: 'not a tcpkv log (bad header)' });
+  });
+});
+
+/** Replays into a Map the way the store does (SET sets, DELETE removes). */
+function replayToMap(buf: Buffer) {
+  const data = new Map<string, string>();
+  const result = replay(buf, {
+    set: (pairs) => pairs.forEach(([k, v]) => data.set(k, v)),
+    delete: (keys) => keys.forEach((k) => data.delete(k)),
+  });
+  return { result, data };
+}
+
+/** A record whose checksum is right, whatever its payload: what a bug, not a torn write, would leave. */
+function checkedRecord(type: number, payload: string): Buffer {
+  return encodeJsonRecord(type, payload);
+}
+
+describe('record shapes are checked at replay (a good checksum is not enough)', () => {
+  const cases: [string, number, string][] = [
+    ['a pair with one string', TYPE_SET, '[["a"]]'],
+    ['null instead of a pair', TYPE_SET, '[null]'],
+    ['a numeric key', TYPE_SET, '[[1,"x"]]'],
+    ['a numeric value', TYPE_SET, '[["k",2]]'],
+    ['a pair of three', TYPE_SET, '[["k","v","w"]]'],
+    ['an object', TYPE_SET, '{"k":"v"}'],
+    ['not JSON', TYPE_SET, '[["k",'],
+    ['a DELETE of a number', TYPE_DELETE, '[1]'],
+    ['a DELETE of a pair', TYPE_DELETE, '[["k","v"]]'],
+  ];
+  for (const [name, type, payload] of cases) {
+    it(`${name}: corruption at its offset, never a TypeError, nothing of it applied`, () => {
+      const first = encodeRecord([['a', '1']]);
+      const buf = Buffer.concat([MAGIC, first, checkedRecord(type, payload), encodeRecord([['b', '2']])]);
+      const { result, data } = replayToMap(buf);
+      expect(result).toMatchObject({ kind: 'corrupt', records: 1, offset: MAGIC.length + first.length });
+      expect([...data]).toEqual([['a', '1']]);
+      // the last record too: a matching checksum means it was written whole, so it is not a torn tail
+      expect(replayToMap(Buffer.concat([MAGIC, first, checkedRecord(type, payload)])).result).toMatchObject({ kind: 'corrupt', offset: MAGIC.length + first.length });
+    });
+  }
+
+  it('an unknown record type with a good checksum is corruption', () => {
+    const odd = Buffer.from(encodeRecord([['k', 'v']]));
+    odd[8] = 7;
+    odd.writeUInt32LE(crc32(odd.subarray(8)), 4);
+    expect(replayToMap(Buffer.concat([MAGIC, odd])).result).toMatchObject({ kind: 'corrupt', reason: 'unknown record type 7' });
+  });
+});
+
+describe('DELETE records', () => {
+  it('replay applies sets and deletes in order', () => {
+    const buf = Buffer.concat([MAGIC, encodeRecord([['a', '1'], ['b', '2']]), encodeDelete(['a']), encodeRecord([['a', '3']]), encodeDelete(['b', 'nope'])]);
+    const { result, data } = replayToMap(buf);
+    expect(result).toMatchObject({ kind: 'ok', records: 4 });
+    expect([...data]).toEqual([['a', '3']]);
+  });
+});
+
+// strings that stress the encoding: JSON escapes a control character as 6 bytes, Hangul takes 3 bytes,
+// a character outside the BMP 4 (two UTF-16 units)
+const nasty = fc.string({ unit: fc.constantFrom('a', ':', '&', '"', '\\', '\u0001', '\u001f', '\t', '김', '값', '😀', '\u2028', '\u007f'), maxLength: 60 });
+
+describe('snapshot records are split by bytes', () => {
+  it('every record stays within the limit, and the records replay to exactly the pairs', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.tuple(nasty, nasty), { selector: ([k]) => k, maxLength: 80 }), fc.integer({ min: 400, max: 4000 }), (pairs, limit) => {
+        const fits = pairs.filter(([k, v]) => encodeRecord([[k, v]]).length - RECORD_HEADER_BYTES <= limit);
+        const records = [...snapshotRecords(fits, limit)];
+        for (const r of records) expect(r.readUInt32LE(0)).toBeLessThanOrEqual(limit);
+        const { result, data } = replayToMap(Buffer.concat([MAGIC, ...records]));
+        expect(result.kind).toBe('ok');
+        expect([...data]).toEqual(fits);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a pair that fits a one-pair request record always fits a snapshot record', () => {
+    fc.assert(
+      fc.property(nasty, nasty, (k, v) => {
+        const limit = encodeRecord([[k, v]]).length - RECORD_HEADER_BYTES;
+        expect([...snapshotRecords([[k, v]], limit)]).toHaveLength(1);
+      }),
+    );
+  });
+
+  it('pairRecordBytes is the UTF-8 size the encoder gives a pair (so compaction measures what it writes)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(nasty, nasty), { minLength: 1, maxLength: 20 }), (pairs) => {
+        const payload = encodeRecord(pairs).length - RECORD_HEADER_BYTES;
+        // each pair's size includes one separator; the list has brackets and one separator fewer
+        expect(pairs.reduce((n, [k, v]) => n + pairRecordBytes(k, v), 0)).toBe(payload - 2 + 1);
+      }),
+    );
+  });
+
+  it('1,000 pairs of 280 KB are several records, none over the limit', () => {
+    const value = 'v'.repeat(280_000);
+    const pairs: [string, string][] = Array.from({ length: 1000 }, (_, i) => [`k${i}`, value]);
+    let count = 0;
+    for (const r of snapshotRecords(pairs, 64 * 1024 * 1024)) {
+      expect(r.readUInt32LE(0)).toBeLessThanOrEqual(64 * 1024 * 1024);
+      count++;
+    }
+    expect(count).toBe(5);
+  });
+
+  it('a record type byte is SET', () => {
+    expect([...snapshotRecords([['k', 'v']])][0]![8]).toBe(TYPE_SET);
   });
 });

@@ -3,9 +3,9 @@
 //
 // Writes are batched (group commit): requests that arrive while a write (and, with `always`, an
 // fsync) is under way are validated together and written as one block after it. A batch is checked
-// against memory plus the batch's own earlier writes, written, and only then applied to memory and
-// answered — so a failed write (disk full) answers 503 and changes nothing, and a reader never sees
-// a value that is not in the log.
+// against memory plus the batch's own earlier writes (existing keys, store limits), written, and only
+// then applied to memory and answered — so a failed write (disk full) answers 503 and changes
+// nothing, and a reader never sees a value that is not in the log.
 //
 //   always    fdatasync before answering (one per batch)
 //   everysec  fdatasync once a second: a process crash loses nothing answered (the write() is done),
@@ -13,26 +13,91 @@
 //   no        the OS decides
 //
 // Compaction rewrites the log as a snapshot of the live data when it has grown `compactFactor` times
-// larger than that (and past `compactMinBytes`): the snapshot is written to a temporary file in the
-// background while writes go on to the old log and are also kept in memory; then, between two
-// batches, those writes are appended to the new file, it is fsynced, renamed over the log, and the
-// directory is fsynced.
+// larger than that (UTF-8 bytes as the log encodes them, and past `compactMinBytes`): the snapshot is
+// written to a temporary file in the background while writes go on to the old log; then, between two
+// batches, the old log's bytes written since the snapshot are copied over, the new file is fsynced
+// and renamed over the log, and the directory is fsynced. The new file's handle is the one the rest
+// was written through, so once the rename has happened there is no other file writes could go to;
+// a failure before the rename leaves the old log in use, unchanged.
+//
+// A failure that leaves the log in doubt (a failed write whose partial bytes could not be cut off,
+// a rename whose directory fsync failed) makes writes answer 503 until a retry of the repair works.
 
-import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { constants, closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { lockDirectory, type DirectoryLock } from './dir-lock.js';
-import { encodeRecord, MAGIC, replay, type ReplayResult } from './log-format.js';
+import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeRecord, fileSource, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, snapshotRecords, type ReplayResult } from './log-format.js';
 import { MemoryStore } from './memory-store.js';
-import { StoreUnavailableError, type CreateResult, type ListingSnapshot, type Page, type PageRequest, type Pair, type Store, type StoreUsage, type UpsertResult } from './store.js';
+import {
+  StoreFullError,
+  StoreUnavailableError,
+  ValueTooLargeError,
+  type CreateResult,
+  type ListingSnapshot,
+  type Page,
+  type PageRequest,
+  type Pair,
+  type Store,
+  type StoreUsage,
+  type UpsertResult,
+} from './store.js';
 
 export const LOG_NAME = 'tcpkv.log';
-const REWRITE_NAME = 'tcpkv.log.rewrite';
-/** pairs per snapshot record: keeps records small enough to replay and check one at a time */
-const SNAPSHOT_PAIRS_PER_RECORD = 1000;
+export const REWRITE_NAME = 'tcpkv.log.rewrite';
+/** owner only, like PostgreSQL's data directory */
+export const FILE_MODE = 0o600;
+export const DIR_MODE = 0o700;
+const APPEND_FLAGS = constants.O_RDWR | constants.O_APPEND | constants.O_CREAT;
+const REWRITE_FLAGS = APPEND_FLAGS | constants.O_TRUNC;
+/** after a failed compaction, wait this long before the next automatic one */
+const COMPACT_RETRY_MS = 5000;
+const COPY_CHUNK_BYTES = 1024 * 1024;
 
 export type FsyncPolicy = 'always' | 'everysec' | 'no';
+
+/**
+ * Every file operation the store makes after start-up, in one place: the real ones by default; tests
+ * wrap them to make a chosen step fail (EMFILE, ENOSPC, EIO) on real files.
+ */
+export interface LogFileOps {
+  open(path: string, flags: number, mode: number): Promise<FileHandle>;
+  write(handle: FileHandle, data: Buffer, path: string): Promise<void>;
+  read(handle: FileHandle, into: Buffer, position: number, path: string): Promise<number>;
+  datasync(handle: FileHandle, path: string): Promise<void>;
+  truncate(handle: FileHandle, bytes: number, path: string): Promise<void>;
+  close(handle: FileHandle, path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  syncDirectory(dir: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+}
+
+export const REAL_FILE_OPS: LogFileOps = Object.freeze({
+  open: (path: string, flags: number, mode: number) => open(path, flags, mode),
+  async write(handle: FileHandle, data: Buffer) {
+    let at = 0;
+    while (at < data.length) {
+      const { bytesWritten } = await handle.write(data, at, data.length - at);
+      at += bytesWritten;
+    }
+  },
+  read: async (handle: FileHandle, into: Buffer, position: number) => (await handle.read(into, 0, into.length, position)).bytesRead,
+  datasync: (handle: FileHandle) => handle.datasync(),
+  truncate: (handle: FileHandle, bytes: number) => handle.truncate(bytes),
+  close: (handle: FileHandle) => handle.close(),
+  rename: (from: string, to: string) => rename(from, to),
+  async syncDirectory(dir: string) {
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+  unlink: (path: string) => unlink(path),
+});
 
 export interface LogStoreOptions {
   readonly dir: string;
@@ -44,29 +109,50 @@ export interface LogStoreOptions {
   /** on a damaged record in the middle of the log: refuse to start, or cut the log there */
   readonly repair: 'off' | 'truncate';
   readonly logger: Logger;
+  /** the largest record payload the writer accepts (≤ MAX_RECORD_BYTES); a request needing more is refused (413) */
+  readonly maxRecordBytes?: number;
+  readonly events?: StoreEvents;
+  /** the file operations (tests inject failures here) */
+  readonly fileOps?: LogFileOps;
 }
 
-/** Start-up refused: the log is damaged or the directory is in use. The message names the file and offset. */
+/** Start-up refused: the log is damaged or not a log. The message names the file and the offset. */
 export class LogOpenError extends Error {
   override readonly name = 'LogOpenError';
+  readonly file: string;
+  readonly offset: number | undefined;
+  constructor(message: string, file: string, offset?: number) {
+    super(message);
+    this.file = file;
+    this.offset = offset;
+  }
 }
 
-interface PendingWrite {
-  readonly kind: 'create' | 'upsert';
-  readonly pairs: readonly Pair[];
-  resolve(result: CreateResult | UpsertResult): void;
-  reject(error: Error): void;
+type PendingWrite =
+  | { readonly kind: 'create' | 'upsert'; readonly pairs: readonly Pair[]; readonly record: Buffer; resolve(result: CreateResult | UpsertResult | boolean): void; reject(error: Error): void }
+  | { readonly kind: 'delete'; readonly key: string; readonly record: Buffer; resolve(result: CreateResult | UpsertResult | boolean): void; reject(error: Error): void };
+
+/** The batch-growth check the memory store offers (keys and bytes a batch adds, against its limits). */
+interface GrowthChecker {
+  checkGrowth?(addedKeys: number, addedBytes: number): StoreFullError | undefined;
 }
+
+const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 
 export class LogStore implements Store {
   private readonly memory = new MemoryStore();
   private readonly options: LogStoreOptions;
   private readonly logger: Logger;
+  private readonly events: StoreEvents;
+  private readonly ops: LogFileOps;
   private readonly path: string;
+  private readonly rewritePath: string;
+  private readonly maxRecordBytes: number;
   private handle!: FileHandle;
   private lock!: DirectoryLock;
+  /** bytes of the log known good: every write goes right after them */
   private size = 0;
-  /** rough size of the live data as a snapshot would write it */
+  /** UTF-8 bytes a snapshot of the live data would take (pairs as the log encodes them) */
   private liveBytes = 0;
 
   private queue: PendingWrite[] = [];
@@ -75,24 +161,37 @@ export class LogStore implements Store {
   private chain: Promise<void> = Promise.resolve();
   private dirty = false;
   private syncTimer: NodeJS.Timeout | undefined;
-  private rewrite: { buffered: Buffer[] } | undefined;
+  private rewriting = false;
   private rewriteDone: Promise<void> = Promise.resolve();
+  private compactNotBefore = 0;
+  /** a failed write left bytes after `size` that could not be cut off yet */
+  private tailDirty = false;
+  /** the compacted file was renamed into place but the directory fsync failed */
+  private dirSyncPending = false;
   private closed = false;
+  /** counters for tests and the durability notes */
+  readonly stats = { compactions: 0, failedCompactions: 0, bytesWritten: 0 };
 
   private constructor(options: LogStoreOptions) {
     this.options = options;
     this.logger = options.logger;
+    this.events = options.events ?? NO_STORE_EVENTS;
+    this.ops = options.fileOps ?? REAL_FILE_OPS;
     this.path = join(options.dir, LOG_NAME);
+    this.rewritePath = join(options.dir, REWRITE_NAME);
+    this.maxRecordBytes = Math.min(options.maxRecordBytes ?? DEFAULT_RECORD_LIMIT, MAX_RECORD_BYTES);
   }
 
   /** Locks the directory, replays the log, and opens it for appending. */
   static async open(options: LogStoreOptions): Promise<LogStore> {
     const store = new LogStore(options);
-    mkdirSync(options.dir, { recursive: true });
+    mkdirSync(options.dir, { recursive: true, mode: DIR_MODE });
+    store.warnIfOpen(options.dir, 'data directory', 0o700);
     store.lock = await lockDirectory(options.dir);
     try {
       store.load();
-      store.handle = await open(store.path, 'a');
+      store.handle = await store.ops.open(store.path, APPEND_FLAGS, FILE_MODE);
+      store.warnIfOpen(store.path, 'log file', 0o600);
     } catch (error) {
       await store.lock.release();
       throw error;
@@ -113,8 +212,9 @@ export class LogStore implements Store {
     return this.size;
   }
 
-  list(): readonly Pair[] {
-    return this.memory.list();
+  /** UTF-8 bytes a compaction would write for the live data now (without record headers) */
+  get liveDataBytes(): number {
+    return this.liveBytes;
   }
 
   listing(): ListingSnapshot {
@@ -133,17 +233,23 @@ export class LogStore implements Store {
     return this.memory.usage();
   }
 
-  // SCAFFOLD: DELETE needs a log record type of its own (issue 13/15, log store).
-  delete(_key: string): Promise<boolean> {
-    return Promise.reject(new StoreUnavailableError('DELETE is not implemented in the log store yet'));
+  readiness(): string | undefined {
+    if (this.closed) return 'the log is closed';
+    if (this.tailDirty) return `a write to ${this.path} failed and its bytes could not be cut off yet: writes are refused until that works`;
+    if (this.dirSyncPending) return `the compacted log was renamed into place but ${this.options.dir} could not be fsynced yet: writes are refused until that works`;
+    return undefined;
   }
 
   createAll(pairs: readonly Pair[]): Promise<CreateResult> {
-    return this.enqueue('create', pairs) as Promise<CreateResult>;
+    return this.enqueue({ kind: 'create', pairs }, () => encodeRecord(pairs)) as Promise<CreateResult>;
   }
 
   upsertAll(pairs: readonly Pair[]): Promise<UpsertResult> {
-    return this.enqueue('upsert', pairs) as Promise<UpsertResult>;
+    return this.enqueue({ kind: 'upsert', pairs }, () => encodeRecord(pairs)) as Promise<UpsertResult>;
+  }
+
+  delete(key: string): Promise<boolean> {
+    return this.enqueue({ kind: 'delete', key }, () => encodeDelete([key])) as Promise<boolean>;
   }
 
   /** Waits for every accepted write, fsyncs, and releases the file and the lock. */
@@ -153,30 +259,46 @@ export class LogStore implements Store {
     if (this.syncTimer) clearInterval(this.syncTimer);
     await this.rewriteDone;
     await this.chain;
-    await this.handle.datasync().catch((e: Error) => this.logger.error({ err: e.message }, 'final fsync failed'));
-    await this.handle.close();
+    if (this.dirSyncPending) await this.ops.syncDirectory(this.options.dir).catch((e: Error) => this.logger.error({ err: e.message }, 'final directory fsync failed'));
+    await this.timedSync().catch((e: Error) => this.logger.error({ err: e.message }, 'final fsync failed'));
+    await this.ops.close(this.handle, this.path).catch((e: Error) => this.logger.error({ err: e.message }, 'closing the log failed'));
     await this.lock.release();
     this.logger.info({ file: this.path, bytes: this.size }, 'log flushed and closed');
   }
 
   // ---- start-up ------------------------------------------------------------------------------------
 
+  private warnIfOpen(path: string, what: string, wanted: number): void {
+    const mode = statSync(path).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      this.logger.warn({ path, mode: mode.toString(8) }, `${what} ${path} is accessible by other users (mode ${mode.toString(8)}); ${wanted.toString(8)} is recommended`);
+    }
+  }
+
   private load(): void {
     // a rewrite that was under way when the last process died is incomplete: the log is the truth
-    rmSync(join(this.options.dir, REWRITE_NAME), { force: true });
+    rmSync(this.rewritePath, { force: true });
 
-    let buf: Buffer;
+    let fd: number;
     try {
-      buf = readFileSync(this.path);
+      fd = openSync(this.path, 'r');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      buf = Buffer.alloc(0);
+      this.writeFreshHeader(0);
+      return;
     }
     const started = Date.now();
-    const result: ReplayResult = replay(buf, (pairs) => this.apply(pairs));
+    let result: ReplayResult;
+    let fileBytes: number;
+    try {
+      fileBytes = statSync(this.path).size;
+      result = replay(fileSource(fd, fileBytes), { set: (pairs) => this.apply(pairs), delete: (keys) => this.applyDelete(keys) });
+    } finally {
+      closeSync(fd);
+    }
     switch (result.kind) {
       case 'empty':
-        this.writeFreshHeader(buf.length);
+        this.writeFreshHeader(fileBytes);
         break;
       case 'ok':
         this.size = result.bytes;
@@ -187,7 +309,7 @@ export class LogStore implements Store {
           { file: this.path, offset: result.goodBytes, fileBytes: result.fileBytes, records: result.records },
           `torn last record in ${this.path} at offset ${result.goodBytes}: dropped (a crash in the middle of a write); the file is cut there`,
         );
-        if (result.goodBytes < MAGIC.length) this.writeFreshHeader(buf.length);
+        if (result.goodBytes < MAGIC.length) this.writeFreshHeader(fileBytes);
         else this.truncateTo(result.goodBytes);
         break;
       case 'corrupt':
@@ -195,18 +317,20 @@ export class LogStore implements Store {
           throw new LogOpenError(
             `${this.path} is damaged at offset ${result.offset} (${result.reason}) after ${result.records} good records; ` +
               'start with TCPKV_LOG_REPAIR=truncate to cut the log there and lose what follows',
+            this.path,
+            result.offset,
           );
         }
         this.logger.warn({ file: this.path, offset: result.offset, reason: result.reason, records: result.records }, `TCPKV_LOG_REPAIR=truncate: cutting ${this.path} at offset ${result.offset}`);
         this.truncateTo(result.offset);
         break;
       case 'failed':
-        throw new LogOpenError(`${this.path}: ${result.reason}`);
+        throw new LogOpenError(`${this.path}: ${result.reason}`, this.path);
     }
   }
 
   private writeFreshHeader(oldBytes: number): void {
-    const fd = openSync(this.path, 'w');
+    const fd = openSync(this.path, 'w', FILE_MODE);
     try {
       if (oldBytes > 0) this.logger.warn({ file: this.path }, 'log had no complete header: starting it afresh');
       // the header alone: no data can be lost here
@@ -229,91 +353,186 @@ export class LogStore implements Store {
     this.size = bytes;
   }
 
-  /** Applies a batch to memory and keeps the live-size estimate. */
+  /** Applies a SET batch to memory and keeps the live-size estimate. */
   private apply(pairs: readonly Pair[]): void {
     for (const [key, value] of pairs) {
       const old = this.memory.get(key);
-      this.liveBytes += old === undefined ? key.length + value.length + 8 : value.length - old.length;
+      this.liveBytes += pairRecordBytes(key, value) - (old === undefined ? 0 : pairRecordBytes(key, old));
     }
     this.memory.restore(pairs);
   }
 
+  private applyDelete(keys: readonly string[]): void {
+    for (const key of keys) {
+      const old = this.memory.get(key);
+      if (old === undefined) continue;
+      this.liveBytes -= pairRecordBytes(key, old);
+      this.memory.delete(key);
+    }
+  }
+
   // ---- writes ----------------------------------------------------------------------------------------
 
-  private enqueue(kind: 'create' | 'upsert', pairs: readonly Pair[]): Promise<CreateResult | UpsertResult> {
+  private enqueue(op: { kind: 'create' | 'upsert'; pairs: readonly Pair[] } | { kind: 'delete'; key: string }, encode: () => Buffer): Promise<CreateResult | UpsertResult | boolean> {
     if (this.closed) return Promise.reject(new StoreUnavailableError('store is closed'));
+    // encoded here, at the request, so that a record replay could not load is never written
+    const record = encode();
+    if (record.length - RECORD_HEADER_BYTES > this.maxRecordBytes) {
+      this.logger.warn({ bytes: record.length - RECORD_HEADER_BYTES, limit: this.maxRecordBytes }, 'a write needs a log record over TCPKV_LOG_MAX_RECORD_BYTES: refused (413)');
+      return Promise.reject(new ValueTooLargeError(`the write needs a log record of ${record.length - RECORD_HEADER_BYTES} bytes, over TCPKV_LOG_MAX_RECORD_BYTES=${this.maxRecordBytes}`));
+    }
     return new Promise((resolve, reject) => {
-      this.queue.push({ kind, pairs, resolve, reject });
+      this.queue.push({ ...op, record, resolve, reject } as PendingWrite);
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // setImmediate: let every request already read in this turn join the batch
-        setImmediate(() => this.run(() => this.flushBatch()));
+        setImmediate(() => void this.runLogged(() => this.flushBatch()));
       }
     });
   }
 
-  private run(task: () => Promise<void>): Promise<void> {
-    this.chain = this.chain.then(task).catch((error: unknown) => {
-      this.logger.error({ err: (error as Error)?.stack }, 'log task failed');
-    });
-    return this.chain;
+  /** Runs a task after every earlier one; its own result (or error) comes back, the chain goes on. */
+  private run<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.chain.then(task);
+    this.chain = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+
+  private runLogged(task: () => Promise<void>): Promise<void> {
+    return this.run(task).catch((error: unknown) => this.logger.error({ err: (error as Error)?.stack }, 'log task failed'));
+  }
+
+  /** Cuts off what a failed write left and redoes a failed directory fsync; throws while it cannot. */
+  private async heal(): Promise<void> {
+    if (this.tailDirty) {
+      await this.ops.truncate(this.handle, this.size, this.path);
+      this.tailDirty = false;
+      this.logger.warn({ file: this.path, bytes: this.size }, 'the failed write was cut off the log: writes are accepted again');
+    }
+    if (this.dirSyncPending) {
+      await this.ops.syncDirectory(this.options.dir);
+      this.dirSyncPending = false;
+      this.logger.warn({ dir: this.options.dir }, 'directory fsync done: writes are accepted again');
+    }
+  }
+
+  private growthError(addedKeys: number, addedBytes: number): StoreFullError | undefined {
+    return (this.memory as GrowthChecker).checkGrowth?.(addedKeys, addedBytes);
   }
 
   private async flushBatch(): Promise<void> {
     this.flushScheduled = false;
     const ops = this.queue;
     this.queue = [];
-    // decide every write against memory plus this batch's earlier writes
-    const overlay = new Map<string, string>();
-    const current = (key: string) => (overlay.has(key) ? overlay.get(key) : this.memory.get(key));
-    const accepted: { op: PendingWrite; result: CreateResult | UpsertResult }[] = [];
+    try {
+      await this.heal();
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException;
+      this.logger.error({ file: this.path, code: e.code, err: e.message, requests: ops.length }, 'the log is still in doubt: requests answered 503');
+      for (const op of ops) op.reject(new StoreUnavailableError(`the log cannot take writes: ${e.code ?? e.message}`));
+      return;
+    }
+    // decide every write against memory plus this batch's earlier writes (null = deleted in the batch)
+    const overlay = new Map<string, string | null>();
+    const current = (key: string) => {
+      const v = overlay.get(key);
+      return v === undefined ? this.memory.get(key) : v === null ? undefined : v;
+    };
+    let addedKeys = 0;
+    let addedBytes = 0;
+    const accepted: { op: PendingWrite; result: CreateResult | UpsertResult | boolean }[] = [];
     const records: Buffer[] = [];
     for (const op of ops) {
-      if (op.kind === 'create') {
-        const existing = op.pairs.find(([key]) => current(key) !== undefined);
-        if (existing) {
-          op.resolve({ ok: false, existingKey: existing[0] });
+      let result: CreateResult | UpsertResult | boolean;
+      let keys = 0;
+      let bytes = 0;
+      if (op.kind === 'delete') {
+        const old = current(op.key);
+        if (old === undefined) {
+          op.resolve(false);
           continue;
         }
-        for (const [key, value] of op.pairs) overlay.set(key, value);
-        accepted.push({ op, result: { ok: true } });
+        overlay.set(op.key, null);
+        addedKeys--;
+        addedBytes -= utf8(op.key) + utf8(old);
+        result = true;
       } else {
+        if (op.kind === 'create') {
+          const existing = op.pairs.find(([key]) => current(key) !== undefined);
+          if (existing) {
+            op.resolve({ ok: false, existingKey: existing[0] });
+            continue;
+          }
+        }
+        // what the request adds, counting a key repeated in it once
         const previous = op.pairs.map(([key]) => current(key));
+        const within = new Map<string, string | undefined>();
+        for (const [key, value] of op.pairs) {
+          const before = within.has(key) ? within.get(key) : current(key);
+          if (before === undefined) keys++;
+          bytes += before === undefined ? utf8(key) + utf8(value) : utf8(value) - utf8(before);
+          within.set(key, value);
+        }
+        const full = this.growthError(addedKeys + keys, addedBytes + bytes);
+        if (full) {
+          op.reject(full);
+          continue;
+        }
+        addedKeys += keys;
+        addedBytes += bytes;
         for (const [key, value] of op.pairs) overlay.set(key, value);
-        accepted.push({ op, result: { previous } });
+        result = op.kind === 'create' ? { ok: true } : { previous };
       }
-      records.push(encodeRecord(op.pairs));
+      accepted.push({ op, result });
+      records.push(op.record);
     }
     if (accepted.length === 0) return;
 
     const block = records.length === 1 ? records[0]! : Buffer.concat(records);
     try {
-      await writeAll(this.handle, block);
-      if (this.options.fsync === 'always') await this.handle.datasync();
+      await this.ops.write(this.handle, block, this.path);
+      if (this.options.fsync === 'always') await this.timedSync();
     } catch (error) {
       const e = error as NodeJS.ErrnoException;
       this.logger.error({ file: this.path, code: e.code, err: e.message, requests: accepted.length }, 'log write failed: requests answered 503, nothing applied');
-      // cut any partial record off, so the next write does not follow garbage
-      await this.handle.truncate(this.size).catch((t: Error) => this.logger.error({ err: t.message }, 'could not cut the failed write off the log'));
       for (const { op } of accepted) op.reject(new StoreUnavailableError(`log write failed: ${e.code ?? e.message}`));
+      // cut any partial record off, so the next write does not follow garbage; until that works,
+      // writes are refused (heal)
+      this.tailDirty = true;
+      await this.heal().catch((t: NodeJS.ErrnoException) => this.logger.error({ file: this.path, code: t.code, err: t.message }, 'could not cut the failed write off the log: writes are refused until it can'));
       return;
     }
     this.size += block.length;
+    this.stats.bytesWritten += block.length;
     this.dirty = this.options.fsync !== 'always';
-    this.rewrite?.buffered.push(block);
     for (const { op, result } of accepted) {
-      this.apply(op.pairs);
+      if (op.kind === 'delete') this.applyDelete([op.key]);
+      else this.apply(op.pairs);
       op.resolve(result);
     }
     this.maybeCompact();
   }
 
+  private async timedSync(): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.ops.datasync(this.handle, this.path);
+      this.events.logFsync((performance.now() - started) / 1000, true);
+    } catch (error) {
+      this.events.logFsync((performance.now() - started) / 1000, false);
+      throw error;
+    }
+  }
+
   private syncIfDirty(): void {
     if (!this.dirty || this.closed) return;
     this.dirty = false;
-    void this.run(async () => {
+    void this.runLogged(async () => {
       try {
-        await this.handle.datasync();
+        await this.timedSync();
       } catch (error) {
         this.dirty = true;
         this.logger.error({ file: this.path, err: (error as Error).message }, 'everysec fsync failed');
@@ -324,16 +543,16 @@ export class LogStore implements Store {
   // ---- compaction --------------------------------------------------------------------------------------
 
   private maybeCompact(): void {
-    if (this.rewrite || this.closed) return;
+    if (this.rewriting || this.closed || Date.now() < this.compactNotBefore) return;
     if (this.size < this.options.compactMinBytes || this.size < this.options.compactFactor * (this.liveBytes + MAGIC.length)) return;
     this.startRewrite();
   }
 
-  /** Starts a rewrite now (tests and operators may want one); resolves when it is done. */
+  /** Starts a rewrite now (tests and operators may want one); resolves when it is done (ok or not). */
   async compact(): Promise<void> {
     // the snapshot must be taken between two batches, so no write is half way to memory
     await this.run(async () => {
-      if (!this.rewrite) this.startRewrite();
+      if (!this.rewriting) this.startRewrite();
     });
     await this.rewriteDone;
   }
@@ -341,68 +560,91 @@ export class LogStore implements Store {
   /** Called only from inside the chain. */
   private startRewrite(): void {
     const snapshot = this.memory.list();
-    const rewrite = { buffered: [] as Buffer[] };
-    this.rewrite = rewrite;
-    const startedBytes = this.size;
-    const started = Date.now();
-    const tmp = join(this.options.dir, REWRITE_NAME);
+    const coveredBytes = this.size;
+    this.rewriting = true;
+    const started = performance.now();
+    const tmp = this.rewritePath;
     this.rewriteDone = (async () => {
       let out: FileHandle | undefined;
+      let ok = false;
       try {
-        out = await open(tmp, 'w');
-        await writeAll(out, MAGIC);
+        out = await this.ops.open(tmp, REWRITE_FLAGS, FILE_MODE);
+        await this.ops.write(out, MAGIC, tmp);
         let bytes = MAGIC.length;
-        for (let i = 0; i < snapshot.length; i += SNAPSHOT_PAIRS_PER_RECORD) {
-          const record = encodeRecord(snapshot.slice(i, i + SNAPSHOT_PAIRS_PER_RECORD));
-          await writeAll(out, record);
+        for (const record of snapshotRecords(snapshot, this.maxRecordBytes)) {
+          await this.ops.write(out, record, tmp);
           bytes += record.length;
         }
-        await out.datasync();
+        await this.ops.datasync(out, tmp);
         const snapshotBytes = bytes;
         const file = out;
         // the switch happens between two batches: nothing is written meanwhile
         await this.run(async () => {
-          for (const block of rewrite.buffered) {
-            await writeAll(file, block);
-            bytes += block.length;
+          // what was written since the snapshot: the old log's bytes after `coveredBytes`
+          bytes += await this.copyRange(this.handle, file, coveredBytes, this.size, tmp);
+          await this.ops.datasync(file, tmp);
+          try {
+            await this.ops.rename(tmp, this.path);
+          } catch (error) {
+            if (!(await this.renameHappened(file))) throw error;
+            this.logger.warn({ err: (error as Error).message }, 'rename reported a failure but the compacted log is in place: using it');
           }
-          await file.datasync();
-          await file.close();
-          await rename(tmp, this.path);
-          syncDirectory(this.options.dir);
+          // The log's name is now the new file, and `file` is its handle: switch at once, so that no
+          // write can go to the old, unlinked file.
           const old = this.handle;
-          this.handle = await open(this.path, 'a');
-          await old.close();
+          this.handle = file;
+          out = undefined;
           this.size = bytes;
-          this.dirty = false;
+          this.tailDirty = false;
+          this.dirty = this.options.fsync !== 'always';
+          ok = true;
+          await this.ops.close(old, this.path).catch((e: Error) => this.logger.warn({ err: e.message }, 'closing the old log failed'));
+          try {
+            await this.ops.syncDirectory(this.options.dir);
+          } catch (error) {
+            // a power loss now could bring the old name back without the writes that follow: refuse
+            // writes until the directory fsync works (each batch retries it)
+            this.dirSyncPending = true;
+            this.logger.error({ dir: this.options.dir, err: (error as Error).message }, 'directory fsync after compaction failed: writes are refused until it works');
+          }
+          this.stats.compactions++;
           // `after` includes the writes that arrived during the rewrite; `snapshot` is the live data alone
-          this.logger.info({ file: this.path, before: startedBytes, snapshot: snapshotBytes, after: bytes, keys: snapshot.length, ms: Date.now() - started }, 'log compacted');
+          this.logger.info({ file: this.path, before: coveredBytes, snapshot: snapshotBytes, after: bytes, keys: snapshot.length, ms: Math.round(performance.now() - started) }, 'log compacted');
         });
       } catch (error) {
-        this.logger.error({ file: tmp, err: (error as Error).message }, 'log compaction failed; the log is unchanged');
-        await out?.close().catch(() => undefined);
-        await unlink(tmp).catch(() => undefined);
+        const e = error as NodeJS.ErrnoException;
+        this.stats.failedCompactions++;
+        this.compactNotBefore = Date.now() + COMPACT_RETRY_MS;
+        this.logger.error({ file: tmp, code: e.code, err: e.message }, 'log compaction failed; the log is unchanged and stays in use');
+        if (out) await this.ops.close(out, tmp).catch(() => undefined);
+        await this.ops.unlink(tmp).catch(() => undefined);
       } finally {
-        this.rewrite = undefined;
+        this.events.logCompaction((performance.now() - started) / 1000, ok);
+        this.rewriting = false;
       }
     })();
   }
-}
 
-async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
-  let at = 0;
-  while (at < data.length) {
-    const { bytesWritten } = await handle.write(data, at, data.length - at);
-    at += bytesWritten;
+  /** Appends `from`'s bytes [start, end) to `to`; returns how many. */
+  private async copyRange(from: FileHandle, to: FileHandle, start: number, end: number, toPath: string): Promise<number> {
+    const chunk = Buffer.allocUnsafe(Math.min(COPY_CHUNK_BYTES, Math.max(1, end - start)));
+    for (let at = start; at < end; ) {
+      const want = Math.min(chunk.length, end - at);
+      const got = await this.ops.read(from, chunk.subarray(0, want), at, this.path);
+      if (got <= 0) throw new Error(`${this.path} ended at ${at}, expected ${end} bytes`);
+      await this.ops.write(to, chunk.subarray(0, got), toPath);
+      at += got;
+    }
+    return end - start;
+  }
+
+  /** After a rename that reported failure: is the log's name already the new file? */
+  private async renameHappened(file: FileHandle): Promise<boolean> {
+    try {
+      const [named, ours] = await Promise.all([stat(this.path), file.stat()]);
+      return named.ino === ours.ino && named.dev === ours.dev;
+    } catch {
+      return false;
+    }
   }
 }
-
-function syncDirectory(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
