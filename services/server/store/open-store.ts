@@ -61,6 +61,7 @@ export async function openStore(config: ServerConfig, logger: Logger): Promise<S
       fsync: config.fsync,
       compactFactor: config.compactFactor,
       compactMinBytes: config.compactMinBytes,
+      maxRecordBytes: config.maxLogRecordBytes,
       repair: config.logRepair,
       logger,
     });
