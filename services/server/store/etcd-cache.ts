@@ -211,6 +211,9 @@ export class WatchCache {
   relist(reason: string): void {
     this.options.logger.warn({ reason }, 'etcd cache: listing the prefix again');
     this.relistWanted = true;
+    // no read may be answered from the old copy: it is of another history
+    this.applied = -1;
+    this.generation++;
     this.problem = `the etcd cache is listing again: ${reason}`;
     this.stream?.cancel();
   }
@@ -248,6 +251,7 @@ export class WatchCache {
   /** Lists both ranges in pages at one revision and replaces the copy with what it finds. */
   private async list(): Promise<void> {
     const started = performance.now();
+    const generation = this.generation;
     let revision = 0;
     const values: IKeyValue[] = [];
     const orders = new Map<string, number>();
@@ -285,6 +289,7 @@ export class WatchCache {
       throw error;
     }
     this.options.onCall('list', (performance.now() - started) / 1000, true);
+    if (generation !== this.generation) throw new Error('asked to list again while listing');
     const rows = values
       .map((kv) => ({ kv, key: kv.key.subarray(this.options.kvPrefix.length).toString('utf8'), create: Number(kv.create_revision) }))
       .filter((r) => r.key !== '') // the write stamp (see EtcdStore), not a user key

@@ -1,0 +1,305 @@
+// A linearizability checker for tcpkv's model: a map of registers with create-if-absent (POST),
+// multi-key all-or-nothing writes (POST, PUT), one-key DELETE, and reads of one key or of the whole
+// map. The search is Wing & Gong's, with Lowe's memo of (set of operations linearized, state) that
+// Porcupine also uses; histories are split into independent parts first (connected components of
+// the keys operations touch — a multi-key write joins its keys, a whole-map read joins everything).
+//
+// Operations whose outcome is unknown (503 "may or may not have been applied", a lost connection)
+// have no return time: they may take effect at any instant after their invocation, or never. Never
+// is the same as "after everything else", so the search may leave them out at the end. Writes that
+// were answered "nothing was applied" are left out of the history by the recorder: if one had in
+// fact been applied, its value would appear from nowhere and the check fails, as it should.
+//
+// On failure it reports a small non-linearizable sub-history: the shortest prefix (by time) of the
+// failing part that is already non-linearizable, then operations removed one at a time while what
+// remains stays non-linearizable and every value it reads is still written inside it.
+
+export type Value = string;
+export type KvPair = readonly [key: string, value: Value];
+
+export type Operation =
+  /** POST: `existingKey` set = refused because that key existed; undefined result = unknown outcome */
+  | { readonly kind: 'create'; readonly pairs: readonly KvPair[]; readonly result?: { readonly ok: true } | { readonly ok: false; readonly existingKey: string } }
+  /** PUT: `previous` aligned with pairs (undefined = the key was new) */
+  | { readonly kind: 'upsert'; readonly pairs: readonly KvPair[]; readonly result?: { readonly previous: readonly (Value | undefined)[] } }
+  | { readonly kind: 'delete'; readonly key: string; readonly result?: { readonly deleted: boolean } }
+  /** value undefined = no such key */
+  | { readonly kind: 'get'; readonly key: string; readonly result: { readonly value: Value | undefined } }
+  | { readonly kind: 'list'; readonly result: { readonly pairs: readonly KvPair[] } };
+
+export interface HistoryOp {
+  readonly client: number;
+  /** invocation time (any monotonic clock, e.g. performance.now()) */
+  readonly call: number;
+  /** completion time; Infinity for an outcome that is unknown */
+  readonly ret: number;
+  readonly op: Operation;
+}
+
+export interface CheckResult {
+  readonly linearizable: boolean;
+  /** independent parts checked */
+  readonly parts: number;
+  /** when not linearizable: a small non-linearizable sub-history, sorted by invocation */
+  readonly counterexample?: readonly HistoryOp[];
+}
+
+export class CheckerGaveUp extends Error {
+  override readonly name = 'CheckerGaveUp';
+}
+
+type State = ReadonlyMap<string, Value>;
+
+/** Applies `op` to `state` if its result is possible there; undefined if it is not. */
+export function step(state: State, op: Operation): State | undefined {
+  switch (op.kind) {
+    case 'create': {
+      const anyExists = op.pairs.some(([k]) => state.has(k));
+      if (op.result === undefined) return anyExists ? state : withPairs(state, op.pairs);
+      if (op.result.ok) return anyExists ? undefined : withPairs(state, op.pairs);
+      return state.has(op.result.existingKey) ? state : undefined;
+    }
+    case 'upsert': {
+      const previous = op.result?.previous;
+      if (previous !== undefined && op.pairs.some(([k], i) => state.get(k) !== previous[i])) return undefined;
+      return withPairs(state, op.pairs);
+    }
+    case 'delete': {
+      const has = state.has(op.key);
+      if (op.result !== undefined && op.result.deleted !== has) return undefined;
+      if (!has) return state;
+      const next = new Map(state);
+      next.delete(op.key);
+      return next;
+    }
+    case 'get':
+      return state.get(op.key) === op.result.value ? state : undefined;
+    case 'list': {
+      if (op.result.pairs.length !== state.size) return undefined;
+      for (const [k, v] of op.result.pairs) if (state.get(k) !== v) return undefined;
+      return state;
+    }
+  }
+}
+
+function withPairs(state: State, pairs: readonly KvPair[]): State {
+  const next = new Map(state);
+  for (const [k, v] of pairs) next.set(k, v);
+  return next;
+}
+
+function stateKey(state: State): string {
+  return JSON.stringify([...state].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+function keysOf(op: Operation): readonly string[] | 'all' {
+  switch (op.kind) {
+    case 'create':
+    case 'upsert':
+      return op.pairs.map(([k]) => k);
+    case 'delete':
+    case 'get':
+      return [op.key];
+    case 'list':
+      return 'all';
+  }
+}
+
+/** Splits the history into parts that share no key (a whole-map read joins every part). */
+export function partition(history: readonly HistoryOp[]): HistoryOp[][] {
+  if (history.some((h) => keysOf(h.op) === 'all')) return history.length > 0 ? [[...history]] : [];
+  const parent = new Map<string, string>();
+  const find = (k: string): string => {
+    let root = k;
+    while (parent.get(root) !== root) root = parent.get(root)!;
+    parent.set(k, root);
+    return root;
+  };
+  for (const h of history) {
+    const keys = keysOf(h.op) as readonly string[];
+    for (const k of keys) if (!parent.has(k)) parent.set(k, k);
+    for (const k of keys.slice(1)) parent.set(find(k), find(keys[0]!));
+  }
+  const parts = new Map<string, HistoryOp[]>();
+  for (const h of history) {
+    const root = find((keysOf(h.op) as readonly string[])[0]!);
+    if (!parts.has(root)) parts.set(root, []);
+    parts.get(root)!.push(h);
+  }
+  return [...parts.values()];
+}
+
+interface Entry {
+  readonly id: number;
+  readonly isCall: boolean;
+  readonly time: number;
+  readonly op: HistoryOp;
+  /** the call entry's return entry */
+  match: Entry | undefined;
+  prev: Entry | undefined;
+  next: Entry | undefined;
+}
+
+/**
+ * Wing–Gong–Lowe on one part. Returns true if linearizable. `budget` caps the search steps
+ * (CheckerGaveUp past it: a test must not pass because the checker stopped looking).
+ */
+export function linearizable(ops: readonly HistoryOp[], initial: State = new Map(), budget = 5_000_000): boolean {
+  const events: Entry[] = [];
+  ops.forEach((op, id) => {
+    const call: Entry = { id, isCall: true, time: op.call, op, match: undefined, prev: undefined, next: undefined };
+    const ret: Entry = { id, isCall: false, time: op.ret, op, match: undefined, prev: undefined, next: undefined };
+    call.match = ret;
+    events.push(call, ret);
+  });
+  // calls before returns at equal times: operations that touch in time count as concurrent
+  events.sort((a, b) => a.time - b.time || (a.isCall === b.isCall ? 0 : a.isCall ? -1 : 1));
+  const head: Entry = { id: -1, isCall: false, time: -Infinity, op: undefined as never, match: undefined, prev: undefined, next: undefined };
+  let last = head;
+  for (const e of events) {
+    e.prev = last;
+    last.next = e;
+    last = e;
+  }
+  // random 2×32-bit tags: the linearized set's hash is their XOR (a collision can only prune a
+  // branch, i.e. report a violation that is not there — never hide one)
+  const tagA = ops.map(() => (Math.random() * 2 ** 32) >>> 0);
+  const tagB = ops.map(() => (Math.random() * 2 ** 32) >>> 0);
+  let hashA = 0;
+  let hashB = 0;
+  const seen = new Set<string>();
+  const stack: { entry: Entry; state: State }[] = [];
+  let state: State = initial;
+  let entry = head.next;
+  const lift = (e: Entry) => {
+    e.prev!.next = e.next;
+    if (e.next) e.next.prev = e.prev;
+    const r = e.match!;
+    r.prev!.next = r.next;
+    if (r.next) r.next.prev = r.prev;
+  };
+  const unlift = (e: Entry) => {
+    const r = e.match!;
+    r.prev!.next = r;
+    if (r.next) r.next.prev = r;
+    e.prev!.next = e;
+    if (e.next) e.next.prev = e;
+  };
+  let steps = 0;
+  while (head.next !== undefined) {
+    if (++steps > budget) throw new CheckerGaveUp(`no answer within ${budget} steps (${ops.length} operations)`);
+    if (entry === undefined) return false;
+    if (entry.isCall) {
+      const next = step(state, entry.op.op);
+      if (next !== undefined) {
+        const a = (hashA ^ tagA[entry.id]!) >>> 0;
+        const b = (hashB ^ tagB[entry.id]!) >>> 0;
+        const key = `${a}:${b}:${stateKey(next)}`;
+        if (!seen.has(key)) {
+          seen.add(key);
+          stack.push({ entry, state });
+          state = next;
+          hashA = a;
+          hashB = b;
+          lift(entry);
+          entry = head.next;
+          continue;
+        }
+      }
+      entry = entry.next;
+    } else {
+      // every operation still in the list from here on has an unknown outcome: leave them out
+      if (entry.time === Infinity) return true;
+      const top = stack.pop();
+      if (top === undefined) return false;
+      unlift(top.entry);
+      state = top.state;
+      hashA = (hashA ^ tagA[top.entry.id]!) >>> 0;
+      hashB = (hashB ^ tagB[top.entry.id]!) >>> 0;
+      entry = top.entry.next;
+    }
+  }
+  return true;
+}
+
+/** The history up to time t: operations invoked by then; those completed later have an unknown outcome (reads are dropped). */
+function prefixAt(ops: readonly HistoryOp[], t: number): HistoryOp[] {
+  const out: HistoryOp[] = [];
+  for (const h of ops) {
+    if (h.call > t) continue;
+    if (h.ret <= t) out.push(h);
+    else if (h.op.kind !== 'get' && h.op.kind !== 'list') out.push({ ...h, ret: Infinity, op: { ...h.op, result: undefined } as Operation });
+  }
+  return out;
+}
+
+/** Every value the sub-history reads (or is told existed) is written inside it. */
+function closed(ops: readonly HistoryOp[]): boolean {
+  const written = new Set<string>();
+  const created = new Set<string>();
+  for (const h of ops) {
+    if (h.op.kind === 'create' || h.op.kind === 'upsert') {
+      for (const [k, v] of h.op.pairs) {
+        written.add(`${k}\u0000${v}`);
+        created.add(k);
+      }
+    }
+  }
+  const has = (k: string, v: string | undefined) => v === undefined || written.has(`${k}\u0000${v}`);
+  for (const h of ops) {
+    const op = h.op;
+    if (op.kind === 'get' && !has(op.key, op.result.value)) return false;
+    if (op.kind === 'list' && !op.result.pairs.every(([k, v]) => has(k, v))) return false;
+    if (op.kind === 'upsert' && op.result && !op.pairs.every(([k], i) => has(k, op.result!.previous[i]))) return false;
+    if (op.kind === 'create' && op.result && !op.result.ok && !created.has(op.result.existingKey)) return false;
+    if (op.kind === 'delete' && op.result?.deleted && !created.has(op.key)) return false;
+  }
+  return true;
+}
+
+/** Shrinks a non-linearizable part to a small non-linearizable sub-history. */
+function shrink(ops: readonly HistoryOp[], budget: number): HistoryOp[] {
+  // 1. the shortest prefix (by completion time) that is already not linearizable
+  const times = [...new Set(ops.map((h) => h.ret).filter(Number.isFinite))].sort((a, b) => a - b);
+  let lo = 0;
+  let hi = times.length - 1;
+  let best = [...ops];
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const candidate = prefixAt(ops, times[mid]!);
+    if (!linearizable(candidate, new Map(), budget)) {
+      best = candidate;
+      hi = mid - 1;
+    } else lo = mid + 1;
+  }
+  // 2. drop operations one at a time, oldest first, while the rest stays non-linearizable and closed
+  if (best.length <= 400) {
+    for (let i = 0; i < best.length; ) {
+      const without = best.filter((_, j) => j !== i);
+      if (closed(without) && !linearizable(without, new Map(), budget)) best = without;
+      else i++;
+    }
+  }
+  return best.sort((a, b) => a.call - b.call);
+}
+
+/** Checks a whole history; see the file's head. */
+export function checkHistory(history: readonly HistoryOp[], options: { budget?: number } = {}): CheckResult {
+  const budget = options.budget ?? 5_000_000;
+  const parts = partition(history);
+  for (const part of parts) {
+    if (!linearizable(part, new Map(), budget)) return { linearizable: false, parts: parts.length, counterexample: shrink(part, budget) };
+  }
+  return { linearizable: true, parts: parts.length };
+}
+
+/** One line per operation, for a failing test's message. */
+export function describeHistory(ops: readonly HistoryOp[]): string {
+  const t0 = Math.min(...ops.map((h) => h.call));
+  return ops
+    .map((h) => {
+      const span = `[${(h.call - t0).toFixed(1)}, ${Number.isFinite(h.ret) ? (h.ret - t0).toFixed(1) : '∞'}] c${h.client}`;
+      return `${span} ${JSON.stringify(h.op)}`;
+    })
+    .join('\n');
+}
