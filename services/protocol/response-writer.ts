@@ -2,11 +2,24 @@
 // Connection, every line CRLF, a CRLF blank line, the body. Status lines are precomputed and the Date
 // header is rendered at most once a second: this runs once per request.
 
+/**
+ * More of a body, as shared immutable strings (the store's rendered listing): sent after `body`, one
+ * slice at a time as the socket takes them, never joined. `bytes` is their total UTF-8 length.
+ */
+export interface BodySlices {
+  readonly slices: readonly string[];
+  readonly bytes: number;
+}
+
 /** What the rules decide; the connection layer adds framing (keep-alive, HEAD). */
 export interface Response {
   readonly status: number;
   /** UTF-8 text; '' for none. */
   readonly body: string;
+  /** The rest of the body, streamed by the connection after `body` (Content-Length counts both). */
+  readonly more?: BodySlices;
+  /** Content-Type when not `text/plain; charset=utf-8` */
+  readonly contentType?: string;
   /** Extra header lines, e.g. `Allow` on a 405. */
   readonly headers?: readonly (readonly [string, string])[];
   /** The connection must close after this response. */
@@ -35,6 +48,7 @@ export const REASONS: Readonly<Record<number, string>> = Object.freeze({
   501: 'NOT_IMPLEMENTED',
   503: 'SERVICE_UNAVAILABLE',
   505: 'HTTP_VERSION_NOT_SUPPORTED',
+  507: 'INSUFFICIENT_STORAGE',
 });
 
 const CONTENT_TYPE = 'Content-Type: text/plain; charset=utf-8\r\n';
@@ -46,7 +60,8 @@ const prefixOf = (status: number, reason: string) => `HTTP/1.1 ${status} ${reaso
 const HEAD_PREFIXES = new Map<number, string>();
 for (const [code, reason] of Object.entries(REASONS)) HEAD_PREFIXES.set(Number(code), prefixOf(Number(code), reason));
 
-function headPrefix(status: number): string {
+function headPrefix(status: number, contentType: string | undefined): string {
+  if (contentType !== undefined) return `HTTP/1.1 ${status} ${REASONS[status] ?? `STATUS_${status}`}\r\nContent-Type: ${contentType}\r\nContent-Length: `;
   return HEAD_PREFIXES.get(status) ?? prefixOf(status, `STATUS_${status}`);
 }
 
@@ -84,7 +99,8 @@ export function wireBuffer(bytes: WireBytes): Buffer {
 
 /**
  * Serialises a response. `keepAlive` decides the Connection header; `headOnly` (a HEAD request)
- * leaves the body out but keeps its Content-Length, as RFC 9110 §9.3.2 allows.
+ * leaves the body out but keeps its Content-Length, as RFC 9110 §9.3.2 allows. For a response with
+ * `more`, these are the head and `body` only: the caller sends the slices after them.
  */
 export function writeResponse(response: Response, keepAlive: boolean, headOnly = false): WireBytes {
   // The same Response object answered again within the same second (a GET on unchanged data, a
@@ -107,7 +123,7 @@ function serialize(response: Response, keepAlive: boolean, headOnly: boolean, no
   const bodyBytes = body.length === 0 ? 0 : Buffer.byteLength(body, 'utf8');
   const dateLine = currentDateLine(now);
   const connection = keepAlive && !response.close;
-  let head = headPrefix(response.status) + bodyBytes;
+  let head = headPrefix(response.status, response.contentType) + (response.more === undefined ? bodyBytes : bodyBytes + response.more.bytes);
   if (response.headers) {
     head += '\r\n' + dateLine;
     for (const [name, value] of response.headers) head += name + ': ' + value + '\r\n';

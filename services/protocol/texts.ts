@@ -26,5 +26,15 @@ export const Texts = Object.freeze({
   storeUnavailable: 'Storage is unavailable; nothing was changed. Try again later',
   storeIndeterminate: 'Storage did not confirm the change in time: it may or may not have been applied. Check with GET',
   clientNotAllowed: (address: string) => `Client not allowed: ${address}`,
+  controlCharacters: 'Keys and values cannot contain line breaks or control characters.',
+  // SPEC §7: one key at a time, and pages
+  noSuchKey: (key: string) => `No such key: ${key}`,
+  createdKey: (key: string) => `Created ${key}`,
+  updatedKey: (key: string) => `Updated ${key}`,
+  deleted: (key: string) => `Deleted ${key}`,
+  badKeyEncoding: 'The key in the path is not valid percent-encoded UTF-8.',
+  badQueryEncoding: (name: string) => `The query parameter ${name} is not valid percent-encoded UTF-8.`,
+  badLimit: 'limit must be a whole number from 1 to 1000.',
+  valueTooLarge: (detail: string) => `Too large for this store: ${detail}`,
 });
 

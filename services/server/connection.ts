@@ -1,13 +1,25 @@
 // One TCP connection: socket bytes ↔ parser ↔ rules ↔ response bytes. Everything with time or memory
 // in it lives here: keep-alive, pipelining with answers in order, backpressure, and the limits the
-// parser cannot see (timeouts, requests per connection). The server's sweeper calls `checkTimers`.
+// parser cannot see (timeouts, requests per connection, output held per connection). The server's
+// sweeper calls `checkTimers`.
+//
+// Output is bounded in bytes, not only in answers: while the answers queued here plus what the socket
+// holds exceed `maxOutputBytes`, no further request is parsed (and reading stops once the unparsed
+// input piles up). A listing is written slice by slice (the store's shared strings) as the socket
+// takes them, so a reader that never reads costs the socket's high-water mark, not a copy of the
+// store. A reader that takes nothing for `sendTimeoutMs` is cut off, logged and counted — never a
+// silent truncation. After the last answer the linger (draining unread input, so the peer sees the
+// answer rather than a reset) starts when the answer has been handed to the kernel ('finish'). A peer
+// that half-closes (a request, then FIN) gets every answer before we close.
 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { ProtocolError, type ProtocolErrorCode } from '../protocol/errors.js';
+import { ProtocolError, ProtocolErrors, type ProtocolErrorCode } from '../protocol/errors.js';
 import { EXPECT_CONTINUE, NEED_MORE, RequestParser, type ParsedRequest, type ParserLimits } from '../protocol/request-parser.js';
 import { CONTINUE_BYTES, writeResponse, type Response, type WireBytes } from '../protocol/response-writer.js';
-import { handle, type Policy } from './rules.js';
+import { Texts } from '../protocol/texts.js';
+import type { EndOutcome, RouteLabel, ServerEvents } from './events.js';
+import { handle, routeOf, type Policy } from './rules.js';
 import { isPromise, type Store } from './store/store.js';
 
 export interface ConnectionLimits extends ParserLimits {
@@ -16,7 +28,14 @@ export interface ConnectionLimits extends ParserLimits {
   readonly idleTimeoutMs: number;
   readonly maxPipelined: number;
   readonly maxRequestsPerConnection: number;
+  /** answers queued plus bytes the socket holds, past which no further request is parsed */
+  readonly maxOutputBytes?: number;
+  /** a peer that takes none of our pending output for this long is cut off */
+  readonly sendTimeoutMs?: number;
 }
+
+export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
+export const DEFAULT_SEND_TIMEOUT_MS = 60_000;
 
 /** What a connection needs from its server. */
 export interface ConnectionHost {
@@ -24,6 +43,10 @@ export interface ConnectionHost {
   readonly store: Store;
   readonly policy: Policy;
   readonly logger: Logger;
+  /** counters of the admin port (NO_EVENTS when off) */
+  readonly events: ServerEvents;
+  /** false when `events` is NO_EVENTS: the per-request measuring is skipped */
+  readonly counting: boolean;
   /** true once the server is shutting down: answer what is in flight, then close */
   readonly draining: boolean;
   /** one debug line per request (the log level is fixed at start) */
@@ -37,12 +60,27 @@ export interface ConnectionHost {
 /** A response waiting for its turn: pipelined answers leave in request order. */
 interface Slot {
   bytes: WireBytes | undefined;
+  /** slices written after `bytes` (a listing), from `next` on */
+  more: readonly string[] | undefined;
+  next: number;
+  /** head and body written */
+  started: boolean;
+  /** all bytes of the answer, counted against maxOutputBytes while queued */
+  size: number;
   close: boolean;
   shutdown: boolean;
+  // for the events (only filled when counting)
+  method: string;
+  route: RouteLabel;
+  status: number;
+  startedAt: number;
+  bytesIn: number;
 }
 
 /** After we close our side, how long unread input is drained before the socket is destroyed. */
 const LINGER_MS = 2000;
+/** A listing up to this size is joined to its head and written at once; larger ones are streamed. */
+const SMALL_ANSWER_BYTES = 32 * 1024;
 /** Unparsed input kept while we are not pulling requests; beyond it the socket is paused. */
 const MAX_UNPARSED_BYTES = 64 * 1024;
 
@@ -62,6 +100,15 @@ export class Connection {
   /** the parser said NEED_MORE last time: it is waiting for bytes, so reading must go on */
   private parserWaiting = true;
   private requests = 0;
+  /** bytes of the answers in `slots` not yet handed to the socket */
+  private queuedBytes = 0;
+  /** the peer sent FIN: answer what was asked, then close */
+  private peerEnded = false;
+  /** socket.end() was called; the linger starts at 'finish' */
+  private ending = false;
+  /** progress of pending output, for the send timeout */
+  private lastProgress: number;
+  private lastWritable = 0;
 
   // timers, checked by the server's sweeper rather than one setTimeout per connection
   private stage: 'idle' | 'headers' | 'body' | 'dead' = 'idle';
@@ -73,10 +120,15 @@ export class Connection {
     this.host = host;
     this.peer = socket.remoteAddress ?? 'unknown';
     this.parser = new RequestParser(host.limits);
-    this.stageSince = this.lastActivity = now;
+    this.stageSince = this.lastActivity = this.lastProgress = now;
 
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.onDrain());
+    socket.on('end', () => this.onEnd());
+    socket.on('finish', () => {
+      // our last byte is with the kernel: from now on only unread input is drained, for LINGER_MS
+      this.lingerUntil = Date.now() + LINGER_MS;
+    });
     socket.on('error', (error: NodeJS.ErrnoException) => {
       // resets and broken pipes are the peer's business; anything else is worth a line
       const level = error.code === 'ECONNRESET' || error.code === 'EPIPE' ? 'debug' : 'warn';
@@ -118,9 +170,21 @@ export class Connection {
     }
   }
 
+  /** The peer half-closed: requests already received are still answered, then our side closes. */
+  private onEnd(): void {
+    this.peerEnded = true;
+    this.lastActivity = Date.now();
+    if (this.ending || this.socket.destroyed) return;
+    try {
+      this.pump(this.lastActivity);
+    } catch (error) {
+      this.crash(error);
+    }
+  }
+
   private onDrain(): void {
     this.writeBlocked = false;
-    this.lastActivity = Date.now();
+    this.lastActivity = this.lastProgress = Date.now();
     try {
       this.pump(this.lastActivity);
     } catch (error) {
@@ -133,11 +197,12 @@ export class Connection {
     const limits = this.host.limits;
     let parsedAny = false;
     this.parserWaiting = false;
+    const maxOutput = limits.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
     while (!this.closing && !this.writeBlocked) {
-      if (this.slots.length >= limits.maxPipelined) {
-        // the queue is full: write what is ready, and go on only if that made room
+      if (this.slots.length >= limits.maxPipelined || this.queuedBytes + this.socket.writableLength > maxOutput) {
+        // the queue is full (in answers or in bytes): write what is ready, and go on only if that made room
         this.flush();
-        if (this.closing || this.writeBlocked || this.slots.length >= limits.maxPipelined) break;
+        if (this.closing || this.writeBlocked || this.slots.length >= limits.maxPipelined || this.queuedBytes + this.socket.writableLength > maxOutput) break;
       }
       const result = this.parser.next();
       if (result === NEED_MORE) {
@@ -161,6 +226,12 @@ export class Connection {
     this.flush();
     this.updateStage(now, parsedAny);
     this.applyBackpressure();
+    // half-closed by the peer, every request it sent answered: our side closes too (a request cut
+    // short by the FIN can never complete)
+    if (this.peerEnded && !this.ending && this.slots.length === 0 && (this.parserWaiting || this.closing)) {
+      this.closing = true;
+      this.closeOurSide(now);
+    }
   }
 
   private serve(request: ParsedRequest): void {
@@ -176,7 +247,8 @@ export class Connection {
 
     const answer = handle(request, host.store, host.policy, this.peer);
     if (isPromise(answer)) {
-      const slot: Slot = { bytes: undefined, close: !keepAlive, shutdown: false };
+      const slot = this.newSlot(request);
+      slot.close = !keepAlive;
       this.slots.push(slot);
       answer.then(
         (response) => this.complete(slot, request, response, keepAlive),
@@ -190,17 +262,52 @@ export class Connection {
     }
   }
 
+  private newSlot(request: ParsedRequest | undefined): Slot {
+    const counting = this.host.counting && request !== undefined;
+    return {
+      bytes: undefined,
+      more: undefined,
+      next: 0,
+      started: false,
+      size: 0,
+      close: false,
+      shutdown: false,
+      method: request?.method ?? '',
+      route: counting ? routeOf(request) : 'other',
+      status: 0,
+      startedAt: counting ? performance.now() : 0,
+      bytesIn: request?.body.length ?? 0,
+    };
+  }
+
   private enqueue(response: Response, keepAlive: boolean, request?: ParsedRequest): void {
-    const slot: Slot = { bytes: undefined, close: false, shutdown: false };
+    const slot = this.newSlot(request);
     this.slots.push(slot);
     this.fill(slot, response, keepAlive, request);
   }
 
   private fill(slot: Slot, response: Response, keepAlive: boolean, request: ParsedRequest | undefined): void {
     const close = !keepAlive || response.close === true;
-    slot.bytes = writeResponse(response, !close);
+    let bytes = writeResponse(response, !close);
+    const more = response.more !== undefined && !response.headersOnly ? response.more : undefined;
+    if (more !== undefined && more.bytes <= SMALL_ANSWER_BYTES) {
+      // a small listing leaves in one write (the seed's client reads its answer with one recv)
+      bytes = joinAnswer(bytes, more.slices, more.bytes);
+      slot.more = undefined;
+      slot.size = bytes.length;
+    } else {
+      slot.more = more?.slices;
+      slot.size = bytes.length + (more !== undefined ? more.bytes : 0);
+    }
+    slot.bytes = bytes;
+    this.queuedBytes += slot.size;
     slot.close = close;
     slot.shutdown = response.shutdown === true;
+    slot.status = response.status;
+    if (request !== undefined) {
+      if (response.status >= 413) this.storeLimit(response.status);
+      if (request.method === 'END' && (response.status === 200 || response.status === 403) && this.host.counting) this.host.events.endAttempt(endOutcome(response));
+    }
     if (this.host.accessLog) {
       this.host.logger.debug({ peer: this.peer, method: request?.method, target: request?.target, host: request?.host, status: response.status }, 'request');
     }
@@ -236,15 +343,35 @@ export class Connection {
 
   private writeReady(): void {
     const slots = this.slots;
-    while (slots.length > 0 && slots[0]!.bytes !== undefined) {
-      const slot = slots.shift()!;
-      const flushed = this.socket.write(slot.bytes!, 'latin1');
+    const socket = this.socket;
+    while (!this.writeBlocked && slots.length > 0 && slots[0]!.bytes !== undefined) {
+      const slot = slots[0]!;
+      let flushed = true;
+      if (!slot.started) {
+        slot.started = true;
+        flushed = socket.write(slot.bytes!, 'latin1');
+      }
+      const more = slot.more;
+      if (more !== undefined) {
+        // the store's slices, as the socket takes them: at most one past the high-water mark
+        while (slot.next < more.length) {
+          if (!flushed) {
+            this.writeBlocked = true;
+            return;
+          }
+          flushed = socket.write(more[slot.next++]!, 'utf8');
+        }
+      }
+      slots.shift();
+      this.queuedBytes -= slot.size;
+      if (this.host.counting) this.host.events.requestDone(slot.method, slot.route, slot.status, (performance.now() - slot.startedAt) / 1000, slot.bytesIn, slot.size);
       if (slot.shutdown) {
         this.host.requestShutdown(this.peer);
       }
       if (slot.close) {
         this.closing = true;
         slots.length = 0; // nothing after a closing answer is sent
+        this.queuedBytes = 0;
         this.closeOurSide(Date.now());
         return;
       }
@@ -272,10 +399,15 @@ export class Connection {
     }
   }
 
-  /** Half-closes after the last answer; unread input is drained, so the peer sees the answer, not a reset. */
+  /**
+   * Half-closes after the last answer; unread input is drained, so the peer sees the answer, not a
+   * reset. The linger clock starts at 'finish' (everything handed to the kernel), not here: a large
+   * answer to a slow reader is not cut short; the send timeout bounds how long it may take.
+   */
   private closeOurSide(now: number): void {
-    if (this.lingerUntil !== 0) return;
-    this.lingerUntil = now + LINGER_MS;
+    if (this.ending) return;
+    this.ending = true;
+    this.lastProgress = now;
     if (this.paused) {
       this.paused = false;
       this.socket.resume();
@@ -295,12 +427,28 @@ export class Connection {
 
   /** Called by the server's sweeper. */
   checkTimers(now: number): void {
-    if (this.socket.destroyed) return;
+    const socket = this.socket;
+    if (socket.destroyed) return;
     if (this.lingerUntil !== 0) {
-      if (now >= this.lingerUntil) this.socket.destroy();
+      if (now >= this.lingerUntil) socket.destroy();
       return;
     }
     const limits = this.host.limits;
+    // Output pending: only the send timeout applies — progress is the socket's backlog shrinking.
+    const pending = socket.writableLength;
+    if (this.writeBlocked || this.ending || pending > 0) {
+      if (pending < this.lastWritable) this.lastProgress = now;
+      this.lastWritable = pending;
+      const sendTimeoutMs = limits.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
+      if (now - this.lastProgress > sendTimeoutMs) {
+        this.limitHit('TCPKV_ERR_SEND_TIMEOUT', `${ProtocolErrors.TCPKV_ERR_SEND_TIMEOUT.message} (${sendTimeoutMs} ms, ${pending + this.queuedBytes} bytes not sent)`);
+        this.closing = true;
+        socket.destroy();
+      }
+      return;
+    }
+    this.lastWritable = 0;
+    this.lastProgress = now;
     // Our own backpressure is not the client's slowness: then only the idle timeout (no progress) applies.
     if (!this.paused && this.slots.length === 0) {
       if (this.stage === 'headers' && now - this.stageSince > limits.headersTimeoutMs) return this.timeout('TCPKV_ERR_HEADERS_TIMEOUT', limits.headersTimeoutMs);
@@ -323,6 +471,13 @@ export class Connection {
 
   private limitHit(code: ProtocolErrorCode, message: string): void {
     this.host.logger.warn({ peer: this.peer, code }, message);
+    this.host.events.limitHit(code);
+  }
+
+  /** 507 and 413 from the store are limits too (the store logs them, rate-limited): counted here. */
+  private storeLimit(status: number): void {
+    if (status === 507) this.host.events.limitHit('TCPKV_ERR_STORE_FULL');
+    else if (status === 413) this.host.events.limitHit('TCPKV_ERR_VALUE_TOO_LARGE');
   }
 
   private crash(error: unknown): void {
@@ -331,4 +486,22 @@ export class Connection {
     this.closing = true;
     this.socket.destroy();
   }
+}
+
+function endOutcome(response: Response): EndOutcome {
+  if (response.shutdown === true) return 'accepted';
+  if (response.body === Texts.shutdownDisabled) return 'disabled';
+  if (response.body === Texts.shutdownNotLoopback) return 'not-loopback';
+  return 'bad-token';
+}
+
+/** The head (latin1 characters, one per byte) and the slices (UTF-8) as one Buffer. */
+function joinAnswer(head: WireBytes, slices: readonly string[], bytes: number): Buffer {
+  const headBytes = head.length;
+  const out = Buffer.allocUnsafe(headBytes + bytes);
+  if (typeof head === 'string') out.write(head, 0, 'latin1');
+  else head.copy(out, 0);
+  let at = headBytes;
+  for (const slice of slices) at += out.write(slice, at, 'utf8');
+  return out;
 }

@@ -1,11 +1,14 @@
-// SPEC §3, the seed's rules, as one function of (request, store, policy) → response. No sockets here;
-// the store may be synchronous (memory) or not (log, etcd), and so may the answer.
+// SPEC §3, the seed's rules, and SPEC §7's one-key routes and pages, as one function of (request,
+// store, policy) → response. No sockets here; the store may be synchronous (memory) or not (log,
+// etcd), and so may the answer.
 
 import { resolveAddress, type Dialect } from '../protocol/dialect.js';
 import type { Response } from '../protocol/response-writer.js';
 import { Texts } from '../protocol/texts.js';
 import { authorizeShutdown, type HostAllowList, type ShutdownPolicy } from './access.js';
-import { isPromise, StoreUnavailableError, type CreateResult, type ListingSnapshot, type MaybePromise, type Pair, type Store } from './store/store.js';
+import type { RouteLabel } from './events.js';
+import { isUtf8 } from 'node:buffer';
+import { isPromise, StoreFullError, StoreUnavailableError, ValueTooLargeError, type CreateResult, type ListingSnapshot, type MaybePromise, type Pair, type Store } from './store/store.js';
 
 export { Texts };
 
@@ -32,83 +35,254 @@ function text(status: number, body: string, headersOnly = false): Response {
 
 // ---- body: `key: value&key2: value2` -------------------------------------------------------------
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 export type PairsResult = { readonly pairs: Pair[] } | { readonly error: string };
+
+// Keys and values are text without line breaks or other control characters (a value holding a newline
+// could fake an entry in the listing): C0 controls (TAB allowed in values), DEL, C1 controls, and the
+// Unicode line and paragraph separators.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/;
+// eslint-disable-next-line no-control-regex -- as above
+const CONTROL_BUT_TAB = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/;
+
+/** Whether `s` holds a character keys (or, with `value`, values) cannot hold. */
+export function hasControlCharacters(s: string, value: boolean): boolean {
+  return (value ? CONTROL_BUT_TAB : CONTROL).test(s);
+}
+
+/** The ASCII whitespace String.prototype.trim removes: TAB, LF, VT, FF, CR, SP. */
+function isAsciiSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+}
+
+/** Whether body[from, to) holds a byte ≥ 0x80. */
+function nonAscii(body: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (body[i]! >= 0x80) return true;
+  return false;
+}
+
+/**
+ * body[from, to) trimmed, as a string of its own: decoded from those bytes alone (never a slice of a
+ * larger string, which would keep the whole body alive as long as the key or value is stored).
+ */
+function trimmedText(body: Buffer, from: number, to: number): string {
+  while (from < to && isAsciiSpace(body[from]!)) from++;
+  while (to > from && isAsciiSpace(body[to - 1]!)) to--;
+  if (from === to) return '';
+  if (!nonAscii(body, from, to)) return body.toString('latin1', from, to);
+  const text = body.toString('utf8', from, to);
+  const trimmed = text.trim(); // Unicode spaces too (U+3000, U+00A0, …), as the seed's strip() did
+  if (trimmed.length === text.length) return text;
+  // a slice of `text` would keep its trimmed-off spaces alive: copy it
+  return Buffer.from(trimmed, 'utf8').toString('utf8');
+}
 
 /**
  * Splits a body into pairs: `&` between pairs, each split at its FIRST `:` (values may contain `:`),
- * key and value trimmed. The first bad pair decides the error, as in the seed.
+ * key and value trimmed. The first bad pair decides the error, as in the seed. One pass over the
+ * bytes; every key and value is decoded from its own bytes.
  */
 export function parsePairs(body: Buffer): PairsResult {
-  let textBody: string;
-  try {
-    textBody = utf8.decode(body);
-  } catch {
-    return { error: Texts.badUtf8 };
-  }
+  if (!isUtf8(body)) return { error: Texts.badUtf8 };
   const pairs: Pair[] = [];
-  // one pass over the text, part by part (no intermediate array of parts)
+  const n = body.length;
   for (let from = 0; ; ) {
-    const amp = textBody.indexOf('&', from);
-    const end = amp < 0 ? textBody.length : amp;
-    const colon = textBody.indexOf(':', from);
-    if (colon < 0 || colon > end) {
-      // a blank body has no colon at all: say so rather than "not valid"
-      return { error: pairs.length === 0 && textBody.trim() === '' ? Texts.noContent : Texts.badFormat };
+    let end = from;
+    let colon = -1;
+    for (; end < n; end++) {
+      const c = body[end]!;
+      if (c === 0x26 /* & */) break;
+      if (c === 0x3a /* : */ && colon < 0) colon = end;
     }
-    const key = textBody.slice(from, colon).trim();
+    if (colon < 0) {
+      // a blank body has no colon at all: say so rather than "not valid"
+      return { error: pairs.length === 0 && body.toString('utf8').trim() === '' ? Texts.noContent : Texts.badFormat };
+    }
+    const key = trimmedText(body, from, colon);
     if (key === '') return { error: Texts.blankKey };
-    pairs.push([key, textBody.slice(colon + 1, end).trim()]);
-    if (amp < 0) return { pairs };
-    from = amp + 1;
+    const value = trimmedText(body, colon + 1, end);
+    if (hasControlCharacters(key, false) || hasControlCharacters(value, true)) return { error: Texts.controlCharacters };
+    pairs.push([key, value]);
+    if (end === n) return { pairs };
+    from = end + 1;
   }
 }
 
-// ---- GET listing, rendered once per store revision --------------------------------------------------
+// ---- GET listing: the store's rendered slices, sent as they are ------------------------------------
 
-// One Response object per store revision for GET (and for standard HEAD), so that unchanged data is
-// rendered once and, within a second, serialised once (see writeResponse).
-interface ListingAnswers {
-  readonly revision: number;
-  readonly get: Response;
-  readonly head: Response;
-}
-const listingCache = new WeakMap<Store, ListingAnswers>();
+const HEADER_BYTES = Texts.listingHeader.length; // ASCII
+const EMPTY_GET: Response = Object.freeze({ status: 200, body: Texts.emptyDb, reusable: true });
+const EMPTY_HEAD: Response = Object.freeze({ status: 200, body: Texts.emptyDb, headersOnly: true, reusable: true });
 
-// SCAFFOLD: the snapshot's slices joined into one string; issue 13 streams them instead.
-function renderListing(snapshot: ListingSnapshot): string {
-  if (snapshot.count === 0) return Texts.emptyDb;
-  return Texts.listingHeader + snapshot.slices.join('');
-}
-
-function listingAnswers(body: string, revision: number): ListingAnswers {
-  return {
-    revision,
-    get: { status: 200, body, reusable: true },
-    head: { status: 200, body, headersOnly: true, reusable: true },
-  };
+function listingAnswer(snapshot: ListingSnapshot, head: boolean): Response {
+  if (snapshot.count === 0) return head ? EMPTY_HEAD : EMPTY_GET;
+  // the header line, then the slices (each `\nkey:value…`) streamed by the connection: never joined
+  const more = { slices: snapshot.slices, bytes: snapshot.bytes };
+  return head ? { status: 200, body: Texts.listingHeader, more, headersOnly: true } : { status: 200, body: Texts.listingHeader, more };
 }
 
 function listing(store: Store, head: boolean): MaybePromise<Response> {
-  const revision = store.revision;
-  if (revision !== undefined) {
-    const cached = listingCache.get(store);
-    if (cached !== undefined && cached.revision === revision) return head ? cached.head : cached.get;
-  }
-  const entries = store.listing();
-  if (isPromise(entries)) {
-    return entries.then((e) => {
-      const body = renderListing(e);
-      return head ? { status: 200, body, headersOnly: true } : { status: 200, body };
-    }, storeFailure);
-  }
-  const answers = listingAnswers(renderListing(entries), revision ?? -1);
-  if (revision !== undefined) listingCache.set(store, answers);
-  return head ? answers.head : answers.get;
+  return guard(store.listing(), (snapshot) => listingAnswer(snapshot, head));
+}
+
+/** Content-Length of a listing answer (for tests and metrics). */
+export function listingBytes(snapshot: ListingSnapshot): number {
+  return snapshot.count === 0 ? Texts.emptyDb.length : HEADER_BYTES + snapshot.bytes;
 }
 
 const SEED_HEAD: Response = Object.freeze({ status: 100, body: '', headersOnly: true, reusable: true });
+
+// ---- SPEC §7: one key at a time, and pages -----------------------------------------------------------
+
+const KV_KEY_ALLOW = [['Allow', 'GET, HEAD, PUT, DELETE']] as const;
+const KV_PAGE_ALLOW = [['Allow', 'GET, HEAD']] as const;
+const JSON_TYPE = 'application/json';
+export const PAGE_LIMIT_DEFAULT = 100;
+export const PAGE_LIMIT_MAX = 1000;
+
+const HEX = new Int8Array(128).fill(-1);
+for (let c = 0; c <= 9; c++) HEX[0x30 + c] = c;
+for (let c = 0; c < 6; c++) {
+  HEX[0x41 + c] = 10 + c;
+  HEX[0x61 + c] = 10 + c;
+}
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Percent-decodes text[from, to) into UTF-8 bytes and decodes those (`plus`: `+` is a space, as in
+ * query strings). Undefined for a bad escape or bytes that are not UTF-8. The result is always a
+ * fresh string of its own.
+ */
+export function percentDecode(text: string, from = 0, to = text.length, plus = false): string | undefined {
+  const bytes = Buffer.allocUnsafe(to - from);
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x25 /* % */) {
+      const hi = i + 2 < to ? HEX[text.charCodeAt(i + 1) & 0x7f]! : -1;
+      const lo = i + 2 < to ? HEX[text.charCodeAt(i + 2) & 0x7f]! : -1;
+      if (hi < 0 || lo < 0 || text.charCodeAt(i + 1) > 0x7f || text.charCodeAt(i + 2) > 0x7f) return undefined;
+      bytes[n++] = hi * 16 + lo;
+      i += 2;
+    } else if (c > 0x7f) {
+      return undefined; // the parser admits only ASCII targets; anything else is not ours to guess
+    } else {
+      bytes[n++] = plus && c === 0x2b /* + */ ? 0x20 : c;
+    }
+  }
+  try {
+    return strictUtf8.decode(bytes.subarray(0, n));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where a standard request target's path starts and ends (origin-form or absolute-form). */
+function pathBounds(target: string): { from: number; to: number; query: number } {
+  let from = 0;
+  if (target.charCodeAt(0) !== 0x2f) {
+    const scheme = target.indexOf('://');
+    const slash = scheme < 0 ? -1 : target.indexOf('/', scheme + 3);
+    from = slash < 0 ? target.length : slash;
+  }
+  let to = target.length;
+  const hash = target.indexOf('#', from);
+  if (hash >= 0) to = hash;
+  const q = target.indexOf('?', from);
+  const query = q >= 0 && q < to ? q : -1;
+  if (query >= 0) to = query;
+  return { from, to, query };
+}
+
+type KvRoute = { readonly kind: 'key'; readonly raw: { from: number; to: number } } | { readonly kind: 'page'; readonly query: number; readonly end: number };
+
+/** `/kv/<key>` or `/kv` (with or without a trailing slash), standard dialect only; else undefined. */
+function kvRoute(target: string): KvRoute | undefined {
+  const { from, to, query } = pathBounds(target);
+  if (!target.startsWith('/kv', from)) return undefined;
+  const after = from + 3;
+  if (after === to || (after + 1 === to && target.charCodeAt(after) === 0x2f)) return { kind: 'page', query, end: target.length };
+  if (target.charCodeAt(after) !== 0x2f) return undefined; // `/kvx`: not ours
+  return { kind: 'key', raw: { from: after + 1, to } };
+}
+
+function kvRequest(request: RuleRequest, route: KvRoute, store: Store, method: string): MaybePromise<Response> {
+  const headOnly = method === 'HEAD';
+  if (route.kind === 'page') {
+    if (method !== 'GET' && method !== 'HEAD') return { status: 405, body: Texts.methodNotAllowed, headers: KV_PAGE_ALLOW };
+    return pageRequest(request.target, route, store, headOnly);
+  }
+  if (method !== 'GET' && method !== 'HEAD' && method !== 'PUT' && method !== 'DELETE') return { status: 405, body: Texts.methodNotAllowed, headers: KV_KEY_ALLOW };
+  const key = percentDecode(request.target, route.raw.from, route.raw.to);
+  if (key === undefined) return text(400, Texts.badKeyEncoding, headOnly);
+  if (key.trim() === '') return text(400, Texts.blankKey, headOnly);
+  if (hasControlCharacters(key, false)) return text(400, Texts.controlCharacters, headOnly);
+  if (method === 'GET' || method === 'HEAD') {
+    return guard(store.get(key), (value) => (value === undefined ? text(404, Texts.noSuchKey(key), headOnly) : text(200, value, headOnly)));
+  }
+  if (method === 'DELETE') return guard(store.delete(key), (had) => (had ? text(200, Texts.deleted(key)) : text(404, Texts.noSuchKey(key))));
+  // PUT: the body is the value, raw (it may hold `&` and `:`), decoded into a string of its own
+  const body = request.body;
+  if (!isUtf8(body)) return text(400, Texts.badUtf8);
+  const value = body.toString(nonAscii(body, 0, body.length) ? 'utf8' : 'latin1');
+  if (hasControlCharacters(value, true)) return text(400, Texts.controlCharacters);
+  return guard(store.upsertAll([[key, value]]), ({ previous }) => text(200, previous[0] === undefined ? Texts.createdKey(key) : Texts.updatedKey(key)));
+}
+
+function pageRequest(target: string, route: { query: number; end: number }, store: Store, headOnly: boolean): MaybePromise<Response> {
+  let prefix = '';
+  let after: string | undefined;
+  let limit = PAGE_LIMIT_DEFAULT;
+  if (route.query >= 0) {
+    const hash = target.indexOf('#', route.query);
+    const end = hash >= 0 ? hash : route.end;
+    for (let from = route.query + 1; from < end; ) {
+      let amp = target.indexOf('&', from);
+      if (amp < 0 || amp > end) amp = end;
+      const eq = target.indexOf('=', from);
+      const nameEnd = eq >= 0 && eq < amp ? eq : amp;
+      const name = target.slice(from, nameEnd);
+      if (name === 'prefix' || name === 'after' || name === 'limit') {
+        const value = nameEnd === amp ? '' : percentDecode(target, nameEnd + 1, amp, true);
+        if (value === undefined) return text(400, Texts.badQueryEncoding(name), headOnly);
+        if (name === 'prefix') prefix = value;
+        else if (name === 'after') after = value === '' ? undefined : value;
+        else {
+          if (!/^[0-9]{1,4}$/.test(value) || Number(value) < 1 || Number(value) > PAGE_LIMIT_MAX) return text(400, Texts.badLimit, headOnly);
+          limit = Number(value);
+        }
+      }
+      from = amp + 1;
+    }
+  }
+  return guard(store.page({ prefix, after, limit }), (page) => {
+    let body = '{"items":[';
+    const items = page.items;
+    for (let i = 0; i < items.length; i++) {
+      const [key, value] = items[i]!;
+      body += (i === 0 ? '{"key":' : ',{"key":') + JSON.stringify(key) + ',"value":' + JSON.stringify(value) + '}';
+    }
+    body += '],"next":' + (page.next === undefined ? 'null' : JSON.stringify(page.next)) + '}';
+    return headOnly ? { status: 200, body, contentType: JSON_TYPE, headersOnly: true } : { status: 200, body, contentType: JSON_TYPE };
+  });
+}
+
+/** The route a request takes, for the metrics (a small fixed set of labels). */
+export function routeOf(request: { readonly method: string; readonly target: string; readonly host: string | undefined }): RouteLabel {
+  const method = request.method;
+  if (method === 'END') return 'end';
+  const address = resolveAddress(request.target, request.host);
+  const path = address.path;
+  if (address.dialect === 'standard' && path.startsWith('kv')) {
+    const kv = kvRoute(request.target);
+    if (kv !== undefined) return kv.kind === 'key' ? 'kv-key' : 'kv-page';
+  }
+  if (path === 'create') return method === 'POST' ? 'create' : 'other';
+  if (path === 'update') return method === 'PUT' ? 'update' : 'other';
+  if (method === 'GET') return 'listing';
+  if (method === 'HEAD') return 'head';
+  return 'other';
+}
 
 // ---- the rules ------------------------------------------------------------------------------------
 
@@ -128,14 +302,17 @@ function route(request: RuleRequest, store: Store, policy: Policy, peerAddress: 
 
   // 1. an address that cannot be parsed
   if (!address.valid) return text(404, Texts.invalidAddress, headOnly);
-  // 2. a method tcpkv does not know (END is the seed's documented extension)
-  if (method !== 'GET' && method !== 'HEAD' && method !== 'POST' && method !== 'PUT' && method !== 'END') {
-    return { status: 405, body: Texts.methodNotAllowed, headers: ALLOW_HEADER };
+  // SPEC §7's routes, under /kv, in the standard dialect only
+  const kv = address.dialect === 'standard' && address.path.startsWith('kv') ? kvRoute(request.target) : undefined;
+  // 2. a method tcpkv does not know (END is the seed's documented extension; DELETE only under /kv)
+  if (method !== 'GET' && method !== 'HEAD' && method !== 'POST' && method !== 'PUT' && method !== 'END' && (method !== 'DELETE' || kv === undefined)) {
+    return { status: 405, body: Texts.methodNotAllowed, headers: kv === undefined ? ALLOW_HEADER : kv.kind === 'key' ? KV_KEY_ALLOW : KV_PAGE_ALLOW };
   }
   // 3. the Host allow-list (the seed's `host != IP` check)
   if (!policy.allowedHosts.allows(address.host)) return text(400, Texts.notAllowedHost(address.host), headOnly);
 
   if (method === 'END') return endRequest(request, policy, peerAddress);
+  if (kv !== undefined) return kvRequest(request, kv, store, method);
 
   const path = address.path;
   // 4, 5. each write path has its own method
@@ -218,5 +395,7 @@ function guard<T>(value: MaybePromise<T>, then: (v: T) => Response): MaybePromis
 
 function storeFailure(error: unknown): Response {
   if (error instanceof StoreUnavailableError) return text(503, error.indeterminate ? Texts.storeIndeterminate : Texts.storeUnavailable);
+  if (error instanceof StoreFullError) return text(507, error.message);
+  if (error instanceof ValueTooLargeError) return text(413, Texts.valueTooLarge(error.message));
   throw error;
 }

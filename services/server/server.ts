@@ -5,6 +5,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { Logger } from 'pino';
 import type { ClientAllowList } from './access.js';
 import { Connection, type ConnectionHost, type ConnectionLimits } from './connection.js';
+import { NO_EVENTS, type ServerEvents } from './events.js';
 import { Texts, type Policy } from './rules.js';
 import type { Store } from './store/store.js';
 
@@ -19,6 +20,8 @@ export interface TcpkvServerOptions {
   readonly logger: Logger;
   /** how long shutdown waits for in-flight requests before closing connections anyway */
   readonly shutdownTimeoutMs: number;
+  /** counters (the admin port's metrics); default: none */
+  readonly events?: ServerEvents;
 }
 
 export class TcpkvServer implements ConnectionHost {
@@ -27,6 +30,8 @@ export class TcpkvServer implements ConnectionHost {
   readonly policy: Policy;
   readonly logger: Logger;
   readonly accessLog: boolean;
+  readonly events: ServerEvents;
+  readonly counting: boolean;
   draining = false;
 
   private readonly options: TcpkvServerOptions;
@@ -43,7 +48,11 @@ export class TcpkvServer implements ConnectionHost {
     this.policy = options.policy;
     this.logger = options.logger;
     this.accessLog = options.logger.isLevelEnabled('debug');
-    this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    this.events = options.events ?? NO_EVENTS;
+    this.counting = this.events !== NO_EVENTS;
+    // allowHalfOpen: a peer that sends its requests and then FIN still gets every answer; the
+    // connection closes our side itself once they are sent
+    this.server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
     this.server.on('error', (error) => this.logger.error({ err: error.message }, 'listener error'));
   }
 
@@ -76,25 +85,29 @@ export class TcpkvServer implements ConnectionHost {
   private accept(socket: Socket): void {
     const now = Date.now();
     if (this.draining) {
+      this.events.connectionRefused('draining');
       socket.destroy();
       return;
     }
     if (this.connections.size >= this.options.maxConnections) {
       this.logger.warn({ peer: socket.remoteAddress, limit: 'maxConnections', value: this.options.maxConnections }, 'limit hit: connection refused');
+      this.events.connectionRefused('max-connections');
       socket.destroy();
       return;
     }
     const connection = new Connection(socket, this, now);
     this.connections.add(connection);
+    this.events.connectionOpened();
     const peer = connection.peer;
     if (!this.options.allowedClients.allows(peer)) {
+      this.events.connectionRefused('allow-list');
       this.logger.warn({ peer, allowed: this.options.allowedClients.text }, 'client not allowed');
       connection.refuse({ status: 403, body: Texts.clientNotAllowed(peer), close: true });
     }
   }
 
   forget(connection: Connection): void {
-    this.connections.delete(connection);
+    if (this.connections.delete(connection)) this.events.connectionClosed();
   }
 
   requestShutdown(peer: string): void {

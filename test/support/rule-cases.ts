@@ -1,6 +1,6 @@
-// SPEC §3 as one table of cases, run (hono-style) through every implementation: the pure rules and
-// a real socket, in both dialects, against every store. Each case may seed the store first and says
-// what GET must list afterwards, which is how all-or-nothing is checked.
+// SPEC §3 and §7 as one table of cases, run (hono-style) through every implementation: the pure rules
+// and a real socket, in both dialects, against every store. Each case may seed the store first and
+// says what GET must list afterwards, which is how all-or-nothing is checked.
 
 import { Texts } from '../../services/protocol/texts.js';
 
@@ -21,7 +21,20 @@ export interface RuleCase {
   readonly contains?: readonly string[];
   /** the GET listing after the case */
   readonly listing?: string;
+  /** only in these dialects (SPEC §7's routes are standard HTTP only); default both */
+  readonly dialects?: readonly ('seed' | 'standard')[];
+  /** a raw request target instead of `/path` (standard dialect) */
+  readonly target?: string;
+  /** headers the answer must carry (names lower-cased) */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** the body parsed as JSON equals this */
+  readonly json?: unknown;
 }
+
+const STD = ['standard'] as const;
+const SEED = ['seed'] as const;
+const JSON_TYPE = { 'content-type': 'application/json' };
+const items = (...pairs: [string, string][]) => pairs.map(([key, value]) => ({ key, value }));
 
 const listing = (...lines: string[]) => (lines.length === 0 ? Texts.emptyDb : [Texts.listingHeader, ...lines].join('\n'));
 
@@ -67,4 +80,52 @@ export const RULE_CASES: readonly RuleCase[] = [
   { name: 'PUT empty body', method: 'PUT', path: 'update', body: '', status: 400, body_is: Texts.noContent },
   { name: 'PUT blank key', method: 'PUT', path: 'update', body: 'a: 1&  : 2', status: 400, body_is: Texts.blankKey, listing: listing() },
   { name: 'PUT value containing a colon', setup: 'url: x', method: 'PUT', path: 'update', body: 'url: https://a:b@host:1/', status: 200, listing: listing('url:https://a:b@host:1/') },
+
+  // keys and values without line breaks or control characters (both dialects, every write)
+  { name: 'POST a value with a line break → 400, nothing stored', method: 'POST', path: 'create', body: 'a: 1\nb: 2', status: 400, body_is: Texts.controlCharacters, listing: listing() },
+  { name: 'POST a value with a CR → 400', method: 'POST', path: 'create', body: 'ok: 1&a: x\ry', status: 400, body_is: Texts.controlCharacters, listing: listing() },
+  { name: 'POST a key with a tab inside → 400', method: 'POST', path: 'create', body: 'a\tb: 1', status: 400, body_is: Texts.controlCharacters },
+  { name: 'POST a value with DEL, a C1 control or U+2028 → 400', method: 'POST', path: 'create', body: 'a: x\x7f&b: \u0085&c: \u2028', status: 400, body_is: Texts.controlCharacters, listing: listing() },
+  { name: 'a tab inside a value is allowed', method: 'POST', path: 'create', body: 'a: x\ty', status: 200, listing: listing('a:x\ty') },
+  { name: 'line breaks around a pair are trimmed like spaces', method: 'POST', path: 'create', body: 'a: 1\r\n', status: 200, listing: listing('a:1') },
+  { name: 'PUT /update with a control character → 400, nothing changed', setup: 'a: 1', method: 'PUT', path: 'update', body: 'a: 2&b: \u0000', status: 400, body_is: Texts.controlCharacters, listing: listing('a:1') },
+  { name: 'the first bad pair decides: format before control', method: 'POST', path: 'create', body: 'x&a: \u0001', status: 400, body_is: Texts.badFormat },
+
+  // SPEC §7: one key at a time (standard dialect)
+  { name: 'PUT /kv/<key> creates, with a raw value holding & and :', dialects: STD, method: 'PUT', path: 'kv/a', body: 'x&y: z', status: 200, body_is: 'Created a', listing: listing('a:x&y: z') },
+  { name: 'PUT /kv/<key> on an existing key updates in place', dialects: STD, setup: 'a: 1&b: 2', method: 'PUT', path: 'kv/a', body: 'new', status: 200, body_is: 'Updated a', listing: listing('a:new', 'b:2') },
+  { name: 'PUT /kv/<key> with an empty body stores an empty value', dialects: STD, method: 'PUT', path: 'kv/e', body: '', status: 200, body_is: 'Created e', listing: listing('e:') },
+  { name: 'PUT /kv/<key> keeps spaces: the value is raw', dialects: STD, method: 'PUT', path: 'kv/s', body: ' v ', status: 200, listing: listing('s: v ') },
+  { name: 'GET /kv/<key> → the value', dialects: STD, setup: 'a: http://x:1/&b: 2', method: 'GET', path: 'kv/a', status: 200, body_is: 'http://x:1/' },
+  { name: 'GET /kv/<key> of a missing key → 404', dialects: STD, method: 'GET', path: 'kv/nope', status: 404, body_is: 'No such key: nope' },
+  { name: 'HEAD /kv/<key> → 200, headers only', dialects: STD, setup: 'a: 1', method: 'HEAD', path: 'kv/a', status: 200 },
+  { name: 'HEAD /kv/<key> of a missing key → 404', dialects: STD, method: 'HEAD', path: 'kv/a', status: 404 },
+  { name: 'DELETE /kv/<key> removes it from the listing', dialects: STD, setup: 'a: 1&b: 2&c: 3', method: 'DELETE', path: 'kv/b', status: 200, body_is: 'Deleted b', listing: listing('a:1', 'c:3') },
+  { name: 'DELETE /kv/<key> of a missing key → 404', dialects: STD, setup: 'a: 1', method: 'DELETE', path: 'kv/z', status: 404, body_is: 'No such key: z', listing: listing('a:1') },
+  { name: 'the key is percent-decoded UTF-8', dialects: STD, method: 'PUT', path: 'kv/%EC%9D%B4%EB%A6%84%20%2F%26', body: '김민식', status: 200, body_is: 'Created 이름 /&', listing: listing('이름 /&:김민식') },
+  { name: 'a bad percent escape → 400', dialects: STD, method: 'GET', path: 'kv/a%ZZ', status: 400, body_is: Texts.badKeyEncoding },
+  { name: 'a key that is not UTF-8 → 400', dialects: STD, method: 'PUT', path: 'kv/%FF', body: 'v', status: 400, body_is: Texts.badKeyEncoding, listing: listing() },
+  { name: 'a key with a control character → 400', dialects: STD, method: 'PUT', path: 'kv/a%0Ab', body: 'v', status: 400, body_is: Texts.controlCharacters, listing: listing() },
+  { name: 'PUT /kv/<key> with a line break in the value → 400', dialects: STD, method: 'PUT', path: 'kv/a', body: 'x\ny', status: 400, body_is: Texts.controlCharacters, listing: listing() },
+  { name: 'PUT /kv/<key> with invalid UTF-8 → 400', dialects: STD, method: 'PUT', path: 'kv/a', body: Buffer.from([0xff]), status: 400, body_is: Texts.badUtf8, listing: listing() },
+  { name: 'an empty key → 400', dialects: STD, method: 'GET', path: 'kv/%20', status: 400, body_is: Texts.blankKey },
+  { name: 'POST /kv/<key> → 405 with an Allow naming DELETE', dialects: STD, method: 'POST', path: 'kv/a', body: 'a: 1', status: 405, body_is: Texts.methodNotAllowed, headers: { allow: 'GET, HEAD, PUT, DELETE' }, listing: listing() },
+  { name: 'PATCH /kv/<key> → 405 with the same Allow', dialects: STD, method: 'PATCH', path: 'kv/a', status: 405, headers: { allow: 'GET, HEAD, PUT, DELETE' } },
+  { name: 'DELETE /kv → 405, Allow GET, HEAD', dialects: STD, method: 'DELETE', path: 'kv', status: 405, headers: { allow: 'GET, HEAD' } },
+  { name: 'DELETE elsewhere → 405 without DELETE in Allow', dialects: STD, method: 'DELETE', path: 'a', status: 405, headers: { allow: 'HEAD, GET, POST, PUT, END' } },
+  { name: 'the host check applies to /kv too', dialects: STD, method: 'PUT', path: 'kv/a', host: 'evil.example', body: 'v', status: 400, body_is: 'Not allowed host: evil.example', listing: listing() },
+  { name: 'the seed dialect is unchanged: a kv/... path lists', dialects: SEED, setup: 'a: 1', method: 'GET', path: 'kv/a', status: 200, body_is: listing('a:1') },
+  { name: 'the seed dialect has no DELETE', dialects: SEED, setup: 'a: 1', method: 'DELETE', path: 'kv/a', status: 405, listing: listing('a:1') },
+
+  // SPEC §7: pages
+  { name: 'GET /kv lists as JSON in insertion order', dialects: STD, setup: 'b: 2&a: 1&c: 3', method: 'GET', path: 'kv', status: 200, headers: JSON_TYPE, json: { items: items(['b', '2'], ['a', '1'], ['c', '3']), next: null } },
+  { name: 'GET /kv on an empty store', dialects: STD, method: 'GET', path: 'kv', status: 200, json: { items: [], next: null } },
+  { name: 'GET /kv?limit=2 → next is the last key', dialects: STD, setup: 'b: 2&a: 1&c: 3', method: 'GET', path: 'kv', target: '/kv?limit=2', status: 200, json: { items: items(['b', '2'], ['a', '1']), next: 'a' } },
+  { name: 'GET /kv?after=<key> continues after it', dialects: STD, setup: 'b: 2&a: 1&c: 3', method: 'GET', path: 'kv', target: '/kv?after=a&limit=2', status: 200, json: { items: items(['c', '3']), next: null } },
+  { name: 'GET /kv?prefix= filters by key prefix', dialects: STD, setup: 'user/1: x&other: y&user/2: z', method: 'GET', path: 'kv', target: '/kv/?prefix=user%2F', status: 200, json: { items: items(['user/1', 'x'], ['user/2', 'z']), next: null } },
+  { name: 'GET /kv escapes JSON and decodes + in the query', dialects: STD, setup: 'a b: "q"\\&c: 김', method: 'GET', path: 'kv', target: '/kv?prefix=a+b', status: 200, json: { items: items(['a b', '"q"\\']), next: null } },
+  { name: 'HEAD /kv → 200, headers only', dialects: STD, setup: 'a: 1', method: 'HEAD', path: 'kv', status: 200, headers: JSON_TYPE },
+  ...['0', '1001', 'x', '-1', '1.5', ''].map((limit) => ({ name: `GET /kv?limit=${limit} → 400`, dialects: STD, method: 'GET', path: 'kv', target: `/kv?limit=${limit}`, status: 400, body_is: Texts.badLimit })),
+  { name: 'GET /kv?limit=1000 is the most', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv', target: '/kv?limit=1000', status: 200, json: { items: items(['a', '1']), next: null } },
+  { name: 'a bad escape in the query → 400', dialects: STD, method: 'GET', path: 'kv', target: '/kv?after=%E2%82', status: 400, body_is: Texts.badQueryEncoding('after') },
 ];

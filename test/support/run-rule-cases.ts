@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { buildRequest, type Dialect } from '../../services/client/client.js';
 import { NEED_MORE, RequestParser, type ParsedRequest } from '../../services/protocol/request-parser.js';
 import { ResponseReader, type ParsedResponse } from '../../services/protocol/response-reader.js';
-import { wireBuffer, writeResponse } from '../../services/protocol/response-writer.js';
+import { wireBuffer, writeResponse, type Response } from '../../services/protocol/response-writer.js';
 import { parseHostAllowList } from '../../services/server/access.js';
 import { handle, type Policy } from '../../services/server/rules.js';
 import type { Store } from '../../services/server/store/store.js';
@@ -23,17 +23,20 @@ export interface RuleTarget {
 export function runRuleCases(label: string, target: RuleTarget, dialects: Dialect[] = ['seed', 'standard']): void {
   for (const dialect of dialects) {
     describe(`${label} — ${dialect} dialect`, () => {
-      const send = (store: Store, method: string, path: string | undefined, body: string | Buffer = '', host = '127.0.0.1') =>
-        target.send(store, buildRequest({ method, path, body }, dialect, host, 10000), method === 'HEAD');
+      const send = (store: Store, method: string, path: string | undefined, body: string | Buffer = '', host = '127.0.0.1', requestTarget?: string) =>
+        target.send(store, buildRequest({ method, path, body, ...(requestTarget !== undefined ? { target: requestTarget } : {}) }, dialect, host, 10000), method === 'HEAD');
 
       for (const c of RULE_CASES) {
+        if (c.dialects !== undefined && !c.dialects.includes(dialect)) continue;
         it(c.name, async () => {
           const store = await target.newStore();
           try {
             if (c.setup !== undefined) expect((await send(store, 'POST', 'create', c.setup)).status).toBe(200);
-            const r = await send(store, c.method, c.path, c.body ?? '', c.host);
+            const r = await send(store, c.method, c.path, c.body ?? '', c.host, c.target);
             expect(r.status).toBe(typeof c.status === 'number' ? c.status : c.status[dialect]);
             if (c.body_is !== undefined) expect(r.body).toBe(c.body_is);
+            for (const [name, value] of Object.entries(c.headers ?? {})) expect(r.headers.find(([n]) => n === name)?.[1]).toBe(value);
+            if (c.json !== undefined) expect(JSON.parse(r.body)).toEqual(c.json);
             for (const text of c.contains ?? []) expect(r.body).toContain(text);
             if (c.method === 'HEAD') expect(r.body).toBe('');
             if (c.listing !== undefined) expect((await send(store, 'GET', '')).body).toBe(c.listing);
@@ -47,6 +50,13 @@ export function runRuleCases(label: string, target: RuleTarget, dialects: Dialec
 }
 
 export const TEST_POLICY: Policy = { allowedHosts: parseHostAllowList('127.0.0.1,localhost'), shutdown: { enabled: true, token: undefined } };
+
+/** A whole answer's bytes, as the connection sends them: head and body, then the slices of `more`. */
+export function answerBytes(response: Response): Buffer {
+  const head = wireBuffer(writeResponse(response, true));
+  if (response.more === undefined || response.headersOnly) return head;
+  return Buffer.concat([head, ...response.more.slices.map((s) => Buffer.from(s, 'utf8'))]);
+}
 
 /** One request's bytes through the parser, as the connection would hand it to the rules. */
 export function parseOne(bytes: Buffer): ParsedRequest {
@@ -63,7 +73,7 @@ export function pureRulesTarget(newStore: () => Store | Promise<Store>, cleanup?
     newStore,
     async send(store, bytes, head) {
       const response = await handle(parseOne(bytes), store, TEST_POLICY, '127.0.0.1');
-      return new ResponseReader(head).push(wireBuffer(writeResponse(response, true)))!;
+      return new ResponseReader(head).push(answerBytes(response))!;
     },
     ...(cleanup ? { cleanup } : {}),
   };

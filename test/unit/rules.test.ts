@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { handle, parsePairs, Texts, type Policy } from '../../services/server/rules.js';
 import { MemoryStore } from '../../services/server/store/memory-store.js';
-import { StoreUnavailableError, type Store } from '../../services/server/store/store.js';
+import { StoreUnavailableError, ValueTooLargeError, type Store } from '../../services/server/store/store.js';
 import { pureRulesTarget, runRuleCases, TEST_POLICY } from '../support/run-rule-cases.js';
 
 const policy = TEST_POLICY;
@@ -57,14 +57,35 @@ describe('rules details', () => {
     }
   });
 
-  it('the GET listing is rendered once per store revision', async () => {
+  it('the GET listing is the store’s slices, shared while the store does not change', async () => {
     const store = new MemoryStore();
     await handle(req('POST', '/create', '127.0.0.1', 'a: 1'), store, policy, '127.0.0.1');
     const first = await handle(req('GET', '/', '127.0.0.1'), store, policy, '127.0.0.1');
     const second = await handle(req('GET', '/', '127.0.0.1'), store, policy, '127.0.0.1');
-    expect(second.body).toBe(first.body);
+    expect(second.more!.slices).toBe(first.more!.slices);
     await handle(req('PUT', '/update', '127.0.0.1', 'a: 2'), store, policy, '127.0.0.1');
-    expect((await handle(req('GET', '/', '127.0.0.1'), store, policy, '127.0.0.1')).body).toBe(`${Texts.listingHeader}\na:2`);
+    const third = await handle(req('GET', '/', '127.0.0.1'), store, policy, '127.0.0.1');
+    expect(third.body + third.more!.slices.join('')).toBe(`${Texts.listingHeader}\na:2`);
+    expect(third.more!.bytes).toBe(4);
+  });
+
+  it('a full store answers 507 naming the limit, a value too large 413, nothing applied', async () => {
+    const store = new MemoryStore({ limits: { maxKeys: 2, maxDataBytes: 1000 } });
+    expect((await handle(req('POST', '/create', '127.0.0.1', 'a: 1&b: 2'), store, policy, '127.0.0.1')).status).toBe(200);
+    const full = await handle(req('POST', '/create', '127.0.0.1', 'c: 3'), store, policy, '127.0.0.1');
+    expect(full).toMatchObject({ status: 507, body: 'Storage is full: TCPKV_MAX_KEYS=2' });
+    expect((await handle(req('PUT', '/kv/c', '127.0.0.1', '3'), store, policy, '127.0.0.1')).status).toBe(507);
+    expect((await handle(req('PUT', '/kv/a', '127.0.0.1', 'x'.repeat(2000)), store, policy, '127.0.0.1')).body).toBe('Storage is full: TCPKV_MAX_DATA_BYTES=1000');
+    expect((await handle(req('DELETE', '/kv/a', '127.0.0.1'), store, policy, '127.0.0.1')).status).toBe(200);
+    expect(store.usage()).toEqual({ keys: 1, dataBytes: 2 });
+    const tooLarge = { ...store, upsertAll: () => { throw new ValueTooLargeError('a record is at most 64 MiB'); } } as unknown as Store;
+    expect(await handle(req('PUT', '/kv/a', '127.0.0.1', 'v'), tooLarge, policy, '127.0.0.1')).toMatchObject({ status: 413, body: 'Too large for this store: a record is at most 64 MiB' });
+  });
+
+  it('keys and values parsed from a body are strings of their own, not slices of it', () => {
+    const body = Buffer.from(`k${' '.repeat(100)}: ${' '.repeat(100_000)}value${' '.repeat(100_000)}&\u3000\u3000x\u3000: y`);
+    const parsed = parsePairs(body);
+    expect(parsed).toEqual({ pairs: [['k', 'value'], ['x', 'y']] });
   });
 
   it('parsePairs splits at the first colon and reports the first bad pair', () => {
