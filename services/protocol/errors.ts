@@ -26,6 +26,10 @@ export const ProtocolErrors = {
   TCPKV_ERR_BODY_TOO_LARGE: { status: 413, message: 'Request body too large' },
   TCPKV_ERR_HEADERS_TIMEOUT: { status: 408, message: 'Request headers not received in time' },
   TCPKV_ERR_BODY_TIMEOUT: { status: 408, message: 'Request body not received in time' },
+  // the client took none of an answer for TCPKV_SEND_TIMEOUT_MS: the connection is closed (nothing more can be sent)
+  TCPKV_ERR_SEND_TIMEOUT: { status: 408, message: 'Answer not taken by the client in time; connection closed' },
+  TCPKV_ERR_STORE_FULL: { status: 507, message: 'Storage is full' },
+  TCPKV_ERR_VALUE_TOO_LARGE: { status: 413, message: 'Key or value too large for this store' },
 } as const;
 
 export type ProtocolErrorCode = keyof typeof ProtocolErrors;
