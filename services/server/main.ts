@@ -74,6 +74,8 @@ async function main(): Promise<void> {
       idleTimeoutMs: config.idleTimeoutMs,
       maxPipelined: config.maxPipelined,
       maxRequestsPerConnection: config.maxRequestsPerConnection,
+      maxOutputBytes: config.maxOutputBytes,
+      sendTimeoutMs: config.sendTimeoutMs,
     },
     maxConnections: config.maxConnections,
     allowedClients: config.allowedClients,

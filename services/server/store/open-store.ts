@@ -6,11 +6,33 @@ import { ConfigError } from '../../common/settings.js';
 import type { ServerConfig } from '../config.js';
 import { DirectoryLockedError } from './dir-lock.js';
 import { LogOpenError, LogStore } from './log-store.js';
-import { MemoryStore } from './memory-store.js';
-import type { Store } from './store.js';
+import { defaultStoreLimits, MemoryStore } from './memory-store.js';
+import type { Store, StoreLimits } from './store.js';
+
+/**
+ * SPEC §7's store limits: the settings, or defaults derived from the heap this process has (see
+ * defaultStoreLimits), logged at start so an operator sees what applies.
+ */
+export function storeLimits(config: Pick<ServerConfig, 'maxKeys' | 'maxDataBytes'>, logger: Logger): StoreLimits {
+  const defaults = defaultStoreLimits();
+  const limits = { maxKeys: config.maxKeys ?? defaults.maxKeys, maxDataBytes: config.maxDataBytes ?? defaults.maxDataBytes };
+  logger.info({ maxKeys: limits.maxKeys, maxDataBytes: limits.maxDataBytes, derivedFromHeap: config.maxKeys === undefined || config.maxDataBytes === undefined }, 'store limits');
+  return limits;
+}
+
+/** A store loaded from disk past its limits starts anyway, read-only for growth: say so clearly. */
+export function warnIfOverLimits(store: Store, limits: StoreLimits, logger: Logger): void {
+  const usage = store.usage();
+  if (usage === undefined) return;
+  const over = usage.keys > limits.maxKeys ? `TCPKV_MAX_KEYS=${limits.maxKeys}` : usage.dataBytes > limits.maxDataBytes ? `TCPKV_MAX_DATA_BYTES=${limits.maxDataBytes}` : undefined;
+  if (over !== undefined) {
+    logger.warn({ keys: usage.keys, dataBytes: usage.dataBytes, limit: over }, `the stored data is over ${over}: writes that grow the store answer 507 until keys are deleted or the limit is raised`);
+  }
+}
 
 /** Opens the store; a refusal to start (bad setting, damaged log, directory in use) is a ConfigError. */
 export async function openStore(config: ServerConfig, logger: Logger): Promise<Store> {
+  const limits = storeLimits(config, logger);
   if (config.etcdEndpoints !== undefined) {
     // The server image sets TCPKV_DATA_DIR=/data for the log store; etcd keeps the data itself.
     if (config.dataDir !== undefined) logger.warn({ dataDir: config.dataDir }, 'TCPKV_DATA_DIR is ignored: with TCPKV_ETCD_ENDPOINTS the data lives in etcd');
@@ -41,6 +63,7 @@ export async function openStore(config: ServerConfig, logger: Logger): Promise<S
       keyFile: config.etcdKeyFile,
       maxTxnOps: config.etcdMaxTxnOps,
       maxRequestBytes: config.etcdMaxRequestBytes,
+      limits,
       logger,
       // TEST ONLY (the linearizability checker's negative test): reads without the barrier are stale
       ...(process.env.TCPKV_TEST_ONLY_UNSAFE_READS === 'no-barrier' ? { unsafeReadBarrier: 'none' as const } : {}),
@@ -54,9 +77,9 @@ export async function openStore(config: ServerConfig, logger: Logger): Promise<S
     }
     return store;
   }
-  if (config.dataDir === undefined) return new MemoryStore();
+  if (config.dataDir === undefined) return new MemoryStore({ limits, logger });
   try {
-    return await LogStore.open({
+    const store = await LogStore.open({
       dir: config.dataDir,
       fsync: config.fsync,
       compactFactor: config.compactFactor,
@@ -65,6 +88,8 @@ export async function openStore(config: ServerConfig, logger: Logger): Promise<S
       repair: config.logRepair,
       logger,
     });
+    warnIfOverLimits(store, limits, logger);
+    return store;
   } catch (error) {
     if (error instanceof LogOpenError || error instanceof DirectoryLockedError) throw new ConfigError(`TCPKV_DATA_DIR: ${error.message}`);
     const e = error as NodeJS.ErrnoException;
