@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The demo: server and client containers on a Docker network; the client runs the seed's scenario
 # against the server, prints its table, ends the server with END, and this script exits with the
-# scenario's result. Installs and starts Docker first if needed (see scripts/ensure-docker.sh).
+# scenario's result. Uses the Docker and Compose (v2 `docker compose` or v1 `docker-compose`) that
+# already work; installs them only where they are missing on Debian/Ubuntu as root, and never
+# installs the test suite's tools (see scripts/ensure-docker.sh --demo).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-images="$(scripts/ensure-docker.sh)"
+images="$(scripts/ensure-docker.sh --demo)"
 while read -r line; do export "${line?}"; done <<<"$images"
 
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi

@@ -1,43 +1,77 @@
 #!/usr/bin/env bash
-# Makes sure a Docker engine answers and the images the project builds on exist, so that the demo and
-# the tests run on a fresh Debian machine. Used by scripts/demo.sh, scripts/test.sh and .ci/run.
+# Makes sure a Docker engine and Compose answer, and that the base images the Dockerfiles build on
+# exist. Used by scripts/demo.sh (--demo), scripts/test.sh and .ci/run (--tests, the default).
 #
-#  - installs docker.io, docker-compose (v1, unless compose v2 is there), busybox-static, shellcheck
-#    and etcd-server (the etcd store's tests run a real etcd on loopback) from Debian if missing
-#    (needs root or sudo; waits for another apt to finish);
-#  - starts dockerd if `docker info` fails (detached, log in $DOCKERD_LOG) and waits up to 60 s —
-#    a missing Docker is a failure, never a reason to skip the container tests;
-#  - chooses the base images: the official ones when present or pullable; where no container
-#    registry is reachable (as on the project's own machines), or when NODE_IMAGE is already
-#    tcpkv/node-base:local, builds tcpkv/node-base:local and tcpkv/etcd:local offline
-#    (infra/docker/offline-*.sh, idempotent).
-# stdout carries only `NODE_IMAGE=…` and `ETCD_IMAGE=…` lines, for the caller to export; everything
-# else goes to stderr.
+#   --demo   what the demo needs and nothing more: a `docker` that answers and Compose (the v2 plugin
+#            `docker compose` or v1 `docker-compose`). Whatever already works is used as it is;
+#            only when something is missing AND this is Debian/Ubuntu with root (or sudo) does it
+#            install docker.io / docker-compose. Elsewhere it says what to install and stops.
+#   --tests  the machine set-up for the test suite: the above, plus the tools the tests run
+#            (busybox-static, shellcheck, etcd-server, promtool) — Debian/Ubuntu only.
+#
+# A daemon that does not answer yet is waited for (it may be starting), then started the system's
+# way (systemctl, then service), and only when no dockerd runs at all is one started by hand (log in
+# $DOCKERD_LOG) — never a second one beside a daemon that is still starting.
+#
+# Base images: the official ones when present or pullable. Where no container registry is reachable
+# (as on the project's own machines), or when NODE_IMAGE is already tcpkv/node-base:local, it builds
+# the offline images (infra/docker/offline-*.sh, idempotent): tcpkv/node-base:local for build stages
+# (it trusts this machine's CA bundle, which npm needs behind an intercepting proxy),
+# tcpkv/node-runtime:local for runtime stages (no such trust) and, for the tests, tcpkv/etcd:local.
+# stdout carries only NAME=value lines (NODE_IMAGE, RUNTIME_IMAGE, ETCD_IMAGE, …) for the caller to
+# export; everything else goes to stderr.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DOCKERD_LOG="${DOCKERD_LOG:-/tmp/tcpkv-dockerd.log}"
 export DEBIAN_FRONTEND=noninteractive
 
+mode=tests
+case "${1:-}" in
+  --demo) mode=demo ;;
+  --tests | "") mode=tests ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "ensure-docker.sh: unknown argument: $1 (--demo or --tests)" >&2; exit 2 ;;
+esac
+
 say() { echo "==> $*" >&2; }
+die() { echo "ensure-docker.sh: $*" >&2; exit 1; }
 
 SUDO=()
+can_install=1
 if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO=(sudo -n); else say "not root and no sudo: Docker must already be installed and running"; fi
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=(sudo -n); else can_install=0; fi
 fi
+is_debian() { [ -f /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; }
 
-missing=()
-command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
-command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
-dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
-command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
-command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
-if [ "${#missing[@]}" -gt 0 ]; then
-  say "installing ${missing[*]}"
+# apt_install PACKAGE...: on Debian/Ubuntu with root or sudo; anywhere else a clear stop.
+apt_install() {
+  if ! is_debian || [ "$can_install" -eq 0 ]; then
+    die "missing: $* — install them (Docker Engine or Docker Desktop, with Compose) and run this again; automatic installation is only done on Debian/Ubuntu as root"
+  fi
+  say "installing $*"
   "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 update -q </dev/null >&2
-  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -q "${missing[@]}" </dev/null >&2
-fi
+  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -q "$@" </dev/null >&2
+}
 
+compose_works() { docker compose version >/dev/null 2>&1 || docker-compose version >/dev/null 2>&1; }
+
+# ---- the engine and Compose (both modes) -------------------------------------------------------------
+missing=()
+command -v docker >/dev/null 2>&1 || missing+=(docker.io)
+if [ "${#missing[@]}" -gt 0 ] || ! compose_works; then
+  # docker.io brings the CLI and dockerd; docker-compose is Compose v1, the one Debian packages everywhere
+  compose_works || missing+=(docker-compose)
+  apt_install "${missing[@]}"
+fi
+compose_works || die "Compose does not answer (neither 'docker compose' nor 'docker-compose')"
+
+if [ "$mode" = tests ]; then
+  tools=()
+  dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || tools+=(busybox-static)
+  command -v shellcheck >/dev/null 2>&1 || tools+=(shellcheck)
+  command -v etcd >/dev/null 2>&1 || tools+=(etcd-server)
+  [ "${#tools[@]}" -eq 0 ] || apt_install "${tools[@]}"
 # ---- monitoring: promtool (the /metrics test runs `promtool check metrics`) --------------------------
 # Taken out of Debian's prometheus package (static binaries) without installing the package's service.
 ensure_promtool() {
@@ -56,25 +90,53 @@ ensure_promtool() {
 }
 ensure_promtool
 # ---- end of monitoring tools ------------------------------------------------------------------------
+fi
 
-if ! docker info >/dev/null 2>&1; then
-  say "starting dockerd (log: $DOCKERD_LOG)"
-  "${SUDO[@]}" setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
-  for _ in $(seq 60); do
-    docker info >/dev/null 2>&1 && break
+docker_answers() { docker info >/dev/null 2>&1; }
+# wait_for_docker SECONDS: true as soon as `docker info` answers.
+wait_for_docker() {
+  local i
+  for ((i = 0; i < $1; i++)); do
+    docker_answers && return 0
     sleep 1
   done
+  docker_answers
+}
+
+if ! docker_answers; then
+  if pgrep -x dockerd >/dev/null 2>&1; then
+    say "dockerd is running but does not answer yet: waiting for it"
+    wait_for_docker 60 || true
+  fi
 fi
-if ! docker info >/dev/null 2>&1; then
-  say "dockerd did not answer within 60 s; last lines of $DOCKERD_LOG:"
-  tail -n 30 "$DOCKERD_LOG" >&2 || true
+if ! docker_answers; then
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    say "starting Docker with systemctl"
+    "${SUDO[@]}" systemctl start docker >&2 || true
+  elif command -v service >/dev/null 2>&1 && [ -e /etc/init.d/docker ]; then
+    say "starting Docker with service"
+    "${SUDO[@]}" service docker start >&2 || true
+  fi
+  wait_for_docker 30 || true
+fi
+if ! docker_answers && ! pgrep -x dockerd >/dev/null 2>&1; then
+  command -v dockerd >/dev/null 2>&1 || die "docker does not answer and there is no dockerd to start (start Docker Desktop or the Docker service)"
+  say "starting dockerd (log: $DOCKERD_LOG)"
+  "${SUDO[@]}" setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
+  wait_for_docker 60 || true
+fi
+if ! docker_answers; then
+  say "Docker did not answer within the wait; last lines of $DOCKERD_LOG (if dockerd was started here):"
+  tail -n 30 "$DOCKERD_LOG" >&2 2>/dev/null || true
   exit 1
 fi
 say "docker $(docker info --format '{{.ServerVersion}}' 2>/dev/null) is up"
 
+# ---- base images -------------------------------------------------------------------------------------
 OFFICIAL_NODE="node:24-bookworm-slim"
 OFFICIAL_ETCD="quay.io/coreos/etcd:v3.5.17"
 node_image="${NODE_IMAGE:-$OFFICIAL_NODE}"
+runtime_image="${RUNTIME_IMAGE:-}"
 etcd_image="${ETCD_IMAGE:-$OFFICIAL_ETCD}"
 offline=0
 if [ "$node_image" = "tcpkv/node-base:local" ]; then
@@ -86,14 +148,21 @@ elif [ "$node_image" = "$OFFICIAL_NODE" ] && ! docker image inspect "$node_image
   fi
 fi
 if [ "$offline" -eq 1 ]; then
+  command -v busybox >/dev/null 2>&1 || [ "$mode" = tests ] \
+    || die "no container registry is reachable, and building the Node base image offline needs busybox-static (apt-get install busybox-static, or use scripts/ensure-docker.sh --tests)"
   infra/docker/offline-base.sh >&2
-  infra/docker/offline-etcd.sh >&2
   node_image="tcpkv/node-base:local"
-  [ -n "${ETCD_IMAGE:-}" ] || etcd_image="tcpkv/etcd:local"
+  [ -n "$runtime_image" ] || runtime_image="tcpkv/node-runtime:local"
+  if [ "$mode" = tests ]; then
+    infra/docker/offline-etcd.sh >&2
+    [ -n "${ETCD_IMAGE:-}" ] || etcd_image="tcpkv/etcd:local"
+  fi
 fi
 echo "NODE_IMAGE=$node_image"
+echo "RUNTIME_IMAGE=${runtime_image:-$node_image}"
 echo "ETCD_IMAGE=$etcd_image"
 
+[ "$mode" = tests ] || exit 0
 # ---- monitoring: the Prometheus image of the cluster compose ----------------------------------------
 # Offline (no registry): Debian's Prometheus in tcpkv/prometheus:local; elsewhere the official image.
 prometheus_image="${PROMETHEUS_IMAGE:-prom/prometheus:v2.53.2}"

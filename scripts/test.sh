@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-images="$(scripts/ensure-docker.sh)"
+images="$(scripts/ensure-docker.sh --tests)"
 while read -r line; do export "${line?}"; done <<<"$images"
 export TESTCONTAINERS_RYUK_DISABLED=true
 

