@@ -79,11 +79,20 @@ export function resolveAddress(target: string, hostHeader: string | undefined): 
   return address;
 }
 
+/**
+ * Whether a request addresses in the seed dialect: target `/` and a Host value holding `/`. (A Host
+ * holding `/` is never a valid RFC 9110 Host, so no standard request matches.) The parser asks too: a
+ * seed-shaped request's Content-Length counts characters.
+ */
+export function seedAddressed(target: string, hostHeader: string | undefined): boolean {
+  return target === '/' && hostHeader !== undefined && hostHeader.includes('/');
+}
+
 function resolveUncached(target: string, hostHeader: string | undefined): Address {
-  if (target === '/' && hostHeader !== undefined && hostHeader.includes('/')) {
-    const slash = hostHeader.indexOf('/');
-    const { host, valid } = hostWithoutPort(hostHeader.slice(0, slash));
-    const rest = hostHeader.slice(slash + 1);
+  if (seedAddressed(target, hostHeader)) {
+    const slash = hostHeader!.indexOf('/');
+    const { host, valid } = hostWithoutPort(hostHeader!.slice(0, slash));
+    const rest = hostHeader!.slice(slash + 1);
     const next = rest.indexOf('/');
     const path = next < 0 ? rest : rest.slice(0, next);
     return { dialect: 'seed', host, path, valid: valid && !path.includes('?') };

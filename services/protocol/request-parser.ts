@@ -19,6 +19,7 @@
 // so the exception cannot frame a forwarded request differently from the intermediary. docs/protocol.md
 // has the whole argument.
 
+import { seedAddressed } from './dialect.js';
 import { ProtocolError } from './errors.js';
 
 export interface ParserLimits {
@@ -608,7 +609,7 @@ export class RequestParser {
       if (this.contentLength > this.limits.maxBodyBytes) return this.fail(new ProtocolError('TCPKV_ERR_BODY_TOO_LARGE'));
       this.remaining = this.contentLength;
       // seed-shaped on every count (see the top of this file): Content-Length counts characters
-      const seedShaped = this.closedByBareLF && this.target === '/' && this.host !== undefined && this.host.includes('/');
+      const seedShaped = this.closedByBareLF && seedAddressed(this.target, this.host);
       this.state = seedShaped ? State.BodyChars : State.BodyLength;
       if (this.expectContinue && this.version === '1.1' && this.end === this.start) return EXPECT_CONTINUE;
       return undefined;

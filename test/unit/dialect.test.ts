@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { resolveAddress } from '../../services/protocol/dialect.js';
+import { resolveAddress, seedAddressed } from '../../services/protocol/dialect.js';
 
 describe('resolveAddress (SPEC §1)', () => {
   it.each([
@@ -26,5 +26,20 @@ describe('resolveAddress (SPEC §1)', () => {
     ['127.0.0.1??', 'h', { dialect: 'standard', host: '', path: '', valid: false }],
   ] as const)('%s with Host %j', (target, host, expected) => {
     expect(resolveAddress(target, host)).toEqual(expected);
+  });
+});
+
+describe('seedAddressed: the addressing half of a seed-shaped request', () => {
+  it.each([
+    ['/', '127.0.0.1/create', true],
+    ['/', '?/?', true],
+    ['/', '127.0.0.1', false],
+    ['/', undefined, false],
+    ['/create', '127.0.0.1/create', false],
+    ['http://h/', 'h/x', false],
+  ] as const)('%s with Host %j → %s', (target, host, expected) => {
+    expect(seedAddressed(target, host)).toBe(expected);
+    // it agrees with the dialect resolveAddress picks
+    expect(resolveAddress(target, host).dialect === 'seed').toBe(expected);
   });
 });
