@@ -124,7 +124,10 @@ function hostForHeader(host: string, port: number | undefined): string {
   return port === undefined ? h : `${h}:${port}`;
 }
 
-/** The request's bytes. The seed dialect is byte for byte what the seed's client sends. */
+/**
+ * The request's bytes. The seed dialect is byte for byte what the seed's client sends, its
+ * Content-Length in characters included; the standard dialect counts bytes.
+ */
 export function buildRequest(request: KvRequest, dialect: Dialect, targetHost: string, port: number, token?: string): Buffer {
   const body = typeof request.body === 'string' ? Buffer.from(request.body, 'utf8') : (request.body ?? Buffer.alloc(0));
   const bodyBytes = body.length;
@@ -134,7 +137,9 @@ export function buildRequest(request: KvRequest, dialect: Dialect, targetHost: s
     const host = request.path === undefined ? '?/?' : `${hostForHeader(targetHost, undefined)}/${request.path}`;
     head =
       `${request.method} / HTTP/1.1\r\nHost: ${host}\r\nContent-Type: text/html\r\nConnection: keep-alive\r\n` +
-      `${auth}Content-Length: ${bodyBytes}\r\n\n`;
+      // the seed's client counts characters (Python's len() of a str), and so does a server reading
+      // a seed-shaped request (SPEC §2); for ASCII the two counts agree
+      `${auth}Content-Length: ${[...body.toString('utf8')].length}\r\n\n`;
   } else {
     const target = request.target ?? (request.path === undefined ? '?' : `/${request.path}`);
     head =
