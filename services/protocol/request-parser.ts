@@ -575,6 +575,15 @@ export class RequestParser {
         this.transferEncoding = this.transferEncoding === undefined ? value : `${this.transferEncoding}, ${value}`;
         return undefined;
       case 'connection':
+        // the two values nearly every client sends, without splitting a new list each time
+        if (value === 'keep-alive') {
+          this.connectionKeepAlive = true;
+          return undefined;
+        }
+        if (value === 'close') {
+          this.connectionClose = true;
+          return undefined;
+        }
         for (const token of value.split(',')) {
           const t = token.trim().toLowerCase();
           if (t === 'close') this.connectionClose = true;
