@@ -1,4 +1,4 @@
-// Issue 9: the cluster's compose files as Compose reads them (`docker-compose config`, Debian's v1.29;
+// The cluster's compose files as Compose reads them (`docker-compose config`, Debian's v1.29;
 // no `version:` key, so v2 reads them too): docker-compose.cluster.yml, and infra/cluster/'s one-VM
 // trial (vm.compose.yml) and one-of-three-machines file (node.compose.yml) with their example
 // settings. A missing required setting must stop compose with its message. Nothing is started here;
@@ -64,6 +64,22 @@ function accepted(file: string, settings: Record<string, string> | undefined): D
 
 const command = (service: Doc) => (service.command as string[]).join(' ');
 
+/** Every service: read-only root with a tmpfs, no capabilities, no privilege gain, memory/pid limits, a stop budget. */
+function expectHardened(name: string, s: Doc): void {
+  expect(s.read_only, `${name}: read_only`).toBe(true);
+  expect(s.tmpfs, `${name}: tmpfs`).toContain('/tmp');
+  expect(s.cap_drop, `${name}: cap_drop`).toEqual(['ALL']);
+  expect(s.security_opt, `${name}: security_opt`).toEqual(['no-new-privileges:true']);
+  expect(s.pids_limit, `${name}: pids_limit`).toBeGreaterThan(0);
+  expect(s.mem_limit, `${name}: mem_limit`).toBeTruthy();
+  expect(s.stop_grace_period, `${name}: stop_grace_period`).toMatch(/^\d+s$/);
+}
+
+/** A replica's stop budget exceeds its graceful stop (8 s by default). */
+function expectStopBudget(s: Doc): void {
+  expect(Number(String(s.stop_grace_period).replace(/s$/, ''))).toBeGreaterThan(8);
+}
+
 describe('docker-compose.cluster.yml', () => {
   it('has no version: key', () => {
     expect(parseYaml(readFileSync(CLUSTER_FILE, 'utf8')) as Doc).not.toHaveProperty('version');
@@ -71,7 +87,8 @@ describe('docker-compose.cluster.yml', () => {
 
   it('is accepted by docker-compose config without any setting: 3 members, 3 replicas, the spread scenario', () => {
     const doc = accepted(CLUSTER_FILE, undefined);
-    expect(Object.keys(doc.services).sort()).toEqual(['client', ...MEMBERS, ...REPLICAS].sort());
+    expect(Object.keys(doc.services).sort()).toEqual(['client', ...MEMBERS, ...REPLICAS, 'prometheus'].sort());
+    for (const [name, service] of Object.entries(doc.services as Record<string, Doc>)) expectHardened(name, service);
     for (const m of MEMBERS) {
       const s = doc.services[m] as Doc;
       expect(s.image).toBe('quay.io/coreos/etcd:v3.5.17');
@@ -90,18 +107,34 @@ describe('docker-compose.cluster.yml', () => {
       expect(s.environment.TCPKV_ALLOWED_HOSTS.split(',')).toEqual(expect.arrayContaining(REPLICAS));
       expect(Object.keys(s.depends_on).sort()).toEqual(MEMBERS);
       for (const m of MEMBERS) expect(s.depends_on[m]).toEqual({ condition: 'service_healthy' });
+      // healthy = /readyz on the admin port, without starting Node
+      expect(s.healthcheck.test).toEqual(['CMD', '/usr/local/bin/tcpkv-healthcheck']);
+      expectStopBudget(s);
     }
     const client = doc.services.client as Doc;
     expect(client.build).toMatchObject({ dockerfile: 'Dockerfile.client' });
-    expect(client.command).toEqual(['--server', 'tcpkv1:10000,tcpkv2:10000,tcpkv3:10000', '--token', 'cluster-demo-token', 'scenario', '--spread']);
+    // the token by environment: never on a command line (ps, docker inspect)
+    expect(client.command).toEqual(['--server', 'tcpkv1:10000,tcpkv2:10000,tcpkv3:10000', 'scenario', '--spread']);
+    expect(client.environment.TCPKV_SHUTDOWN_TOKEN).toBe('cluster-demo-token');
     for (const r of REPLICAS) expect(client.depends_on[r]).toEqual({ condition: 'service_healthy' });
+    const prometheus = doc.services.prometheus as Doc;
+    expect(prometheus.image).toBe('prom/prometheus:v2.53.2');
+    expect(prometheus.ports).toEqual(['127.0.0.1:9090:9090/tcp']);
+    expect(prometheus.volumes).toEqual(expect.arrayContaining([`${join(REPO_ROOT, 'infra/prometheus/cluster.yml')}:/etc/prometheus/prometheus.yml:ro`]));
+  });
+
+  it('infra/prometheus/cluster.yml scrapes the admin port of the three replicas', () => {
+    const config = parseYaml(readFileSync(join(REPO_ROOT, 'infra/prometheus/cluster.yml'), 'utf8')) as Doc;
+    const targets = (config.scrape_configs as Doc[]).flatMap((job) => (job.static_configs as Doc[]).flatMap((c) => c.targets as string[]));
+    expect(targets.sort()).toEqual(REPLICAS.map((r) => `${r}:9464`));
   });
 
   it('takes the images and the token from the environment', () => {
     const doc = accepted(CLUSTER_FILE, { ETCD_IMAGE: 'tcpkv/etcd:local', NODE_IMAGE: 'tcpkv/node-base:local', TCPKV_SHUTDOWN_TOKEN: 'other' });
     expect(doc.services.etcd2.image).toBe('tcpkv/etcd:local');
     expect(doc.services.tcpkv3.build.args.NODE_IMAGE).toBe('tcpkv/node-base:local');
-    expect(doc.services.client.command).toContain('other');
+    expect(doc.services.client.environment.TCPKV_SHUTDOWN_TOKEN).toBe('other');
+    expect(doc.services.client.command).not.toContain('other');
     expect(doc.services.tcpkv1.environment.TCPKV_SHUTDOWN_TOKEN).toBe('other');
   });
 });
@@ -117,6 +150,7 @@ describe('infra/cluster/vm.compose.yml (one machine, for a trial)', () => {
   it('is accepted with the example settings: etcd stays inside Docker, the replicas are published on 10001-10003', () => {
     const doc = accepted(VM_FILE, example());
     expect(Object.keys(doc.services).sort()).toEqual([...MEMBERS, ...REPLICAS].sort());
+    for (const [name, service] of Object.entries(doc.services as Record<string, Doc>)) expectHardened(name, service);
     for (const m of MEMBERS) {
       const s = doc.services[m] as Doc;
       expect(s.ports, `${m} must not be published`).toBeUndefined();
@@ -134,6 +168,7 @@ describe('infra/cluster/vm.compose.yml (one machine, for a trial)', () => {
       expect(env.TCPKV_ALLOWED_HOSTS).toBe(example().TCPKV_ALLOWED_HOSTS);
       expect(env.TCPKV_ALLOWED_CLIENTS!.split(',')).toEqual(expect.arrayContaining(['127.0.0.1', ...example().TCPKV_ALLOWED_CLIENTS!.split(',')]));
       expect(env.TCPKV_SHUTDOWN_TOKEN).toBe(example().TCPKV_SHUTDOWN_TOKEN);
+      expectStopBudget(s);
     });
   });
 
@@ -169,8 +204,15 @@ describe('infra/cluster/node.compose.yml (one of three machines)', () => {
     const tcpkv = doc.services.tcpkv as Doc;
     expect(tcpkv.environment).toMatchObject({ TCPKV_BIND: '0.0.0.0', TCPKV_DATA_DIR: '', TCPKV_ETCD_ENDPOINTS: s.TCPKV_ETCD_ENDPOINTS });
     expect(s.TCPKV_ETCD_ENDPOINTS!.split(',')).toHaveLength(3);
-    expect(tcpkv.ports).toEqual([expect.objectContaining({ target: 10000, published: 10000 })]);
+    // the data port everywhere allowed; the admin port on the private address only
+    expect(tcpkv.ports).toEqual([
+      expect.objectContaining({ target: 10000, published: 10000 }),
+      `${s.NODE_PRIVATE_IP}:9464:9464/tcp`,
+    ]);
     expect(tcpkv.restart).toBe('unless-stopped');
+    expectHardened('etcd', etcd);
+    expectHardened('tcpkv', tcpkv);
+    expectStopBudget(tcpkv);
   });
 
   it('joins an existing cluster when told (replacing a dead member)', () => {

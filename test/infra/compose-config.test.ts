@@ -1,4 +1,4 @@
-// Issue 7, acceptance 3: `docker-compose config` (Debian's v1.29.2; the files have no `version:` key,
+// `docker-compose config` (Debian's v1.29.2; the files have no `version:` key,
 // so Compose v2 reads them too) accepts infra/remote/*.compose.yml with sample settings, and a missing
 // required setting fails loudly with its message. A missing docker-compose is a failure, not a skip.
 import { spawnSync } from 'node:child_process';
@@ -117,5 +117,42 @@ describe('infra/remote/client.compose.yml', () => {
     const r = composeConfig(clientComposeFile, {});
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain('set TCPKV_SERVER to');
+  });
+});
+
+describe('docker-compose.yml (the single-server demo)', () => {
+  const file = join(repoRoot, 'docker-compose.yml');
+
+  it('runs every service hardened, with /readyz as the health check and a stop budget over the graceful stop', () => {
+    const r = spawnSync('docker-compose', ['-f', file, '--profile', 'monitoring', 'config'], { encoding: 'utf8', cwd: repoRoot, timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const services = (parseYaml(r.stdout) as Doc).services as Record<string, Doc>;
+    expect(Object.keys(services).sort()).toEqual(['client', 'prometheus', 'server']);
+    for (const [name, s] of Object.entries(services)) {
+      expect(s.read_only, name).toBe(true);
+      expect(s.tmpfs, name).toContain('/tmp');
+      expect(s.cap_drop, name).toEqual(['ALL']);
+      expect(s.security_opt, name).toEqual(['no-new-privileges:true']);
+      expect(s.pids_limit, name).toBeGreaterThan(0);
+      expect(s.mem_limit, name).toBeTruthy();
+      expect(s.stop_grace_period, name).toMatch(/^\d+s$/);
+    }
+    expect(services.server!.healthcheck.test).toEqual(['CMD', '/usr/local/bin/tcpkv-healthcheck']);
+    expect(Number(String(services.server!.stop_grace_period).replace(/s$/, ''))).toBeGreaterThan(8);
+    expect(services.client!.depends_on).toEqual({ server: { condition: 'service_healthy' } });
+    expect(services.prometheus!.ports).toEqual(['127.0.0.1:9090:9090/tcp']);
+  });
+
+  it('starts Prometheus only with the monitoring profile', () => {
+    // (test/containers/compose.test.ts runs `up` without the profile, where prom/prometheus cannot be pulled)
+    const r = spawnSync('docker-compose', ['-f', file, 'config'], { encoding: 'utf8', cwd: repoRoot, timeout: 60_000 });
+    expect(r.status).toBe(0);
+    const services = (parseYaml(r.stdout) as Doc).services as Record<string, Doc>;
+    expect(services.prometheus!.profiles).toEqual(['monitoring']);
+    expect(services.server!.profiles).toBeUndefined();
+    expect(services.client!.profiles).toBeUndefined();
+    const config = parseYaml(readFileSync(join(repoRoot, 'infra/prometheus/single.yml'), 'utf8')) as Doc;
+    expect(config.scrape_configs[0].static_configs[0].targets).toEqual(['server:9464']);
   });
 });
