@@ -2,6 +2,8 @@
 // the HTTP status it maps to, and the text sent to the client. test/unit/errors.test.ts checks that
 // every code here is documented in the README, as fastify does for its FST_ERR_* codes.
 
+import { Texts } from './texts.js';
+
 export const ProtocolErrors = {
   TCPKV_ERR_BAD_REQUEST_LINE: { status: 400, message: 'Malformed request line' },
   TCPKV_ERR_BAD_METHOD: { status: 400, message: 'Malformed method' },
@@ -19,7 +21,8 @@ export const ProtocolErrors = {
   TCPKV_ERR_TE_NOT_CHUNKED: { status: 400, message: 'Transfer-Encoding must end with chunked' },
   TCPKV_ERR_TE_NOT_IMPLEMENTED: { status: 501, message: 'Only the chunked transfer coding is supported' },
   TCPKV_ERR_BAD_CHUNK: { status: 400, message: 'Malformed chunked body' },
-  TCPKV_ERR_BODY_NOT_UTF8: { status: 400, message: 'The body is not valid UTF-8' },
+  // the same words as the rules use for a byte-counted body that is not UTF-8
+  TCPKV_ERR_BODY_NOT_UTF8: { status: 400, message: Texts.badUtf8 },
   TCPKV_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'Request header block too large' },
   TCPKV_ERR_TOO_MANY_HEADERS: { status: 431, message: 'Too many header lines' },
   TCPKV_ERR_TARGET_TOO_LONG: { status: 414, message: 'Request target too long' },
@@ -30,6 +33,7 @@ export const ProtocolErrors = {
   TCPKV_ERR_SEND_TIMEOUT: { status: 408, message: 'Answer not taken by the client in time; connection closed' },
   TCPKV_ERR_STORE_FULL: { status: 507, message: 'Storage is full' },
   TCPKV_ERR_VALUE_TOO_LARGE: { status: 413, message: 'Key or value too large for this store' },
+  TCPKV_ERR_TOO_MANY_PAIRS: { status: 413, message: 'Too many pairs in one request' },
 } as const;
 
 export type ProtocolErrorCode = keyof typeof ProtocolErrors;
