@@ -71,10 +71,15 @@ function choicesOf(parse: (raw: string) => unknown): readonly string[] | undefin
 /**
  * Adds one `--flag <value>` option per setting to a commander program, read from its variable when the
  * flag is absent, with its default and (for word settings) its choices shown by --help. `groupOf`
- * names the help group of each setting (commander's option help groups). Keys must be the flags' camelCase.
+ * names the help group of each setting (commander's option help groups), listed in `groupOf.order`.
+ * Keys must be the flags' camelCase.
  */
-export function addSettingOptions(program: Command, settings: Record<string, Setting<unknown>>, groupOf?: (key: string) => string): void {
-  for (const [key, s] of Object.entries(settings)) {
+export function addSettingOptions(program: Command, settings: Record<string, Setting<unknown>>, groupOf?: ((key: string) => string) & { readonly order?: readonly string[] }): void {
+  let entries = Object.entries(settings);
+  // --help lists groups in the order options are added: add them group by group
+  const order = groupOf?.order;
+  if (groupOf && order) entries = entries.map((e, i) => [e, order.indexOf(groupOf(e[0])), i] as const).sort((a, b) => a[1] - b[1] || a[2] - b[2]).map(([e]) => e);
+  for (const [key, s] of entries) {
     if (camelCase(s.flag) !== key) throw new Error(`setting ${key}: flag --${s.flag} must be its kebab-case`);
     const option = new Option(`--${s.flag} <${s.valueName}>`, s.describe).env(s.env);
     const choices = choicesOf(s.parse);

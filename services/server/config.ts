@@ -90,11 +90,14 @@ export type ServerConfig = SettingValues<typeof serverSettings>;
  * The --help group of each setting, by what it is about. Derived from the key, so a new row lands in
  * its group without a second list to keep; a test checks none falls through to "Other".
  */
-export function serverSettingGroup(key: string): string {
-  if (/^(bind|port|admin)/.test(key)) return 'Network:';
-  if (/^(allowed|shutdown)/.test(key) && !/TimeoutMs$/.test(key)) return 'Access:';
-  if (/^(dataDir|fsync|logRepair|compact|etcd)/.test(key)) return 'Storage:';
-  if (/^max|TimeoutMs$/.test(key)) return 'Limits:';
-  if (/^log/.test(key)) return 'Logging:';
-  return 'Other:';
-}
+export const serverSettingGroup = Object.assign(
+  (key: string): string => {
+    if (/^(bind|port|admin)/.test(key)) return 'Network:';
+    if (/^(allowed|shutdown)/.test(key) && !/TimeoutMs$/.test(key)) return 'Access:';
+    if (/^(dataDir|fsync|logRepair|compact|etcd)/.test(key)) return 'Storage:';
+    if (/^max|TimeoutMs$/.test(key)) return 'Limits:';
+    if (/^log/.test(key)) return 'Logging:';
+    return 'Other:';
+  },
+  { order: ['Network:', 'Access:', 'Storage:', 'Limits:', 'Logging:', 'Other:'] as const },
+);

@@ -20,13 +20,13 @@ const HEADER = ['| variable | flag | default | meaning |', '|---|---|---|---|'];
 
 /** The generated part of docs/configuration.md: the server's settings by help group, then the client's. */
 export function renderSettingsTables(): string {
-  const groups = new Map<string, string[]>();
+  const groups = new Map<string, string[]>(serverSettingGroup.order.map((g) => [g.replace(/:$/, ''), []]));
   for (const key of Object.keys(serverSettings)) {
     const group = serverSettingGroup(key).replace(/:$/, '');
     groups.set(group, [...(groups.get(group) ?? []), key]);
   }
   const out: string[] = [];
-  for (const [group, keys] of groups) out.push(`### tcpkv-server: ${group.toLowerCase()}`, '', ...HEADER, ...rows(serverSettings, keys), '');
+  for (const [group, keys] of groups) if (keys.length) out.push(`### tcpkv-server: ${group.toLowerCase()}`, '', ...HEADER, ...rows(serverSettings, keys), '');
   out.push('### tcpkv-client', '', ...HEADER, ...rows(clientSettings, Object.keys(clientSettings)), '');
   return out.join('\n');
 }
