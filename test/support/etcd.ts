@@ -13,6 +13,8 @@ export interface LocalEtcd {
   stop(): Promise<void>;
   /** starts it again on the same ports and data */
   start(): Promise<void>;
+  /** stops it, deletes its data and starts a new cluster on the same ports (a wiped etcd) */
+  wipe(): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -25,7 +27,13 @@ async function answers(endpoint: string): Promise<boolean> {
   }
 }
 
-export async function startEtcd(): Promise<LocalEtcd> {
+export interface LocalEtcdOptions {
+  /** extra etcd flags, e.g. ['--quota-backend-bytes=20000000', '--max-txn-ops=1024'] */
+  readonly flags?: readonly string[];
+}
+
+export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEtcd> {
+  let token = 1;
   const dataDir = mkdtempSync(join(tmpdir(), 'tcpkv-etcd-'));
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   const endpoint = `http://127.0.0.1:${clientPort}`;
@@ -37,7 +45,8 @@ export async function startEtcd(): Promise<LocalEtcd> {
         '--name', 'test', '--data-dir', join(dataDir, 'member'),
         '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
         '--listen-peer-urls', `http://127.0.0.1:${peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
-        '--initial-cluster', `test=http://127.0.0.1:${peerPort}`, '--log-level', 'error', '--logger', 'zap',
+        '--initial-cluster', `test=http://127.0.0.1:${peerPort}`, '--initial-cluster-token', `tcpkv-test-${token}`,
+        '--log-level', 'error', '--logger', 'zap', ...(options.flags ?? []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -62,6 +71,12 @@ export async function startEtcd(): Promise<LocalEtcd> {
     dataDir,
     stop,
     start,
+    wipe: async () => {
+      await stop();
+      rmSync(join(dataDir, 'member'), { recursive: true, force: true });
+      token++;
+      await start();
+    },
     destroy: async () => {
       await stop();
       rmSync(dataDir, { recursive: true, force: true });

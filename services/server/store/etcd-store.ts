@@ -214,7 +214,6 @@ export class EtcdStore implements Store {
     } catch (error) {
       const message = (error as Error).message;
       if (refusal(message) === 'denied') {
-        this.client.close();
         throw new EtcdStartError(`etcd refused to let this user read the prefix ${this.kvPrefix.toString('utf8')}: ${message} (check TCPKV_ETCD_USERNAME, TCPKV_ETCD_PASSWORD and the user's role)`);
       }
       this.logger.warn({ err: message }, 'etcd is not reachable yet: the replica is not ready, and answers 503, until it is');
@@ -262,6 +261,7 @@ export class EtcdStore implements Store {
   }
 
   async readiness(): Promise<string | undefined> {
+    this.cache.start();
     if (this.cache.problem !== undefined) return this.cache.problem;
     try {
       await this.barrier();
@@ -535,7 +535,8 @@ export class EtcdStore implements Store {
  * skipped at once, just when the new leader is being elected.
  */
 function memberUnreachable(error: Error): boolean {
-  return isRecoverableError(error) && !/etcdserver:/.test(error.message);
+  // RESOURCE_EXHAUSTED (an answer over the client's 4 MiB) is about the request, not the member
+  return isRecoverableError(error) && !/etcdserver:|RESOURCE_EXHAUSTED|larger than max/.test(error.message);
 }
 
 /** The call cannot have reached etcd: no connection was made, or every member's breaker stopped it. */
