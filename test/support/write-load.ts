@@ -26,22 +26,20 @@ export function newModel(): LoadModel {
 }
 
 /** One request at a time over a keep-alive connection. */
-class Conn {
+export class Conn {
   private readonly socket: Socket;
   private pending: { reader: ResponseReader; resolve: (r: ParsedResponse) => void; reject: (e: Error) => void } | undefined;
-  private buf = Buffer.alloc(0);
   private dead: Error | undefined;
 
   private constructor(socket: Socket) {
     this.socket = socket;
     socket.on('data', (c: Buffer) => {
-      this.buf = Buffer.concat([this.buf, c]);
       const p = this.pending;
-      if (!p) return;
+      if (!p) return; // one request at a time: nothing arrives unasked
       try {
-        const r = p.reader.push(this.buf);
+        // the reader keeps what it has been given: hand it each chunk once
+        const r = p.reader.push(c);
         if (r) {
-          this.buf = Buffer.alloc(0); // one request at a time: nothing follows an answer
           this.pending = undefined;
           p.resolve(r);
         }

@@ -32,7 +32,6 @@ import { lockDirectory, type DirectoryLock } from './dir-lock.js';
 import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeRecord, fileSource, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, snapshotRecords, type ReplayResult } from './log-format.js';
 import { MemoryStore } from './memory-store.js';
 import {
-  StoreFullError,
   StoreUnavailableError,
   ValueTooLargeError,
   type CreateResult,
@@ -41,6 +40,7 @@ import {
   type PageRequest,
   type Pair,
   type Store,
+  type StoreLimits,
   type StoreUsage,
   type UpsertResult,
 } from './store.js';
@@ -111,6 +111,8 @@ export interface LogStoreOptions {
   readonly logger: Logger;
   /** the largest record payload the writer accepts (≤ MAX_RECORD_BYTES); a request needing more is refused (413) */
   readonly maxRecordBytes?: number;
+  /** SPEC §7 store limits (507); unset = derived from the heap */
+  readonly limits?: StoreLimits;
   readonly events?: StoreEvents;
   /** the file operations (tests inject failures here) */
   readonly fileOps?: LogFileOps;
@@ -132,15 +134,10 @@ type PendingWrite =
   | { readonly kind: 'create' | 'upsert'; readonly pairs: readonly Pair[]; readonly record: Buffer; resolve(result: CreateResult | UpsertResult | boolean): void; reject(error: Error): void }
   | { readonly kind: 'delete'; readonly key: string; readonly record: Buffer; resolve(result: CreateResult | UpsertResult | boolean): void; reject(error: Error): void };
 
-/** The batch-growth check the memory store offers (keys and bytes a batch adds, against its limits). */
-interface GrowthChecker {
-  checkGrowth?(addedKeys: number, addedBytes: number): StoreFullError | undefined;
-}
-
 const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 
 export class LogStore implements Store {
-  private readonly memory = new MemoryStore();
+  private readonly memory: MemoryStore;
   private readonly options: LogStoreOptions;
   private readonly logger: Logger;
   private readonly events: StoreEvents;
@@ -180,6 +177,8 @@ export class LogStore implements Store {
     this.path = join(options.dir, LOG_NAME);
     this.rewritePath = join(options.dir, REWRITE_NAME);
     this.maxRecordBytes = Math.min(options.maxRecordBytes ?? DEFAULT_RECORD_LIMIT, MAX_RECORD_BYTES);
+    // replay does not check the limits: a log loaded over them starts, and then only shrinks
+    this.memory = new MemoryStore({ logger: options.logger, ...(options.limits ? { limits: options.limits } : {}) });
   }
 
   /** Locks the directory, replays the log, and opens it for appending. */
@@ -367,7 +366,7 @@ export class LogStore implements Store {
       const old = this.memory.get(key);
       if (old === undefined) continue;
       this.liveBytes -= pairRecordBytes(key, old);
-      this.memory.delete(key);
+      this.memory.restoreDelete(key);
     }
   }
 
@@ -417,10 +416,6 @@ export class LogStore implements Store {
       this.dirSyncPending = false;
       this.logger.warn({ dir: this.options.dir }, 'directory fsync done: writes are accepted again');
     }
-  }
-
-  private growthError(addedKeys: number, addedBytes: number): StoreFullError | undefined {
-    return (this.memory as GrowthChecker).checkGrowth?.(addedKeys, addedBytes);
   }
 
   private async flushBatch(): Promise<void> {
@@ -476,7 +471,7 @@ export class LogStore implements Store {
           bytes += before === undefined ? utf8(key) + utf8(value) : utf8(value) - utf8(before);
           within.set(key, value);
         }
-        const full = this.growthError(addedKeys + keys, addedBytes + bytes);
+        const full = this.memory.checkGrowth(addedKeys + keys, addedBytes + bytes);
         if (full) {
           op.reject(full);
           continue;

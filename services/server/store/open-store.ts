@@ -85,6 +85,7 @@ export async function openStore(config: ServerConfig, logger: Logger): Promise<S
       compactFactor: config.compactFactor,
       compactMinBytes: config.compactMinBytes,
       maxRecordBytes: config.maxLogRecordBytes,
+      limits,
       repair: config.logRepair,
       logger,
     });
