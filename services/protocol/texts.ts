@@ -36,5 +36,6 @@ export const Texts = Object.freeze({
   badQueryEncoding: (name: string) => `The query parameter ${name} is not valid percent-encoded UTF-8.`,
   badLimit: 'limit must be a whole number from 1 to 1000.',
   valueTooLarge: (detail: string) => `Too large for this store: ${detail}`,
+  tooManyPairs: (max: number) => `Too many pairs in one request: at most ${max} (TCPKV_MAX_PAIRS)`,
 });
 

@@ -304,8 +304,8 @@ export class Connection {
     slot.close = close;
     slot.shutdown = response.shutdown === true;
     slot.status = response.status;
+    if (response.limit !== undefined) this.ruleLimit(response.limit, response.body);
     if (request !== undefined) {
-      if (response.status >= 413) this.storeLimit(response.status);
       if (request.method === 'END' && (response.status === 200 || response.status === 403) && this.host.counting) this.host.events.endAttempt(endOutcome(response));
     }
     if (this.host.accessLog) {
@@ -474,10 +474,13 @@ export class Connection {
     this.host.events.limitHit(code);
   }
 
-  /** 507 and 413 from the store are limits too (the store logs them, rate-limited): counted here. */
-  private storeLimit(status: number): void {
-    if (status === 507) this.host.events.limitHit('TCPKV_ERR_STORE_FULL');
-    else if (status === 413) this.host.events.limitHit('TCPKV_ERR_VALUE_TOO_LARGE');
+  /**
+   * A limit the rules applied. The store logs its own (507 at most once a minute); the others are
+   * logged here, like every limit the connection applies.
+   */
+  private ruleLimit(code: string, message: string): void {
+    if (code !== 'TCPKV_ERR_STORE_FULL') this.host.logger.warn({ peer: this.peer, code }, `limit hit: ${message}`);
+    this.host.events.limitHit(code);
   }
 
   private crash(error: unknown): void {

@@ -79,7 +79,7 @@ async function main(): Promise<void> {
     },
     maxConnections: config.maxConnections,
     allowedClients: config.allowedClients,
-    policy: { allowedHosts: config.allowedHosts, shutdown: { enabled: config.shutdown, token: config.shutdownToken } },
+    policy: { allowedHosts: config.allowedHosts, shutdown: { enabled: config.shutdown, token: config.shutdownToken }, maxPairs: config.maxPairs },
     store,
     logger,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

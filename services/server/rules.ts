@@ -24,7 +24,16 @@ export interface RuleRequest {
 export interface Policy {
   readonly allowedHosts: HostAllowList;
   readonly shutdown: ShutdownPolicy;
+  /** pairs one POST /create or PUT /update may carry (413 beyond); default DEFAULT_MAX_PAIRS */
+  readonly maxPairs?: number;
 }
+
+/**
+ * Pairs per request by default. A body within the 1 MiB body limit can hold ~100,000 tiny pairs, and
+ * applying them is one synchronous step of the event loop (tens of ms per 10,000 pairs on a loaded
+ * machine): every other connection waits for it. Bounded like etcd bounds operations per transaction.
+ */
+export const DEFAULT_MAX_PAIRS = 10_000;
 
 const ALLOWED_METHODS = 'HEAD, GET, POST, PUT, END';
 const ALLOW_HEADER = [['Allow', ALLOWED_METHODS]] as const;
@@ -35,7 +44,7 @@ function text(status: number, body: string, headersOnly = false): Response {
 
 // ---- body: `key: value&key2: value2` -------------------------------------------------------------
 
-export type PairsResult = { readonly pairs: Pair[] } | { readonly error: string };
+export type PairsResult = { readonly pairs: Pair[] } | { readonly error: string; readonly status?: 413 };
 
 // Keys and values are text without line breaks or other control characters (a value holding a newline
 // could fake an entry in the listing): C0 controls (TAB allowed in values), DEL, C1 controls, and the
@@ -82,7 +91,7 @@ function trimmedText(body: Buffer, from: number, to: number): string {
  * key and value trimmed. The first bad pair decides the error, as in the seed. One pass over the
  * bytes; every key and value is decoded from its own bytes.
  */
-export function parsePairs(body: Buffer): PairsResult {
+export function parsePairs(body: Buffer, maxPairs = Infinity): PairsResult {
   if (!isUtf8(body)) return { error: Texts.badUtf8 };
   const pairs: Pair[] = [];
   const n = body.length;
@@ -104,6 +113,7 @@ export function parsePairs(body: Buffer): PairsResult {
     if (hasControlCharacters(key, false) || hasControlCharacters(value, true)) return { error: Texts.controlCharacters };
     pairs.push([key, value]);
     if (end === n) return { pairs };
+    if (pairs.length === maxPairs) return { error: Texts.tooManyPairs(maxPairs), status: 413 };
     from = end + 1;
   }
 }
@@ -323,8 +333,8 @@ function route(request: RuleRequest, store: Store, policy: Policy, peerAddress: 
   // 7. GET lists the DB on any path
   if (method === 'GET') return listing(store, false);
   // 8. POST / PUT anywhere but their own path
-  if (path === 'create') return create(request.body, store);
-  if (path === 'update') return update(request.body, store);
+  if (path === 'create') return create(request.body, store, policy.maxPairs ?? DEFAULT_MAX_PAIRS);
+  if (path === 'update') return update(request.body, store, policy.maxPairs ?? DEFAULT_MAX_PAIRS);
   return text(404, Texts.noRoute);
 }
 
@@ -345,16 +355,20 @@ function endRequest(request: RuleRequest, policy: Policy, peerAddress: string): 
   }
 }
 
-function create(body: Buffer, store: Store): MaybePromise<Response> {
-  const parsed = parsePairs(body);
-  if ('error' in parsed) return text(400, parsed.error);
+function pairsError(parsed: { readonly error: string; readonly status?: 413 }): Response {
+  return parsed.status === 413 ? { status: 413, body: parsed.error, limit: 'TCPKV_ERR_TOO_MANY_PAIRS' } : text(400, parsed.error);
+}
+
+function create(body: Buffer, store: Store, maxPairs: number): MaybePromise<Response> {
+  const parsed = parsePairs(body, maxPairs);
+  if ('error' in parsed) return pairsError(parsed);
   const pairs = parsed.pairs;
   if (pairs.length > 1) {
     // a key repeated in one body counts as existing: the seed stored the first and then refused
     const seen = new Set<string>();
-    for (const [key] of pairs) {
-      if (seen.has(key)) return text(400, Texts.keyExists);
-      seen.add(key);
+    for (let i = 0; i < pairs.length; i++) {
+      seen.add(pairs[i]![0]);
+      if (seen.size === i) return text(400, Texts.keyExists);
     }
   }
   return guard(store.createAll(pairs), (result) => created(pairs, result));
@@ -367,11 +381,11 @@ function created(pairs: readonly Pair[], result: CreateResult): Response {
   return { status: 200, body: out + Texts.postOk };
 }
 
-function update(body: Buffer, store: Store): MaybePromise<Response> {
-  const parsed = parsePairs(body);
-  if ('error' in parsed) return text(400, parsed.error);
+function update(body: Buffer, store: Store, maxPairs: number): MaybePromise<Response> {
+  const parsed = parsePairs(body, maxPairs);
+  if ('error' in parsed) return pairsError(parsed);
   // a key repeated in one body: the last value wins, and the key is reported once
-  const pairs: Pair[] = [...new Map(parsed.pairs)];
+  const pairs: Pair[] = parsed.pairs.length > 1 ? [...new Map(parsed.pairs)] : parsed.pairs;
   return guard(store.upsertAll(pairs), ({ previous }) => {
     let updated = '';
     let created = '';
@@ -395,7 +409,8 @@ function guard<T>(value: MaybePromise<T>, then: (v: T) => Response): MaybePromis
 
 function storeFailure(error: unknown): Response {
   if (error instanceof StoreUnavailableError) return text(503, error.indeterminate ? Texts.storeIndeterminate : Texts.storeUnavailable);
-  if (error instanceof StoreFullError) return text(507, error.message);
-  if (error instanceof ValueTooLargeError) return text(413, Texts.valueTooLarge(error.message));
+  // the store logged these (rate-limited); the connection counts them
+  if (error instanceof StoreFullError) return { status: 507, body: error.message, limit: 'TCPKV_ERR_STORE_FULL' };
+  if (error instanceof ValueTooLargeError) return { status: 413, body: Texts.valueTooLarge(error.message), limit: 'TCPKV_ERR_VALUE_TOO_LARGE' };
   throw error;
 }

@@ -154,7 +154,7 @@ describe('MemoryStore', () => {
   it('default limits come from the heap the process has', () => {
     const limits = defaultStoreLimits(128 * 2 ** 20);
     expect(limits.maxKeys).toBeGreaterThan(100_000);
-    expect(limits.maxKeys * 160 + limits.maxDataBytes * 4).toBeLessThanOrEqual(64 * 2 ** 20);
+    expect(limits.maxKeys * 200 + limits.maxDataBytes * 4).toBeLessThanOrEqual(64 * 2 ** 20);
   });
 
   it('stored text is independent of the strings given (no sliced parent pinned once rendered)', () => {

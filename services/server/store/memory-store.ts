@@ -40,15 +40,18 @@ const PAGE_SCAN_BUDGET = 10_000;
 const FULL_WARNING_EVERY_MS = 60_000;
 
 // Heap the store may take by default, as a share of the heap the process actually has, and what a key
-// and a byte cost there (measured with bench/memory.mjs on Node 24; see docs/store.md):
-//   per key   ≈ 110 B of heap besides its bytes (map slot, entry object, key string header)
-//   per byte  ≤ 2 B of heap in the worst case (a key is held twice: in the map and in its block's text;
-//             text holding any non-Latin-1 character is stored as UTF-16, 2 B per character)
-// Each limit alone may take a quarter of the heap, so both together stay under half of it: the rest is
-// for connections, request bodies, answers in flight and the garbage collector's headroom.
+// and a byte cost there (measured on Node 24 by bench/memory.mjs and docs/store.md's table):
+//   per key   145–160 B of heap besides its bytes (map slot, entry object, key string header, its
+//             share of a block)
+//   per byte  1 B for a value's byte, 2 B for a key's (held in the map and in its block's text); text
+//             with a character beyond Latin-1 is UTF-16 in V8, so an ASCII byte in such a block takes
+//             2 B: at worst 3 B per byte
+// Each limit alone may take a quarter of the heap, with margin on both costs, so both together stay
+// under half of it: the rest is for connections, request bodies, answers in flight and the garbage
+// collector's headroom.
 const HEAP_SHARE_PER_LIMIT = 0.25;
-export const HEAP_PER_KEY = 160; // measured ≈110, with margin
-export const HEAP_PER_DATA_BYTE = 4; // worst case 2 per byte for a key held twice as UTF-16, with margin
+export const HEAP_PER_KEY = 200;
+export const HEAP_PER_DATA_BYTE = 4;
 
 /** Limits derived from `v8.getHeapStatistics().heap_size_limit`: they can never exhaust the heap. */
 export function defaultStoreLimits(heapSizeLimit = getHeapStatistics().heap_size_limit): StoreLimits {
