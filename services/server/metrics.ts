@@ -142,7 +142,7 @@ class LabelSlots {
 }
 
 export interface MetricsOptions {
-  /** the store limits (TCPKV_MAX_KEYS, TCPKV_MAX_DATA_BYTES), shown as gauges */
+  /** the store limits (TCPKV_MAX_KEYS, TCPKV_MAX_DATA_BYTES), shown as gauges; default: the store's own, if it shows them */
   readonly limits?: StoreLimits;
   /** the server's version, in tcpkv_build_info */
   readonly version?: string;
@@ -157,6 +157,12 @@ interface HasLogBytes {
 
 function hasLogBytes(store: Store): store is Store & HasLogBytes {
   return typeof (store as Partial<HasLogBytes>).logBytes === 'number';
+}
+
+/** The limits a store enforces, when it shows them (the memory store does). */
+function storeLimits(store: Store): StoreLimits | undefined {
+  const limits = (store as { limits?: Partial<StoreLimits> }).limits;
+  return limits && typeof limits.maxKeys === 'number' && typeof limits.maxDataBytes === 'number' ? (limits as StoreLimits) : undefined;
 }
 
 export class TcpkvMetrics implements ServerEvents, StoreEvents {
@@ -203,8 +209,8 @@ export class TcpkvMetrics implements ServerEvents, StoreEvents {
     add('tcpkv_request_duration_seconds', 'Time from a request\'s first byte to its answer handed to the socket, by route.', 'histogram', () =>
       ROUTES.flatMap((route, i) => (this.duration.seen(i) ? this.duration.values('tcpkv_request_duration_seconds', i, { route }) : [])),
     );
-    add('tcpkv_received_bytes_total', 'Bytes of requests received (head and body).', 'counter', () => [{ value: this.bytesIn, labels: {} }]);
-    add('tcpkv_sent_bytes_total', 'Bytes of answers sent.', 'counter', () => [{ value: this.bytesOut, labels: {} }]);
+    add('tcpkv_request_body_bytes_total', 'Bytes of request bodies received.', 'counter', () => [{ value: this.bytesIn, labels: {} }]);
+    add('tcpkv_response_bytes_total', 'Bytes of answers sent (head and body).', 'counter', () => [{ value: this.bytesOut, labels: {} }]);
     add('tcpkv_connections_open', 'Connections open now.', 'gauge', () => [{ value: this.open, labels: {} }]);
     add('tcpkv_connections_total', 'Connections accepted.', 'counter', () => [{ value: this.opened, labels: {} }]);
     add('tcpkv_connections_refused_total', 'Connections closed at accept, by reason.', 'counter', () =>
@@ -252,11 +258,15 @@ export class TcpkvMetrics implements ServerEvents, StoreEvents {
       const store = this.store;
       return store && hasLogBytes(store) ? [{ value: store.logBytes, labels: {} }] : [];
     });
-    if (options.limits) {
-      const { maxKeys, maxDataBytes } = options.limits;
-      new Gauge({ name: 'tcpkv_store_max_keys', help: 'The store\'s key limit (TCPKV_MAX_KEYS).', registers: [r] }).set(maxKeys);
-      new Gauge({ name: 'tcpkv_store_max_data_bytes', help: 'The store\'s data limit in bytes (TCPKV_MAX_DATA_BYTES).', registers: [r] }).set(maxDataBytes);
-    }
+    const limits = () => options.limits ?? (this.store ? storeLimits(this.store) : undefined);
+    add('tcpkv_store_max_keys', 'The store\'s key limit (TCPKV_MAX_KEYS).', 'gauge', () => {
+      const l = limits();
+      return l ? [{ value: l.maxKeys, labels: {} }] : [];
+    });
+    add('tcpkv_store_max_data_bytes', 'The store\'s data limit in bytes (TCPKV_MAX_DATA_BYTES).', 'gauge', () => {
+      const l = limits();
+      return l ? [{ value: l.maxDataBytes, labels: {} }] : [];
+    });
     // read at scrape time (a prom-client gauge with an async collect): nothing on the hot path
     const readiness = () => this.readiness();
     new Gauge({
