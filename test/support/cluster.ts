@@ -138,13 +138,17 @@ export type Reachable = Pick<Replica, 'name' | 'port'>;
 export interface ReplicaOptions {
   readonly token: string;
   readonly env?: Record<string, string>;
+  /** network aliases (default tcpkv1..n); another set lets two groups of replicas share a network */
+  readonly names?: readonly string[];
+  /** per-replica environment on top of `env` (e.g. one replica given only one etcd member) */
+  readonly envOf?: (index: number) => Record<string, string>;
 }
 
 /** Starts tcpkv1..n over the etcd cluster, each publishing port 10000 on 127.0.0.1. */
 export async function startReplicas(network: StartedNetwork, resources: DockerResources, count: number, options: ReplicaOptions): Promise<Replica[]> {
-  const names = Array.from({ length: count }, (_, i) => `tcpkv${i + 1}`);
+  const names = options.names ?? Array.from({ length: count }, (_, i) => `tcpkv${i + 1}`);
   return Promise.all(
-    names.map(async (name) => {
+    names.map(async (name, index) => {
       const container = await startServer({
         network,
         aliases: [name],
@@ -157,6 +161,7 @@ export async function startReplicas(network: StartedNetwork, resources: DockerRe
           TCPKV_ALLOWED_HOSTS: [...names, '127.0.0.1', 'localhost'].join(','),
           TCPKV_SHUTDOWN_TOKEN: options.token,
           ...options.env,
+          ...options.envOf?.(index),
         },
       });
       return { name, container, port: () => container.getMappedPort(SERVER_PORT) };

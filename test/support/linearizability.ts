@@ -18,8 +18,8 @@ export type Value = string;
 export type KvPair = readonly [key: string, value: Value];
 
 export type Operation =
-  /** POST: `existingKey` set = refused because that key existed; undefined result = unknown outcome */
-  | { readonly kind: 'create'; readonly pairs: readonly KvPair[]; readonly result?: { readonly ok: true } | { readonly ok: false; readonly existingKey: string } }
+  /** POST: refused because a key existed (`existingKey` when the answer names it); undefined result = unknown outcome */
+  | { readonly kind: 'create'; readonly pairs: readonly KvPair[]; readonly result?: { readonly ok: true } | { readonly ok: false; readonly existingKey?: string } }
   /** PUT: `previous` aligned with pairs (undefined = the key was new) */
   | { readonly kind: 'upsert'; readonly pairs: readonly KvPair[]; readonly result?: { readonly previous: readonly (Value | undefined)[] } }
   | { readonly kind: 'delete'; readonly key: string; readonly result?: { readonly deleted: boolean } }
@@ -57,7 +57,8 @@ export function step(state: State, op: Operation): State | undefined {
       const anyExists = op.pairs.some(([k]) => state.has(k));
       if (op.result === undefined) return anyExists ? state : withPairs(state, op.pairs);
       if (op.result.ok) return anyExists ? undefined : withPairs(state, op.pairs);
-      return state.has(op.result.existingKey) ? state : undefined;
+      if (op.result.existingKey !== undefined) return state.has(op.result.existingKey) ? state : undefined;
+      return anyExists ? state : undefined;
     }
     case 'upsert': {
       const previous = op.result?.previous;
@@ -251,7 +252,7 @@ function closed(ops: readonly HistoryOp[]): boolean {
     if (op.kind === 'get' && !has(op.key, op.result.value)) return false;
     if (op.kind === 'list' && !op.result.pairs.every(([k, v]) => has(k, v))) return false;
     if (op.kind === 'upsert' && op.result && !op.pairs.every(([k], i) => has(k, op.result!.previous[i]))) return false;
-    if (op.kind === 'create' && op.result && !op.result.ok && !created.has(op.result.existingKey)) return false;
+    if (op.kind === 'create' && op.result && !op.result.ok && !op.pairs.some(([k]) => created.has(k))) return false;
     if (op.kind === 'delete' && op.result?.deleted && !created.has(op.key)) return false;
   }
   return true;

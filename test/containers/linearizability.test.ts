@@ -1,0 +1,225 @@
+// Linearizability of tcpkv over etcd, under faults: 6 concurrent clients through 3 replicas (two per
+// replica) send POST /create, PUT /update, GET /, GET /kv/<key> and DELETE /kv/<key> on 4 keys for
+// 22 s each run, recording each operation's invocation and completion on the host's clock, while one
+// fault is injected: the etcd leader killed, one member cut off its network and reconnected, a
+// replica killed, a replica paused for longer than the etcd deadline. The checker
+// (test/support/linearizability.ts) must find every history linearizable — and must reject the
+// history of replicas that answer reads from their cache without the read barrier (a test-only
+// mode), under a member cut off from the network.
+// Figures (operations, unknown outcomes, check time) are printed as one JSON line per run.
+
+import { performance } from 'node:perf_hooks';
+import { Network, type StartedNetwork } from 'testcontainers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Texts } from '../../services/protocol/texts.js';
+import { clientFor, findLeader, request, restartStopped, sleep, startEtcdCluster, startReplicas, type EtcdMember, type Outcome, type Replica } from '../support/cluster.js';
+import { DockerResources, dockerOk } from '../support/docker.js';
+import { checkHistory, describeHistory, type HistoryOp, type KvPair } from '../support/linearizability.js';
+import { parseListing } from '../support/write-load.js';
+
+const TOKEN = 'linearizability-token';
+const CLIENTS = 6;
+const KEYS = 4;
+const RUN_MS = 22_000;
+const FAULT_AT_MS = 6_000;
+const HEAL_AT_MS = 14_000;
+const ETCD_TIMEOUT_MS = 3_000;
+
+interface Recorded {
+  readonly history: HistoryOp[];
+  dropped: number;
+}
+
+const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!;
+
+/** What a write's answer says about whether it was applied. */
+function writeFate(o: Outcome): 'known' | 'unknown' | 'not-applied' {
+  if (o.status === 200 || o.status === 400 || o.status === 404) return 'known';
+  if (o.status === 503) return o.body === Texts.storeIndeterminate ? 'unknown' : 'not-applied';
+  if (typeof o.status === 'string') return o.maybeApplied ? 'unknown' : 'not-applied';
+  throw new Error(`unexpected answer to a write: ${o.status} ${o.body}`);
+}
+
+/** One client's loop: random operations on the run's keys through `replica()`, until `stopAt`. */
+async function clientLoop(client: number, replica: () => Replica, tag: string, stopAt: number, out: Recorded): Promise<void> {
+  const keys = Array.from({ length: KEYS }, (_, i) => `${tag}k${i}`);
+  for (let n = 0; performance.now() < stopAt; n++) {
+    const value = `${tag}c${client}n${n}`;
+    const r = Math.random();
+    const target = replica();
+    const api = clientFor([target], { timeoutMs: 10_000 });
+    const call = performance.now();
+    if (r < 0.3) {
+      const key = pick(keys);
+      const o = await request(api, 'GET', `kv/${key}`);
+      const ret = performance.now();
+      if (o.status === 200 || o.status === 404) out.history.push({ client, call, ret, op: { kind: 'get', key, result: { value: o.status === 200 ? o.body : undefined } } });
+      else out.dropped++;
+    } else if (r < 0.42) {
+      const o = await request(api, 'GET', '');
+      const ret = performance.now();
+      if (o.status === 200) {
+        const pairs = [...parseListing(o.body)].filter(([k]) => k.startsWith(tag));
+        out.history.push({ client, call, ret, op: { kind: 'list', result: { pairs } } });
+      } else out.dropped++;
+    } else if (r < 0.62) {
+      const chosen = [...new Set([pick(keys), pick(keys)])];
+      const pairs: KvPair[] = chosen.map((k) => [k, value]);
+      const o = await request(api, 'PUT', 'update', pairs.map(([k, v]) => `${k}: ${v}`).join('&'));
+      const ret = performance.now();
+      const fate = writeFate(o);
+      if (fate === 'not-applied') out.dropped++;
+      else if (fate === 'unknown') out.history.push({ client, call, ret: Infinity, op: { kind: 'upsert', pairs } });
+      else {
+        expect(o.status, o.body).toBe(200);
+        // "key: old => new" lines name the replaced values; keys not named there were new
+        const previous = pairs.map(([k]) => {
+          const line = o.body.split('\n').find((l) => l.startsWith(`${k}: `) && l.includes(' => '));
+          return line === undefined ? undefined : line.slice(k.length + 2, line.lastIndexOf(' => '));
+        });
+        out.history.push({ client, call, ret, op: { kind: 'upsert', pairs, result: { previous } } });
+      }
+    } else if (r < 0.85) {
+      const chosen = [...new Set([pick(keys), pick(keys)])];
+      const pairs: KvPair[] = chosen.map((k) => [k, value]);
+      const o = await request(api, 'POST', 'create', pairs.map(([k, v]) => `${k}: ${v}`).join('&'));
+      const ret = performance.now();
+      const fate = writeFate(o);
+      if (fate === 'not-applied') out.dropped++;
+      else if (fate === 'unknown') out.history.push({ client, call, ret: Infinity, op: { kind: 'create', pairs } });
+      else {
+        expect([200, 400], o.body).toContain(o.status);
+        if (o.status === 400) expect(o.body).toBe(Texts.keyExists);
+        out.history.push({ client, call, ret, op: { kind: 'create', pairs, result: o.status === 200 ? { ok: true } : { ok: false } } });
+      }
+    } else {
+      const key = pick(keys);
+      const o = await request(api, 'DELETE', `kv/${key}`);
+      const ret = performance.now();
+      const fate = writeFate(o);
+      if (fate === 'not-applied') out.dropped++;
+      else if (fate === 'unknown') out.history.push({ client, call, ret: Infinity, op: { kind: 'delete', key } });
+      else out.history.push({ client, call, ret, op: { kind: 'delete', key, result: { deleted: o.status === 200 } } });
+    }
+    await sleep(Math.random() * 8);
+  }
+}
+
+/** Runs the workload for RUN_MS with `fault` at FAULT_AT_MS and `heal` at HEAL_AT_MS; returns the history. */
+async function record(tag: string, replicas: readonly Replica[], fault: () => Promise<void>, heal: () => Promise<void>): Promise<Recorded> {
+  const out: Recorded = { history: [], dropped: 0 };
+  const started = performance.now();
+  const stopAt = started + RUN_MS;
+  const clients = Array.from({ length: CLIENTS }, (_, c) => clientLoop(c, () => replicas[c % replicas.length]!, tag, stopAt, out));
+  const faults = (async () => {
+    await sleep(FAULT_AT_MS);
+    await fault();
+    await sleep(Math.max(0, started + HEAL_AT_MS - performance.now()));
+    await heal();
+  })();
+  await Promise.all([...clients, faults]);
+  return out;
+}
+
+function summary(fault: string, recorded: Recorded, checkMs: number, verdict: boolean): string {
+  const ops = recorded.history;
+  return JSON.stringify({
+    fault,
+    operations: ops.length,
+    reads: ops.filter((h) => h.op.kind === 'get' || h.op.kind === 'list').length,
+    writesAcknowledged: ops.filter((h) => h.op.kind !== 'get' && h.op.kind !== 'list' && Number.isFinite(h.ret)).length,
+    writesUnknown: ops.filter((h) => !Number.isFinite(h.ret)).length,
+    answeredNotApplied: recorded.dropped,
+    checkMs: Math.round(checkMs),
+    linearizable: verdict,
+  });
+}
+
+function check(fault: string, recorded: Recorded): ReturnType<typeof checkHistory> {
+  const started = performance.now();
+  const result = checkHistory(recorded.history);
+  console.log(summary(fault, recorded, performance.now() - started, result.linearizable));
+  return result;
+}
+
+describe('linearizability of tcpkv over etcd under faults', () => {
+  const res = new DockerResources();
+  let network: StartedNetwork;
+  let members: EtcdMember[];
+  let replicas: Replica[];
+  let unsafe: Replica[];
+
+  beforeAll(async () => {
+    network = res.network(await new Network().start());
+    members = await startEtcdCluster(network, res);
+    const env = { TCPKV_ETCD_TIMEOUT_MS: String(ETCD_TIMEOUT_MS), TCPKV_LOG_LEVEL: 'warn' };
+    [replicas, unsafe] = await Promise.all([
+      startReplicas(network, res, 3, { token: TOKEN, env }),
+      // the checker's negative case: no read barrier, and the first one follows etcd3 only
+      startReplicas(network, res, 3, {
+        token: TOKEN,
+        names: ['unsafe1', 'unsafe2', 'unsafe3'],
+        env: { ...env, TCPKV_ETCD_PREFIX: 'unsafe/', TCPKV_TEST_ONLY_UNSAFE_READS: 'no-barrier' },
+        envOf: (i) => (i === 0 ? { TCPKV_ETCD_ENDPOINTS: 'http://etcd3:2379' } : {}),
+      }),
+    ]);
+  });
+  afterAll(async () => {
+    await res.cleanup();
+  });
+
+  const disconnect = (m: EtcdMember) => dockerOk(['network', 'disconnect', network.getName(), m.container.getId()]);
+  const reconnect = (m: EtcdMember) => dockerOk(['network', 'connect', '--alias', m.name, network.getName(), m.container.getId()]);
+
+  it('the etcd leader killed (docker kill) and started again: linearizable', async () => {
+    const leader = await findLeader(members);
+    const recorded = await record('L', replicas, () => dockerOk(['kill', leader.container.getId()]).then(() => {}), () => restartStopped(members));
+    const result = check('etcd leader killed', recorded);
+    expect(result.linearizable, result.counterexample && describeHistory(result.counterexample)).toBe(true);
+    expect(recorded.history.length).toBeGreaterThan(500);
+  });
+
+  it('one etcd member cut off the network (docker network disconnect) and reconnected: linearizable', async () => {
+    const cut = members[2]!;
+    const recorded = await record('P', replicas, () => disconnect(cut).then(() => {}), () => reconnect(cut).then(() => {}));
+    const result = check('etcd member partitioned', recorded);
+    expect(result.linearizable, result.counterexample && describeHistory(result.counterexample)).toBe(true);
+  });
+
+  it('a replica killed (docker kill) and started again: linearizable', async () => {
+    const victim = replicas[1]!;
+    const recorded = await record(
+      'K',
+      replicas,
+      () => dockerOk(['kill', victim.container.getId()]).then(() => {}),
+      () => victim.container.restart(),
+    );
+    const result = check('replica killed', recorded);
+    expect(result.linearizable, result.counterexample && describeHistory(result.counterexample)).toBe(true);
+  });
+
+  it('a replica paused (docker pause) for twice the etcd deadline: linearizable', async () => {
+    const victim = replicas[2]!;
+    const recorded = await record(
+      'Z',
+      replicas,
+      () => dockerOk(['pause', victim.container.getId()]).then(() => {}),
+      async () => {
+        await sleep(Math.max(0, 2 * ETCD_TIMEOUT_MS - (HEAL_AT_MS - FAULT_AT_MS)));
+        await dockerOk(['unpause', victim.container.getId()]);
+      },
+    );
+    const result = check('replica paused', recorded);
+    expect(result.linearizable, result.counterexample && describeHistory(result.counterexample)).toBe(true);
+  });
+
+  it('negative: replicas without the read barrier, the member one of them follows cut off — the checker rejects the history', async () => {
+    await restartStopped(members);
+    const followed = members[2]!;
+    const recorded = await record('N', unsafe, () => disconnect(followed).then(() => {}), () => reconnect(followed).then(() => {}));
+    const result = check('no read barrier, followed member partitioned', recorded);
+    expect(result.linearizable).toBe(false);
+    console.log(`counterexample (${result.counterexample!.length} operations):\n${describeHistory(result.counterexample!)}`);
+    expect(result.counterexample!.length).toBeLessThan(10);
+  });
+});
