@@ -41,6 +41,10 @@ export function etcdCommand(name: string, names: readonly string[] = ETCD_NAMES,
     `--initial-cluster=${names.map((n) => `${n}=http://${n}:2380`).join(',')}`,
     `--initial-cluster-token=${clusterToken}`,
     '--initial-cluster-state=new',
+    // as in the compose files
+    '--auto-compaction-mode=revision',
+    '--auto-compaction-retention=10000',
+    '--quota-backend-bytes=1073741824',
   ];
 }
 
