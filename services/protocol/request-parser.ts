@@ -707,8 +707,9 @@ export class RequestParser {
   private takeArrivedBody(): boolean {
     const n = Math.min(this.end - this.start, this.remaining);
     if (n > 0) {
-      if (this.state === State.BodyLength && this.bodyBytes === 0 && n === this.remaining) {
-        // the whole body in the chunk at hand: hand out a view of it, no copy
+      if (this.bodyBytes === 0 && n === this.remaining) {
+        // the whole body (or first chunk) in the segment at hand: a view of it, no copy; a second
+        // chunk moves it into a buffer of ours (appendBody)
         this.bodyView = this.buf.subarray(this.start, this.start + n);
         this.bodyBytes = n;
       } else {
@@ -774,6 +775,16 @@ export class RequestParser {
 
   /** Copies buf[from, to) onto the end of the body; the buffer grows by doubling, up to `cap` bytes. */
   private appendBody(from: number, to: number, cap: number): void {
+    const view = this.bodyView;
+    if (view !== undefined) {
+      this.bodyView = undefined;
+      this.bodyBytes = 0;
+      this.copyIntoBody(view, 0, view.length, cap);
+    }
+    this.copyIntoBody(this.buf, from, to, cap);
+  }
+
+  private copyIntoBody(source: Buffer, from: number, to: number, cap: number): void {
     const total = this.bodyBytes + (to - from);
     if (total > this.bodyBuf.length) {
       let size = Math.max(2 * this.bodyBuf.length, 1024);
@@ -783,7 +794,7 @@ export class RequestParser {
       this.bodyBuf.copy(grown, 0, 0, this.bodyBytes);
       this.bodyBuf = grown;
     }
-    this.buf.copy(this.bodyBuf, this.bodyBytes, from, to);
+    source.copy(this.bodyBuf, this.bodyBytes, from, to);
     this.bodyBytes = total;
   }
 
