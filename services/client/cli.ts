@@ -22,6 +22,7 @@ async function readStdin(): Promise<Buffer> {
 const io: Io = {
   out: (text) => void process.stdout.write(text),
   err: (text) => void process.stderr.write(text),
+  outBytes: (bytes) => void process.stdout.write(bytes),
 };
 
 async function main(): Promise<number> {

@@ -15,6 +15,8 @@ export const PROGRAM = 'tcpkv-client';
 export interface Io {
   out(text: string): void;
   err(text: string): void;
+  /** bytes as they came (raw); where absent, written as UTF-8 text */
+  outBytes?(bytes: Buffer): void;
 }
 
 export interface ProgramHooks {
@@ -295,7 +297,8 @@ export function buildProgram(hooks: ProgramHooks): Command {
       act(async () => {
         if (hooks.atPrompt || !hooks.readStdin) throw new UsageError('raw reads stdin: run it from a shell');
         const answer = await client('standard').raw(await hooks.readStdin());
-        io.out(answer.toString('latin1'));
+        if (io.outBytes) io.outBytes(answer);
+        else io.out(answer.toString('utf8'));
         return answer.length > 0 ? 0 : 3;
       })(),
     );

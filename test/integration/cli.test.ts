@@ -102,7 +102,7 @@ describe('exit statuses, each from a real situation', () => {
     try {
       for (const args of [['head'], ['get'], ['create', 'a: 1']]) {
         const r = await runClient([...args, '--server', `127.0.0.1:${drop.port}`]);
-        expect([args[0], r.code]).toEqual([args[0], 3]);
+        expect([args[0], r.code, r.stderr]).toEqual([args[0], 3, '']);
         expect(r.stdout).toContain('connection closed by the server without an answer');
       }
       expect((await runClient(['shutdown', '--server', `127.0.0.1:${drop.port}`])).code).toBe(0);
