@@ -123,9 +123,9 @@ async function main(): Promise<void> {
       logger.info({ address: adminAddress.address, port: adminAddress.port }, 'admin port listening (/healthz, /readyz, /metrics)');
     } catch (error) {
       const e = error as NodeJS.ErrnoException;
-      logger.fatal({ bind: config.adminBind, port: config.adminPort, code: e.code }, `cannot listen on the admin port: ${e.message}`);
-      process.stderr.write(`${PROGRAM}: cannot listen on ${config.adminBind}:${config.adminPort} (TCPKV_ADMIN_PORT): ${e.code ?? e.message}\n`);
-      process.exit(e.code === 'EADDRINUSE' || e.code === 'EADDRNOTAVAIL' || e.code === 'EACCES' ? 2 : 1);
+      // as for the data port: one line, exit 2
+      process.stderr.write(`${PROGRAM}: cannot listen on ${config.adminBind}:${config.adminPort} (TCPKV_ADMIN_BIND, TCPKV_ADMIN_PORT): ${e.code ?? e.message}\n`);
+      process.exit(2);
     }
   }
 

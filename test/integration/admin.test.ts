@@ -1,0 +1,191 @@
+// The admin port of a real tcpkv-server process: off unless TCPKV_ADMIN_PORT is set, on loopback by
+// default; /healthz, /readyz and /metrics and nothing else; /readyz says 503 with the reason while
+// the server drains and while etcd has no quorum (three real etcd members on loopback, two of them
+// killed), and 200 again once it can write.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { exchange, freePort, openSocket, sleep, spawnServer, SERVER_BIN, type ChildServer } from '../support/net.js';
+import { admin, eventually, scrape, valueOf } from '../support/prometheus-text.js';
+
+const running: ChildServer[] = [];
+const dirs: string[] = [];
+
+afterEach(async () => {
+  for (const s of running.splice(0)) {
+    s.kill('SIGKILL');
+    await s.exited;
+  }
+});
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(dir);
+  return dir;
+}
+
+async function start(env: Record<string, string> = {}, wrap: string[] = []): Promise<{ server: ChildServer; adminPort: number }> {
+  const adminPort = await freePort();
+  const server = await spawnServer({ TCPKV_ADMIN_PORT: String(adminPort), ...env }, [], wrap);
+  running.push(server);
+  await eventually(() => Promise.resolve(server.output()), (o) => o.includes('admin port listening'), 10_000, 'admin port listening');
+  return { server, adminPort };
+}
+
+const req = (method: string, target: string, body = '', headers = '') =>
+  `${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}${body || method === 'PUT' ? `Content-Length: ${Buffer.byteLength(body)}\r\n` : ''}\r\n${body}`;
+
+/** Runs tcpkv-server expecting it to refuse to start; its exit status and stderr. */
+function startFails(env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [SERVER_BIN, '--port', '0'], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
+
+describe('the admin port', () => {
+  it('is off unless TCPKV_ADMIN_PORT is set', async () => {
+    const server = await spawnServer();
+    running.push(server);
+    await sleep(300);
+    expect(server.output()).not.toContain('admin port');
+  });
+
+  it('answers /healthz, /readyz and /metrics on 127.0.0.1 by default, and 404 to anything else', async () => {
+    const { server, adminPort } = await start();
+    expect(server.output()).toMatch(new RegExp(`"address":"127\\.0\\.0\\.1","port":${adminPort}[^\\n]*admin port listening`));
+    expect(await admin(adminPort, '/healthz')).toMatchObject({ status: 200, body: 'ok\n' });
+    expect(await admin(adminPort, '/readyz')).toMatchObject({ status: 200, body: 'ready\n' });
+    const metrics = await admin(adminPort, '/metrics');
+    expect(metrics.status).toBe(200);
+    expect(metrics.contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
+    expect(metrics.body).toContain('# TYPE tcpkv_requests_total counter');
+    expect(await admin(adminPort, '/healthz', 'HEAD')).toMatchObject({ status: 200, body: '' });
+    for (const [path, method] of [['/', 'GET'], ['/kv/a', 'GET'], ['/metricsx', 'GET'], ['/healthz', 'POST'], ['/readyz', 'DELETE']] as const) {
+      expect((await admin(adminPort, path, method)).status, `${method} ${path}`).toBe(404);
+    }
+    // the data port is untouched: /metrics there is the store's business (the seed's rules), not Prometheus text
+    const data = await exchange(server.port, req('GET', '/metrics'), 1);
+    expect(data.responses[0]?.body ?? '').not.toContain('tcpkv_requests_total');
+  });
+
+  it('a bad TCPKV_ADMIN_PORT, or one in use, stops the start with one line and exit 2', async () => {
+    const bad = await startFails({ TCPKV_ADMIN_PORT: 'ninety' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('TCPKV_ADMIN_PORT');
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const busy = await startFails({ TCPKV_ADMIN_PORT: String(port) });
+      expect(busy.code).toBe(2);
+      expect(busy.stderr).toMatch(/TCPKV_ADMIN_PORT.*EADDRINUSE/);
+      expect(busy.stderr.trim().split('\n')).toHaveLength(1);
+    } finally {
+      taken.close();
+    }
+  });
+
+  it('/readyz answers 503 "shutting down" while the data port drains; END is counted; the process exits 0', async () => {
+    const { server, adminPort } = await start({ TCPKV_SHUTDOWN_TIMEOUT_MS: '2000' });
+    // a client stalled in the middle of a body keeps the drain going
+    const stalled = await openSocket(server.port);
+    stalled.write('PUT /kv/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nonly part of it');
+    await sleep(100);
+    const end = await exchange(server.port, req('END', '/'), 1);
+    expect(end.responses[0]?.status).toBe(200);
+    const ready = await admin(adminPort, '/readyz');
+    expect(ready).toMatchObject({ status: 503, body: 'not ready: shutting down\n' });
+    expect((await admin(adminPort, '/healthz')).status).toBe(200);
+    const text = await scrape(adminPort);
+    expect(valueOf(text, 'tcpkv_end_attempts_total', { outcome: 'accepted' })).toBe(1);
+    expect(valueOf(text, 'tcpkv_store_ready')).toBe(1);
+    expect(await server.exited).toBe(0);
+    stalled.destroy();
+  });
+});
+
+// ---- three etcd members on loopback --------------------------------------------------------------
+
+interface Member {
+  readonly name: string;
+  readonly clientUrl: string;
+  start(): Promise<void>;
+  kill(): Promise<void>;
+}
+
+async function etcdCluster(): Promise<{ members: Member[]; endpoints: string; destroy(): Promise<void> }> {
+  const dir = tempDir('tcpkv-admin-etcd-');
+  const names = ['e1', 'e2', 'e3'];
+  const ports = await Promise.all(names.map(async () => [await freePort(), await freePort()] as const));
+  const initial = names.map((n, i) => `${n}=http://127.0.0.1:${ports[i]![1]}`).join(',');
+  const members = names.map((name, i): Member & { proc?: ChildProcess } => {
+    const clientUrl = `http://127.0.0.1:${ports[i]![0]}`;
+    const peerUrl = `http://127.0.0.1:${ports[i]![1]}`;
+    const member: Member & { proc?: ChildProcess } = {
+      name,
+      clientUrl,
+      start: async () => {
+        member.proc = spawn('etcd', [
+          '--name', name, '--data-dir', join(dir, name),
+          '--listen-client-urls', clientUrl, '--advertise-client-urls', clientUrl,
+          '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl,
+          '--initial-cluster', initial, '--initial-cluster-token', 'tcpkv-admin-test', '--initial-cluster-state', 'new',
+          '--log-level', 'error', '--logger', 'zap',
+        ], { stdio: 'ignore' });
+      },
+      kill: async () => {
+        const proc = member.proc;
+        if (!proc || proc.exitCode !== null) return;
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGKILL');
+        await exited;
+      },
+    };
+    return member;
+  });
+  await Promise.all(members.map((m) => m.start()));
+  await eventually(
+    () => Promise.all(members.map((m) => fetch(`${m.clientUrl}/health`).then((r) => r.ok, () => false))),
+    (oks) => oks.every(Boolean),
+    30_000,
+    'etcd members healthy',
+  );
+  return { members, endpoints: members.map((m) => m.clientUrl).join(','), destroy: async () => void (await Promise.all(members.map((m) => m.kill()))) };
+}
+
+describe('the admin port over etcd', () => {
+  it('/readyz answers 503 while etcd has no quorum (2 of 3 members killed) and 200 once it is back', async () => {
+    const cluster = await etcdCluster();
+    try {
+      const { server, adminPort } = await start({ TCPKV_ETCD_ENDPOINTS: cluster.endpoints, TCPKV_ETCD_TIMEOUT_MS: '1000' });
+      await eventually(() => admin(adminPort, '/readyz'), (r) => r.status === 200, 20_000, '/readyz 200 with etcd up');
+      expect((await exchange(server.port, req('PUT', '/kv/a', '1'), 1)).responses[0]?.status).toBe(200);
+
+      await cluster.members[1]!.kill();
+      await cluster.members[2]!.kill();
+      const lost = await eventually(() => admin(adminPort, '/readyz'), (r) => r.status === 503, 20_000, '/readyz 503 without quorum');
+      expect(lost.body).toMatch(/^not ready: .*(quorum|etcd)/);
+      expect((await admin(adminPort, '/healthz')).status).toBe(200);
+
+      await cluster.members[1]!.start();
+      await cluster.members[2]!.start();
+      await eventually(() => admin(adminPort, '/readyz'), (r) => r.status === 200, 30_000, '/readyz 200 with quorum back');
+    } finally {
+      await cluster.destroy();
+    }
+  });
+});
