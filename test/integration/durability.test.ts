@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TcpkvClient } from '../../services/client/client.js';
 import { Texts } from '../../services/protocol/texts.js';
-import { encodeRecord, MAGIC } from '../../services/server/store/log-format.js';
+import { encodeJsonRecord, encodeRecord, MAGIC, TYPE_SET } from '../../services/server/store/log-format.js';
 import { sleep, spawnServer, type ChildServer } from '../support/net.js';
 import { checkAgainstModel, newModel, parseListing, runWriteLoad, type LoadModel } from '../support/write-load.js';
 
@@ -144,6 +144,28 @@ describe('damaged logs', () => {
       repaired.kill('SIGKILL');
     }
   });
+
+  for (const payload of ['[["a"]]', '[null]', '[[1,"x"]]']) {
+    it(`a record with a good checksum but the payload ${payload}: exit 2 naming file and offset (never a TypeError); truncate repairs`, async () => {
+      const dir = freshDir();
+      const file = join(dir, 'tcpkv.log');
+      const good = encodeRecord([['a', '1']]);
+      writeFileSync(file, Buffer.concat([MAGIC, good, encodeJsonRecord(TYPE_SET, payload), encodeRecord([['b', '2']])]));
+      const refused = await spawnServer({ TCPKV_DATA_DIR: dir }).then(
+        (s) => (s.kill('SIGKILL'), 'started'),
+        (e: Error) => e.message,
+      );
+      expect(refused).toMatch(/exited with 2 before listening/);
+      expect(refused).toContain(`${file} is damaged at offset ${MAGIC.length + good.length}`);
+      expect(refused).not.toContain('TypeError');
+      const repaired = await spawnServer({ TCPKV_DATA_DIR: dir, TCPKV_LOG_REPAIR: 'truncate' });
+      try {
+        expect([...(await listing(repaired.port))]).toEqual([['a', '1']]);
+      } finally {
+        repaired.kill('SIGKILL');
+      }
+    });
+  }
 
   it('a file that is not a tcpkv log refuses to start', async () => {
     const dir = freshDir();

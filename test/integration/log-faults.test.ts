@@ -4,6 +4,7 @@
 // else — and after the fault clears and the store is closed and opened again, every write that
 // succeeded is there with its latest value and no refused write is.
 
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { LOG_NAME, LogStore, REAL_FILE_OPS, REWRITE_NAME, type LogFileOps } from '../../services/server/store/log-store.js';
 import { StoreUnavailableError } from '../../services/server/store/store.js';
+import { exchange, SERVER_BIN } from '../support/net.js';
 
 type Step = keyof LogFileOps;
 
@@ -205,6 +207,58 @@ describe('a disk error at any step: success or 503, and nothing acknowledged is 
       expect(statSync(join(dir, LOG_NAME)).size).toBe(store.logBytes);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe('a real full disk (a small tmpfs in a private mount namespace)', () => {
+  it('a compaction that runs out of space leaves the old log in use; full writes get 503; a restart has every acknowledged write', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tcpkv-enospc-'));
+    // one namespace, one tmpfs, two servers one after the other: the second replays what the first left
+    const proc = spawn(
+      'unshare',
+      ['-rm', 'sh', '-c', 'mount -t tmpfs -o size=192k tmpfs "$0" && "$@"; echo "--- restart"; exec "$@"', dir, process.execPath, SERVER_BIN, '--port', '0'],
+      { env: { PATH: process.env.PATH ?? '', TCPKV_DATA_DIR: dir, TCPKV_FSYNC: 'always', TCPKV_COMPACT_MIN_BYTES: '65536', TCPKV_COMPACT_FACTOR: '1.5' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    proc.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise((resolve) => proc.on('exit', resolve));
+    const port = async (nth: number) => {
+      for (let i = 0; i < 400; i++) {
+        const ports = [...out.matchAll(/"port":(\d+)[^\n]*"msg":"listening"/g)].map((m) => Number(m[1]));
+        if (ports.length >= nth) return ports[nth - 1]!;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error(`server ${nth} did not start:\n${out}`);
+    };
+    const send = async (p: number, method: string, path: string, body = '') =>
+      (await exchange(p, `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, 1)).responses[0]!;
+    try {
+      const first = await port(1);
+      const acked = new Map<string, string>();
+      let unavailable = 0;
+      for (let round = 0; round < 12 && unavailable < 5; round++) {
+        for (let i = 0; i < 20; i++) {
+          const value = `${round}-${'v'.repeat(4000)}`;
+          const r = await send(first, 'PUT', `/kv/k${i}`, value);
+          if (r.status === 200) acked.set(`k${i}`, value);
+          else {
+            expect(r.status).toBe(503);
+            unavailable++;
+          }
+        }
+      }
+      expect(out).toMatch(/"code":"ENOSPC"[^\n]*log compaction failed/);
+      expect(unavailable).toBeGreaterThan(0);
+      // reads go on, and show only what was acknowledged
+      for (const [key, value] of acked) expect((await send(first, 'GET', `/kv/${key}`)).body).toBe(value);
+      expect((await send(first, 'END', '/')).status).toBe(200);
+      const second = await port(2);
+      for (const [key, value] of acked) expect((await send(second, 'GET', `/kv/${key}`)).body, `${key} after the restart`).toBe(value);
+    } finally {
+      proc.kill('SIGKILL');
+      await exited;
     }
   });
 });
