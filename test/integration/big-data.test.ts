@@ -3,6 +3,7 @@
 // waiting, walked page by page; and a server with a small heap fed writes until the store is full.
 
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Texts } from '../../services/protocol/texts.js';
 import { HttpConn, loadKeys, percentile, startThreadProbe } from '../support/http-conn.js';
@@ -157,4 +158,31 @@ describe('a server with a 128 MB heap fed writes until the store is full', () =>
       server.kill('SIGKILL');
     }
   }, 120_000);
+});
+
+describe('stored keys and values are copies, never slices of a request body', () => {
+  it('300 POSTs of 1 MB of spaces around a 16-byte value fit a 64 MB heap and barely move RSS', async () => {
+    const server = await spawnServer({ NODE_OPTIONS: '--max-old-space-size=64' });
+    const conn = await HttpConn.open(server.port);
+    try {
+      const pad = ' '.repeat(500_000);
+      const rss = () => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${server.proc.pid}/status`, 'utf8'))![1]) * 1024;
+      await conn.request('POST', '/create', 'warm: up');
+      const before = rss();
+      for (let i = 0; i < 300; i++) {
+        const answer = await conn.request('POST', '/create', `key${i}:${pad}value-${String(i).padStart(10, '0')}${pad}`);
+        expect(answer.status).toBe(200);
+      }
+      const listing = await conn.request('GET', '/');
+      expect(listing.body.toString()).toContain('\nkey299:value-0000000299');
+      const grown = rss() - before;
+      console.log(`300 POSTs of 1 MB around a 16-byte value: listing ${listing.bodyBytes} B, RSS +${(grown / 2 ** 20).toFixed(1)} MiB`);
+      expect(server.proc.exitCode).toBeNull();
+      // before: every value pinned its whole decoded body (+300 MB, or out of heap at 64 MB)
+      expect(grown).toBeLessThan(64 * 2 ** 20);
+    } finally {
+      conn.close();
+      server.kill('SIGKILL');
+    }
+  }, 60_000);
 });
