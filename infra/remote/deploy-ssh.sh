@@ -7,13 +7,16 @@ usage() {
   cat <<'EOF'
 Usage: infra/remote/deploy-ssh.sh [options] USER@HOST
 
-Copies tcpkv to USER@HOST over ssh and starts the server there with Docker.
+Copies tcpkv's remote recipe to USER@HOST over ssh and starts the server there with Docker: the
+released server image named in infra/remote/server.compose.yml, another image (--image), or one
+built on the VM from this repository (--build).
 
   --env-file FILE   server settings to send (default: infra/remote/.env; start from
                     infra/remote/.env.example). Needs TCPKV_ALLOWED_HOSTS,
                     TCPKV_ALLOWED_CLIENTS and TCPKV_SHUTDOWN_TOKEN.
-  --ref REF         git ref of this repository to copy and build on the VM (default: HEAD)
-  --image IMAGE     run this pushed server image instead: only infra/remote is copied
+  --image IMAGE     run this pushed server image instead of the released one
+  --build           copy this repository (git archive of --ref) and build the image on the VM
+  --ref REF         with --build: the git ref to copy (default: HEAD)
   --dir DIR         directory on the VM, relative to the remote home (default: tcpkv)
   --install-docker  first install Docker and Compose with apt-get (Debian/Ubuntu VMs, via sudo)
   -i KEYFILE        ssh identity file (as ssh -i)
@@ -35,6 +38,7 @@ repo_root="$(cd "$here/../.." && pwd)"
 env_file="$here/.env"
 ref="HEAD"
 image=""
+build=0
 remote_dir="tcpkv"
 install_docker=0
 ssh_opts=(-o BatchMode=yes -o ConnectTimeout=15)
@@ -47,6 +51,7 @@ while [ "$#" -gt 0 ]; do
     --env-file) need_value "$1" "$#"; env_file="$2"; shift 2 ;;
     --ref) need_value "$1" "$#"; ref="$2"; shift 2 ;;
     --image) need_value "$1" "$#"; image="$2"; shift 2 ;;
+    --build) build=1; shift ;;
     --dir) need_value "$1" "$#"; remote_dir="$2"; shift 2 ;;
     --install-docker) install_docker=1; shift ;;
     -i) need_value "$1" "$#"; ssh_opts+=(-i "$2"); shift 2 ;;
@@ -61,15 +66,12 @@ while [ "$#" -gt 0 ]; do
   esac
 done
 [ -n "$target" ] || { usage >&2; exit 2; }
+[ "$build" = 0 ] || [ -z "$image" ] || { echo "deploy-ssh.sh: --image and --build exclude each other" >&2; exit 2; }
 
-# Check the settings here, before touching the VM.
+# Check the settings here, before touching the VM, with the same literal reading and checks as on it.
 [ -f "$env_file" ] || die "no settings file $env_file (copy infra/remote/.env.example and fill it in, or pass --env-file)"
-for name in TCPKV_ALLOWED_HOSTS TCPKV_ALLOWED_CLIENTS TCPKV_SHUTDOWN_TOKEN; do
-  grep -Eq "^${name}=.+" "$env_file" || die "$env_file does not set $name"
-done
-if grep -Eq '^TCPKV_SHUTDOWN_TOKEN=change-me' "$env_file"; then
-  die "$env_file still has the example token; make one with: openssl rand -hex 24"
-fi
+env -u TCPKV_ALLOWED_HOSTS -u TCPKV_ALLOWED_CLIENTS -u TCPKV_SHUTDOWN_TOKEN \
+  "$here/start-server.sh" --check --env-file "$env_file" > /dev/null || die "fix $env_file first"
 
 # The remote command lines below are built here on purpose (directory quoted with printf %q).
 # shellcheck disable=SC2029
@@ -100,8 +102,8 @@ $sudo_cmd systemctl enable --now docker
 REMOTE
 fi
 
-if [ -n "$image" ]; then
-  echo "deploy-ssh.sh: copying infra/remote to $target:$remote_dir (image $image)"
+if [ "$build" = 0 ]; then
+  echo "deploy-ssh.sh: copying infra/remote to $target:$remote_dir (image ${image:-the released one})"
   tar -C "$repo_root" -cf - infra/remote/server.compose.yml infra/remote/start-server.sh \
     | remote "mkdir -p -- $q_dir && tar -xf - -C $q_dir"
 else
@@ -119,6 +121,7 @@ remote "umask 077 && cat > $q_dir/infra/remote/.env" < "$env_file"
 
 start_args="--env-file infra/remote/.env"
 if [ -n "$image" ]; then start_args="$start_args --image $(printf '%q' "$image")"; fi
+if [ "$build" = 1 ]; then start_args="$start_args --build"; fi
 echo "deploy-ssh.sh: starting the server on $target"
 remote "cd $q_dir && if docker info > /dev/null 2>&1; then s=''; else s=sudo; fi && \$s infra/remote/start-server.sh $start_args"
 

@@ -75,7 +75,7 @@ describe('infra/remote/server.compose.yml', () => {
     expect(env['TCPKV_SHUTDOWN_TOKEN']).toBe(s['TCPKV_SHUTDOWN_TOKEN']);
     expect(env['TCPKV_DATA_DIR']).toBe('/data');
     expect(server.restart).toBe('unless-stopped');
-    expect(server.image).toBe('tcpkv/server:local');
+    expect(server.image).toBe(`ghcr.io/tcpkv/tcpkv-server:${(JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version}`);
     expect(server.build).toMatchObject({ context: repoRoot, dockerfile: 'Dockerfile.server' });
     expect(server.ports).toEqual([expect.objectContaining({ target: 10000, published: 10000 })]);
     expect(server.volumes).toEqual([expect.stringMatching(/^tcpkv-data:\/data(:rw)?$/)]);
@@ -108,7 +108,7 @@ describe('infra/remote/client.compose.yml', () => {
     expect(r.status).toBe(0);
     const client = (parseYaml(r.stdout) as Doc).services.client as Doc;
     expect(client.environment.TCPKV_SERVER).toBe('ec2-203-0-113-10.compute-1.amazonaws.com:10000');
-    expect(client.image).toBe('tcpkv/client:local');
+    expect(client.image).toBe(`ghcr.io/tcpkv/tcpkv-client:${(JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version}`);
     expect(client.build).toMatchObject({ context: repoRoot, dockerfile: 'Dockerfile.client' });
     expect(client.command).toEqual(['scenario']);
   });

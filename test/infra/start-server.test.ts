@@ -3,7 +3,8 @@
 // 127.0.0.1 only (TCPKV_PUBLISH), and the requests come from this host through Docker's port mapping,
 // i.e. from the compose network's gateway address, as traffic from outside reaches a VM's container.
 //   1. settings that do not list that address: healthy, bound to 0.0.0.0, the request gets 403;
-//   2. the same run again with the gateway added (re-applying settings, as at boot): 200.
+//   2. the same run again with the gateway added (re-applying settings, as at boot): 200;
+//   3. a run with settings the server refuses: the running server is kept, same container, still healthy.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +18,7 @@ const TOKEN = 'start-server-test-token-0123';
 function startServer(envFile: string, project: string): Promise<{ code: number; output: string }> {
   return new Promise((resolvePromise, reject) => {
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TCPKV_')));
-    const child = spawn(join(remoteDir, 'start-server.sh'), ['--env-file', envFile], {
+    const child = spawn(join(remoteDir, 'start-server.sh'), ['--build', '--env-file', envFile], {
       cwd: repoRoot,
       env: { ...env, TCPKV_COMPOSE_PROJECT: project, DOCKER_BUILDKIT: '0', COMPOSE_DOCKER_CLI_BUILD: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -56,6 +57,7 @@ describe('infra/remote/start-server.sh with Compose and server.compose.yml', () 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'tcpkv-start-server-'));
     res.addComposeProject(project);
+    res.addComposeProject(`${project}-trial`);
   });
   afterAll(async () => {
     await res.cleanup();
@@ -96,6 +98,19 @@ describe('infra/remote/start-server.sh with Compose and server.compose.yml', () 
     const resp = parseResponse(await sendOnce(await publishedPort(await container()), get));
     expect(resp.status, resp.body).toBe(200);
     expect(resp.body).toContain('No data in DB');
+  });
+
+  it('settings the server refuses (a bad TCPKV_ALLOWED_CLIENTS) leave the running server as it was', async () => {
+    const before = await container();
+    const r = await startServer(settings('198.51.100.7/33'), project);
+    expect(r.code, r.output).toBe(1);
+    expect(r.output).toMatch(/these settings do not give a healthy server/);
+    expect(await container()).toBe(before);
+    expect(await dockerOk(['inspect', '-f', '{{.State.Health.Status}}', before])).toBe('healthy');
+    const resp = parseResponse(await sendOnce(await publishedPort(before), get));
+    expect(resp.status, resp.body).toBe(200);
+    // the trial container and its volume are gone
+    expect(await dockerOk(['ps', '-aq', '--filter', `label=com.docker.compose.project=${project}-trial`])).toBe('');
   });
 
   it('leaves no containers, networks or volumes behind', async () => {

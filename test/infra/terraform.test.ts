@@ -155,6 +155,19 @@ describe('variables.tf: the user must say who may connect; the token is a secret
     expect((v.validation ?? []).length).toBeGreaterThanOrEqual(1);
   });
 
+  it('shutdown_token refuses the example values (the .env example and terraform.tfvars.example)', () => {
+    const conditions = ((one(m.variable['shutdown_token'], 'variable shutdown_token').validation ?? []) as Hcl[]).map((x) => String(x.condition));
+    expect(conditions.some((c) => c.includes('"change-me"') && c.includes('"replace-with"'))).toBe(true);
+    expect(readFileSync(join(terraformDir, 'terraform.tfvars.example'), 'utf8')).toMatch(/shutdown_token = "replace-with/);
+  });
+
+  it('server_image defaults to the released image of this version; empty builds from git', () => {
+    const version = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+    expect(one(m.variable['server_image'], 'variable server_image').default).toBe(`ghcr.io/tcpkv/tcpkv-server:${version}`);
+    const built = renderCloudInit(templatefileKeys(String(m.locals['user_data']))).text; // sample server_image: ''
+    expect(built).toContain('echo "TCPKV_SERVER_IMAGE=${SERVER_IMAGE:-tcpkv/server:local}"');
+  });
+
   it('has the inputs the issue names', () => {
     for (const name of ['region', 'instance_type', 'allowed_client_cidrs', 'ssh_cidrs', 'key_name', 'shutdown_token', 'git_repo_url', 'git_ref', 'server_image']) {
       expect(m.variable, name).toHaveProperty(name);

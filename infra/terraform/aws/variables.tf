@@ -57,6 +57,11 @@ variable "shutdown_token" {
     condition     = can(regex("^[A-Za-z0-9._~+/-]{16,256}$", var.shutdown_token))
     error_message = "shutdown_token must be 16 to 256 characters of A-Z a-z 0-9 . _ ~ + / - (try: openssl rand -hex 24)."
   }
+
+  validation {
+    condition     = !startswith(var.shutdown_token, "change-me") && !startswith(var.shutdown_token, "replace-with")
+    error_message = "shutdown_token is still the example value; make one with: openssl rand -hex 24"
+  }
 }
 
 variable "git_repo_url" {
@@ -81,9 +86,9 @@ variable "git_ref" {
 }
 
 variable "server_image" {
-  description = "Prebuilt server image to pull and run instead of building Dockerfile.server on the instance, e.g. ghcr.io/you/tcpkv-server:1.0. Empty = build from git_ref."
+  description = "Server image to pull and run: the released image, pinned to a version. Empty = build Dockerfile.server from git_ref on the instance instead (the fallback, e.g. for a fork without published images)."
   type        = string
-  default     = ""
+  default     = "ghcr.io/tcpkv/tcpkv-server:0.1.0"
 
   validation {
     condition     = can(regex("^[A-Za-z0-9._/:@-]*$", var.server_image))
