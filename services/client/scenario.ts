@@ -141,6 +141,13 @@ export async function runScenario(client: TcpkvClient, cases: readonly ScenarioC
   return results;
 }
 
+/** Terminal columns a text takes: Hangul, CJK, full-width forms and most emoji take two. */
+export function columns(text: string): number {
+  let n = 0;
+  for (const c of text) n += /[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\u{1f300}-\u{1faff}\u{20000}-\u{3fffd}]/u.test(c) ? 2 : 1;
+  return n;
+}
+
 /** Widest the table may be: it must fit a 120-column terminal. */
 export const TABLE_WIDTH = 120;
 // caps per column (# request expected got result); with 2-space gaps they sum to TABLE_WIDTH
@@ -149,10 +156,15 @@ const COLUMN_CAPS = [2, 36, 32, 36, 6];
 /** A plain-text table: case / request / expected / got / result, every cell escaped and cut to fit. */
 export function formatTable(results: readonly CaseResult[]): string {
   const rows = [['#', 'request', 'expected', 'got', 'result'], ...results.map((r) => [String(r.n), r.request, r.expected, r.got, r.ok ? 'PASS' : 'FAIL'].map(escapeControls))];
-  const widths = rows[0]!.map((_, col) => Math.min(COLUMN_CAPS[col]!, Math.max(...rows.map((row) => [...row[col]!].length))));
+  const widths = rows[0]!.map((_, col) => Math.min(COLUMN_CAPS[col]!, Math.max(...rows.map((row) => columns(row[col]!)))));
   const cut = (cell: string, width: number) => {
-    const chars = [...cell];
-    return chars.length > width ? chars.slice(0, width - 1).join('') + '…' : cell + ' '.repeat(width - chars.length);
+    if (columns(cell) <= width) return cell + ' '.repeat(width - columns(cell));
+    let out = '';
+    for (const c of cell) {
+      if (columns(out + c) > width - 1) break;
+      out += c;
+    }
+    return out + '…' + ' '.repeat(width - 1 - columns(out));
   };
   const line = (row: string[]) => row.map((cell, col) => cut(cell, widths[col]!)).join('  ').trimEnd();
   const passed = results.filter((r) => r.ok).length;

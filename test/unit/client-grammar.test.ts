@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { buildRequest } from '../../services/client/client.js';
 import { pairHints } from '../../services/client/commands.js';
 import { completeCommand, splitWords } from '../../services/client/repl.js';
-import { escapeControls, formatTable, TABLE_WIDTH } from '../../services/client/scenario.js';
+import { columns, escapeControls, formatTable, TABLE_WIDTH } from '../../services/client/scenario.js';
 import { seedRequestBytes } from '../support/net.js';
 
 describe('splitWords: the words a POSIX shell would pass', () => {
@@ -67,5 +67,9 @@ describe('the scenario table', () => {
     expect(table).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);
     for (const line of table.split('\n')) expect([...line].length).toBeLessThanOrEqual(TABLE_WIDTH);
     expect(table).toContain('2/2 cases passed');
+    // Korean takes two columns a character on a terminal
+    const wide = formatTable([{ n: 7, request: `POST "${'과목'.repeat(40)}"`, expected: '200', got: `200 ${'컴퓨터네트워크'.repeat(10)}`, ok: true, answered: true }]);
+    for (const line of wide.split('\n')) expect(columns(line)).toBeLessThanOrEqual(TABLE_WIDTH);
+    expect(wide).toContain('200 컴퓨터네트워크');
   });
 });
