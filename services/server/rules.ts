@@ -120,7 +120,6 @@ export function parsePairs(body: Buffer, maxPairs = Infinity): PairsResult {
 
 // ---- GET listing: the store's rendered slices, sent as they are ------------------------------------
 
-const HEADER_BYTES = Texts.listingHeader.length; // ASCII
 const EMPTY_GET: Response = Object.freeze({ status: 200, body: Texts.emptyDb, reusable: true });
 const EMPTY_HEAD: Response = Object.freeze({ status: 200, body: Texts.emptyDb, headersOnly: true, reusable: true });
 
@@ -133,11 +132,6 @@ function listingAnswer(snapshot: ListingSnapshot, head: boolean): Response {
 
 function listing(store: Store, head: boolean): MaybePromise<Response> {
   return guard(store.listing(), (snapshot) => listingAnswer(snapshot, head));
-}
-
-/** Content-Length of a listing answer (for tests and metrics). */
-export function listingBytes(snapshot: ListingSnapshot): number {
-  return snapshot.count === 0 ? Texts.emptyDb.length : HEADER_BYTES + snapshot.bytes;
 }
 
 const SEED_HEAD: Response = Object.freeze({ status: 100, body: '', headersOnly: true, reusable: true });

@@ -3,6 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { buildRequest, type Dialect } from '../../services/client/client.js';
+import { ProtocolError } from '../../services/protocol/errors.js';
 import { NEED_MORE, RequestParser, type ParsedRequest } from '../../services/protocol/request-parser.js';
 import { ResponseReader, type ParsedResponse } from '../../services/protocol/response-reader.js';
 import { wireBuffer, writeResponse, type Response } from '../../services/protocol/response-writer.js';
@@ -72,7 +73,11 @@ export function pureRulesTarget(newStore: () => Store | Promise<Store>, cleanup?
   return {
     newStore,
     async send(store, bytes, head) {
-      const response = await handle(parseOne(bytes), store, TEST_POLICY, '127.0.0.1');
+      const parser = new RequestParser();
+      parser.push(bytes);
+      const parsed = parser.next();
+      // a request the parser refuses is answered as the connection answers it
+      const response: Response = parsed instanceof ProtocolError ? { status: parsed.status, body: parsed.message, close: true } : await handle(parseOne(bytes), store, TEST_POLICY, '127.0.0.1');
       return new ResponseReader(head).push(answerBytes(response))!;
     },
     ...(cleanup ? { cleanup } : {}),
