@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { TcpkvClient } from '../../services/client/client.js';
 import { Texts } from '../../services/protocol/texts.js';
-import { CLIENT_BIN, freePort, ROOT, runClient, sleep, startServer, type InProcessServer } from '../support/net.js';
+import { CLIENT_BIN, freePort, ROOT, runClient, sleep, spawnServer, startServer, type InProcessServer } from '../support/net.js';
 
 let server: InProcessServer;
 let at: string;
@@ -138,6 +138,17 @@ describe('exit statuses, each from a real situation', () => {
       expect([r.code, r.stdout]).toEqual([4, '503 Service Unavailable\nnot now, sir\n']);
     } finally {
       unavailable.close();
+    }
+  });
+
+  it('4: tcpkv-server whose etcd cannot be reached answers 503', async () => {
+    const etcd = await freePort(); // nothing listens there
+    const replica = await spawnServer({ TCPKV_ETCD_ENDPOINTS: `http://127.0.0.1:${etcd}`, TCPKV_ETCD_TIMEOUT_MS: '200' });
+    try {
+      const r = await runClient(['put', 'a', 'b', '--server', `127.0.0.1:${replica.port}`]);
+      expect([r.code, r.stdout]).toEqual([4, `503 SERVICE_UNAVAILABLE\n${Texts.storeUnavailable}\n`]);
+    } finally {
+      replica.kill('SIGKILL');
     }
   });
 
