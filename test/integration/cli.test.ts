@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { TcpkvClient } from '../../services/client/client.js';
 import { Texts } from '../../services/protocol/texts.js';
-import { CLIENT_BIN, freePort, ROOT, runClient, sleep, spawnServer, startServer, type InProcessServer } from '../support/net.js';
+import { CLIENT_BIN, freePort, ROOT, runClient, spawnServer, startServer, type InProcessServer } from '../support/net.js';
+import { ptySession } from '../support/pty.js';
 
 let server: InProcessServer;
 let at: string;
@@ -357,30 +358,7 @@ describe('the prompt from stdin (not a terminal)', () => {
 });
 
 describe('the prompt on a terminal', () => {
-  /** Runs the client under `script` (a real pseudo-terminal); sends keystrokes, waits for prompts. */
-  const session = async (home: string, keystrokes: string[]) => {
-    const proc = spawn('script', ['-qfec', `${process.execPath} ${CLIENT_BIN} --server ${at}`, '/dev/null'], { env: { PATH: process.env.PATH, HOME: home, TERM: 'xterm' } });
-    let out = '';
-    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    const exited = new Promise<number | null>((r) => proc.on('exit', r));
-    for (let i = 0; i < 50 && !out.includes('> '); i++) await sleep(100);
-    for (const keys of keystrokes) {
-      const before = out.length;
-      // a key press (arrow, Tab) arrives on its own, as from a keyboard, before Enter
-      const [head, ...rest] = keys.split(/(?=[\t\x1b])/); // eslint-disable-line no-control-regex
-      proc.stdin.write(head!);
-      for (const part of rest) {
-        await sleep(200);
-        proc.stdin.write(part);
-      }
-      await sleep(200);
-      proc.stdin.write('\r');
-      for (let i = 0; i < 60 && (out.length === before || !out.slice(before).includes('> ')); i++) await sleep(50);
-    }
-    proc.stdin.write('quit\r');
-    expect(await exited).toBe(0);
-    return out;
-  };
+  const session = (home: string, lines: string[]) => ptySession(`${process.execPath} ${CLIENT_BIN} --server ${at}`, { HOME: home }, lines);
 
   it('answers commands, completes command names with Tab, keeps a 0600 history trimmed to 500 lines', async () => {
     const home = mkdtempSync(join(tmpdir(), 'tcpkv-home-'));

@@ -3,10 +3,13 @@
 // the one-shot commands and the prompt work in the seed dialect, and where the original crashes the
 // client says there was no answer (exit 3).
 
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TcpkvClient } from '../../services/client/client.js';
-import { runClient } from '../support/net.js';
+import { CLIENT_BIN, runClient } from '../support/net.js';
+import { ptySession } from '../support/pty.js';
 import { SEED_SERVER_PY, startSeedServer, type SeedServer } from '../support/seed-server.js';
 
 let seed: SeedServer | undefined;
@@ -86,6 +89,17 @@ describe('one-shot commands and the prompt in the seed dialect', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('200 OK\na:1\r\nb:2\r\nPost Successfully OK\n');
     expect(r.stdout).toContain('The data in DB is as follows. \n\ra:1\n\rb:2\n');
+  });
+
+  it('the prompt on a terminal, in the seed dialect', async () => {
+    seed = await startSeedServer();
+    const home = mkdtempSync(join(tmpdir(), 'tcpkv-home-'));
+    const out = await ptySession(`${process.execPath} ${CLIENT_BIN} --server ${at(seed)} --dialect seed`, { HOME: home }, ['head', 'create "과목: 컴퓨터네트워크" "Grade: A"', 'update "Grade: B"', 'get']);
+    expect(out).toContain('100 CONTINUE');
+    expect(out).toContain('Post Successfully OK');
+    expect(out).toContain('Grade: A => B');
+    expect(out).toContain('과목:컴퓨터네트워크');
+    expect(seed.requests()).toBe(4);
   });
 
   it('a one-key command asks for the standard dialect: exit 2, nothing sent', async () => {
