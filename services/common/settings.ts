@@ -184,38 +184,6 @@ export function settingValues<S extends Record<string, Setting<unknown>>>(progra
   return Object.freeze(out) as SettingValues<S>;
 }
 
-/**
- * Resolves every setting from flags and an environment without commander: flag, else environment
- * (empty = unset), else default. For programs and tests that hold the values already. Throws ConfigError.
- */
-export function resolveSettings<S extends Record<string, Setting<unknown>>>(
-  settings: S,
-  flags: Record<string, unknown>,
-  env: Record<string, string | undefined>,
-): SettingValues<S> {
-  const out: Record<string, unknown> = {};
-  for (const [key, s] of Object.entries(settings)) {
-    const fromFlag = flags[key];
-    if (fromFlag !== undefined && typeof fromFlag !== 'string') {
-      out[key] = fromFlag;
-      continue;
-    }
-    const fromEnv = env[s.env] !== undefined && env[s.env] !== '' ? env[s.env] : undefined;
-    const raw = fromFlag ?? fromEnv ?? s.default;
-    const origin = fromFlag !== undefined ? `--${s.flag}` : fromEnv !== undefined ? s.env : `default of ${s.env}`;
-    if (raw === undefined) {
-      out[key] = undefined;
-      continue;
-    }
-    try {
-      out[key] = s.parse(raw);
-    } catch (error) {
-      throw new ConfigError(`${origin}=${JSON.stringify(raw)}: ${(error as Error).message}`);
-    }
-  }
-  return Object.freeze(out) as SettingValues<S>;
-}
-
 /** commander's outcomes that are not errors: help and version were asked for. */
 export function isHelpOrVersion(error: CommanderError): boolean {
   return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help';
