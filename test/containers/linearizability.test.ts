@@ -152,7 +152,7 @@ describe('linearizability of tcpkv over etcd under faults', () => {
   beforeAll(async () => {
     network = res.network(await new Network().start());
     members = await startEtcdCluster(network, res);
-    const env = { TCPKV_ETCD_TIMEOUT_MS: String(ETCD_TIMEOUT_MS), TCPKV_LOG_LEVEL: 'warn' };
+    const env = { TCPKV_ETCD_TIMEOUT_MS: String(ETCD_TIMEOUT_MS) };
     [replicas, unsafe] = await Promise.all([
       startReplicas(network, res, 3, { token: TOKEN, env }),
       // the checker's negative case: no read barrier, and the first one follows etcd3 only
