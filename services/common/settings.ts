@@ -98,14 +98,15 @@ export function addSettingOptions(program: Command, settings: Record<string, Set
 }
 
 /**
- * Makes `process.env` what commander should read: `.env` fills what the environment leaves unset or
- * empty, empty variables are removed (unset), and each `<SECRET>_FILE` is read into its variable.
+ * Makes `process.env` what commander should read: `.env` fills the `TCPKV_*` variables the environment
+ * leaves unset or empty, empty `TCPKV_*` variables are removed (unset), and each `<SECRET>_FILE` is read into its variable.
  * Returns the names that came from `.env`, for the warnings. Throws ConfigError.
  */
 export function prepareEnvironment(env: NodeJS.ProcessEnv = process.env, dotenv: Record<string, string> = readDotenv()): Set<string> {
   const fromDotenv = new Set<string>();
   for (const [name, value] of Object.entries(dotenv)) {
-    if ((env[name] === undefined || env[name] === '') && value !== '') {
+    // only tcpkv's own names: a .env shared with other tools must not change this process otherwise
+    if (name.startsWith('TCPKV_') && (env[name] === undefined || env[name] === '') && value !== '') {
       env[name] = value;
       fromDotenv.add(name);
     }
