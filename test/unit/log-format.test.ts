@@ -134,7 +134,7 @@ describe('snapshot records are split by bytes', () => {
     fc.assert(
       fc.property(fc.uniqueArray(fc.tuple(nasty, nasty), { selector: ([k]) => k, maxLength: 80 }), fc.integer({ min: 400, max: 4000 }), (pairs, limit) => {
         const fits = pairs.filter(([k, v]) => encodeRecord([[k, v]]).length - RECORD_HEADER_BYTES <= limit);
-        const records = [...snapshotRecords(fits, limit)];
+        const records = [...snapshotRecords(fits, limit, limit)];
         for (const r of records) expect(r.readUInt32LE(0)).toBeLessThanOrEqual(limit);
         const { result, data } = replayToMap(Buffer.concat([MAGIC, ...records]));
         expect(result.kind).toBe('ok');
@@ -163,15 +163,22 @@ describe('snapshot records are split by bytes', () => {
     );
   });
 
-  it('1,000 pairs of 280 KB are several records, none over the limit', () => {
+  it('1,000 pairs of 280 KB are grouped by bytes (about 1 MiB a record), none over the limit', () => {
     const value = 'v'.repeat(280_000);
     const pairs: [string, string][] = Array.from({ length: 1000 }, (_, i) => [`k${i}`, value]);
     let count = 0;
     for (const r of snapshotRecords(pairs, 64 * 1024 * 1024)) {
-      expect(r.readUInt32LE(0)).toBeLessThanOrEqual(64 * 1024 * 1024);
+      expect(r.readUInt32LE(0)).toBeLessThanOrEqual(1024 * 1024);
       count++;
     }
-    expect(count).toBe(5);
+    expect(count).toBe(334); // three pairs a record
+  });
+
+  it('a pair larger than the grouping target is a record of its own, up to the limit', () => {
+    const big = 'v'.repeat(3 * 1024 * 1024);
+    const sizes = [...snapshotRecords([['a', 'x'], ['b', big], ['c', 'y']], 64 * 1024 * 1024)].map((r) => r.readUInt32LE(0));
+    expect(sizes).toHaveLength(3);
+    expect(sizes[1]).toBeGreaterThan(3 * 1024 * 1024);
   });
 
   it('a record type byte is SET', () => {

@@ -70,19 +70,24 @@ function encodeSetParts(parts: readonly string[], partBytes: number): Buffer {
   return out;
 }
 
+/** Pairs are grouped into snapshot records of about this size: each is encoded in one go on the event loop. */
+export const SNAPSHOT_RECORD_TARGET = 1024 * 1024;
+
 /**
- * The SET records of a snapshot, each payload at most `maxPayloadBytes` UTF-8 bytes. A single pair
- * that does not fit alone is a RangeError: the writer never accepts one (see `MAX_RECORD_BYTES`).
- * A generator, so a caller can write record by record and never hold the whole snapshot encoded.
+ * The SET records of a snapshot: pairs grouped up to `targetBytes` of payload, a pair larger than that
+ * alone in its record, and no payload over `maxPayloadBytes` UTF-8 bytes. A single pair that does not
+ * fit alone is a RangeError: the writer never accepts one (see `MAX_RECORD_BYTES`). A generator, so a
+ * caller can write record by record and never hold the whole snapshot encoded.
  */
-export function* snapshotRecords(pairs: Iterable<Pair>, maxPayloadBytes: number = DEFAULT_RECORD_LIMIT): Generator<Buffer> {
+export function* snapshotRecords(pairs: Iterable<Pair>, maxPayloadBytes: number = DEFAULT_RECORD_LIMIT, targetBytes: number = SNAPSHOT_RECORD_TARGET): Generator<Buffer> {
+  const group = Math.min(targetBytes, maxPayloadBytes);
   let parts: string[] = [];
   let partBytes = 0;
   for (const [key, value] of pairs) {
     const json = '[' + JSON.stringify(key) + ',' + JSON.stringify(value) + ']';
     const bytes = Buffer.byteLength(json, 'utf8');
     // payload = brackets + parts + one comma between each two
-    if (parts.length > 0 && 2 + partBytes + parts.length + bytes > maxPayloadBytes) {
+    if (parts.length > 0 && 2 + partBytes + parts.length + bytes > group) {
       yield encodeSetParts(parts, partBytes);
       parts = [];
       partBytes = 0;
