@@ -62,6 +62,8 @@ interface Slot {
   bytes: WireBytes | undefined;
   /** slices written after `bytes` (a listing), from `next` on */
   more: readonly string[] | undefined;
+  /** how `more` is encoded: latin1 when every slice is ASCII (a straight copy, no UTF-8 encoding) */
+  moreEncoding: 'latin1' | 'utf8';
   next: number;
   /** head and body written */
   started: boolean;
@@ -267,6 +269,7 @@ export class Connection {
     return {
       bytes: undefined,
       more: undefined,
+      moreEncoding: 'utf8',
       next: 0,
       started: false,
       size: 0,
@@ -297,6 +300,7 @@ export class Connection {
       slot.size = bytes.length;
     } else {
       slot.more = more?.slices;
+      if (more !== undefined) slot.moreEncoding = isAscii(more.slices, more.bytes) ? 'latin1' : 'utf8';
       slot.size = bytes.length + (more !== undefined ? more.bytes : 0);
     }
     slot.bytes = bytes;
@@ -359,7 +363,7 @@ export class Connection {
             this.writeBlocked = true;
             return;
           }
-          flushed = socket.write(more[slot.next++]!, 'utf8');
+          flushed = socket.write(more[slot.next++]!, slot.moreEncoding);
         }
       }
       slots.shift();
@@ -507,4 +511,11 @@ function joinAnswer(head: WireBytes, slices: readonly string[], bytes: number): 
   let at = headBytes;
   for (const slice of slices) at += out.write(slice, at, 'utf8');
   return out;
+}
+
+/** Whether slices of `bytes` UTF-8 bytes in all are ASCII: then there are as many characters as bytes. */
+function isAscii(slices: readonly string[], bytes: number): boolean {
+  let chars = 0;
+  for (const slice of slices) chars += slice.length;
+  return chars === bytes;
 }
