@@ -206,9 +206,9 @@ describe('compaction counts the UTF-8 bytes of the log', () => {
 });
 
 describe('large Korean values through a real server', () => {
-  it('3,000 keys × 100 KB of Korean text, rewritten: compacts with multi-record snapshots, restarts, nothing lost', async () => {
+  it('5,000 keys × 100 KB of Korean text, rewritten: compacts with multi-record snapshots, restarts, nothing lost', async () => {
     const dir = freshDir();
-    const KEYS = 3000;
+    const KEYS = 5000;
     const VALUE = 100_000;
     // explicit limits: the defaults follow the heap, which differs from machine to machine
     const env = { TCPKV_DATA_DIR: dir, TCPKV_FSYNC: 'no', TCPKV_COMPACT_FACTOR: '1.5', TCPKV_MAX_LOG_RECORD_BYTES: String(16 * MIB), TCPKV_MAX_DATA_BYTES: String(2 ** 31), TCPKV_MAX_KEYS: '100000' };
@@ -272,7 +272,7 @@ describe('large Korean values through a real server', () => {
         `(${((compactions.length / written) * 1e6).toFixed(4)} per MB written; largest snapshot ${(Math.max(...compactions.map((c) => c.snapshot)) / 1e6).toFixed(0)} MB), ` +
         `log ${(statSync(join(dir, LOG_NAME)).size / 1e6).toFixed(0)} MB, restart ${replayMs} ms`,
     );
-  });
+  }, 180_000);
 });
 
 describe('replay at scale', () => {
