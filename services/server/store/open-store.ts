@@ -7,6 +7,7 @@ import type { ServerConfig } from '../config.js';
 import { DirectoryLockedError } from './dir-lock.js';
 import { LogOpenError, LogStore } from './log-store.js';
 import { defaultStoreLimits, MemoryStore } from './memory-store.js';
+import type { StoreEvents } from '../events.js';
 import type { Store, StoreLimits } from './store.js';
 
 /**
@@ -31,7 +32,7 @@ export function warnIfOverLimits(store: Store, limits: StoreLimits, logger: Logg
 }
 
 /** Opens the store; a refusal to start (bad setting, damaged log, directory in use) is a ConfigError. */
-export async function openStore(config: ServerConfig, logger: Logger): Promise<Store> {
+export async function openStore(config: ServerConfig, logger: Logger, events?: StoreEvents): Promise<Store> {
   const limits = storeLimits(config, logger);
   if (config.etcdEndpoints !== undefined) {
     // The server image sets TCPKV_DATA_DIR=/data for the log store; etcd keeps the data itself.
@@ -86,6 +87,7 @@ export async function openStore(config: ServerConfig, logger: Logger): Promise<S
       compactMinBytes: config.compactMinBytes,
       maxRecordBytes: config.maxLogRecordBytes,
       limits,
+      ...(events ? { events } : {}),
       repair: config.logRepair,
       logger,
     });
