@@ -110,3 +110,23 @@ describe('store limits in the log store', () => {
     }
   });
 });
+
+describe('store events', () => {
+  it('each fsync and each compaction is reported (for the metrics)', async () => {
+    const seen: string[] = [];
+    const events = {
+      logFsync: (seconds: number, ok: boolean) => void seen.push(`fsync ${ok} ${seconds >= 0}`),
+      logCompaction: (seconds: number, ok: boolean) => void seen.push(`compaction ${ok} ${seconds >= 0}`),
+      etcdCall: () => undefined,
+      etcdBreaker: () => undefined,
+    };
+    const store = await openStore(freshDir(), { events });
+    try {
+      await store.upsertAll([['a', '1']]);
+      await store.compact();
+    } finally {
+      await store.close();
+    }
+    expect(seen).toEqual(['fsync true true', 'compaction true true', 'fsync true true']); // the last at close
+  });
+});
