@@ -155,6 +155,8 @@ describe('a disk error at any step: success or 503, and nothing acknowledged is 
           }
         }
         expect(ops.hits.length, `the fault at ${step} of ${file} happened`).toBeGreaterThan(0);
+        // while writes fail, the store says it is not ready (the admin port's /readyz)
+        if (during === 'write') expect(store.readiness()).toMatch(/failed|could not/);
         // no handle of ours points at a file that is no longer in the directory
         expect(deletedFilesHeld(dir)).toEqual([]);
 

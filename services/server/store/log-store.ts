@@ -165,6 +165,8 @@ export class LogStore implements Store {
   private tailDirty = false;
   /** the compacted file was renamed into place but the directory fsync failed */
   private dirSyncPending = false;
+  /** why the last write or fsync failed, until one succeeds (readiness) */
+  private lastFailure: string | undefined;
   private closed = false;
   /** counters for tests and the durability notes */
   readonly stats = { compactions: 0, failedCompactions: 0, bytesWritten: 0 };
@@ -236,7 +238,7 @@ export class LogStore implements Store {
     if (this.closed) return 'the log is closed';
     if (this.tailDirty) return `a write to ${this.path} failed and its bytes could not be cut off yet: writes are refused until that works`;
     if (this.dirSyncPending) return `the compacted log was renamed into place but ${this.options.dir} could not be fsynced yet: writes are refused until that works`;
-    return undefined;
+    return this.lastFailure;
   }
 
   createAll(pairs: readonly Pair[]): Promise<CreateResult> {
@@ -495,6 +497,7 @@ export class LogStore implements Store {
     } catch (error) {
       const e = error as NodeJS.ErrnoException;
       this.logger.error({ file: this.path, code: e.code, err: e.message, requests: accepted.length }, 'log write failed: requests answered 503, nothing applied');
+      this.lastFailure = `the last write to ${this.path} failed (${e.code ?? e.message}): writes answer 503 until one succeeds`;
       for (const { op } of accepted) op.reject(new StoreUnavailableError(`log write failed: ${e.code ?? e.message}`));
       // cut any partial record off, so the next write does not follow garbage; until that works,
       // writes are refused (heal)
@@ -504,6 +507,7 @@ export class LogStore implements Store {
     }
     this.size += block.length;
     this.stats.bytesWritten += block.length;
+    this.lastFailure = undefined;
     this.dirty = this.options.fsync !== 'always';
     for (const { op, result } of accepted) {
       if (op.kind === 'delete') this.applyDelete([op.key]);
@@ -530,9 +534,12 @@ export class LogStore implements Store {
     void this.runLogged(async () => {
       try {
         await this.timedSync();
+        this.lastFailure = undefined;
       } catch (error) {
+        const e = error as NodeJS.ErrnoException;
         this.dirty = true;
-        this.logger.error({ file: this.path, err: (error as Error).message }, 'everysec fsync failed');
+        this.lastFailure = `fsync of ${this.path} failed (${e.code ?? e.message}): retried every second`;
+        this.logger.error({ file: this.path, code: e.code, err: e.message }, 'everysec fsync failed');
       }
     });
   }
