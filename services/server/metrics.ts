@@ -82,13 +82,6 @@ class HistogramCounts {
     this.sums[set]! += seconds;
   }
 
-  /** whether the label set has any observation (series of routes never taken are left out) */
-  seen(set: number): boolean {
-    const width = this.bounds.length + 1;
-    for (let b = 0; b < width; b++) if (this.counts[set * width + b]! > 0) return true;
-    return false;
-  }
-
   /** Prometheus histogram lines for one label set (cumulative buckets, _sum and _count). */
   values(name: string, set: number, labels: Record<string, string>): Sample[] {
     const width = this.bounds.length + 1;
@@ -207,7 +200,9 @@ export class TcpkvMetrics implements ServerEvents, StoreEvents {
 
     add('tcpkv_requests_total', 'Requests answered, by method, route and status.', 'counter', () => this.requestValues());
     add('tcpkv_request_duration_seconds', 'Time from a request\'s first byte to its answer handed to the socket, by route.', 'histogram', () =>
-      ROUTES.flatMap((route, i) => (this.duration.seen(i) ? this.duration.values('tcpkv_request_duration_seconds', i, { route }) : [])),
+      // every route from the start, at zero: a series that first appears with its first request
+      // would make Prometheus's rate() miss that request
+      ROUTES.flatMap((route, i) => this.duration.values('tcpkv_request_duration_seconds', i, { route })),
     );
     add('tcpkv_request_body_bytes_total', 'Bytes of request bodies received.', 'counter', () => [{ value: this.bytesIn, labels: {} }]);
     add('tcpkv_response_bytes_total', 'Bytes of answers sent (head and body).', 'counter', () => [{ value: this.bytesOut, labels: {} }]);
