@@ -206,6 +206,10 @@ export class Connection {
         this.flush();
         if (this.closing || this.writeBlocked || this.slots.length >= limits.maxPipelined || this.queuedBytes + this.socket.writableLength > maxOutput) break;
       }
+      // One connection's requests run in order: while the store is still answering the last one, the
+      // next waits (a pipelined GET after a PUT must see the PUT, whatever the store's latency).
+      const slots = this.slots;
+      if (slots.length > 0 && slots[slots.length - 1]!.bytes === undefined) break;
       const result = this.parser.next();
       if (result === NEED_MORE) {
         this.parserWaiting = true;

@@ -2,10 +2,14 @@
 // never read, a slow reader of a large answer that asked to close, a reader that stops reading
 // altogether, a client that half-closes after its requests, and the event loop under a large store.
 
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { Texts } from '../../services/protocol/texts.js';
+import { LogStore } from '../../services/server/store/log-store.js';
 import { MemoryStore } from '../../services/server/store/memory-store.js';
 import type { Pair, Store } from '../../services/server/store/store.js';
 import { HttpConn, loadKeys, percentile, startThreadProbe } from '../support/http-conn.js';
@@ -164,12 +168,16 @@ describe('the close path', () => {
     };
   };
 
+  const logStore = () =>
+    LogStore.open({ dir: mkdtempSync(join(tmpdir(), 'tcpkv-halfclose-')), fsync: 'always', compactFactor: 2, compactMinBytes: 1 << 20, repair: 'off', logger: pino({ level: 'silent' }) });
+
   for (const [label, makeStore] of [
     ['memory store', () => new MemoryStore()],
     ['asynchronous store', asyncStore],
+    ['log store', logStore],
   ] as const) {
     it(`a client that sends its requests and then half-closes gets every answer before the server closes (${label})`, async () => {
-      const server = await startServer({ store: makeStore() });
+      const server = await startServer({ store: await makeStore() });
       try {
         const socket = await openSocket(server.port);
         let received = '';
