@@ -6,8 +6,9 @@
 //   <prefix>kv/<key>   the value, as it is
 //   <prefix>kv/        (the empty key, which no client can use) the write stamp: every write puts it,
 //                      so its mod revision is the revision of the latest write
-//   <prefix>ord/<key>  n, written with the key when it is created: keys created in the same
-//                      transaction share a create revision, so keys sort by (create revision, n).
+//   <prefix>ord/<key>  n, written with the key when it is created with others: keys created in the
+//                      same transaction share a create revision, so keys sort by (create revision, n)
+//                      (a key created alone has no ord/ entry: n = 0).
 //
 //   POST   if no kv/ key exists (create revision 0), put them all with their ord/ keys and the stamp;
 //          else count them, to name the one that exists. All or none.
@@ -85,6 +86,8 @@ export const ETCD_DEFAULT_MAX_REQUEST_BYTES = 1_572_864;
 const BREAKER_HALF_OPEN_MS = 2000;
 /** An outage is logged at error level at most this often (each failure is at debug level). */
 const ERROR_LOG_EVERY_MS = 10_000;
+/** Read barriers sent and not answered yet, at most (more reads wait for the next one). */
+const MAX_BARRIERS_IN_FLIGHT = 2;
 /** Protobuf framing per operation, over-estimated, for the request size check. */
 const OP_OVERHEAD_BYTES = 32;
 
@@ -151,7 +154,7 @@ export class EtcdStore implements Store {
   private clusterId: string | undefined;
   /** the barrier not yet sent, which arriving reads join */
   private nextBarrier: { promise: Promise<number>; resolve: (r: number) => void; reject: (e: unknown) => void } | undefined;
-  private barrierInFlight = false;
+  private barriersInFlight = 0;
   /** etcd round trips made for read barriers (the bench counts them per GET) */
   barrierCalls = 0;
 
@@ -301,7 +304,12 @@ export class EtcdStore implements Store {
     return this.cache.entries;
   }
 
-  /** The revision of the latest write, from one linearizable read shared by the reads that join it. */
+  /**
+   * The revision of the latest write, from one linearizable read shared by the reads that join it.
+   * A barrier is sent once the reads that arrived in the same turn of the event loop have joined it
+   * (setImmediate: after this poll's I/O callbacks), and at most MAX_BARRIERS_IN_FLIGHT at once; a
+   * read never joins one already sent.
+   */
   private barrier(): Promise<number> {
     if (this.nextBarrier) return this.nextBarrier.promise;
     let resolve!: (r: number) => void;
@@ -310,15 +318,18 @@ export class EtcdStore implements Store {
       resolve = res;
       reject = rej;
     });
-    this.nextBarrier = { promise, resolve, reject };
-    if (!this.barrierInFlight) this.sendBarrier();
+    const next = { promise, resolve, reject };
+    this.nextBarrier = next;
+    setImmediate(() => {
+      if (this.nextBarrier === next && this.barriersInFlight < MAX_BARRIERS_IN_FLIGHT) this.sendBarrier();
+    });
     return promise;
   }
 
   private sendBarrier(): void {
     const waiting = this.nextBarrier!;
     this.nextBarrier = undefined;
-    this.barrierInFlight = true;
+    this.barriersInFlight++;
     this.barrierCalls++;
     this.call('barrier', false, () => this.client.kv.range({ key: this.stampKey }))
       .then((response) => {
@@ -333,7 +344,7 @@ export class EtcdStore implements Store {
       })
       .then(waiting.resolve, waiting.reject)
       .finally(() => {
-        this.barrierInFlight = false;
+        this.barriersInFlight--;
         if (this.nextBarrier) this.sendBarrier();
       });
   }
@@ -393,10 +404,11 @@ export class EtcdStore implements Store {
       this.client.kv.txn({
         compare: pairs.map(([key]) => ({ key: this.kvKey(key), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 })),
         success: [
-          ...pairs.flatMap(([key, value], i) => [
-            { request_put: { key: this.kvKey(key), value: Buffer.from(value, 'utf8') } },
-            { request_put: { key: this.ordKey(key), value: Buffer.from(String(i)) } },
-          ]),
+          // ord/ orders keys created together; a key created alone has a create revision of its own
+          ...pairs.flatMap(([key, value], i) => {
+            const put = { request_put: { key: this.kvKey(key), value: Buffer.from(value, 'utf8') } };
+            return pairs.length === 1 ? [put] : [put, { request_put: { key: this.ordKey(key), value: Buffer.from(String(i)) } }];
+          }),
           { request_put: { key: this.stampKey, value: Buffer.alloc(0) } },
         ],
         failure: pairs.map(([key]) => ({ request_range: { key: this.kvKey(key), count_only: true } })),
@@ -417,6 +429,7 @@ export class EtcdStore implements Store {
     for (const [i, key] of keys.entries()) added += Buffer.byteLength(values.get(key)!) + (guess[i] ? -Buffer.byteLength(guess[i]!.value) : Buffer.byteLength(key));
     this.checkWrite(pairs, guess.filter((g) => g === undefined).length, added);
     let revisions: (number | undefined)[] = guess.map((g) => g?.modRevision);
+    const ordered = (expected: readonly (number | undefined)[]) => expected.filter((r) => r === undefined).length > 1;
     const deadline = Date.now() + this.timeoutMs;
     for (;;) {
       const expected = revisions;
@@ -430,7 +443,7 @@ export class EtcdStore implements Store {
           success: [
             ...keys.flatMap((key, i) => {
               const put = { request_put: { key: this.kvKey(key), value: Buffer.from(values.get(key)!, 'utf8'), prev_kv: true } };
-              return expected[i] === undefined ? [put, { request_put: { key: this.ordKey(key), value: Buffer.from(String(i)) } }] : [put];
+              return expected[i] === undefined && ordered(expected) ? [put, { request_put: { key: this.ordKey(key), value: Buffer.from(String(i)) } }] : [put];
             }),
             { request_put: { key: this.stampKey, value: Buffer.alloc(0) } },
           ],
@@ -443,7 +456,7 @@ export class EtcdStore implements Store {
         for (const [i, key] of keys.entries()) {
           const prev = (response.responses[at] as IResponseOp).response_put.prev_kv;
           previous.set(key, prev ? prev.value.toString('utf8') : undefined);
-          at += expected[i] === undefined ? 2 : 1;
+          at += expected[i] === undefined && ordered(expected) ? 2 : 1;
         }
         return { previous: pairs.map(([key]) => previous.get(key)) };
       }
