@@ -149,6 +149,25 @@ describe('the close path', () => {
     }
   }, 30_000);
 
+  it('a large listing mixing ASCII and Korean blocks arrives byte-identical (streamed, not joined)', async () => {
+    const store = new MemoryStore();
+    const pairs: Pair[] = [];
+    for (let i = 0; i < 20_000; i++) pairs.push(i % 5000 < 2500 ? [`key${i}`, `ascii value ${i}`] : [`키${i}`, `김민식 ${i} 컴퓨터네트워크`]);
+    store.restore(pairs);
+    const server = await startServer({ store });
+    try {
+      const conn = await HttpConn.open(server.port);
+      const answer = await conn.request('GET', '/');
+      conn.close();
+      const expected = Texts.listingHeader + pairs.map(([k, v]) => `\n${k}:${v}`).join('');
+      expect(answer.bodyBytes).toBeGreaterThan(64 * 1024);
+      expect(Number(answer.headers['content-length'])).toBe(Buffer.byteLength(expected));
+      expect(answer.body.toString('utf8')).toBe(expected);
+    } finally {
+      await server.close();
+    }
+  }, 20_000);
+
   // an asynchronous store: answers arrive after the request was read (as the log and etcd stores do)
   const asyncStore = (): Store => {
     const inner = new MemoryStore();
