@@ -28,11 +28,14 @@ describe('kill -9 during compactions of large records', () => {
         expect(checkAgainstModel(parseListing(answer.response.body), model), `after kill ${i}`).toEqual([]);
         if (i === CYCLES) break;
         const load = runWriteLoad(server.port, model, 8, `c${i}`, 100_000, 'updates');
-        // let it write until a rewrite has started, then kill at a random point of it (or soon after)
-        const deadline = Date.now() + 4000;
-        while (Date.now() < deadline && !existsSync(join(dir, REWRITE_NAME))) await sleep(5);
-        await sleep(Math.floor(Math.random() * 300));
-        if (existsSync(join(dir, REWRITE_NAME))) killedMidRewrite++;
+        // let it write until a rewrite has started; then kill in the middle of it (odd cycles) or
+        // just after its switch to the new file (even cycles), at a random point
+        const rewriting = () => existsSync(join(dir, REWRITE_NAME));
+        const deadline = Date.now() + 5000;
+        while (Date.now() < deadline && !rewriting()) await sleep(5);
+        if (i % 2 === 0) while (Date.now() < deadline + 5000 && rewriting()) await sleep(2);
+        await sleep(Math.floor(Math.random() * (i % 2 === 0 ? 50 : 100)));
+        if (rewriting()) killedMidRewrite++;
         server.kill('SIGKILL');
         expect(await server.exited).toBe(null);
         load.stop();
