@@ -84,6 +84,8 @@ describe('a write whose record would be over the limit is refused at the request
       expect(refused.responses[0]!.status).toBe(413);
       await expect(store.upsertAll([['big', '\u0001'.repeat(11_000)]])).rejects.toBeInstanceOf(ValueTooLargeError); // 66,000 bytes escaped
       expect(store.get('big')).toBeUndefined();
+      // the 413 names the setting to raise
+      expect(refused.responses[0]!.body).toContain('TCPKV_MAX_LOG_RECORD_BYTES=65536');
       expect((await post(`fits: ${'김'.repeat(20_000)}`)).responses[0]!.status).toBe(200);
     } finally {
       await server.server.shutdown('done', { keepStore: true });

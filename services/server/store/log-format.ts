@@ -24,7 +24,7 @@ export const TYPE_SET = 1;
 export const TYPE_DELETE = 2;
 /** The largest payload replay accepts; a length field beyond it is damage. Writers stay at or below it. */
 export const MAX_RECORD_BYTES = 256 * 1024 * 1024;
-/** The writer's default payload limit (TCPKV_LOG_MAX_RECORD_BYTES). */
+/** The writer's default payload limit (TCPKV_MAX_LOG_RECORD_BYTES). */
 export const DEFAULT_RECORD_LIMIT = 64 * 1024 * 1024;
 
 /** A record with its payload already JSON text: header and checksum added here. */

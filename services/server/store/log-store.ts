@@ -55,6 +55,7 @@ const REWRITE_FLAGS = APPEND_FLAGS | constants.O_TRUNC;
 /** after a failed compaction, wait this long before the next automatic one */
 const COMPACT_RETRY_MS = 5000;
 const COPY_CHUNK_BYTES = 1024 * 1024;
+const RECORD_WARNING_EVERY_MS = 60_000;
 
 export type FsyncPolicy = 'always' | 'everysec' | 'no';
 
@@ -168,6 +169,7 @@ export class LogStore implements Store {
   /** why the last write or fsync failed, until one succeeds (readiness) */
   private lastFailure: string | undefined;
   private closed = false;
+  private lastRecordWarning = -Infinity;
   /** counters for tests and the durability notes */
   readonly stats = { compactions: 0, failedCompactions: 0, bytesWritten: 0 };
 
@@ -381,8 +383,12 @@ export class LogStore implements Store {
     // encoded here, at the request, so that a record replay could not load is never written
     const record = encode();
     if (record.length - RECORD_HEADER_BYTES > this.maxRecordBytes) {
-      this.logger.warn({ bytes: record.length - RECORD_HEADER_BYTES, limit: this.maxRecordBytes }, 'a write needs a log record over TCPKV_LOG_MAX_RECORD_BYTES: refused (413)');
-      return Promise.reject(new ValueTooLargeError(`the write needs a log record of ${record.length - RECORD_HEADER_BYTES} bytes, over TCPKV_LOG_MAX_RECORD_BYTES=${this.maxRecordBytes}`));
+      const now = Date.now();
+      if (now - this.lastRecordWarning >= RECORD_WARNING_EVERY_MS) {
+        this.lastRecordWarning = now;
+        this.logger.warn({ bytes: record.length - RECORD_HEADER_BYTES, limit: this.maxRecordBytes }, 'limit hit: a write needs a log record over TCPKV_MAX_LOG_RECORD_BYTES; refused with 413 (logged at most once a minute)');
+      }
+      return Promise.reject(new ValueTooLargeError(`the write needs a log record of ${record.length - RECORD_HEADER_BYTES} bytes, over TCPKV_MAX_LOG_RECORD_BYTES=${this.maxRecordBytes}`));
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ ...op, record, resolve, reject } as PendingWrite);
