@@ -1,23 +1,22 @@
 #!/usr/bin/env node
-// Throughput of tcpkv replicas over etcd: GET and POST requests per second through ONE replica and
-// through THREE at once, measured with wrk (keep-alive connections, standard HTTP).
+// Throughput of tcpkv replicas over etcd against the memory store and against etcd itself, measured
+// with wrk (keep-alive connections, standard HTTP), every row printed as a ratio:
 //
-//   node infra/cluster/bench.mjs --up                         # its own cluster: infra/cluster/vm.compose.yml
-//                                                              # on 127.0.0.1 ports, removed afterwards
-//   node infra/cluster/bench.mjs --servers 127.0.0.1:10001,127.0.0.1:10002,127.0.0.1:10003
+//   node infra/cluster/bench.mjs --up      # its own cluster from infra/cluster/vm.compose.yml on
+//                                          # 127.0.0.1 ports, and a memory-store server from the same
+//                                          # image published the same way; all removed afterwards
 //
-// With --up it also starts two single servers from the same image, published the same way (so the
-// path through Docker's port proxy is the same): the memory store and the append-only log store
-// (TCPKV_FSYNC=everysec), measured with the same settings in the same run; every row is printed as
-// a ratio to the memory store's.
+//   GET   one replica vs the memory store, on a nearly empty store and with 10,000 keys in both
+//   GET   three replicas together vs one replica (this machine's cores are shared by everything)
+//   GET   etcd round trips per GET served through one replica: etcd's own count of Range calls
+//         (grpc_server_handled_total, summed over the members, read from inside the cluster's
+//         network, health checks included) over the GETs wrk completed — counted, not estimated
+//   POST  one replica vs a plain etcd3 transaction loop (one create-if-absent transaction per
+//         request, from a container on the cluster's network) at the same concurrency
 //
-// Options: --duration S (10), --connections N (24, in total: one wrk with all of them against one
-// replica, or one wrk per replica sharing them), --threads N (2, wrk threads against one replica;
-// one per wrk against three), --json. With --servers, the replicas must accept Host 127.0.0.1 (or
-// the host you name) and the store should hold few keys: GET lists all of them, so its speed
-// depends on the data (the keys POSTed here accumulate — run GET first, as this script does).
-// With --up the etcd and server images must exist or be buildable (NODE_IMAGE, ETCD_IMAGE as for
-// the compose files). Needs wrk and Docker (for --up) on this machine.
+// Options: --duration S (10), --get-connections N (64: every GET row, the memory store's too),
+// --connections N (24: the POST row and the etcd3 loop), --threads N (2), --json. Needs wrk and Docker on this machine and
+// the images of the compose file (NODE_IMAGE, ETCD_IMAGE as for the compose files).
 
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -32,14 +31,12 @@ const COMPOSE_FILE = 'infra/cluster/vm.compose.yml';
 const POST_SCRIPT = join(ROOT, 'bench/wrk/post-unique.lua'); // the same script npm run bench uses
 
 function usage(code) {
-  process.stdout.write(
-    'Usage: node infra/cluster/bench.mjs (--up | --servers host:port,host:port,host:port) [--duration S] [--connections N] [--threads N] [--json]\n',
-  );
+  process.stdout.write('Usage: node infra/cluster/bench.mjs --up [--duration S] [--get-connections N] [--connections N] [--threads N] [--json]\n');
   process.exit(code);
 }
 
 function parseArgs(argv) {
-  const opts = { up: false, servers: undefined, duration: 10, connections: 24, threads: 2, json: false };
+  const opts = { up: false, servers: undefined, duration: 10, connections: 24, getConnections: 64, threads: 2, json: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -47,9 +44,9 @@ function parseArgs(argv) {
       return argv[++i];
     };
     if (a === '--up') opts.up = true;
-    else if (a === '--servers') opts.servers = value().split(',').filter(Boolean);
     else if (a === '--duration') opts.duration = Number(value());
     else if (a === '--connections') opts.connections = Number(value());
+    else if (a === '--get-connections') opts.getConnections = Number(value());
     else if (a === '--threads') opts.threads = Number(value());
     else if (a === '--json') opts.json = true;
     else if (a === '-h' || a === '--help') usage(0);
@@ -58,9 +55,8 @@ function parseArgs(argv) {
       usage(2);
     }
   }
-  if (opts.up === (opts.servers !== undefined)) usage(2);
-  if (opts.servers && opts.servers.length < 1) usage(2);
-  for (const n of [opts.duration, opts.connections, opts.threads]) if (!(Number.isInteger(n) && n > 0)) usage(2);
+  if (!opts.up || opts.servers !== undefined) usage(2);
+  for (const n of [opts.duration, opts.connections, opts.getConnections, opts.threads]) if (!(Number.isInteger(n) && n > 0)) usage(2);
   return opts;
 }
 
@@ -182,87 +178,148 @@ async function compose(args, env) {
   if (r.code !== 0) throw new Error(`${cmd} ${[...pre, ...args].join(' ')} failed: ${r.stderr || r.stdout}`);
 }
 
+/** The compose project's cluster network, where the etcd members answer as etcd1..3. */
+const clusterNetwork = (project) => `${project}_cluster`;
+const IMAGE = process.env.TCPKV_SERVER_IMAGE ?? 'tcpkv/server:local';
+
+/** Runs a Node script in a container of the server image on the cluster network (it has etcd3). */
+async function nodeInCluster(project, script, args = []) {
+  const r = await run('docker', ['run', '--rm', '--network', clusterNetwork(project), '-w', '/app', '--entrypoint', 'node', IMAGE, '--input-type=module', '-e', script, ...args]);
+  if (r.code !== 0) throw new Error(`node in the cluster network: ${r.stderr.trim() || r.stdout.trim()}`);
+  return r.stdout.trim();
+}
+
+/** Range calls etcd has handled, summed over the three members (their /metrics, inside the network). */
+const RANGE_CALLS = `
+let total = 0;
+for (const m of ['etcd1', 'etcd2', 'etcd3']) {
+  const text = await (await fetch('http://' + m + ':2379/metrics')).text();
+  for (const line of text.split('\\n')) {
+    if (line.startsWith('grpc_server_handled_total{') && line.includes('grpc_method="Range"')) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+}
+console.log(total);`;
+
+/** A plain etcd3 loop: `concurrency` workers, one create-if-absent transaction per request, for `seconds`. */
+const PLAIN_TXN_LOOP = `
+import { Etcd3 } from 'etcd3';
+const [concurrency, seconds, run] = process.argv.slice(1).map((a, i) => (i < 2 ? Number(a) : a));
+const client = new Etcd3({ hosts: ['http://etcd1:2379', 'http://etcd2:2379', 'http://etcd3:2379'] });
+await client.put('bench-plain-warmup').value('x');
+const end = Date.now() + seconds * 1000;
+let done = 0;
+let failed = 0;
+await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
+  for (let n = 0; Date.now() < end; n++) {
+    const key = Buffer.from('bench-plain/' + run + '-' + w + '-' + n);
+    try {
+      const r = await client.kv.txn({ compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }], success: [{ request_put: { key, value: Buffer.from('v' + n) } }], failure: [] });
+      if (r.succeeded) done++;
+    } catch { failed++; }
+  }
+}));
+client.close();
+console.log(JSON.stringify({ rps: done / seconds, requests: done, failed }));`;
+
+/** Fills a server with `count` keys, POSTs of 50 pairs each (one etcd transaction each). */
+async function fill(server, count, tag) {
+  for (let i = 0; i < count; i += 50) {
+    const body = Array.from({ length: Math.min(50, count - i) }, (_, j) => `${tag}-${String(i + j).padStart(5, '0')}: value-${i + j}`).join('&');
+    const status = await send(server, 'POST', '/create', body);
+    if (status !== 200) throw new Error(`filling ${server}: POST answered ${status}`);
+  }
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  let servers = opts.servers;
-  let teardown = async () => {};
-  /** single servers measured beside the cluster (with --up) */
-  const baselines = [];
-  if (opts.up) {
-    const ports = [await freePort(), await freePort(), await freePort()];
-    const project = `tcpkv-bench-${randomBytes(3).toString('hex')}`;
-    const env = {
-      ...process.env,
-      TCPKV_ALLOWED_HOSTS: '127.0.0.1',
-      TCPKV_ALLOWED_CLIENTS: '0.0.0.0/0',
-      TCPKV_SHUTDOWN_TOKEN: randomBytes(12).toString('hex'),
-      TCPKV_LOG_LEVEL: 'warn',
-      TCPKV_PUBLISH_1: `127.0.0.1:${ports[0]}`,
-      TCPKV_PUBLISH_2: `127.0.0.1:${ports[1]}`,
-      TCPKV_PUBLISH_3: `127.0.0.1:${ports[2]}`,
-    };
-    process.stderr.write(`bench: starting ${COMPOSE_FILE} as project ${project}\n`);
-    teardown = () => compose(['-p', project, '-f', COMPOSE_FILE, 'down', '-v', '--timeout', '0'], env);
-    const stop = () => {
-      teardown().finally(() => process.exit(130));
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    try {
-      await compose(['-p', project, '-f', COMPOSE_FILE, 'up', '-d', '--build'], env);
-    } catch (error) {
-      await teardown().catch(() => undefined);
-      throw error;
-    }
-    servers = ports.map((p) => `127.0.0.1:${p}`);
-    // the baselines: one server each, memory store and log store, from the same image
-    for (const [name, dataDir] of [['memory', ''], ['log', '/data']]) {
-      const port = await freePort();
-      const started = await run('docker', ['run', '-d', '--rm', '--name', `${project}-${name}`, '-p', `127.0.0.1:${port}:10000`,
-        '-e', `TCPKV_DATA_DIR=${dataDir}`, '-e', 'TCPKV_ALLOWED_HOSTS=127.0.0.1', '-e', 'TCPKV_ALLOWED_CLIENTS=0.0.0.0/0',
-        '-e', 'TCPKV_LOG_LEVEL=warn', process.env.TCPKV_SERVER_IMAGE ?? 'tcpkv/server:local']);
-      if (started.code !== 0) throw new Error(`docker run (${name} store): ${started.stderr.trim()}`);
-      baselines.push({ name, server: `127.0.0.1:${port}`, id: started.stdout.trim() });
-    }
-    const composeTeardown = teardown;
-    teardown = async () => {
-      for (const b of baselines) await run('docker', ['rm', '-f', '-v', b.id]).catch(() => undefined);
-      await composeTeardown();
-    };
-  }
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const project = `tcpkv-bench-${randomBytes(3).toString('hex')}`;
+  const env = {
+    ...process.env,
+    TCPKV_ALLOWED_HOSTS: '127.0.0.1',
+    TCPKV_ALLOWED_CLIENTS: '0.0.0.0/0',
+    TCPKV_SHUTDOWN_TOKEN: randomBytes(12).toString('hex'),
+    TCPKV_LOG_LEVEL: 'warn',
+    TCPKV_PUBLISH_1: `127.0.0.1:${ports[0]}`,
+    TCPKV_PUBLISH_2: `127.0.0.1:${ports[1]}`,
+    TCPKV_PUBLISH_3: `127.0.0.1:${ports[2]}`,
+  };
+  process.stderr.write(`bench: starting ${COMPOSE_FILE} as project ${project}\n`);
+  let memoryId;
+  const teardown = async () => {
+    if (memoryId) await run('docker', ['rm', '-f', '-v', memoryId]).catch(() => undefined);
+    await compose(['-p', project, '-f', COMPOSE_FILE, 'down', '-v', '--timeout', '0'], env);
+  };
+  const stop = () => {
+    teardown().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   try {
-    await waitAnswering([...servers, ...baselines.map((b) => b.server)], 120_000);
+    await compose(['-p', project, '-f', COMPOSE_FILE, 'up', '-d', '--build'], env);
+    const servers = ports.map((p) => `127.0.0.1:${p}`);
+    // the reference: one memory-store server from the same image, published the same way
+    const memoryPort = await freePort();
+    const started = await run('docker', ['run', '-d', '--rm', '--name', `${project}-memory`, '-p', `127.0.0.1:${memoryPort}:10000`,
+      '-e', 'TCPKV_DATA_DIR=', '-e', 'TCPKV_ALLOWED_HOSTS=127.0.0.1', '-e', 'TCPKV_ALLOWED_CLIENTS=0.0.0.0/0', '-e', 'TCPKV_LOG_LEVEL=warn', IMAGE]);
+    if (started.code !== 0) throw new Error(`docker run (memory store): ${started.stderr.trim()}`);
+    memoryId = started.stdout.trim();
+    const memory = `127.0.0.1:${memoryPort}`;
+    await waitAnswering([...servers, memory], 120_000);
     const runId = randomBytes(3).toString('hex');
-    // a small data set for the GETs: 10 keys (POST refuses them if a previous run left them)
-    for (const target of [servers[0], ...baselines.map((b) => b.server)]) {
-      for (let i = 0; i < 10; i++) await send(target, 'POST', '/create', `bench-seed-${i}: value-${i}`);
-    }
-    const results = [];
-    const one = servers.slice(0, 1);
-    const sets = [
-      ['etcd', one],
-      ['etcd', servers],
-      ...baselines.map((b) => [b.name, [b.server]]),
-    ];
-    for (const kind of ['GET', 'POST']) {
-      for (const [store, set] of sets) {
-        process.stderr.write(`bench: ${kind} through ${set.length} ${store} server(s), ${opts.duration} s, ${opts.connections} connections\n`);
-        results.push({ store, ...(await measure(set, opts, kind, runId)) });
-      }
-    }
-    const memoryRps = (kind) => results.find((r) => r.store === 'memory' && r.kind === kind)?.rps;
-    for (const r of results) r.vsMemory = memoryRps(r.kind) ? Number((r.rps / memoryRps(r.kind)).toFixed(3)) : undefined;
+    for (const target of [servers[0], memory]) for (let i = 0; i < 10; i++) await send(target, 'POST', '/create', `bench-seed-${i}: value-${i}`);
+
+    const rows = [];
+    const get = async (label, set, connections = opts.connections) => {
+      process.stderr.write(`bench: GET ${label}, ${opts.duration} s, ${connections} connections\n`);
+      const r = await measure(set, { ...opts, connections }, 'GET', runId);
+      rows.push({ label, ...r });
+      return r;
+    };
+    const ratio = (name, a, b, floor) => ({ name, value: Number((a / b).toFixed(3)), floor });
+    const ratios = [];
+
+    const g = opts.getConnections;
+    const memEmpty = await get('memory store, 10 keys', [memory], g);
+    const rangeBefore = Number(await nodeInCluster(project, RANGE_CALLS));
+    const oneEmpty = await get('one replica, 10 keys', servers.slice(0, 1), g);
+    const rangeAfter = Number(await nodeInCluster(project, RANGE_CALLS));
+    const threeEmpty = await get('three replicas, 10 keys', servers, g);
+    ratios.push(ratio('GET one replica / memory store (10 keys)', oneEmpty.rps, memEmpty.rps, 0.5));
+    ratios.push(ratio('GET three replicas / one replica (10 keys)', threeEmpty.rps, oneEmpty.rps, 1));
+    const perGet = (rangeAfter - rangeBefore) / Math.max(1, oneEmpty.requests);
+    ratios.push({ name: `etcd Range calls per GET, ${g} connections (${rangeAfter - rangeBefore} / ${oneEmpty.requests})`, value: Number(perGet.toFixed(4)), ceiling: 0.1 });
+
+    process.stderr.write(`bench: POST through one replica, ${opts.duration} s, ${opts.connections} connections\n`);
+    const post = await measure(servers.slice(0, 1), opts, 'POST', runId);
+    rows.push({ label: 'POST one replica', ...post });
+    process.stderr.write(`bench: plain etcd3 transaction loop, ${opts.duration} s, ${opts.connections} concurrent\n`);
+    const plain = JSON.parse(await nodeInCluster(project, PLAIN_TXN_LOOP, [String(opts.connections), String(opts.duration), runId]));
+    rows.push({ label: 'plain etcd3 txn loop', kind: 'TXN', replicas: 0, rps: Math.round(plain.rps), requests: plain.requests, non2xx: plain.failed, socketErrors: 0 });
+    ratios.push(ratio('POST one replica / plain etcd3 transaction loop', post.rps, plain.rps, 0.9));
+
+    process.stderr.write('bench: filling both stores with 10,000 keys\n');
+    await Promise.all([fill(servers[0], 10_000, `fill${runId}`), fill(memory, 10_000, `fill${runId}`)]);
+    const memFull = await get('memory store, 10,000 keys', [memory], g);
+    const oneFull = await get('one replica, 10,000 keys', servers.slice(0, 1), g);
+    ratios.push(ratio('GET one replica / memory store (10,000 keys)', oneFull.rps, memFull.rps, 0.5));
+
     const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
     if (opts.json) {
-      process.stdout.write(JSON.stringify({ machine, duration: opts.duration, connections: opts.connections, results }, null, 2) + '\n');
+      process.stdout.write(JSON.stringify({ machine, duration: opts.duration, connections: opts.connections, rows, ratios }, null, 2) + '\n');
     } else {
-      process.stdout.write(`machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB, everything on it (3 etcd members, 3 replicas, wrk)\n`);
-      process.stdout.write('kind  store   servers  req/s  vs memory  requests  non-2xx  socket errors  p50 ms  p99 ms\n');
-      for (const r of results) {
-        const ratio = r.vsMemory === undefined ? '' : `${r.vsMemory.toFixed(2)}×`;
+      process.stdout.write(`machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB, everything on it (3 etcd members, 3 replicas, the memory server, wrk)\n`);
+      process.stdout.write('kind  what                                        req/s  requests  non-2xx  socket errors  p50 ms  p99 ms\n');
+      for (const r of rows) {
         process.stdout.write(
-          `${r.kind.padEnd(4)}  ${r.store.padEnd(6)}  ${String(r.replicas).padStart(7)}  ${String(r.rps).padStart(5)}  ${ratio.padStart(9)}  ${String(r.requests).padStart(8)}  ${String(r.non2xx).padStart(7)}  ${String(r.socketErrors).padStart(13)}  ${(r.p50ms ?? 0).toFixed(1).padStart(6)}  ${(r.p99ms ?? 0).toFixed(1).padStart(6)}\n`,
+          `${r.kind.padEnd(4)}  ${r.label.padEnd(42)}  ${String(r.rps).padStart(5)}  ${String(r.requests).padStart(8)}  ${String(r.non2xx).padStart(7)}  ${String(r.socketErrors).padStart(13)}  ${(r.p50ms ?? 0).toFixed(1).padStart(6)}  ${(r.p99ms ?? 0).toFixed(1).padStart(6)}\n`,
         );
+      }
+      process.stdout.write('\nratio                                                             value  target\n');
+      for (const q of ratios) {
+        const target = q.floor !== undefined ? `≥ ${q.floor}` : `≤ ${q.ceiling}`;
+        const ok = q.floor !== undefined ? q.value >= q.floor : q.value <= q.ceiling;
+        process.stdout.write(`${q.name.padEnd(64)}  ${q.value.toFixed(3).padStart(6)}  ${target.padEnd(6)} ${ok ? 'met' : 'NOT met'}\n`);
       }
     }
   } finally {

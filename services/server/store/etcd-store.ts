@@ -87,7 +87,7 @@ const BREAKER_HALF_OPEN_MS = 2000;
 /** An outage is logged at error level at most this often (each failure is at debug level). */
 const ERROR_LOG_EVERY_MS = 10_000;
 /** Read barriers sent and not answered yet, at most (more reads wait for the next one). */
-const MAX_BARRIERS_IN_FLIGHT = 2;
+const MAX_BARRIERS_IN_FLIGHT = 3;
 /** Protobuf framing per operation, over-estimated, for the request size check. */
 const OP_OVERHEAD_BYTES = 32;
 
