@@ -361,13 +361,14 @@ export class Connection {
       }
       const more = slot.more;
       if (more !== undefined) {
-        // the store's slices, as the socket takes them: at most one past the high-water mark
-        while (slot.next < more.length) {
-          if (!flushed) {
-            this.writeBlocked = true;
-            return;
-          }
-          flushed = socket.write(more[slot.next++]!, slot.moreEncoding);
+        // the store's slices, as the socket takes them: at most one past the high-water mark, corked
+        // so that each high-water mark's worth leaves in one writev rather than a write per slice
+        socket.cork();
+        while (slot.next < more.length && flushed) flushed = socket.write(more[slot.next++]!, slot.moreEncoding);
+        socket.uncork();
+        if (slot.next < more.length) {
+          this.writeBlocked = true;
+          return;
         }
       }
       slots.shift();
