@@ -65,6 +65,7 @@ export async function openStore(config: ServerConfig, logger: Logger, events?: S
       maxTxnOps: config.etcdMaxTxnOps,
       maxRequestBytes: config.etcdMaxRequestBytes,
       limits,
+      events,
       logger,
       // TEST ONLY (the linearizability checker's negative test): reads without the barrier are stale
       ...(process.env.TCPKV_TEST_ONLY_UNSAFE_READS === 'no-barrier' ? { unsafeReadBarrier: 'none' as const } : {}),
