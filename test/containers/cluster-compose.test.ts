@@ -1,4 +1,4 @@
-// Issue 9: the cluster's compose files brought up as their comments say.
+// The cluster's compose files brought up as their comments say.
 //   1. docker-compose.cluster.yml with `up --build --abort-on-container-exit --exit-code-from client`:
 //      3 etcd members, 3 replicas, the client's scenario spread over the replicas passes (exit 0), and
 //      its END stopped tcpkv1 only.
@@ -15,6 +15,7 @@ import { DockerResources, REPO_ROOT, composeCommand, dockerOk, runStreaming, uni
 import { freePort } from '../support/net.js';
 
 const TOKEN = 'cluster-compose-token';
+const PROMETHEUS_IMAGE = process.env.PROMETHEUS_IMAGE?.trim() || 'tcpkv/prometheus:local';
 const CLI = join(REPO_ROOT, 'dist/services/client/cli.js');
 
 const COMPOSE = composeCommand();
@@ -67,7 +68,8 @@ describe('the cluster compose files, brought up', () => {
   it('docker-compose.cluster.yml: `up --build --abort-on-container-exit --exit-code-from client` exits 0; the scenario spread over 3 replicas passes', async () => {
     const project = uniqueName('tcpkvtest');
     res.addComposeProject(project);
-    const env = { ...process.env, NODE_IMAGE: inject('tcpkvNodeImage'), ETCD_IMAGE, TCPKV_SHUTDOWN_TOKEN: TOKEN };
+    // its Prometheus comes up too (and scrapes nothing it needs here): an image that exists here
+    const env = { ...process.env, NODE_IMAGE: inject('tcpkvNodeImage'), ETCD_IMAGE, PROMETHEUS_IMAGE, PROMETHEUS_PUBLISH: `127.0.0.1:${await freePort()}`, TCPKV_SHUTDOWN_TOKEN: TOKEN };
     projects.push({ project, file: 'docker-compose.cluster.yml', env });
     const up = await compose(['-p', project, '-f', 'docker-compose.cluster.yml', 'up', '--build', '--abort-on-container-exit', '--exit-code-from', 'client'], env);
     expect(up.code, up.output.slice(-4000)).toBe(0);
