@@ -5,15 +5,26 @@
 // succeeded is there with its latest value and no refused write is.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { LOG_NAME, LogStore, REAL_FILE_OPS, REWRITE_NAME, type LogFileOps } from '../../services/server/store/log-store.js';
 import { StoreUnavailableError } from '../../services/server/store/store.js';
 import { exchange, SERVER_BIN } from '../support/net.js';
+
+/** Data directories of this file, removed when it is done (some hold hundreds of megabytes). */
+const createdDirs: string[] = [];
+const tempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  createdDirs.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const dir of createdDirs) rmSync(dir, { recursive: true, force: true });
+});
 
 type Step = keyof LogFileOps;
 
@@ -128,7 +139,7 @@ describe('a disk error at any step: success or 503, and nothing acknowledged is 
   for (const { step, file, during } of steps) {
     for (const code of ['EMFILE', 'ENOSPC', 'EIO']) {
       it(`${step} of ${file} fails with ${code} during ${during === 'compaction' ? 'a compaction' : 'writes'}`, async () => {
-        const dir = mkdtempSync(join(tmpdir(), 'tcpkv-fault-'));
+        const dir = tempDir('tcpkv-fault-');
         const ops = new FaultyOps();
         const model: Model = { acked: new Map(), refused: new Set(), outcomes: { ok: 0, unavailable: 0 } };
         let store = await open(dir, ops);
@@ -192,7 +203,7 @@ describe('a disk error at any step: success or 503, and nothing acknowledged is 
   }
 
   it('a directory fsync that fails after the rename refuses writes (503) until it works, then accepts them', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tcpkv-fault-'));
+    const dir = tempDir('tcpkv-fault-');
     const ops = new FaultyOps();
     const store = await open(dir, ops);
     try {
@@ -215,7 +226,7 @@ describe('a disk error at any step: success or 503, and nothing acknowledged is 
 
 describe('a real full disk (a small tmpfs in a private mount namespace)', () => {
   it('a compaction that runs out of space leaves the old log in use; full writes get 503; a restart has every acknowledged write', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tcpkv-enospc-'));
+    const dir = tempDir('tcpkv-enospc-');
     // one namespace, one tmpfs, two servers one after the other: the second replays what the first left
     const proc = spawn(
       'unshare',

@@ -1,18 +1,29 @@
 // kill -9 of a real tcpkv-server while it compacts a log of large records (100 KB values), 20 times:
 // every restart succeeds and every acknowledged write is there with its latest value.
 
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { TcpkvClient } from '../../services/client/client.js';
 import { REWRITE_NAME } from '../../services/server/store/log-store.js';
 import { sleep, spawnServer } from '../support/net.js';
 import { checkAgainstModel, newModel, parseListing, runWriteLoad } from '../support/write-load.js';
 
+/** Data directories of this file, removed when it is done (some hold hundreds of megabytes). */
+const createdDirs: string[] = [];
+const tempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  createdDirs.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const dir of createdDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 describe('kill -9 during compactions of large records', () => {
   it('20 cycles with 100 KB values: every restart succeeds, nothing acknowledged is lost', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tcpkv-kill-'));
+    const dir = tempDir('tcpkv-kill-');
     // 8 writers × 10 keys × 100 KB = 8 MB live; a rewrite every ~4 MB written
     const env = { TCPKV_DATA_DIR: dir, TCPKV_FSYNC: 'everysec', TCPKV_COMPACT_MIN_BYTES: String(1 << 20), TCPKV_COMPACT_FACTOR: '1.5' };
     const model = newModel();
