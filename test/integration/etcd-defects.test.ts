@@ -120,6 +120,17 @@ describe('etcd store defects, default etcd', () => {
     expect(await store.get('n')).toBe('1'); // read-your-writes: the barrier is after the write
   });
 
+  it('store limits are checked against the cache: 507 naming the limit, nothing applied; deletes make room', async () => {
+    const store = newStore(etcd, { limits: { maxKeys: 3, maxDataBytes: 40 } });
+    await store.createAll([['a', '1'], ['b', '2']]);
+    await expect(store.createAll([['c', '3'], ['d', '4']])).rejects.toThrow(/TCPKV_MAX_KEYS=3/);
+    await expect(store.upsertAll([['a', 'x'.repeat(50)]])).rejects.toThrow(/TCPKV_MAX_DATA_BYTES=40/);
+    expect(await store.list()).toEqual([['a', '1'], ['b', '2']]);
+    expect(store.usage()).toEqual({ keys: 2, dataBytes: 4 });
+    expect(await store.delete('a')).toBe(true);
+    expect(await store.createAll([['c', '3'], ['d', '4']])).toEqual({ ok: true });
+  });
+
   it('prefixes that would nest are refused; distinct ones are isolated', async () => {
     expect(checkEtcdPrefix('tcpkv/')).toBeUndefined();
     expect(checkEtcdPrefix('tcpkv/kv/')).toMatch(/"kv" or "ord" segment/);

@@ -88,6 +88,9 @@ const BREAKER_HALF_OPEN_MS = 2000;
 const ERROR_LOG_EVERY_MS = 10_000;
 /** Read barriers sent and not answered yet, at most (more reads wait for the next one). */
 const MAX_BARRIERS_IN_FLIGHT = 3;
+/** Below 90 % of a store limit by more than this, the limit check uses the copy without a barrier. */
+const LIMIT_MARGIN_KEYS = 1000;
+const LIMIT_MARGIN_BYTES = 4 * 1024 * 1024;
 /** Protobuf framing per operation, over-estimated, for the request size check. */
 const OP_OVERHEAD_BYTES = 32;
 
@@ -282,7 +285,12 @@ export class EtcdStore implements Store {
       if (this.cache.applied < 0) throw new StoreUnavailableError('the etcd cache has not synced yet');
       return this.cache.entries;
     }
-    const target = await this.barrier();
+    return this.reach(await this.barrier(), started);
+  }
+
+  /** The copy once it has applied `target`, waiting up to the etcd deadline counted from `started`. */
+  private async reach(target: number, started: number): Promise<OrderedEntries> {
+    this.cache.start();
     if (this.cache.applied >= target) return this.cache.entries;
     const remaining = Math.max(1, started + this.timeoutMs - Date.now());
     let timer: NodeJS.Timeout | undefined;
@@ -365,8 +373,8 @@ export class EtcdStore implements Store {
 
   // ---- writes --------------------------------------------------------------------------------------
 
-  /** Refuses up front what etcd would refuse for its size, and what would pass the store limits. */
-  private checkWrite(pairs: readonly Pair[], newKeys: number, addedBytes: number): void {
+  /** Refuses up front what etcd would refuse for its size (413). */
+  private checkSize(pairs: readonly Pair[]): void {
     const maxPairs = Math.floor((this.maxTxnOps - 1) / 2);
     if (pairs.length > maxPairs) {
       this.logger.warn({ pairs: pairs.length, maxPairs }, 'write refused: more pairs than one etcd transaction takes');
@@ -381,25 +389,48 @@ export class EtcdStore implements Store {
       this.logger.warn({ bytes, maxRequestBytes: this.maxRequestBytes }, 'write refused: larger than one etcd request');
       throw new ValueTooLargeError(`The write needs an etcd request of about ${bytes} bytes; etcd takes at most ${this.maxRequestBytes} (TCPKV_ETCD_MAX_REQUEST_BYTES)`);
     }
+  }
+
+  /**
+   * The store limits (507), against the copy: its view as of the last applied revision, which is
+   * milliseconds behind. Near a limit (within 10 % plus LIMIT_MARGIN_*, far more than the writes of a
+   * few milliseconds) or before the copy has synced, the check waits for a read barrier first, so
+   * that every write acknowledged before it — this replica's own included — is counted.
+   */
+  private async checkLimits(growth: () => { newKeys: number; addedBytes: number }): Promise<void> {
     const limits = this.limits;
     if (limits === undefined) return;
-    const usage = this.cache.entries.usage();
-    let which: string | undefined;
-    if (usage.keys + newKeys > limits.maxKeys) which = `TCPKV_MAX_KEYS=${limits.maxKeys}`;
-    else if (usage.dataBytes + addedBytes > limits.maxDataBytes) which = `TCPKV_MAX_DATA_BYTES=${limits.maxDataBytes}`;
+    const over = (): string | undefined => {
+      const usage = this.cache.entries.usage();
+      const { newKeys, addedBytes } = growth();
+      if (newKeys > 0 && usage.keys + newKeys > limits.maxKeys) return `TCPKV_MAX_KEYS=${limits.maxKeys}`;
+      if (addedBytes > 0 && usage.dataBytes + addedBytes > limits.maxDataBytes) return `TCPKV_MAX_DATA_BYTES=${limits.maxDataBytes}`;
+      return undefined;
+    };
+    const near = (): boolean => {
+      const usage = this.cache.entries.usage();
+      const { newKeys, addedBytes } = growth();
+      return usage.keys + newKeys > 0.9 * limits.maxKeys - LIMIT_MARGIN_KEYS || usage.dataBytes + addedBytes > 0.9 * limits.maxDataBytes - LIMIT_MARGIN_BYTES;
+    };
+    if (this.cache.applied < 0 || near()) await this.fresh();
+    const which = over();
     if (which === undefined) return;
     const now = Date.now();
     if (now - this.lastLimitLog >= 60_000) {
       this.lastLimitLog = now;
+      const usage = this.cache.entries.usage();
       this.logger.warn({ limit: which, keys: usage.keys, dataBytes: usage.dataBytes }, 'store limit reached: writes answer 507');
     }
     throw new StoreFullError(which);
   }
 
   async createAll(pairs: readonly Pair[]): Promise<CreateResult> {
-    let added = 0;
-    for (const [key, value] of pairs) added += Buffer.byteLength(key) + Buffer.byteLength(value);
-    this.checkWrite(pairs, pairs.length, added);
+    this.checkSize(pairs);
+    await this.checkLimits(() => {
+      let addedBytes = 0;
+      for (const [key, value] of pairs) addedBytes += Buffer.byteLength(key) + Buffer.byteLength(value);
+      return { newKeys: pairs.length, addedBytes };
+    });
     const response = await this.call('create', true, () =>
       this.client.kv.txn({
         compare: pairs.map(([key]) => ({ key: this.kvKey(key), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 })),
@@ -424,11 +455,18 @@ export class EtcdStore implements Store {
     const values = new Map<string, string>();
     for (const [key, value] of pairs) values.set(key, value);
     const keys = [...values.keys()];
-    const guess = keys.map((key) => this.cache.entries.get(key));
-    let added = 0;
-    for (const [i, key] of keys.entries()) added += Buffer.byteLength(values.get(key)!) + (guess[i] ? -Buffer.byteLength(guess[i]!.value) : Buffer.byteLength(key));
-    this.checkWrite(pairs, guess.filter((g) => g === undefined).length, added);
-    let revisions: (number | undefined)[] = guess.map((g) => g?.modRevision);
+    this.checkSize(pairs);
+    await this.checkLimits(() => {
+      let newKeys = 0;
+      let addedBytes = 0;
+      for (const key of keys) {
+        const held = this.cache.entries.get(key);
+        if (held === undefined) newKeys++;
+        addedBytes += Buffer.byteLength(values.get(key)!) + (held ? -Buffer.byteLength(held.value) : Buffer.byteLength(key));
+      }
+      return { newKeys, addedBytes };
+    });
+    let revisions: (number | undefined)[] = keys.map((key) => this.cache.entries.get(key)?.modRevision);
     const ordered = (expected: readonly (number | undefined)[]) => expected.filter((r) => r === undefined).length > 1;
     const deadline = Date.now() + this.timeoutMs;
     for (;;) {
