@@ -1,5 +1,6 @@
-// The etcd store against a real etcd on loopback: the SPEC §3 case table, conflicts between
-// "replicas" (separate clients), read-your-writes across them, and an outage (issue 9).
+// The etcd store against a real etcd on loopback: the SPEC §3/§7 case table (pure rules and over a
+// real socket), conflicts between "replicas" (separate clients), read-your-writes across them, and
+// an outage.
 
 import fc from 'fast-check';
 import { pino } from 'pino';
@@ -9,6 +10,7 @@ import { handle } from '../../services/server/rules.js';
 import { EtcdStore } from '../../services/server/store/etcd-store.js';
 import { StoreUnavailableError } from '../../services/server/store/store.js';
 import { startEtcd, type LocalEtcd } from '../support/etcd.js';
+import { exchange, startServer } from '../support/net.js';
 import { pureRulesTarget, runRuleCases, TEST_POLICY } from '../support/run-rule-cases.js';
 
 let etcd: LocalEtcd;
@@ -33,6 +35,19 @@ afterAll(async () => {
 const policy = TEST_POLICY;
 
 runRuleCases('rules over EtcdStore', pureRulesTarget(() => newStore()));
+
+// the same table over a real socket: the listing's slices, /kv/<key> and /kv pages as sent on the wire
+runRuleCases('over a real socket, EtcdStore', {
+  newStore: () => newStore(),
+  async send(store, bytes, head) {
+    const server = await startServer({ store });
+    try {
+      return (await exchange(server.port, bytes, 1, { heads: [head] })).responses[0]!;
+    } finally {
+      await server.server.shutdown('case done', { keepStore: true });
+    }
+  },
+});
 
 describe('EtcdStore across replicas', () => {
   it('a write through one replica is read through another at once (linearizable reads)', async () => {
