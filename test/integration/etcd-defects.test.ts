@@ -131,6 +131,23 @@ describe('etcd store defects, default etcd', () => {
     expect(await store.createAll([['c', '3'], ['d', '4']])).toEqual({ ok: true });
   });
 
+  it('the prefix deleted outside tcpkv (etcdctl del --prefix): the next read waits for the deletions, never the old copy', async () => {
+    const store = newStore(etcd);
+    const prefix = (store as unknown as { kvPrefix: Buffer }).kvPrefix.toString().slice(0, -3);
+    await store.createAll(Array.from({ length: 50 }, (_, i) => [`w${i}`, 'x'] as const));
+    expect((await store.listing()).count).toBe(50);
+    const admin = new Etcd3({ hosts: etcd.endpoint });
+    try {
+      for (let round = 0; round < 5; round++) {
+        await admin.delete().prefix(prefix);
+        expect((await store.listing()).count).toBe(0);
+        await store.createAll([[`again${round}`, 'y']]);
+      }
+    } finally {
+      admin.close();
+    }
+  });
+
   it('prefixes that would nest are refused; distinct ones are isolated', async () => {
     expect(checkEtcdPrefix('tcpkv/')).toBeUndefined();
     expect(checkEtcdPrefix('tcpkv/kv/')).toMatch(/"kv" or "ord" segment/);

@@ -348,7 +348,11 @@ export class EtcdStore implements Store {
           this.logger.error({ cacheRevision: this.cache.applied, etcdRevision: current }, 'etcd went back in revisions: its data was wiped or restored from an old backup; tcpkv data written before may be gone');
           this.cache.relist('etcd revision went backwards');
         }
-        return response.kvs[0] ? Number(response.kvs[0].mod_revision) : 0;
+        if (response.kvs[0]) return Number(response.kvs[0].mod_revision);
+        // No stamp: a new prefix, or someone deleted it outside tcpkv (etcdctl del --prefix), whose
+        // deletions a revision of 0 would not wait for. Put it: the copy has seen every change up to
+        // that put once it has seen the put.
+        return this.call('barrier', false, () => this.client.kv.put({ key: this.stampKey, value: Buffer.alloc(0) })).then((put) => Number(put.header.revision));
       })
       .then(waiting.resolve, waiting.reject)
       .finally(() => {
