@@ -1,7 +1,8 @@
 // The admin port of a real tcpkv-server process: off unless TCPKV_ADMIN_PORT is set, on loopback by
 // default; /healthz, /readyz and /metrics and nothing else; /readyz says 503 with the reason while
 // the server drains and while etcd has no quorum (three real etcd members on loopback, two of them
-// killed), and 200 again once it can write.
+// killed), and 200 again once it can write. And the etcd metrics from a real etcd store: a killed
+// member's breaker opens, calls without a quorum fail and are counted.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { exchange, freePort, openSocket, sleep, spawnServer, SERVER_BIN, type ChildServer } from '../support/net.js';
-import { admin, eventually, scrape, valueOf } from '../support/prometheus-text.js';
+import { pino } from 'pino';
+import { TcpkvMetrics } from '../../services/server/metrics.js';
+import { EtcdStore } from '../../services/server/store/etcd-store.js';
+import { admin, eventually, promtoolCheck, scrape, valueOf } from '../support/prometheus-text.js';
 
 const running: ChildServer[] = [];
 const dirs: string[] = [];
@@ -149,7 +153,7 @@ async function etcdCluster(): Promise<{ members: Member[]; endpoints: string; de
       },
       kill: async () => {
         const proc = member.proc;
-        if (!proc || proc.exitCode !== null) return;
+        if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
         const exited = new Promise((r) => proc.once('exit', r));
         proc.kill('SIGKILL');
         await exited;
@@ -166,6 +170,49 @@ async function etcdCluster(): Promise<{ members: Member[]; endpoints: string; de
   );
   return { members, endpoints: members.map((m) => m.clientUrl).join(','), destroy: async () => void (await Promise.all(members.map((m) => m.kill()))) };
 }
+
+describe('the etcd metrics, from a real etcd store (StoreEvents)', () => {
+  it('a killed member opens its breaker; without quorum, calls fail and are counted', async () => {
+    const cluster = await etcdCluster();
+    const metrics = new TcpkvMetrics({ defaultMetrics: false });
+    const store = new EtcdStore({ endpoints: cluster.endpoints.split(','), prefix: 'tcpkv-metrics/', timeoutMs: 1000, logger: pino({ level: 'silent' }), events: metrics });
+    metrics.attachStore(store);
+    const body = async () => (await metrics.render()).body;
+    try {
+      await store.upsertAll([['a', '1']]);
+      expect(valueOf(await body(), 'tcpkv_etcd_request_duration_seconds_count')).toBeGreaterThan(0);
+
+      const dead = cluster.members[0]!;
+      await dead.kill();
+      // calls go on (the others still have a quorum); the first one sent to the dead member opens its breaker
+      const opened = await eventually(
+        async () => {
+          await Promise.resolve(store.upsertAll([['a', String(Date.now())]])).catch(() => undefined);
+          return body();
+        },
+        (t) => valueOf(t, 'tcpkv_etcd_breaker_state', { member: dead.clientUrl, state: 'open' }) === 1 || valueOf(t, 'tcpkv_etcd_breaker_state', { member: dead.clientUrl, state: 'half-open' }) === 1,
+        20_000,
+        'the dead member\'s breaker opened',
+      );
+      expect(valueOf(opened, 'tcpkv_etcd_breaker_state', { member: dead.clientUrl, state: 'closed' })).toBe(0);
+      await cluster.members[1]!.kill();
+      const failed = await eventually(
+        async () => {
+          await Promise.resolve(store.upsertAll([['a', 'no quorum']])).catch(() => undefined);
+          return body();
+        },
+        (t) => (valueOf(t, 'tcpkv_etcd_request_failures_total') ?? 0) > 0,
+        20_000,
+        'a failed etcd call counted',
+      );
+      expect(valueOf(failed, 'tcpkv_store_ready')).toBe(0);
+      expect(promtoolCheck(failed).output).toBe('');
+    } finally {
+      await store.close().catch(() => undefined);
+      await cluster.destroy();
+    }
+  });
+});
 
 describe('the admin port over etcd', () => {
   it('/readyz answers 503 while etcd has no quorum (2 of 3 members killed) and 200 once it is back', async () => {
