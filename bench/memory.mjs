@@ -155,7 +155,7 @@ try {
   rmSync(memDir, { recursive: true, force: true });
 }
 
-const PER_KEY = 200; // the per-key cost the default limits assume (services/server/store/memory-store.ts)
+const PER_KEY = 128; // the per-key cost the default limits assume (services/server/store/memory-store.ts)
 console.log('\n1. Heap per stored byte (V8 heap after a full GC; payload = UTF-8 bytes of keys plus values)');
 for (const r of results.heap) {
   const fixed = (r.tcpkv.heap - r.payload) / r.keys;

@@ -152,9 +152,10 @@ describe('MemoryStore', () => {
   });
 
   it('default limits come from the heap the process has', () => {
-    const limits = defaultStoreLimits(128 * 2 ** 20);
-    expect(limits.maxKeys).toBeGreaterThan(100_000);
-    expect(limits.maxKeys * 200 + limits.maxDataBytes * 4).toBeLessThanOrEqual(64 * 2 ** 20);
+    const limits = defaultStoreLimits(320 * 2 ** 20);
+    expect(limits.maxKeys).toBeGreaterThan(400_000);
+    // both limits at their worst measured costs: a third of the heap
+    expect(limits.maxKeys * 128 + limits.maxDataBytes * 3).toBeLessThanOrEqual((320 * 2 ** 20) / 3 + 1);
   });
 
   it('stored text is independent of the strings given (no sliced parent pinned once rendered)', () => {

@@ -8,8 +8,11 @@
 //   page(...)   finds `after` through the map and walks forward from it: O(limit), never O(position)
 //   writes      O(pairs), plus the re-render of the blocks they touched (bounded by the block size)
 //
-// A value lives in exactly one place: inside its block's rendered string (entries keep its offsets),
-// or, between a write and the next render of its block, as the string given. Rendering goes through a
+// An entry is a small integer id, not an object: the map holds key → id, and typed arrays hold each
+// id's place (block, slot) and its value's offsets — a million entries are a million keys for the
+// garbage collector to trace, not three million objects. A value lives in exactly one place: inside
+// its block's rendered string (at its offsets), or, between a write and the next render of its
+// block, as the string given (in `pending`). Rendering goes through a
 // byte buffer, so block strings are always fresh flat strings that pin nothing else. Keys are kept as
 // given: callers pass independent strings (the rules decode each key from its own bytes; a log replay
 // parses fresh ones), never slices of a larger string.
@@ -41,17 +44,18 @@ const FULL_WARNING_EVERY_MS = 60_000;
 
 // Heap the store may take by default, as a share of the heap the process actually has, and what a key
 // and a byte cost there (measured on Node 24 by bench/memory.mjs and docs/store.md's table):
-//   per key   145–160 B of heap besides its bytes (map slot, entry object, key string header, its
-//             share of a block)
+//   per key   88–96 B of heap besides its bytes (map slot, key string header, its ids and offsets,
+//             its share of a block)
 //   per byte  1 B for a value's byte, 2 B for a key's (held in the map and in its block's text); text
 //             with a character beyond Latin-1 is UTF-16 in V8, so an ASCII byte in such a block takes
 //             2 B: at worst 3 B per byte
-// Each limit alone may take a quarter of the heap, with margin on both costs, so both together stay
-// under half of it: the rest is for connections, request bodies, answers in flight and the garbage
-// collector's headroom.
-const HEAP_SHARE_PER_LIMIT = 0.25;
-export const HEAP_PER_KEY = 200;
-export const HEAP_PER_DATA_BYTE = 4;
+// Each limit alone may take a sixth of the heap at those worst costs, so both together stay under a
+// third of `heap_size_limit` — which counts the young generation too (with --max-old-space-size=128,
+// heap_size_limit is 320 MiB on Node 24): the rest is for connections, request bodies, answers in
+// flight and the garbage collector's headroom.
+const HEAP_SHARE_PER_LIMIT = 1 / 6;
+export const HEAP_PER_KEY = 128;
+export const HEAP_PER_DATA_BYTE = 3;
 
 /** Limits derived from `v8.getHeapStatistics().heap_size_limit`: they can never exhaust the heap. */
 export function defaultStoreLimits(heapSizeLimit = getHeapStatistics().heap_size_limit): StoreLimits {
@@ -66,22 +70,9 @@ export function utf8Bytes(s: string): number {
   return s.length === 0 ? 0 : Buffer.byteLength(s, 'utf8');
 }
 
-interface Entry {
-  readonly key: string;
-  block: Block;
-  /** index in block.entries */
-  slot: number;
-  /** the value until its block is rendered; then undefined and the value is text[start, end) */
-  pending: string | undefined;
-  start: number;
-  end: number;
-  /** UTF-8 bytes of key plus value */
-  bytes: number;
-}
-
 interface Block {
-  /** in insertion order; undefined = deleted (dropped at the next render) */
-  entries: (Entry | undefined)[];
+  /** entry ids in insertion order; -1 = deleted (dropped at the next render) */
+  ids: number[];
   live: number;
   /** the live entries rendered, `\nkey:value` each; stale while `dirty` */
   text: string;
@@ -92,6 +83,8 @@ interface Block {
   next: Block | undefined;
 }
 
+const DELETED = -1;
+
 export interface MemoryStoreOptions {
   readonly limits?: StoreLimits;
   /** where the "store full" warning goes */
@@ -101,7 +94,20 @@ export interface MemoryStoreOptions {
 export class MemoryStore implements Store {
   readonly limits: StoreLimits;
   private readonly logger: Logger | undefined;
-  private readonly map = new Map<string, Entry>();
+  /** key → entry id */
+  private readonly map = new Map<string, number>();
+  // per entry id: its key, block, index in the block, value offsets in the block's text, UTF-8 bytes
+  // of key plus value; ids of deleted entries are reused
+  private keyOf: (string | undefined)[] = [];
+  private blockOf: (Block | undefined)[] = [];
+  private slotOf = new Int32Array(1024);
+  private startOf = new Int32Array(1024);
+  private endOf = new Int32Array(1024);
+  private bytesOf = new Int32Array(1024);
+  private freeIds: number[] = [];
+  private nextId = 0;
+  /** values written since their block was last rendered, by entry id */
+  private readonly pending = new Map<number, string>();
   private head: Block | undefined;
   private tail: Block | undefined;
   private dirtyBlocks: Block[] = [];
@@ -157,9 +163,17 @@ export class MemoryStore implements Store {
   // ---- reads ------------------------------------------------------------------------------------
 
   get(key: string): string | undefined {
-    const entry = this.map.get(key);
-    if (entry === undefined) return undefined;
-    return entry.pending ?? entry.block.text.slice(entry.start, entry.end);
+    const id = this.map.get(key);
+    return id === undefined ? undefined : this.valueOf(id);
+  }
+
+  private valueOf(id: number): string {
+    const block = this.blockOf[id]!;
+    if (block.dirty) {
+      const pending = this.pending.get(id);
+      if (pending !== undefined) return pending;
+    }
+    return block.text.slice(this.startOf[id], this.endOf[id]);
   }
 
   listing(): ListingSnapshot {
@@ -189,28 +203,29 @@ export class MemoryStore implements Store {
       const from = this.map.get(request.after);
       // a cursor key deleted since: its place is gone, so the walk ends (see docs/store.md)
       if (from === undefined) return { items, next: undefined };
-      block = from.block;
-      slot = from.slot + 1;
+      block = this.blockOf[from];
+      slot = this.slotOf[from]! + 1;
     }
     const prefix = request.prefix;
     let scanned = 0;
     let lastScanned = '';
     for (; block !== undefined; block = block.next, slot = 0) {
-      const entries = block.entries;
-      for (; slot < entries.length; slot++) {
-        const entry = entries[slot];
-        if (entry === undefined) continue;
+      const ids = block.ids;
+      for (; slot < ids.length; slot++) {
+        const id = ids[slot]!;
+        if (id === DELETED) continue;
+        const key = this.keyOf[id]!;
         // out of budget: a short page whose cursor is the last key looked at, matching or not
         if (scanned === PAGE_SCAN_BUDGET) return { items, next: lastScanned };
         scanned++;
-        if (prefix !== '' && !entry.key.startsWith(prefix)) {
-          lastScanned = entry.key;
+        if (prefix !== '' && !key.startsWith(prefix)) {
+          lastScanned = key;
           continue;
         }
         // a full page, and another matching entry follows it
         if (items.length === request.limit) return { items, next: items[items.length - 1]![0] };
-        items.push([entry.key, entry.pending ?? block.text.slice(entry.start, entry.end)]);
-        lastScanned = entry.key;
+        items.push([key, this.valueOf(id)]);
+        lastScanned = key;
       }
     }
     return { items, next: undefined };
@@ -226,7 +241,7 @@ export class MemoryStore implements Store {
   /** Every pair in insertion order, lazily. */
   *entries(): IterableIterator<Pair> {
     for (let b = this.head; b !== undefined; b = b.next) {
-      for (const entry of b.entries) if (entry !== undefined) yield [entry.key, entry.pending ?? b.text.slice(entry.start, entry.end)];
+      for (const id of b.ids) if (id !== DELETED) yield [this.keyOf[id]!, this.valueOf(id)];
     }
   }
 
@@ -251,14 +266,14 @@ export class MemoryStore implements Store {
     let addedBytes = 0;
     for (let i = 0; i < pairs.length; i++) {
       const [key, value] = pairs[i]!;
-      const entry = this.map.get(key);
+      const id = this.map.get(key);
       const valueBytes = utf8Bytes(value);
-      if (entry === undefined) {
+      if (id === undefined) {
         addedKeys++;
         addedBytes += utf8Bytes(key) + valueBytes;
         previous[i] = undefined;
       } else {
-        const old = entry.pending ?? entry.block.text.slice(entry.start, entry.end);
+        const old = this.valueOf(id);
         addedBytes += valueBytes - utf8Bytes(old);
         previous[i] = old;
       }
@@ -278,9 +293,9 @@ export class MemoryStore implements Store {
   /** Applies a batch without the checks: used to replay a log whose records were checked when written. */
   restore(pairs: readonly Pair[]): void {
     for (const [key, value] of pairs) {
-      const entry = this.map.get(key);
-      if (entry === undefined) this.append(key, value);
-      else this.replace(entry, value);
+      const id = this.map.get(key);
+      if (id === undefined) this.append(key, value);
+      else this.replace(id, value);
     }
     this.changed();
   }
@@ -299,42 +314,70 @@ export class MemoryStore implements Store {
     if (this.dirtyBlocks.length > MAX_DIRTY_BLOCKS) this.renderDirty();
   }
 
+  private newId(): number {
+    if (this.freeIds.length > 0) return this.freeIds.pop()!;
+    const id = this.nextId++;
+    if (id === this.slotOf.length) {
+      const grow = (a: Int32Array) => {
+        const b = new Int32Array(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.slotOf = grow(this.slotOf);
+      this.startOf = grow(this.startOf);
+      this.endOf = grow(this.endOf);
+      this.bytesOf = grow(this.bytesOf);
+    }
+    return id;
+  }
+
   private append(key: string, value: string): void {
     const bytes = utf8Bytes(key) + utf8Bytes(value);
     let block = this.tail;
-    if (block === undefined || block.entries.length >= BLOCK_ENTRIES || (block.bytes >= BLOCK_BYTES && block.entries.length > 0)) {
-      block = { entries: [], live: 0, text: '', bytes: 0, dirty: false, prev: this.tail, next: undefined };
+    if (block === undefined || block.ids.length >= BLOCK_ENTRIES || (block.bytes >= BLOCK_BYTES && block.ids.length > 0)) {
+      block = { ids: [], live: 0, text: '', bytes: 0, dirty: false, prev: this.tail, next: undefined };
       if (this.tail === undefined) this.head = block;
       else this.tail.next = block;
       this.tail = block;
     }
-    const entry: Entry = { key, block, slot: block.entries.length, pending: value, start: 0, end: 0, bytes };
-    block.entries.push(entry);
+    const id = this.newId();
+    this.keyOf[id] = key;
+    this.blockOf[id] = block;
+    this.slotOf[id] = block.ids.length;
+    this.bytesOf[id] = bytes;
+    this.pending.set(id, value);
+    block.ids.push(id);
     block.live++;
     block.bytes += bytes + 2;
-    this.map.set(key, entry);
+    this.map.set(key, id);
     this.dataBytes += bytes;
     this.markDirty(block);
   }
 
-  private replace(entry: Entry, value: string): void {
-    const bytes = utf8Bytes(entry.key) + utf8Bytes(value);
-    entry.pending = value;
-    entry.block.bytes += bytes - entry.bytes;
-    this.dataBytes += bytes - entry.bytes;
-    entry.bytes = bytes;
-    this.markDirty(entry.block);
+  private replace(id: number, value: string): void {
+    const bytes = utf8Bytes(this.keyOf[id]!) + utf8Bytes(value);
+    const block = this.blockOf[id]!;
+    this.pending.set(id, value);
+    block.bytes += bytes - this.bytesOf[id]!;
+    this.dataBytes += bytes - this.bytesOf[id]!;
+    this.bytesOf[id] = bytes;
+    this.markDirty(block);
   }
 
   private remove(key: string): boolean {
-    const entry = this.map.get(key);
-    if (entry === undefined) return false;
+    const id = this.map.get(key);
+    if (id === undefined) return false;
     this.map.delete(key);
-    const block = entry.block;
-    block.entries[entry.slot] = undefined;
+    const block = this.blockOf[id]!;
+    const bytes = this.bytesOf[id]!;
+    block.ids[this.slotOf[id]!] = DELETED;
     block.live--;
-    block.bytes -= entry.bytes + 2;
-    this.dataBytes -= entry.bytes;
+    block.bytes -= bytes + 2;
+    this.dataBytes -= bytes;
+    this.pending.delete(id);
+    this.keyOf[id] = undefined;
+    this.blockOf[id] = undefined;
+    this.freeIds.push(id);
     if (block.live === 0) {
       this.unlink(block);
     } else {
@@ -350,7 +393,7 @@ export class MemoryStore implements Store {
     if (block.next === undefined) this.tail = block.prev;
     else block.next.prev = block.prev;
     // a walk standing on it (a page) finds no live entry and goes on to what followed it
-    block.entries = [];
+    block.ids = [];
     block.text = '';
     block.bytes = 0;
   }
@@ -375,24 +418,26 @@ export class MemoryStore implements Store {
     if (this.scratch.length < block.bytes) this.scratch = Buffer.allocUnsafe(Math.max(block.bytes, this.scratch.length * 2));
     const buf = this.scratch;
     const old = block.text;
-    const kept: Entry[] = [];
+    const kept: number[] = [];
     let pos = 0;
     let chars = 0;
-    for (const entry of block.entries) {
-      if (entry === undefined) continue;
-      const value = entry.pending ?? old.slice(entry.start, entry.end);
+    for (const id of block.ids) {
+      if (id === DELETED) continue;
+      const key = this.keyOf[id]!;
+      let value = this.pending.get(id);
+      if (value === undefined) value = old.slice(this.startOf[id], this.endOf[id]);
+      else this.pending.delete(id);
       buf[pos++] = 0x0a;
-      pos += buf.write(entry.key, pos, 'utf8');
+      pos += buf.write(key, pos, 'utf8');
       buf[pos++] = 0x3a;
       pos += buf.write(value, pos, 'utf8');
-      entry.start = chars + entry.key.length + 2;
-      entry.end = entry.start + value.length;
-      chars = entry.end;
-      entry.pending = undefined;
-      entry.slot = kept.length;
-      kept.push(entry);
+      const start = chars + key.length + 2;
+      this.startOf[id] = start;
+      chars = this.endOf[id] = start + value.length;
+      this.slotOf[id] = kept.length;
+      kept.push(id);
     }
-    block.entries = kept;
+    block.ids = kept;
     // as many bytes as characters: ASCII, which latin1 decodes faster into a one-byte string
     block.text = buf.toString(pos === chars ? 'latin1' : 'utf8', 0, pos);
   }
