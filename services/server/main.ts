@@ -49,7 +49,8 @@ async function main(): Promise<void> {
 
   let store;
   try {
-    store = await openStore(config, logger);
+    // the store reports its fsyncs, compactions and etcd calls to the metrics (when the admin port is on)
+    store = await openStore(config, logger, metrics);
   } catch (error) {
     if (error instanceof ConfigError) exitWithConfigError(PROGRAM, error);
     // any other refusal to open the store is a start-up failure too: one line, exit 2

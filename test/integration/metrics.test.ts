@@ -132,6 +132,21 @@ describe('/metrics', () => {
     expect(valueOf(await scrape(off.adminPort), 'tcpkv_end_attempts_total', { outcome: 'disabled' })).toBe(1);
     expect(valueOf(await scrape(off.adminPort), 'tcpkv_end_attempts_total', { outcome: 'accepted' })).toBe(0);
   });
+  it('log store (the server process): the log\'s size, its fsyncs and a compaction move', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tcpkv-metrics-log-'));
+    dirs.push(dir);
+    const { server, adminPort } = await start({ TCPKV_DATA_DIR: dir, TCPKV_FSYNC: 'always', TCPKV_COMPACT_MIN_BYTES: '0', TCPKV_COMPACT_FACTOR: '1.1' });
+    const before = await scrape(adminPort);
+    // the same key rewritten: the log grows past 1.1× the live data, so it is compacted
+    for (let i = 0; i < 20; i++) expect((await exchange(server.port, req('PUT', '/kv/same', `value-${i}`), 1)).responses[0]?.status).toBe(200);
+    const after = await eventually(() => scrape(adminPort), (t) => delta(before, t, 'tcpkv_log_compactions_total', { result: 'ok' }) >= 1, 10_000, 'a compaction counted');
+    expect(valueOf(after, 'tcpkv_log_bytes')).toBeGreaterThan(0);
+    expect(delta(before, after, 'tcpkv_log_fsync_duration_seconds_count')).toBeGreaterThanOrEqual(20);
+    expect(delta(before, after, 'tcpkv_log_fsync_failures_total')).toBe(0);
+    expect(delta(before, after, 'tcpkv_log_compaction_duration_seconds_count')).toBeGreaterThanOrEqual(1);
+    expect(valueOf(after, 'tcpkv_store_keys')).toBe(1);
+    expect(promtoolCheck(after).output).toBe('');
+  });
 });
 
 describe('TcpkvMetrics (in process)', () => {
