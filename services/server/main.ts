@@ -12,7 +12,7 @@ import { AdminServer } from './admin.js';
 import { serverSettingGroup, serverSettings, type ServerConfig } from './config.js';
 import { TcpkvMetrics } from './metrics.js';
 import { TcpkvServer } from './server.js';
-import { openStore } from './store/open-store.js';
+import { openStore, storeLimits } from './store/open-store.js';
 
 const PROGRAM = 'tcpkv-server';
 
@@ -45,7 +45,8 @@ async function main(): Promise<void> {
   for (const warning of configWarnings) logger.warn(warning);
 
   // Metrics are counted only when the admin port is on; otherwise the data path reports to nothing.
-  const metrics = config.adminPort !== undefined ? new TcpkvMetrics({ version: packageVersion() }) : undefined;
+  // (the limits as the store will enforce them; openStore logs them, so not here)
+  const metrics = config.adminPort !== undefined ? new TcpkvMetrics({ version: packageVersion(), limits: storeLimits(config, logger.child({}, { level: 'silent' })) }) : undefined;
 
   let store;
   try {

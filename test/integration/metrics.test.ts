@@ -59,7 +59,7 @@ describe('/metrics', () => {
   });
 
   it('counts requests by method, route and status, their durations and bytes, and connections', async () => {
-    const { server, adminPort } = await start();
+    const { server, adminPort } = await start({ TCPKV_MAX_KEYS: '1000', TCPKV_MAX_DATA_BYTES: '65536' });
     const before = await scrape(adminPort);
     const writes = [req('PUT', '/kv/k', 'value'), req('GET', '/kv/k'), req('GET', '/kv/k'), req('GET', '/kv/missing'), req('GET', '/')];
     const x = await exchange(server.port, writes, writes.length);
@@ -83,6 +83,8 @@ describe('/metrics', () => {
     expect(delta(before, open, 'tcpkv_connections_open')).toBe(1);
     expect(valueOf(after, 'tcpkv_store_keys')).toBe(1);
     expect(valueOf(after, 'tcpkv_store_data_bytes')).toBe('k'.length + 'value'.length);
+    expect(valueOf(after, 'tcpkv_store_max_keys')).toBe(1000);
+    expect(valueOf(after, 'tcpkv_store_max_data_bytes')).toBe(65536);
   });
 
   it('counts each limit hit by its error code (413, 414, 431, 408)', async () => {
@@ -145,6 +147,7 @@ describe('/metrics', () => {
     expect(delta(before, after, 'tcpkv_log_fsync_failures_total')).toBe(0);
     expect(delta(before, after, 'tcpkv_log_compaction_duration_seconds_count')).toBeGreaterThanOrEqual(1);
     expect(valueOf(after, 'tcpkv_store_keys')).toBe(1);
+    expect(valueOf(after, 'tcpkv_store_max_keys')).toBeGreaterThan(0);
     expect(promtoolCheck(after).output).toBe('');
   });
 });
