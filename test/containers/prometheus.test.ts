@@ -87,6 +87,9 @@ describe('docker-compose.cluster.yml with Prometheus', () => {
     // every replica answered part of the scenario
     const perReplica = await until(promPort, 'sum by (instance) (tcpkv_requests_total)', (r) => r.length >= 2, 30_000);
     for (const s of perReplica) expect(Number(s.value[1]), s.metric.instance).toBeGreaterThan(0);
+    // the replicas' calls to etcd, timed
+    const etcdCalls = await until(promPort, 'sum by (instance) (tcpkv_etcd_request_duration_seconds_count)', (r) => r.length >= 2, 30_000);
+    for (const s of etcdCalls) expect(Number(s.value[1]), s.metric.instance).toBeGreaterThan(0);
     // the replicas that were not stopped report a store that takes writes
     const ready = await until(promPort, 'tcpkv_store_ready{instance=~"tcpkv[23]:9464"}', (r) => r.length === 2, 30_000);
     for (const s of ready) expect(s.value[1], s.metric.instance).toBe('1');
