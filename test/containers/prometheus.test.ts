@@ -1,8 +1,9 @@
-// docker-compose.cluster.yml with its Prometheus: the three replicas, three etcd members and
-// Prometheus come up; Prometheus's own HTTP API (through its port published on 127.0.0.1) reports
-// `up == 1` for the three replicas' admin ports; after the client's scenario the request rate it
-// computes from their /metrics is above zero. Prometheus is the offline image (Debian's package) here,
-// prom/prometheus where a registry is reachable: PROMETHEUS_IMAGE chooses.
+// Prometheus as the compose files run it. docker-compose.cluster.yml: the three replicas, three
+// etcd members and Prometheus come up; Prometheus's own HTTP API (through its port published on
+// 127.0.0.1) reports `up == 1` for the three replicas' admin ports; after the client's scenario the
+// request rate it computes from their /metrics is above zero. docker-compose.yml's monitoring
+// profile: Prometheus scrapes the single server. Prometheus is the offline image (Debian's package)
+// here, prom/prometheus where a registry is reachable: PROMETHEUS_IMAGE chooses.
 
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { ETCD_IMAGE, sleep } from '../support/cluster.js';
@@ -96,6 +97,23 @@ describe('docker-compose.cluster.yml with Prometheus', () => {
 
     const stopped = await compose(['-p', project, '-f', FILE, 'down', '-v', '--timeout', '0'], env);
     expect(stopped.code, stopped.output).toBe(0);
+    down = undefined;
+  });
+
+  it('docker-compose.yml with the monitoring profile: Prometheus scrapes the single server (up == 1)', async () => {
+    const project = uniqueName('tcpkvtest');
+    res.addComposeProject(project);
+    const promPort = await freePort();
+    const env = { ...process.env, NODE_IMAGE: inject('tcpkvNodeImage'), PROMETHEUS_IMAGE, PROMETHEUS_PUBLISH: `127.0.0.1:${promPort}` };
+    const file = 'docker-compose.yml';
+    down = () => compose(['-p', project, '-f', file, '--profile', 'monitoring', 'down', '-v', '--timeout', '0'], env);
+    const up = await compose(['-p', project, '-f', file, '--profile', 'monitoring', 'up', '-d', '--build', 'server', 'prometheus'], env);
+    expect(up.code, up.output.slice(-4000)).toBe(0);
+    const targets = await until(promPort, 'up{job="tcpkv"}', (r) => r.length === 1 && r[0]!.value[1] === '1', 60_000);
+    expect(targets[0]!.metric.instance).toBe('server:9464');
+    await until(promPort, 'tcpkv_store_ready', (r) => r.length === 1 && r[0]!.value[1] === '1', 30_000);
+    const stopped = await down();
+    expect((stopped as { code: number }).code).toBe(0);
     down = undefined;
   });
 
