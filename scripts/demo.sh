@@ -5,6 +5,11 @@
 # already work; installs them only where they are missing on Debian/Ubuntu as root, and never
 # installs the test suite's tools (see scripts/ensure-docker.sh --demo).
 set -euo pipefail
+case "${1:-}" in
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  "") ;;
+  *) echo "$(basename "$0"): unknown argument: $1 (--help)" >&2; exit 2 ;;
+esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 images="$(scripts/ensure-docker.sh --demo)"
