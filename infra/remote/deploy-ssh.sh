@@ -24,7 +24,7 @@ built on the VM from this repository (--build).
   -h, --help        show this help
 
 Remember the firewall: the VM's provider must let TCP 10000 in from your client's address
-(and only from there). See infra/README.md.
+(and only from there). See docs/remote-vm.md.
 EOF
 }
 

@@ -5,7 +5,7 @@
 #         (TCPKV_ALLOWED_CLIENTS = the same CIDRs, TCPKV_ALLOWED_HOSTS = this instance's public IP
 #          and DNS name, END only with TCPKV_SHUTDOWN_TOKEN)
 #
-# See infra/README.md for the walkthrough and why each layer is there.
+# See docs/remote-vm.md for the walkthrough and why each layer is there.
 
 ################################################################################
 # Lookups
