@@ -64,6 +64,7 @@ export const serverSettings = {
   etcdMaxTxnOps: setting({ env: 'TCPKV_ETCD_MAX_TXN_OPS', flag: 'etcd-max-txn-ops', valueName: 'n', default: '128', describe: "etcd's --max-txn-ops; a write of n pairs needs 2n+1 (more: 413)", parse: integer(3, 1_000_000) }),
   etcdMaxRequestBytes: setting({ env: 'TCPKV_ETCD_MAX_REQUEST_BYTES', flag: 'etcd-max-request-bytes', valueName: 'bytes', default: '1572864', describe: "etcd's --max-request-bytes; larger writes answer 413", parse: integer(1024, 2 * 1024 * MIB) }),
   logLevel: setting({ env: 'TCPKV_LOG_LEVEL', flag: 'log-level', valueName: 'level', default: 'info', describe: 'pino log level', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') }),
+  accessLog: setting({ env: 'TCPKV_ACCESS_LOG', flag: 'access-log', valueName: 'on|off', default: 'off', describe: 'one info line per answered request: request id, peer, method, target, status, ms, bytes in and out', parse: onOff }),
   maxKeys: setting({ env: 'TCPKV_MAX_KEYS', flag: 'max-keys', valueName: 'n', default: undefined, describe: 'keys the store may hold (507 beyond); unset = derived from the heap (a sixth of it at 128 B per key)', parse: integer(1, 1_000_000_000_000) }),
   maxDataBytes: setting({ env: 'TCPKV_MAX_DATA_BYTES', flag: 'max-data-bytes', valueName: 'bytes', default: undefined, describe: 'UTF-8 bytes of keys plus values the store may hold (507 beyond); unset = derived from the heap (a sixth of it at 3 B per byte)', parse: integer(1, Number.MAX_SAFE_INTEGER) }),
   maxPairs: setting({ env: 'TCPKV_MAX_PAIRS', flag: 'max-pairs', valueName: 'n', default: '10000', describe: 'pairs one POST /create or PUT /update may carry (413 beyond): applying a request holds every other connection', parse: integer(1, 1_000_000) }),
@@ -97,7 +98,7 @@ export const serverSettingGroup = Object.assign(
     if (/^(allowed|shutdown)/.test(key) && !/TimeoutMs$/.test(key)) return 'Access:';
     if (/^(dataDir|fsync|logRepair|compact|etcd)/.test(key)) return 'Storage:';
     if (/^max|TimeoutMs$/.test(key)) return 'Limits:';
-    if (/^log/.test(key)) return 'Logging:';
+    if (/^(log|accessLog)/.test(key)) return 'Logging:';
     return 'Other:';
   },
   { order: ['Network:', 'Access:', 'Storage:', 'Limits:', 'Logging:', 'Other:'] as const },

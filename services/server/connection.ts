@@ -49,8 +49,12 @@ export interface ConnectionHost {
   readonly counting: boolean;
   /** true once the server is shutting down: answer what is in flight, then close */
   readonly draining: boolean;
-  /** one debug line per request (the log level is fixed at start) */
-  readonly accessLog: boolean;
+  /** one access line per answered request, at this level; undefined = none (fixed at start) */
+  readonly accessLog: 'info' | 'debug' | undefined;
+  /** a number for each new connection: with the request's sequence it makes the request id in log lines */
+  nextConnectionId(): number;
+  /** a refused END: logged at warn, at most once a minute per peer (the server keeps the tally) */
+  noteRefusedEnd(peer: string, outcome: EndOutcome, requestId: string): void;
   /** an authorised END was answered */
   requestShutdown(peer: string): void;
   /** the connection is gone (closed or destroyed) */
@@ -77,6 +81,10 @@ interface Slot {
   status: number;
   startedAt: number;
   bytesIn: number;
+  /** `<connection>.<sequence>`: in every log line about this request */
+  id: string;
+  /** for the access line */
+  target: string | undefined;
 }
 
 /** After we close our side, how long unread input is drained before the socket is destroyed. */
@@ -89,6 +97,8 @@ const MAX_UNPARSED_BYTES = 64 * 1024;
 export class Connection {
   readonly socket: Socket;
   readonly peer: string;
+  /** the connection's number in log lines (`conn`, and the first part of each request id) */
+  readonly id: number;
   private readonly host: ConnectionHost;
   private readonly parser: RequestParser;
 
@@ -121,6 +131,7 @@ export class Connection {
     this.socket = socket;
     this.host = host;
     this.peer = socket.remoteAddress ?? 'unknown';
+    this.id = host.nextConnectionId();
     this.parser = new RequestParser(host.limits);
     this.stageSince = this.lastActivity = this.lastProgress = now;
 
@@ -134,7 +145,7 @@ export class Connection {
     socket.on('error', (error: NodeJS.ErrnoException) => {
       // resets and broken pipes are the peer's business; anything else is worth a line
       const level = error.code === 'ECONNRESET' || error.code === 'EPIPE' ? 'debug' : 'warn';
-      host.logger[level]({ peer: this.peer, err: error.message, code: error.code }, 'connection error');
+      host.logger[level]({ conn: this.id, peer: this.peer, err: error.message, code: error.code }, 'connection error');
     });
     socket.on('close', () => host.forget(this));
   }
@@ -246,7 +257,7 @@ export class Connection {
     const max = host.limits.maxRequestsPerConnection;
     let keepAlive = request.keepAlive && !host.draining;
     if (max > 0 && this.requests >= max) {
-      if (keepAlive) host.logger.info({ peer: this.peer, limit: 'maxRequestsPerConnection', value: max }, 'limit hit: closing after this request');
+      if (keepAlive) host.logger.info({ req: this.requestId(this.requests), peer: this.peer, limit: 'maxRequestsPerConnection', value: max }, 'limit hit: closing after this request');
       keepAlive = false;
     }
     if (!keepAlive) this.closing = true;
@@ -259,7 +270,7 @@ export class Connection {
       answer.then(
         (response) => this.complete(slot, request, response, keepAlive),
         (error: unknown) => {
-          host.logger.error({ peer: this.peer, err: (error as Error)?.message }, 'request failed');
+          host.logger.error({ req: slot.id, peer: this.peer, err: (error as Error)?.message }, 'request failed');
           this.complete(slot, request, { status: 500, body: 'Internal error', close: true }, false);
         },
       );
@@ -268,8 +279,14 @@ export class Connection {
     }
   }
 
+  /** `<connection>.<sequence>`; a request still being read is number `requests + 1` */
+  private requestId(sequence = this.requests + 1): string {
+    return `${this.id}.${sequence}`;
+  }
+
   private newSlot(request: ParsedRequest | undefined): Slot {
     const counting = this.host.counting && request !== undefined;
+    const timing = counting || (this.host.accessLog !== undefined && request !== undefined);
     return {
       bytes: undefined,
       more: undefined,
@@ -282,8 +299,10 @@ export class Connection {
       method: request?.method ?? '',
       route: counting ? routeOf(request) : 'other',
       status: 0,
-      startedAt: counting ? performance.now() : 0,
+      startedAt: timing ? performance.now() : 0,
       bytesIn: request?.body.length ?? 0,
+      id: request !== undefined ? this.requestId(this.requests) : this.requestId(),
+      target: request?.target,
     };
   }
 
@@ -312,12 +331,11 @@ export class Connection {
     slot.close = close;
     slot.shutdown = response.shutdown === true;
     slot.status = response.status;
-    if (response.limit !== undefined) this.ruleLimit(response.limit, response.body);
-    if (request !== undefined) {
-      if (request.method === 'END' && (response.status === 200 || response.status === 403) && this.host.counting) this.host.events.endAttempt(endOutcome(response));
-    }
-    if (this.host.accessLog) {
-      this.host.logger.debug({ peer: this.peer, method: request?.method, target: request?.target, host: request?.host, status: response.status }, 'request');
+    if (response.limit !== undefined) this.ruleLimit(response.limit, response.body, slot.id);
+    if (request !== undefined && request.method === 'END' && (response.status === 200 || response.status === 403)) {
+      const outcome = endOutcome(response);
+      if (this.host.counting) this.host.events.endAttempt(outcome);
+      if (outcome !== 'accepted') this.host.noteRefusedEnd(this.peer, outcome, slot.id);
     }
   }
 
@@ -374,6 +392,7 @@ export class Connection {
       slots.shift();
       this.queuedBytes -= slot.size;
       if (this.host.counting) this.host.events.requestDone(slot.method, slot.route, slot.status, (performance.now() - slot.startedAt) / 1000, slot.bytesIn, slot.size);
+      if (this.host.accessLog !== undefined && slot.target !== undefined) this.accessLine(slot);
       if (slot.shutdown) {
         this.host.requestShutdown(this.peer);
       }
@@ -464,7 +483,7 @@ export class Connection {
       if (this.stage === 'body' && now - this.stageSince > limits.bodyTimeoutMs) return this.timeout('TCPKV_ERR_BODY_TIMEOUT', limits.bodyTimeoutMs);
     }
     if (now - this.lastActivity > limits.idleTimeoutMs) {
-      this.host.logger.debug({ peer: this.peer, idleMs: now - this.lastActivity }, 'idle connection closed');
+      this.host.logger.debug({ conn: this.id, peer: this.peer, idleMs: now - this.lastActivity }, 'idle connection closed');
       this.closing = true;
       this.socket.destroy();
     }
@@ -478,8 +497,14 @@ export class Connection {
     this.closeOurSide(Date.now());
   }
 
+  /** One line per answered request: who, what, the outcome, how long until handed to the socket, bytes. */
+  private accessLine(slot: Slot): void {
+    const ms = Math.round((performance.now() - slot.startedAt) * 1000) / 1000;
+    this.host.logger[this.host.accessLog!]({ req: slot.id, peer: this.peer, method: slot.method, target: slot.target, status: slot.status, ms, bytesIn: slot.bytesIn, bytesOut: slot.size }, 'request');
+  }
+
   private limitHit(code: ProtocolErrorCode, message: string): void {
-    this.host.logger.warn({ peer: this.peer, code }, message);
+    this.host.logger.warn({ req: this.requestId(), peer: this.peer, code }, message);
     this.host.events.limitHit(code);
   }
 
@@ -487,14 +512,14 @@ export class Connection {
    * A limit the rules applied. The store logs its own (507 at most once a minute); the others are
    * logged here, like every limit the connection applies.
    */
-  private ruleLimit(code: string, message: string): void {
-    if (code !== 'TCPKV_ERR_STORE_FULL') this.host.logger.warn({ peer: this.peer, code }, `limit hit: ${message}`);
+  private ruleLimit(code: string, message: string, requestId: string): void {
+    if (code !== 'TCPKV_ERR_STORE_FULL') this.host.logger.warn({ req: requestId, peer: this.peer, code }, `limit hit: ${message}`);
     this.host.events.limitHit(code);
   }
 
   private crash(error: unknown): void {
     // One connection's failure stays that connection's: log it and close it, nothing else.
-    this.host.logger.error({ peer: this.peer, err: (error as Error)?.stack ?? String(error) }, 'connection failed; closed');
+    this.host.logger.error({ conn: this.id, peer: this.peer, err: (error as Error)?.stack ?? String(error) }, 'connection failed; closed');
     this.closing = true;
     this.socket.destroy();
   }

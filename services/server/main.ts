@@ -85,6 +85,7 @@ async function main(): Promise<void> {
     store,
     logger,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
+    accessLog: config.accessLog,
     ...(metrics ? { events: metrics } : {}),
   });
 

@@ -336,16 +336,22 @@ function headRequest(store: Store, dialect: Dialect): MaybePromise<Response> {
   return dialect === 'seed' ? SEED_HEAD : listing(store, true);
 }
 
+const REFUSED_END_DISABLED: Response = Object.freeze({ status: 403, body: Texts.shutdownDisabled, close: true });
+const REFUSED_END_NOT_LOOPBACK: Response = Object.freeze({ status: 403, body: Texts.shutdownNotLoopback, close: true });
+const REFUSED_END_BAD_TOKEN: Response = Object.freeze({ status: 403, body: Texts.shutdownBadToken, close: true });
+
 function endRequest(request: RuleRequest, policy: Policy, peerAddress: string): Response {
   const decision = authorizeShutdown(policy.shutdown, request.authorization, peerAddress);
   if (decision.allowed) return { status: 200, body: Texts.shuttingDown, close: true, shutdown: true };
+  // A refused END closes the connection: guessing tokens then costs a connection per try, instead of
+  // ~10^5 tries a second pipelined on one connection.
   switch (decision.reason) {
     case 'disabled':
-      return text(403, Texts.shutdownDisabled);
+      return REFUSED_END_DISABLED;
     case 'not-loopback':
-      return text(403, Texts.shutdownNotLoopback);
+      return REFUSED_END_NOT_LOOPBACK;
     default:
-      return text(403, Texts.shutdownBadToken);
+      return REFUSED_END_BAD_TOKEN;
   }
 }
 

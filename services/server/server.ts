@@ -5,9 +5,14 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { Logger } from 'pino';
 import type { ClientAllowList } from './access.js';
 import { Connection, type ConnectionHost, type ConnectionLimits } from './connection.js';
-import { NO_EVENTS, type ServerEvents } from './events.js';
+import { NO_EVENTS, type EndOutcome, type ServerEvents } from './events.js';
 import { Texts, type Policy } from './rules.js';
 import type { Store } from './store/store.js';
+
+/** A refused END is logged at most this often per peer… */
+const REFUSED_END_LOG_EVERY_MS = 60_000;
+/** …for at most this many peers at once (then the tally starts over: bounded memory). */
+const REFUSED_END_PEERS = 10_000;
 
 export interface TcpkvServerOptions {
   readonly bind: string;
@@ -22,6 +27,8 @@ export interface TcpkvServerOptions {
   readonly shutdownTimeoutMs: number;
   /** counters (the admin port's metrics); default: none */
   readonly events?: ServerEvents;
+  /** one info line per answered request (TCPKV_ACCESS_LOG); at log level debug there is one anyway */
+  readonly accessLog?: boolean;
 }
 
 export class TcpkvServer implements ConnectionHost {
@@ -29,7 +36,7 @@ export class TcpkvServer implements ConnectionHost {
   readonly store: Store;
   readonly policy: Policy;
   readonly logger: Logger;
-  readonly accessLog: boolean;
+  readonly accessLog: 'info' | 'debug' | undefined;
   readonly events: ServerEvents;
   readonly counting: boolean;
   draining = false;
@@ -40,6 +47,8 @@ export class TcpkvServer implements ConnectionHost {
   private sweeper: NodeJS.Timeout | undefined;
   private shutdownPromise: Promise<void> | undefined;
   private shutdownListeners: ((reason: string) => void)[] = [];
+  private connectionIds = 0;
+  private readonly refusedEnds = new Map<string, { since: number; suppressed: number }>();
 
   constructor(options: TcpkvServerOptions) {
     this.options = options;
@@ -47,13 +56,16 @@ export class TcpkvServer implements ConnectionHost {
     this.store = options.store;
     this.policy = options.policy;
     this.logger = options.logger;
-    this.accessLog = options.logger.isLevelEnabled('debug');
+    this.accessLog = options.accessLog === true ? 'info' : options.logger.isLevelEnabled('debug') ? 'debug' : undefined;
     this.events = options.events ?? NO_EVENTS;
     this.counting = this.events !== NO_EVENTS;
     // allowHalfOpen: a peer that sends its requests and then FIN still gets every answer; the
     // connection closes our side itself once they are sent
     this.server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
-    this.server.on('error', (error) => this.logger.error({ err: error.message }, 'listener error'));
+    // a failure to listen rejects listen() and is reported once by the caller; later errors are logged
+    this.server.on('error', (error) => {
+      if (this.server.listening) this.logger.error({ err: error.message }, 'listener error');
+    });
   }
 
   /** Starts listening; resolves with the address actually bound (port 0 picks a free one). */
@@ -104,6 +116,27 @@ export class TcpkvServer implements ConnectionHost {
       this.logger.warn({ peer, allowed: this.options.allowedClients.text }, 'client not allowed');
       connection.refuse({ status: 403, body: Texts.clientNotAllowed(peer), close: true });
     }
+  }
+
+  nextConnectionId(): number {
+    return ++this.connectionIds;
+  }
+
+  /**
+   * A refused END, logged at warn — but at most once a minute per peer, with the count since the last
+   * line, so that a client trying tokens cannot flood the log (each try also costs it a connection:
+   * the rules close after a refused END). The tally holds at most REFUSED_END_PEERS peers.
+   */
+  noteRefusedEnd(peer: string, outcome: EndOutcome, requestId: string): void {
+    const now = Date.now();
+    const tally = this.refusedEnds.get(peer);
+    if (tally !== undefined && now - tally.since < REFUSED_END_LOG_EVERY_MS) {
+      tally.suppressed++;
+      return;
+    }
+    if (tally === undefined && this.refusedEnds.size >= REFUSED_END_PEERS) this.refusedEnds.clear();
+    this.logger.warn({ req: requestId, peer, outcome, suppressedSinceLastLine: tally?.suppressed ?? 0 }, 'END refused');
+    this.refusedEnds.set(peer, { since: now, suppressed: 0 });
   }
 
   forget(connection: Connection): void {
