@@ -119,6 +119,10 @@ if ! docker_answers; then
   fi
   wait_for_docker 30 || true
 fi
+if ! docker_answers && pgrep -x dockerd >/dev/null 2>&1; then
+  say "a dockerd is running (started by the system): waiting for it"
+  wait_for_docker 60 || true
+fi
 if ! docker_answers && ! pgrep -x dockerd >/dev/null 2>&1; then
   command -v dockerd >/dev/null 2>&1 || die "docker does not answer and there is no dockerd to start (start Docker Desktop or the Docker service)"
   say "starting dockerd (log: $DOCKERD_LOG)"
@@ -127,7 +131,7 @@ if ! docker_answers && ! pgrep -x dockerd >/dev/null 2>&1; then
 fi
 if ! docker_answers; then
   say "Docker did not answer within the wait; last lines of $DOCKERD_LOG (if dockerd was started here):"
-  tail -n 30 "$DOCKERD_LOG" >&2 2>/dev/null || true
+  tail -n 30 "$DOCKERD_LOG" /var/log/docker.log >&2 2>/dev/null || true
   exit 1
 fi
 say "docker $(docker info --format '{{.ServerVersion}}' 2>/dev/null) is up"
