@@ -30,14 +30,17 @@ describe('images', () => {
     await res.cleanup();
   });
 
-  it('server image: USER node, TCPKV_BIND=0.0.0.0, /data volume, port 10000, healthcheck via the client, exec-form node entrypoint', async () => {
+  it('server image: USER node, TCPKV_BIND=0.0.0.0, /data volume, ports 10000 and 9464 (admin), healthcheck on /readyz without a Node start, exec-form node entrypoint', async () => {
     const c = await imageConfig(SERVER_IMAGE);
     expect(c.User).toBe('node');
     expect(c.Env).toContain('TCPKV_BIND=0.0.0.0');
     expect(c.Env).toContain('TCPKV_DATA_DIR=/data');
     expect(Object.keys(c.ExposedPorts ?? {})).toContain(`${SERVER_PORT}/tcp`);
     expect(Object.keys(c.Volumes ?? {})).toContain('/data');
-    expect(c.Healthcheck?.Test.join(' ')).toMatch(/cli\.js head --server "?127\.0\.0\.1:/);
+    expect(Object.keys(c.ExposedPorts ?? {})).toContain('9464/tcp');
+    expect(c.Env).toContain('TCPKV_ADMIN_PORT=9464');
+    expect(c.Env).toContain('TCPKV_ADMIN_BIND=0.0.0.0');
+    expect(c.Healthcheck?.Test).toEqual(['CMD', '/usr/local/bin/tcpkv-healthcheck']);
     expect(c.Entrypoint).toEqual(['node', '/app/dist/services/server/main.js']);
     expect(c.Labels?.['org.opencontainers.image.title']).toBe('tcpkv-server');
     expect(c.Labels?.['org.opencontainers.image.version']).toBeTruthy();
