@@ -57,8 +57,9 @@ describe('images', () => {
   it('the server process runs as uid 1000 and /data belongs to it', async () => {
     const server = await startServer({ resources: res });
     expect(await processUser(server)).toEqual({ uid: NODE_UID, gid: NODE_UID });
-    const stat = await server.exec(['stat', '-c', '%u:%g', '/data']);
-    expect(stat.output.trim()).toBe(`${NODE_UID}:${NODE_UID}`);
+    // 0700: the log holds the data; nobody else in the container (or a volume's other users) reads it
+    const stat = await server.exec(['stat', '-c', '%u:%g %a', '/data']);
+    expect(stat.output.trim()).toBe(`${NODE_UID}:${NODE_UID} 700`);
   });
 
   it('the client process runs as uid 1000 and tcpkv-client answers --help', async () => {
