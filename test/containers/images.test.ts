@@ -1,8 +1,10 @@
 // The images themselves (issue 4, acceptance 3 and the size budget): non-root, a healthcheck, the
 // server's contract environment, exec-form entrypoints, OCI labels, and at most 25 MB over the base.
 
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { CLIENT_IMAGE, DockerResources, NODE_UID, SERVER_IMAGE, SERVER_PORT, dockerOk, processUser, runOneShot, startServer } from '../support/docker.js';
+import { CLIENT_IMAGE, DockerResources, NODE_UID, REPO_ROOT, SERVER_IMAGE, SERVER_PORT, dockerOk, processUser, runOneShot, startServer } from '../support/docker.js';
 
 interface ImageConfig {
   User: string;
@@ -43,7 +45,8 @@ describe('images', () => {
     expect(c.Healthcheck?.Test).toEqual(['CMD', '/usr/local/bin/tcpkv-healthcheck']);
     expect(c.Entrypoint).toEqual(['node', '/app/dist/services/server/main.js']);
     expect(c.Labels?.['org.opencontainers.image.title']).toBe('tcpkv-server');
-    expect(c.Labels?.['org.opencontainers.image.version']).toBeTruthy();
+    // one source of the version: package.json, passed as the VERSION build argument
+    expect(c.Labels?.['org.opencontainers.image.version']).toBe((JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version);
   });
 
   it('client image: USER node, entrypoint tcpkv-client, default command scenario', async () => {

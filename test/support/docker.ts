@@ -10,7 +10,8 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { dirname, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GenericContainer, StartupCheckStrategy, Wait, type StartedNetwork, type StartedTestContainer, type StartupStatus } from 'testcontainers';
 import type Dockerode from 'dockerode';
@@ -23,6 +24,7 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..
 export const SERVER_IMAGE = 'tcpkv/server:local';
 export const CLIENT_IMAGE = 'tcpkv/client:local';
 export const OFFLINE_BASE_IMAGE = 'tcpkv/node-base:local';
+export const OFFLINE_RUNTIME_IMAGE = 'tcpkv/node-runtime:local';
 export const DEFAULT_NODE_IMAGE = 'node:24-bookworm-slim';
 /** Paths inside the images (see Dockerfile.server / Dockerfile.client). */
 export const SERVER_JS = '/app/dist/services/server/main.js';
@@ -125,6 +127,17 @@ export async function resolveNodeImage(): Promise<string> {
   return (await imageExists(OFFLINE_BASE_IMAGE)) ? OFFLINE_BASE_IMAGE : DEFAULT_NODE_IMAGE;
 }
 
+/**
+ * The runtime stage's image: RUNTIME_IMAGE from the environment (scripts/ensure-docker.sh prints it
+ * where it builds the offline images), else the offline runtime image (no build machine's CA in it)
+ * when the build stage is the offline base, else empty (the Dockerfiles then use NODE_IMAGE).
+ */
+export async function resolveRuntimeImage(nodeImage: string): Promise<string> {
+  const fromEnv = process.env.RUNTIME_IMAGE?.trim();
+  if (fromEnv) return fromEnv;
+  return nodeImage === OFFLINE_BASE_IMAGE && (await imageExists(OFFLINE_RUNTIME_IMAGE)) ? OFFLINE_RUNTIME_IMAGE : '';
+}
+
 /** `docker build` with the legacy builder (no BuildKit here). */
 export async function buildImage(
   dockerfile: string,
@@ -132,7 +145,10 @@ export async function buildImage(
   nodeImage: string,
   onOutput?: (chunk: string) => void,
 ): Promise<void> {
-  const args = ['build', '-f', dockerfile, '--build-arg', `NODE_IMAGE=${nodeImage}`, '-t', tag, '.'];
+  const runtimeImage = await resolveRuntimeImage(nodeImage);
+  // the image's version label from package.json, as the release workflow passes it
+  const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  const args = ['build', '-f', dockerfile, '--build-arg', `NODE_IMAGE=${nodeImage}`, '--build-arg', `RUNTIME_IMAGE=${runtimeImage}`, '--build-arg', `VERSION=${version}`, '-t', tag, '.'];
   const code = await runStreaming('docker', args, {
     env: { ...process.env, DOCKER_BUILDKIT: '0' },
     ...(onOutput ? { onOutput } : {}),
