@@ -3,27 +3,18 @@
 // and the replay time of a million records. The figures are printed as `[log figures]` lines.
 
 import fc from 'fast-check';
-import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeRecord, MAGIC, RECORD_HEADER_BYTES } from '../../services/server/store/log-format.js';
 import { LOG_NAME, LogStore, type LogStoreOptions } from '../../services/server/store/log-store.js';
 import { StoreUnavailableError, ValueTooLargeError } from '../../services/server/store/store.js';
 import { exchange, spawnServer, startServer } from '../support/net.js';
 import { Conn } from '../support/write-load.js';
+import { useTempDirs } from '../support/temp-dirs.js';
 
-/** Data directories of this file, removed when it is done (some hold hundreds of megabytes). */
-const createdDirs: string[] = [];
-const tempDir = (prefix: string) => {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  createdDirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const dir of createdDirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = useTempDirs();
 
 const freshDir = () => tempDir('tcpkv-big-');
 const MIB = 1024 * 1024;

@@ -5,26 +5,17 @@
 // succeeded is there with its latest value and no refused write is.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LOG_NAME, LogStore, REAL_FILE_OPS, REWRITE_NAME, type LogFileOps } from '../../services/server/store/log-store.js';
 import { StoreUnavailableError } from '../../services/server/store/store.js';
 import { exchange, SERVER_BIN } from '../support/net.js';
+import { useTempDirs } from '../support/temp-dirs.js';
 
-/** Data directories of this file, removed when it is done (some hold hundreds of megabytes). */
-const createdDirs: string[] = [];
-const tempDir = (prefix: string) => {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  createdDirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const dir of createdDirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = useTempDirs();
 
 type Step = keyof LogFileOps;
 

@@ -1,25 +1,16 @@
 // kill -9 of a real tcpkv-server while it compacts a log of large records (100 KB values), 20 times:
 // every restart succeeds and every acknowledged write is there with its latest value.
 
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { TcpkvClient } from '../../services/client/client.js';
 import { REWRITE_NAME } from '../../services/server/store/log-store.js';
 import { sleep, spawnServer } from '../support/net.js';
 import { checkAgainstModel, newModel, parseListing, runWriteLoad } from '../support/write-load.js';
+import { useTempDirs } from '../support/temp-dirs.js';
 
-/** Data directories of this file, removed when it is done (some hold hundreds of megabytes). */
-const createdDirs: string[] = [];
-const tempDir = (prefix: string) => {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  createdDirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const dir of createdDirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = useTempDirs();
 
 describe('kill -9 during compactions of large records', () => {
   it('20 cycles with 100 KB values: every restart succeeds, nothing acknowledged is lost', async () => {

@@ -2,25 +2,16 @@
 // in order and that compaction drops; a batch over the limits is refused op by op with nothing of the
 // refused op applied or logged; a log loaded over the limits starts, read-only for growth.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LOG_NAME, LogStore, type LogStoreOptions } from '../../services/server/store/log-store.js';
 import { StoreFullError } from '../../services/server/store/store.js';
 import { exchange, spawnServer } from '../support/net.js';
+import { useTempDirs } from '../support/temp-dirs.js';
 
-/** Data directories of this file, removed when it is done (some hold hundreds of megabytes). */
-const createdDirs: string[] = [];
-const tempDir = (prefix: string) => {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  createdDirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const dir of createdDirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = useTempDirs();
 
 const freshDir = () => tempDir('tcpkv-ops-');
 const openStore = (dir: string, options: Partial<LogStoreOptions> = {}) =>
