@@ -14,6 +14,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 images="$(scripts/ensure-docker.sh --demo)"
 while read -r line; do export "${line?}"; done <<<"$images"
+# the images' version label, from package.json (no Node needed on this machine)
+IMAGE_VERSION="$(sed -n 's/^  "version": "\([^"]*\)",$/\1/p' package.json)"
+export IMAGE_VERSION
 
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
 # The scenario needs an empty store, and the server keeps its data in a volume: start from a clean one.

@@ -38,7 +38,7 @@ function composeConfig(file: string, settings: Record<string, string> | undefine
     args.unshift('--env-file', envFile);
   }
   const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !/^(TCPKV_|ETCD_|NODE_|COMPOSE_)/.test(k)),
+    Object.entries(process.env).filter(([k]) => !/^(TCPKV_|ETCD_|NODE_|RUNTIME_|PROMETHEUS_|COMPOSE_)/.test(k)),
   );
   const r = spawnSync('docker-compose', args, { encoding: 'utf8', env, cwd: REPO_ROOT, timeout: 60_000 });
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', error: r.error };

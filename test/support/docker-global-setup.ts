@@ -9,7 +9,7 @@
 //    else node:24-bookworm-slim). The build log goes to test-results/docker-build.log.
 // 4. Teardown: fails the run if containers, networks or volumes created during it are still there.
 
-import { mkdirSync, writeFileSync, appendFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import {
@@ -47,6 +47,8 @@ export async function setup(project: TestProject): Promise<void> {
 
   const nodeImage = await resolveNodeImage();
   process.env.NODE_IMAGE = nodeImage;
+  // the images' version label: package.json's version, for the images compose builds in the tests too
+  process.env.IMAGE_VERSION = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
   const logDir = join(REPO_ROOT, 'test-results');
   mkdirSync(logDir, { recursive: true });
   const logFile = join(logDir, 'docker-build.log');
