@@ -8,28 +8,17 @@
 //   npm run build && node bench/metrics-overhead.mjs
 //   BENCH_DURATION=5 BENCH_ROUNDS=5 BENCH_CONNECTIONS=64 BENCH_THREADS=1
 
-import { stopAll } from './lib/procs.mjs';
+import { json, stopAll, waitForLine } from './lib/procs.mjs';
 import { fmt, median } from './lib/report.mjs';
 import { removeServerCwd, startTcpkv } from './lib/servers.mjs';
 import { runWrk, wrkVersion } from './lib/wrk.mjs';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 
 const env = process.env;
 const durationS = Number(env.BENCH_DURATION ?? 5);
 const rounds = Number(env.BENCH_ROUNDS ?? 5);
 const connections = Number(env.BENCH_CONNECTIONS ?? 64);
 const threads = Number(env.BENCH_THREADS ?? 1);
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** CPU seconds (user + system) a process has used, from /proc (Linux). */
 function cpuSeconds(pid) {
@@ -66,15 +55,16 @@ async function main() {
     process.stderr.write('bench: wrk is missing (Debian: apt-get install -y wrk)\n');
     process.exit(2);
   }
-  const adminPort = await freePort();
   const procs = [];
   const cleanup = () => stopAll(procs).finally(removeServerCwd);
   process.once('SIGINT', () => cleanup().finally(() => process.exit(130)));
   try {
     const off = await startTcpkv();
     procs.push(off);
-    const on = await startTcpkv({ env: { TCPKV_ADMIN_PORT: String(adminPort) } });
+    // admin port 0: the server picks a free one and logs it
+    const on = await startTcpkv({ env: { TCPKV_ADMIN_PORT: '0' } });
     procs.push(on);
+    const adminPort = await waitForLine(on, (l) => (json(l)?.msg?.startsWith('admin port listening') ? json(l).port : undefined), 10_000, 'the admin port');
     const subjects = [
       { name: 'metrics off', proc: off, rps: [], cpuPerRequest: [] },
       { name: 'metrics on', proc: on, rps: [], cpuPerRequest: [] },
