@@ -2,30 +2,17 @@
 // million times, inside the 1 MiB body limit) must not cost a JavaScript object per chunk. Measured in a
 // server process of its own (after a full GC) while the body is still open, over a real socket.
 
-import { fork } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { openSocket, ROOT, sleep } from '../support/net.js';
-
-interface Memory {
-  rss: number;
-  heapUsed: number;
-  external: number;
-  arrayBuffers: number;
-  connections: number;
-}
+import { startMemoryProbe } from '../support/memory-probe.js';
+import { openSocket, sleep } from '../support/net.js';
 
 describe('a chunked body of tiny chunks', () => {
   it('1,000,000 one-byte chunks held open cost under 3 bytes of heap + buffers per body byte', async () => {
-    const child = fork(`${ROOT}test/support/memory-probe-server.mjs`, [], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const next = <T>() => new Promise<T>((r) => child.once('message', (m) => r(m as T)));
-    const measure = async () => {
-      child.send('measure');
-      return next<Memory>();
-    };
+    const probe = await startMemoryProbe();
+    const { port, measure } = probe;
     let socket: Socket | undefined;
     try {
-      const { port } = await next<{ port: number }>();
       const before = await measure();
       const CHUNKS = 1_000_000;
       const bodyBytes = 3 + CHUNKS; // `k: ` then one `x` per chunk
@@ -64,7 +51,7 @@ describe('a chunked body of tiny chunks', () => {
       expect(text.startsWith('HTTP/1.1 200 OK'), text.slice(0, 200)).toBe(true);
     } finally {
       socket?.destroy();
-      child.send('exit');
+      probe.exit();
     }
   });
 });

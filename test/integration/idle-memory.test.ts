@@ -1,28 +1,18 @@
 // What an idle keep-alive connection costs the server (issue 6, acceptance 5): 10,000 connections,
 // each after one request, measured in a server process of its own after a full GC.
 
-import { fork } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { openSocket, ROOT, sleep } from '../support/net.js';
-
-interface Memory {
-  rss: number;
-  heapUsed: number;
-  external: number;
-  arrayBuffers: number;
-  connections: number;
-}
+import { startMemoryProbe } from '../support/memory-probe.js';
+import { openSocket, sleep } from '../support/net.js';
 
 describe('idle keep-alive connections', () => {
   it('10,000 of them cost under 4 KiB of heap each', async () => {
-    const child = fork(`${ROOT}test/support/memory-probe-server.mjs`, [], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const next = <T>() => new Promise<T>((r) => child.once('message', (m) => r(m as T)));
+    const probe = await startMemoryProbe();
+    const port = probe.port;
     const sockets: Socket[] = [];
     try {
-      const { port } = await next<{ port: number }>();
-      child.send('measure');
-      const before = await next<Memory>();
+      const before = await probe.measure();
       const N = 10_000;
       for (let i = 0; i < N; i += 500) {
         const batch = await Promise.all(Array.from({ length: Math.min(500, N - i) }, () => openSocket(port)));
@@ -38,8 +28,7 @@ describe('idle keep-alive connections', () => {
         sockets.push(...batch);
       }
       await sleep(200);
-      child.send('measure');
-      const after = await next<Memory>();
+      const after = await probe.measure();
       expect(after.connections).toBe(N);
       const perConnection = {
         heap: Math.round((after.heapUsed - before.heapUsed) / N),
@@ -50,7 +39,7 @@ describe('idle keep-alive connections', () => {
       expect(perConnection.heap).toBeLessThan(4096);
     } finally {
       for (const s of sockets) s.destroy();
-      child.send('exit');
+      probe.exit();
     }
   });
 });
