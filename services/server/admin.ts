@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { listenOn } from '../common/listen.js';
 import type { TcpkvMetrics } from './metrics.js';
 
 export interface AdminOptions {
@@ -44,14 +45,7 @@ export class AdminServer {
   }
 
   listen(): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      const onError = (error: Error) => reject(error);
-      this.server.once('error', onError);
-      this.server.listen({ host: this.options.bind, port: this.options.port }, () => {
-        this.server.off('error', onError);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listenOn(this.server, this.options.bind, this.options.port);
   }
 
   /** Stops listening and closes every admin connection (probes hold none for long). */

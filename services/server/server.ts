@@ -3,6 +3,7 @@
 
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { listenOn } from '../common/listen.js';
 import type { ClientAllowList } from './access.js';
 import { Connection, type ConnectionHost, type ConnectionLimits } from './connection.js';
 import { NO_EVENTS, type EndOutcome, type ServerEvents } from './events.js';
@@ -69,20 +70,14 @@ export class TcpkvServer implements ConnectionHost {
   }
 
   /** Starts listening; resolves with the address actually bound (port 0 picks a free one). */
-  listen(): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      const onError = (error: Error) => reject(error);
-      this.server.once('error', onError);
-      this.server.listen({ host: this.options.bind, port: this.options.port }, () => {
-        this.server.off('error', onError);
-        const { headersTimeoutMs, bodyTimeoutMs, idleTimeoutMs } = this.limits;
-        // Timers are checked a few times per shortest timeout: precise enough, and one timer for all.
-        const every = Math.max(10, Math.min(1000, Math.floor(Math.min(headersTimeoutMs, bodyTimeoutMs, idleTimeoutMs) / 4)));
-        this.sweeper = setInterval(() => this.sweep(), every);
-        this.sweeper.unref();
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+  async listen(): Promise<AddressInfo> {
+    const address = await listenOn(this.server, this.options.bind, this.options.port);
+    const { headersTimeoutMs, bodyTimeoutMs, idleTimeoutMs } = this.limits;
+    // Timers are checked a few times per shortest timeout: precise enough, and one timer for all.
+    const every = Math.max(10, Math.min(1000, Math.floor(Math.min(headersTimeoutMs, bodyTimeoutMs, idleTimeoutMs) / 4)));
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
+    return address;
   }
 
   get connectionCount(): number {
