@@ -5,40 +5,24 @@
 // member's breaker opens, calls without a quorum fail and are counted.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { exchange, freePort, openSocket, sleep, spawnServer, SERVER_BIN, type ChildServer } from '../support/net.js';
 import { pino } from 'pino';
 import { TcpkvMetrics } from '../../services/server/metrics.js';
 import { EtcdStore } from '../../services/server/store/etcd-store.js';
 import { admin, eventually, promtoolCheck, scrape, valueOf } from '../support/prometheus-text.js';
+import { useChildServers } from '../support/child-servers.js';
+import { useTempDirs } from '../support/temp-dirs.js';
 
-const running: ChildServer[] = [];
-const dirs: string[] = [];
-
-afterEach(async () => {
-  for (const s of running.splice(0)) {
-    s.kill('SIGKILL');
-    await s.exited;
-  }
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(dir);
-  return dir;
-}
+const track = useChildServers();
+const tempDir = useTempDirs();
 
 async function start(env: Record<string, string> = {}, wrap: string[] = []): Promise<{ server: ChildServer; adminPort: number }> {
   const adminPort = await freePort();
   const server = await spawnServer({ TCPKV_ADMIN_PORT: String(adminPort), ...env }, [], wrap);
-  running.push(server);
+  track(server);
   await eventually(() => Promise.resolve(server.output()), (o) => o.includes('admin port listening'), 10_000, 'admin port listening');
   return { server, adminPort };
 }
@@ -63,7 +47,7 @@ function startFails(env: Record<string, string>): Promise<{ code: number | null;
 describe('the admin port', () => {
   it('is off unless TCPKV_ADMIN_PORT is set', async () => {
     const server = await spawnServer();
-    running.push(server);
+    track(server);
     await sleep(300);
     expect(server.output()).not.toContain('admin port');
   });

@@ -3,34 +3,23 @@
 // thing it counts happens — requests, bytes, connections, refusals, limit hits, END attempts, the
 // store's size and limits, the log's size, fsyncs and compactions.
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { TcpkvMetrics } from '../../services/server/metrics.js';
 import { LogStore } from '../../services/server/store/log-store.js';
 import { exchange, freePort, openSocket, sleep, spawnServer, type ChildServer } from '../support/net.js';
 import { eventually, promtoolCheck, scrape, valueOf } from '../support/prometheus-text.js';
+import { useChildServers } from '../support/child-servers.js';
+import { useTempDirs } from '../support/temp-dirs.js';
 
-const running: ChildServer[] = [];
-const dirs: string[] = [];
-
-afterEach(async () => {
-  for (const s of running.splice(0)) {
-    s.kill('SIGKILL');
-    await s.exited;
-  }
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const track = useChildServers();
+const tempDir = useTempDirs();
 
 /** A server with its admin port on; returns it and the admin port. */
 async function start(env: Record<string, string> = {}): Promise<{ server: ChildServer; adminPort: number }> {
   const adminPort = await freePort();
   const server = await spawnServer({ TCPKV_ADMIN_PORT: String(adminPort), ...env });
-  running.push(server);
+  track(server);
   await eventually(() => Promise.resolve(server.output()), (o) => o.includes('admin port listening'), 10_000, 'admin port listening');
   return { server, adminPort };
 }
@@ -135,8 +124,7 @@ describe('/metrics', () => {
     expect(valueOf(await scrape(off.adminPort), 'tcpkv_end_attempts_total', { outcome: 'accepted' })).toBe(0);
   });
   it('log store (the server process): the log\'s size, its fsyncs and a compaction move', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tcpkv-metrics-log-'));
-    dirs.push(dir);
+    const dir = tempDir('tcpkv-metrics-log-');
     const { server, adminPort } = await start({ TCPKV_DATA_DIR: dir, TCPKV_FSYNC: 'always', TCPKV_COMPACT_MIN_BYTES: '0', TCPKV_COMPACT_FACTOR: '1.1' });
     const before = await scrape(adminPort);
     // the same key rewritten: the log grows past 1.1× the live data, so it is compacted
@@ -154,8 +142,7 @@ describe('/metrics', () => {
 
 describe('TcpkvMetrics (in process)', () => {
   it('a real log store reports its fsyncs and compactions to it (StoreEvents)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tcpkv-metrics-events-'));
-    dirs.push(dir);
+    const dir = tempDir('tcpkv-metrics-events-');
     const metrics = new TcpkvMetrics({ defaultMetrics: false });
     const store = await LogStore.open({ dir, fsync: 'always', compactFactor: 1.1, compactMinBytes: 0, repair: 'off', logger: pino({ level: 'silent' }), events: metrics });
     metrics.attachStore(store);

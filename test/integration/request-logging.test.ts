@@ -3,20 +3,15 @@
 // END logged at warn but at most once a minute per peer — with the connection closed after each
 // refusal, so token guessing costs a connection per try.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useChildServers } from '../support/child-servers.js';
 import { exchange, sleep, spawnServer, type ChildServer } from '../support/net.js';
 
-const running: ChildServer[] = [];
-afterEach(async () => {
-  for (const s of running.splice(0)) {
-    s.kill('SIGKILL');
-    await s.exited;
-  }
-});
+const track = useChildServers();
 
 async function start(env: Record<string, string>): Promise<ChildServer> {
   const server = await spawnServer(env);
-  running.push(server);
+  track(server);
   return server;
 }
 
