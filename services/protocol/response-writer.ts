@@ -3,11 +3,11 @@
 // header is rendered at most once a second: this runs once per request.
 
 /**
- * More of a body, as shared immutable strings (the store's rendered listing): sent after `body`, one
- * slice at a time as the socket takes them, never joined. `bytes` is their total UTF-8 length.
+ * More of a body, as shared immutable UTF-8 buffers (the store's rendered listing): sent after `body`,
+ * one slice at a time as the socket takes them, never joined. `bytes` is their total length.
  */
 export interface BodySlices {
-  readonly slices: readonly string[];
+  readonly slices: readonly Buffer[];
   readonly bytes: number;
 }
 

@@ -65,9 +65,7 @@ export interface ConnectionHost {
 interface Slot {
   bytes: WireBytes | undefined;
   /** slices written after `bytes` (a listing), from `next` on */
-  more: readonly string[] | undefined;
-  /** how `more` is encoded: latin1 when every slice is ASCII (a straight copy, no UTF-8 encoding) */
-  moreEncoding: 'latin1' | 'utf8';
+  more: readonly Buffer[] | undefined;
   next: number;
   /** head and body written */
   started: boolean;
@@ -290,7 +288,6 @@ export class Connection {
     return {
       bytes: undefined,
       more: undefined,
-      moreEncoding: 'utf8',
       next: 0,
       started: false,
       size: 0,
@@ -323,7 +320,6 @@ export class Connection {
       slot.size = bytes.length;
     } else {
       slot.more = more?.slices;
-      if (more !== undefined) slot.moreEncoding = isAscii(more.slices, more.bytes) ? 'latin1' : 'utf8';
       slot.size = bytes.length + (more !== undefined ? more.bytes : 0);
     }
     slot.bytes = bytes;
@@ -382,7 +378,7 @@ export class Connection {
         // the store's slices, as the socket takes them: at most one past the high-water mark, corked
         // so that each high-water mark's worth leaves in one writev rather than a write per slice
         socket.cork();
-        while (slot.next < more.length && flushed) flushed = socket.write(more[slot.next++]!, slot.moreEncoding);
+        while (slot.next < more.length && flushed) flushed = socket.write(more[slot.next++]!);
         socket.uncork();
         if (slot.next < more.length) {
           this.writeBlocked = true;
@@ -532,20 +528,13 @@ function endOutcome(response: Response): EndOutcome {
   return 'bad-token';
 }
 
-/** The head (latin1 characters, one per byte) and the slices (UTF-8) as one Buffer. */
-function joinAnswer(head: WireBytes, slices: readonly string[], bytes: number): Buffer {
+/** The head (latin1 characters, one per byte) and the slices as one Buffer. */
+function joinAnswer(head: WireBytes, slices: readonly Buffer[], bytes: number): Buffer {
   const headBytes = head.length;
   const out = Buffer.allocUnsafe(headBytes + bytes);
   if (typeof head === 'string') out.write(head, 0, 'latin1');
   else head.copy(out, 0);
   let at = headBytes;
-  for (const slice of slices) at += out.write(slice, at, 'utf8');
+  for (const slice of slices) at += slice.copy(out, at);
   return out;
-}
-
-/** Whether slices of `bytes` UTF-8 bytes in all are ASCII: then there are as many characters as bytes. */
-function isAscii(slices: readonly string[], bytes: number): boolean {
-  let chars = 0;
-  for (const slice of slices) chars += slice.length;
-  return chars === bytes;
 }

@@ -56,7 +56,7 @@ export const TEST_POLICY: Policy = { allowedHosts: parseHostAllowList('127.0.0.1
 export function answerBytes(response: Response): Buffer {
   const head = wireBuffer(writeResponse(response, true));
   if (response.more === undefined || response.headersOnly) return head;
-  return Buffer.concat([head, ...response.more.slices.map((s) => Buffer.from(s, 'utf8'))]);
+  return Buffer.concat([head, ...response.more.slices]);
 }
 
 /** One request's bytes through the parser, as the connection would hand it to the rules. */

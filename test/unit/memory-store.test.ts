@@ -104,7 +104,7 @@ describe('MemoryStore', () => {
     expect(b.slices.length).toBe(a.slices.length);
     const differing = b.slices.filter((s, i) => s !== a.slices[i]);
     expect(differing).toHaveLength(1);
-    expect(differing[0]).toContain('\nk5000:changed\n');
+    expect(differing[0]!.toString('utf8')).toContain('\nk5000:changed\n');
     expect(store.listing()).toBe(b); // same revision: the same snapshot
   });
 
@@ -162,8 +162,25 @@ describe('MemoryStore', () => {
     const store = new MemoryStore();
     const big = ' '.repeat(1_000_000) + 'value' + ' '.repeat(1_000_000);
     store.restore([['k', big.trim()]]);
-    const text = store.listing().slices[0]!;
-    expect(text).toBe('\nk:value');
+    const slice = store.listing().slices[0]!;
+    expect(slice.toString('utf8')).toBe('\nk:value');
+    // the block's own allocation, not a view into a larger shared buffer
+    expect(slice.buffer.byteLength).toBe(slice.length);
     expect(store.get('k')).toBe('value');
+  });
+
+  it('multi-byte text survives re-rendering a block: values kept, changed, deleted around it', () => {
+    const store = new MemoryStore();
+    store.restore([['이름', '홍길동'], ['emoji', '😀 ok'], ['plain', 'ascii'], ['키', '값']]);
+    expect(store.listing().slices.map((s) => s.toString('utf8')).join('')).toBe('\n이름:홍길동\nemoji:😀 ok\nplain:ascii\n키:값');
+    store.upsertAll([['plain', '바뀐 값']]);
+    expect(store.delete('emoji')).toBe(true);
+    const listing = store.listing();
+    const text = Buffer.concat(listing.slices).toString('utf8');
+    expect(text).toBe('\n이름:홍길동\nplain:바뀐 값\n키:값');
+    expect(listing.bytes).toBe(Buffer.byteLength(text));
+    expect(store.get('이름')).toBe('홍길동');
+    expect(store.get('키')).toBe('값');
+    expect(store.get('plain')).toBe('바뀐 값');
   });
 });

@@ -103,21 +103,23 @@ export class OrderedEntries {
   /** Rendered once per change and shared by every listing until the next change. */
   listing(): ListingSnapshot {
     if (this.rendered) return this.rendered;
-    const slices: string[] = [];
+    const slices: Buffer[] = [];
     let chunk = '';
     let bytes = 0;
     for (const e of this.order) {
       if (e.dead) continue;
       chunk += '\n' + e.key + ':' + e.value;
       if (chunk.length >= 65536) {
-        slices.push(chunk);
-        bytes += Buffer.byteLength(chunk);
+        const slice = Buffer.from(chunk, 'utf8');
+        slices.push(slice);
+        bytes += slice.length;
         chunk = '';
       }
     }
     if (chunk !== '') {
-      slices.push(chunk);
-      bytes += Buffer.byteLength(chunk);
+      const slice = Buffer.from(chunk, 'utf8');
+      slices.push(slice);
+      bytes += slice.length;
     }
     this.rendered = { count: this.live.size, slices, bytes };
     return this.rendered;

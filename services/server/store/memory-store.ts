@@ -1,9 +1,9 @@
 // The in-memory store, indexed for size: a key → entry map for lookups, and the entries in insertion
-// order, grouped into blocks. Each block keeps its entries rendered as one flat string of
-// `\nkey:value` lines and the UTF-8 byte count of it; a block is rendered again only when one of its
-// entries changes. So:
-//   listing()   O(blocks), and unchanged blocks are the very same strings in every listing (a GET
-//               never renders the whole store, and listings of different revisions share memory)
+// order, grouped into blocks. Each block keeps its entries rendered as one buffer of UTF-8
+// `\nkey:value` lines; a block is rendered again only when one of its entries changes. So:
+//   listing()   O(blocks), and unchanged blocks are the very same buffers in every listing (a GET
+//               never renders the whole store, listings of different revisions share memory, and a
+//               socket takes a block as it is: no encoding, no copy, no garbage per listing)
 //   get(key)    one map lookup
 //   page(...)   finds `after` through the map and walks forward from it: O(limit), never O(position)
 //   writes      O(pairs), plus the re-render of the blocks they touched (bounded by the block size)
@@ -11,9 +11,9 @@
 // An entry is a small integer id, not an object: the map holds key → id, and typed arrays hold each
 // id's place (block, slot) and its value's offsets — a million entries are a million keys for the
 // garbage collector to trace, not three million objects. A value lives in exactly one place: inside
-// its block's rendered string (at its offsets), or, between a write and the next render of its
-// block, as the string given (in `pending`). Rendering goes through a
-// byte buffer, so block strings are always fresh flat strings that pin nothing else. Keys are kept as
+// its block's rendered bytes (at its byte offsets, outside the JavaScript heap), or, between a write
+// and the next render of its block, as the string given (in `pending`). A block's buffer is its own
+// allocation, so it pins nothing else, and a read decodes a fresh string from it. Keys are kept as
 // given: callers pass independent strings (the rules decode each key from its own bytes; a log replay
 // parses fresh ones), never slices of a larger string.
 //
@@ -46,9 +46,9 @@ const FULL_WARNING_EVERY_MS = 60_000;
 // and a byte cost there (measured on Node 24 by bench/memory.mjs and docs/store.md's table):
 //   per key   88–96 B of heap besides its bytes (map slot, key string header, its ids and offsets,
 //             its share of a block)
-//   per byte  1 B for a value's byte, 2 B for a key's (held in the map and in its block's text); text
-//             with a character beyond Latin-1 is UTF-16 in V8, so an ASCII byte in such a block takes
-//             2 B: at worst 3 B per byte
+//   per byte  1 B for a value's byte (in its block's buffer, outside the heap), and a key's bytes twice
+//             (its string in the map: up to 2 B per byte for text beyond Latin-1, and 1 B in its
+//             block's buffer): at worst 3 B per byte
 // Each limit alone may take a sixth of the heap at those worst costs, so both together stay under a
 // third of `heap_size_limit` — which counts the young generation too (with --max-old-space-size=128,
 // heap_size_limit is 320 MiB on Node 24): the rest is for connections, request bodies, answers in
@@ -74,8 +74,8 @@ interface Block {
   /** entry ids in insertion order; -1 = deleted (dropped at the next render) */
   ids: number[];
   live: number;
-  /** the live entries rendered, `\nkey:value` each; stale while `dirty` */
-  text: string;
+  /** the live entries rendered as UTF-8, `\nkey:value` each; stale while `dirty` */
+  wire: Buffer;
   /** UTF-8 bytes of the live entries rendered (kept current on every change) */
   bytes: number;
   dirty: boolean;
@@ -84,6 +84,7 @@ interface Block {
 }
 
 const DELETED = -1;
+const EMPTY = Buffer.alloc(0);
 
 export interface MemoryStoreOptions {
   readonly limits?: StoreLimits;
@@ -96,7 +97,7 @@ export class MemoryStore implements Store {
   private readonly logger: Logger | undefined;
   /** key → entry id */
   private readonly map = new Map<string, number>();
-  // per entry id: its key, block, index in the block, value offsets in the block's text, UTF-8 bytes
+  // per entry id: its key, block, index in the block, value byte offsets in the block's buffer, UTF-8 bytes
   // of key plus value; ids of deleted entries are reused
   private keyOf: (string | undefined)[] = [];
   private blockOf: (Block | undefined)[] = [];
@@ -115,8 +116,6 @@ export class MemoryStore implements Store {
   private rev = 0;
   private snapshot: { revision: number; listing: ListingSnapshot } | undefined;
   private lastFullWarning = -Infinity;
-  /** reused for rendering; grows to the largest block */
-  private scratch = Buffer.allocUnsafe(BLOCK_BYTES * 2);
 
   constructor(options: MemoryStoreOptions = {}) {
     this.limits = options.limits ?? defaultStoreLimits();
@@ -173,19 +172,19 @@ export class MemoryStore implements Store {
       const pending = this.pending.get(id);
       if (pending !== undefined) return pending;
     }
-    return block.text.slice(this.startOf[id], this.endOf[id]);
+    return block.wire.toString('utf8', this.startOf[id], this.endOf[id]);
   }
 
   listing(): ListingSnapshot {
     const cached = this.snapshot;
     if (cached !== undefined && cached.revision === this.rev) return cached.listing;
     this.renderDirty();
-    const slices: string[] = [];
+    const slices: Buffer[] = [];
     let bytes = 0;
     for (let b = this.head; b !== undefined; b = b.next) {
       if (b.live === 0) continue;
-      slices.push(b.text);
-      bytes += b.bytes;
+      slices.push(b.wire);
+      bytes += b.wire.length;
     }
     const listing: ListingSnapshot = { count: this.map.size, slices, bytes };
     this.snapshot = { revision: this.rev, listing };
@@ -335,7 +334,7 @@ export class MemoryStore implements Store {
     const bytes = utf8Bytes(key) + utf8Bytes(value);
     let block = this.tail;
     if (block === undefined || block.ids.length >= BLOCK_ENTRIES || (block.bytes >= BLOCK_BYTES && block.ids.length > 0)) {
-      block = { ids: [], live: 0, text: '', bytes: 0, dirty: false, prev: this.tail, next: undefined };
+      block = { ids: [], live: 0, wire: EMPTY, bytes: 0, dirty: false, prev: this.tail, next: undefined };
       if (this.tail === undefined) this.head = block;
       else this.tail.next = block;
       this.tail = block;
@@ -394,7 +393,7 @@ export class MemoryStore implements Store {
     else block.next.prev = block.prev;
     // a walk standing on it (a page) finds no live entry and goes on to what followed it
     block.ids = [];
-    block.text = '';
+    block.wire = EMPTY;
     block.bytes = 0;
   }
 
@@ -413,32 +412,30 @@ export class MemoryStore implements Store {
     }
   }
 
-  /** Renders a block's live entries into one fresh flat string and drops its deleted slots. */
+  /** Renders a block's live entries into one new buffer of its own and drops its deleted slots. */
   private render(block: Block): void {
-    if (this.scratch.length < block.bytes) this.scratch = Buffer.allocUnsafe(Math.max(block.bytes, this.scratch.length * 2));
-    const buf = this.scratch;
-    const old = block.text;
+    const buf = Buffer.allocUnsafeSlow(block.bytes); // not from the shared pool: it would pin a slab
+    const old = block.wire;
     const kept: number[] = [];
     let pos = 0;
-    let chars = 0;
     for (const id of block.ids) {
       if (id === DELETED) continue;
-      const key = this.keyOf[id]!;
-      let value = this.pending.get(id);
-      if (value === undefined) value = old.slice(this.startOf[id], this.endOf[id]);
-      else this.pending.delete(id);
       buf[pos++] = 0x0a;
-      pos += buf.write(key, pos, 'utf8');
+      pos += buf.write(this.keyOf[id]!, pos, 'utf8');
       buf[pos++] = 0x3a;
-      pos += buf.write(value, pos, 'utf8');
-      const start = chars + key.length + 2;
+      const start = pos;
+      const value = this.pending.get(id);
+      if (value === undefined) pos += old.copy(buf, pos, this.startOf[id], this.endOf[id]);
+      else {
+        this.pending.delete(id);
+        pos += buf.write(value, pos, 'utf8');
+      }
       this.startOf[id] = start;
-      chars = this.endOf[id] = start + value.length;
+      this.endOf[id] = pos;
       this.slotOf[id] = kept.length;
       kept.push(id);
     }
     block.ids = kept;
-    // as many bytes as characters: ASCII, which latin1 decodes faster into a one-byte string
-    block.text = buf.toString(pos === chars ? 'latin1' : 'utf8', 0, pos);
+    block.wire = buf;
   }
 }

@@ -35,13 +35,14 @@ export interface Page {
 
 /**
  * The whole listing, rendered: `slices` concatenated are the `\nkey:value` lines of every entry in
- * insertion order (no header line — the rules add it). Slices are immutable strings the store may
- * share between listings and reuse across revisions; `bytes` is their total UTF-8 length, known
- * before the first slice is written (Content-Length).
+ * insertion order (no header line — the rules add it), as UTF-8 bytes. Slices are immutable buffers
+ * the store may share between listings and reuse across revisions, written to sockets as they are
+ * (no encoding, no copy, nothing for the garbage collector per listing); `bytes` is their total
+ * length, known before the first slice is written (Content-Length).
  */
 export interface ListingSnapshot {
   readonly count: number;
-  readonly slices: readonly string[];
+  readonly slices: readonly Buffer[];
   readonly bytes: number;
 }
 
