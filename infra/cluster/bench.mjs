@@ -15,6 +15,8 @@
 //         request, from a container on the cluster's network) at the same concurrency
 //
 // Options: --duration S (10), --get-connections N (64: every GET row, the memory store's too),
+// --saturation-connections N (256: the 10-key GET rows again at N connections, enough to saturate
+// each server; 0 leaves them out),
 // --connections N (24: the POST row and the etcd3 loop), --threads N (2), --json. Needs wrk and Docker on this machine and
 // the images of the compose file (NODE_IMAGE, ETCD_IMAGE as for the compose files).
 
@@ -31,12 +33,12 @@ const COMPOSE_FILE = 'infra/cluster/vm.compose.yml';
 const POST_SCRIPT = join(ROOT, 'bench/wrk/post-unique.lua'); // the same script npm run bench uses
 
 function usage(code) {
-  process.stdout.write('Usage: node infra/cluster/bench.mjs --up [--duration S] [--get-connections N] [--connections N] [--threads N] [--json]\n');
+  process.stdout.write('Usage: node infra/cluster/bench.mjs --up [--duration S] [--get-connections N] [--saturation-connections N] [--connections N] [--threads N] [--json]\n');
   process.exit(code);
 }
 
 function parseArgs(argv) {
-  const opts = { up: false, servers: undefined, duration: 10, connections: 24, getConnections: 64, threads: 2, json: false };
+  const opts = { up: false, servers: undefined, duration: 10, connections: 24, getConnections: 64, saturationConnections: 256, threads: 2, json: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -47,6 +49,7 @@ function parseArgs(argv) {
     else if (a === '--duration') opts.duration = Number(value());
     else if (a === '--connections') opts.connections = Number(value());
     else if (a === '--get-connections') opts.getConnections = Number(value());
+    else if (a === '--saturation-connections') opts.saturationConnections = Number(value());
     else if (a === '--threads') opts.threads = Number(value());
     else if (a === '--json') opts.json = true;
     else if (a === '-h' || a === '--help') usage(0);
@@ -57,6 +60,7 @@ function parseArgs(argv) {
   }
   if (!opts.up || opts.servers !== undefined) usage(2);
   for (const n of [opts.duration, opts.connections, opts.getConnections, opts.threads]) if (!(Number.isInteger(n) && n > 0)) usage(2);
+  if (!(Number.isInteger(opts.saturationConnections) && opts.saturationConnections >= 0)) usage(2);
   return opts;
 }
 
@@ -289,6 +293,16 @@ async function main() {
     ratios.push(ratio('GET three replicas / one replica (10 keys)', threeEmpty.rps, oneEmpty.rps, 1));
     const perGet = (rangeAfter - rangeBefore) / Math.max(1, oneEmpty.requests);
     ratios.push({ name: `etcd Range calls per GET, ${g} connections (${rangeAfter - rangeBefore} / ${oneEmpty.requests})`, value: Number(perGet.toFixed(4)), ceiling: 0.1 });
+    // The same GETs with enough connections to saturate each server. At ${g} a replica's GETs are
+    // bound by its read barrier's round trip (each connection waits for one), not by its capacity.
+    const s = opts.saturationConnections;
+    if (s > 0) {
+      const memSat = await get(`memory store, 10 keys, ${s} conns`, [memory], s);
+      const oneSat = await get(`one replica, 10 keys, ${s} conns`, servers.slice(0, 1), s);
+      const threeSat = await get(`three replicas, 10 keys, ${s} conns`, servers, s);
+      ratios.push(ratio(`GET one replica / memory store (10 keys, ${s} connections)`, oneSat.rps, memSat.rps, 0.5));
+      ratios.push(ratio(`GET three replicas / one replica (10 keys, ${s} connections)`, threeSat.rps, oneSat.rps, 1));
+    }
 
     process.stderr.write(`bench: POST through one replica, ${opts.duration} s, ${opts.connections} connections\n`);
     const post = await measure(servers.slice(0, 1), opts, 'POST', runId);
@@ -309,10 +323,10 @@ async function main() {
       process.stdout.write(JSON.stringify({ machine, duration: opts.duration, connections: opts.connections, rows, ratios }, null, 2) + '\n');
     } else {
       process.stdout.write(`machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB, everything on it (3 etcd members, 3 replicas, the memory server, wrk)\n`);
-      process.stdout.write('kind  what                                        req/s  requests  non-2xx  socket errors  p50 ms  p99 ms\n');
+      process.stdout.write('kind  what                                            req/s  requests  non-2xx  socket errors  p50 ms  p99 ms\n');
       for (const r of rows) {
         process.stdout.write(
-          `${r.kind.padEnd(4)}  ${r.label.padEnd(42)}  ${String(r.rps).padStart(5)}  ${String(r.requests).padStart(8)}  ${String(r.non2xx).padStart(7)}  ${String(r.socketErrors).padStart(13)}  ${(r.p50ms ?? 0).toFixed(1).padStart(6)}  ${(r.p99ms ?? 0).toFixed(1).padStart(6)}\n`,
+          `${r.kind.padEnd(4)}  ${r.label.padEnd(46)}  ${String(r.rps).padStart(5)}  ${String(r.requests).padStart(8)}  ${String(r.non2xx).padStart(7)}  ${String(r.socketErrors).padStart(13)}  ${(r.p50ms ?? 0).toFixed(1).padStart(6)}  ${(r.p99ms ?? 0).toFixed(1).padStart(6)}\n`,
         );
       }
       process.stdout.write('\nratio                                                             value  target\n');
