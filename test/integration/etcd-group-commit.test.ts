@@ -3,6 +3,8 @@
 // listing in arrival order, conflicts inside a group sorted out without applying anything twice, and
 // an etcd whose operation limit is lower than tcpkv was told still answering each POST.
 
+import { execFileSync } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NO_STORE_EVENTS, type StoreEvents } from '../../services/server/events.js';
@@ -108,6 +110,52 @@ describe('group commit of POSTs, default etcd', () => {
         expect(final.has(r.existingKey)).toBe(true);
       }
     });
+  });
+});
+
+describe('group commit with an etcd that hangs', () => {
+  let etcd: LocalEtcd;
+  beforeAll(async () => {
+    etcd = await startEtcd();
+  });
+  afterAll(async () => {
+    await etcd.destroy();
+  });
+
+  it('POSTs queued behind transactions to a hung etcd still answer 503 within the etcd deadline', async () => {
+    // the one etcd under two names: after the first timeout the breaker skips the first name, so the
+    // POSTs that waited go to the second name, which hangs as well (as a cluster's other members would
+    // while a new leader is elected)
+    const { store } = countingStore(etcd, { timeoutMs: 1000, endpoints: [etcd.endpoint, etcd.endpoint.replace('http://', '')] });
+    expect(await store.createAll([['warm', 'up']])).toEqual({ ok: true });
+    // this etcd's process, found by its own data directory, stopped: calls hang until their deadline
+    const pid = Number(execFileSync('pgrep', ['-f', '--', etcd.dataDir]).toString().trim().split('\n')[0]);
+    process.kill(pid, 'SIGSTOP');
+    try {
+      // three rounds 300 ms apart: two transactions hang in both slots, the third round has to wait
+      const started = performance.now();
+      const rounds = [0, 1, 2].map(async (round) => {
+        await new Promise((r) => setTimeout(r, round * 300));
+        return Promise.all(
+          Array.from({ length: 5 }, async (_, i) => {
+            const sent = performance.now();
+            const outcome = await store.createAll([[`hung${round}-${i}`, 'v']]).then(
+              () => 'applied',
+              (error: Error) => error.name,
+            );
+            return { round, outcome, ms: performance.now() - sent };
+          }),
+        );
+      });
+      const answers = (await Promise.all(rounds)).flat();
+      console.log(`hung etcd: ${answers.length} POSTs answered after ${answers.map((a) => a.ms.toFixed(0)).join(', ')} ms (deadline 1000 ms), all within ${(performance.now() - started).toFixed(0)} ms`);
+      for (const a of answers) {
+        expect(a.outcome).toBe('StoreUnavailableError');
+        expect(a.ms).toBeLessThan(1000 + 250);
+      }
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
   });
 });
 

@@ -105,6 +105,8 @@ const MAX_BARRIERS_IN_FLIGHT = 3;
 const BARRIER_OVERLAP_AFTER_MS = 20;
 /** Group-commit transactions of POSTs sent and not answered yet, at most. */
 const MAX_CREATE_BATCHES_IN_FLIGHT = 2;
+/** A queued POST with less of its etcd deadline left than this (or a tenth of it) is not sent. */
+const MIN_CREATE_TIME_LEFT_MS = 250;
 /** Below 90 % of a store limit by more than this, the limit check uses the copy without a barrier. */
 const LIMIT_MARGIN_KEYS = 1000;
 const LIMIT_MARGIN_BYTES = 4 * 1024 * 1024;
@@ -147,6 +149,8 @@ interface PendingCreate {
   readonly pairs: readonly Pair[];
   /** its share of the transaction's size (pairsBytes) */
   readonly bytes: number;
+  /** Date.now() by which it must be answered: its arrival plus the etcd deadline */
+  readonly deadline: number;
   resolve(result: CreateResult): void;
   reject(error: unknown): void;
 }
@@ -484,6 +488,7 @@ export class EtcdStore implements Store {
   }
 
   async createAll(pairs: readonly Pair[]): Promise<CreateResult> {
+    const deadline = Date.now() + this.timeoutMs;
     this.checkSize(pairs);
     await this.checkLimits(() => {
       let addedBytes = 0;
@@ -491,7 +496,7 @@ export class EtcdStore implements Store {
       return { newKeys: pairs.length, addedBytes };
     });
     return new Promise<CreateResult>((resolve, reject) => {
-      this.createQueue.push({ pairs, bytes: this.pairsBytes(pairs), resolve, reject });
+      this.createQueue.push({ pairs, bytes: this.pairsBytes(pairs), deadline, resolve, reject });
       this.scheduleCreates();
     });
   }
@@ -502,7 +507,26 @@ export class EtcdStore implements Store {
     this.createPumpScheduled = true;
     setImmediate(() => {
       this.createPumpScheduled = false;
+      this.expireQueuedCreates();
       while (this.createQueue.length > 0 && this.createBatchesInFlight < MAX_CREATE_BATCHES_IN_FLIGHT) this.sendCreates(this.takeCreateBatch());
+    });
+  }
+
+  /**
+   * A POST answers within the etcd deadline counted from its arrival, also when it had to wait for a
+   * transaction slot (the ones out were slow): one with too little of it left is not sent at all and
+   * answers 503 "nothing was changed" (it never left). The ones sent share the earliest deadline of
+   * their transaction.
+   */
+  private expireQueuedCreates(): void {
+    const now = Date.now();
+    const minimum = Math.min(MIN_CREATE_TIME_LEFT_MS, this.timeoutMs / 10);
+    if (!this.createQueue.some((create) => create.deadline - now < minimum)) return;
+    const error = new StoreUnavailableError('etcd did not take the write in time (the writes before it were still waiting for etcd); nothing was applied');
+    this.createQueue = this.createQueue.filter((create) => {
+      if (create.deadline - now >= minimum) return true;
+      create.reject(error);
+      return false;
     });
   }
 
@@ -542,12 +566,16 @@ export class EtcdStore implements Store {
     }
     success.push({ request_put: { key: this.stampKey, value: Buffer.alloc(0) } });
     const all = batch.flatMap((create) => create.pairs);
+    const deadline = Math.min(...batch.map((create) => create.deadline));
     this.call('create', true, () =>
-      this.client.kv.txn({
-        compare: all.map(([key]) => ({ key: this.kvKey(key), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 })),
-        success,
-        failure: all.map(([key]) => ({ request_range: { key: this.kvKey(key), count_only: true } })),
-      }),
+      this.client.kv.txn(
+        {
+          compare: all.map(([key]) => ({ key: this.kvKey(key), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 })),
+          success,
+          failure: all.map(([key]) => ({ request_range: { key: this.kvKey(key), count_only: true } })),
+        },
+        { deadline },
+      ),
     )
       .then(
         (response) => {
