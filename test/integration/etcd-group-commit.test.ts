@@ -6,11 +6,11 @@
 import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { NO_STORE_EVENTS, type StoreEvents } from '../../services/server/events.js';
 import { EtcdStore, type EtcdStoreOptions } from '../../services/server/store/etcd-store.js';
 import type { CreateResult, Pair } from '../../services/server/store/store.js';
-import { startEtcd, type LocalEtcd } from '../support/etcd.js';
+import { useLocalEtcd, type LocalEtcd } from '../support/etcd.js';
 
 const quiet = pino({ level: 'silent' });
 const stores: EtcdStore[] = [];
@@ -31,17 +31,11 @@ afterAll(async () => {
 });
 
 describe('group commit of POSTs, default etcd', () => {
-  let etcd: LocalEtcd;
-  beforeAll(async () => {
-    etcd = await startEtcd();
-  });
-  afterAll(async () => {
-    await etcd.destroy();
-  });
+  const etcd = useLocalEtcd();
 
   it('200 POSTs sent at once: all applied, each one together, in far fewer transactions', async () => {
     const prefix = newPrefix();
-    const { store, calls } = countingStore(etcd, { prefix });
+    const { store, calls } = countingStore(etcd(), { prefix });
     const posts: Pair[][] = Array.from({ length: 200 }, (_, i) => (i % 3 === 0 ? [[`k${i}a`, `v${i}`], [`k${i}b`, `값 ${i}`]] : [[`k${i}`, `v${i}`]]));
     const results = await Promise.all(posts.map((pairs) => store.createAll(pairs)));
     expect(results.every((r) => r.ok)).toBe(true);
@@ -50,7 +44,7 @@ describe('group commit of POSTs, default etcd', () => {
     expect(transactions).toBeLessThan(50);
     expect(transactions).toBeGreaterThan(0);
     // a fresh replica lists from etcd (create revision, ord/): the same order as the one that wrote
-    const { store: reader } = countingStore(etcd, { prefix });
+    const { store: reader } = countingStore(etcd(), { prefix });
     // concurrent POSTs have no order among themselves; what holds: every pair is there once, a POST's
     // keys stay together in its order, and the order the writer's copy shows is the one etcd holds
     const listed = await store.list();
@@ -64,7 +58,7 @@ describe('group commit of POSTs, default etcd', () => {
   });
 
   it('conflicts inside a group: a POST with an existing key gets "exists", the others are applied once', async () => {
-    const { store } = countingStore(etcd);
+    const { store } = countingStore(etcd());
     expect(await store.createAll([['x', 'old']])).toEqual({ ok: true });
     const [a, b, c, d] = await Promise.all([
       store.createAll([['a1', 'A'], ['x', 'A']]), // x exists
@@ -85,7 +79,7 @@ describe('group commit of POSTs, default etcd', () => {
 
   it('racing replicas: each key is created by exactly one POST, and no POST is half applied', async () => {
     const prefix = newPrefix();
-    const replicas = [0, 1, 2].map(() => countingStore(etcd, { prefix }).store);
+    const replicas = [0, 1, 2].map(() => countingStore(etcd(), { prefix }).store);
     // 90 POSTs of two keys out of 20, spread over three replicas, all at once
     const posts: { replica: number; pairs: Pair[] }[] = Array.from({ length: 90 }, (_, i) => {
       const k1 = (i * 7) % 20;
@@ -114,22 +108,16 @@ describe('group commit of POSTs, default etcd', () => {
 });
 
 describe('group commit with an etcd that hangs', () => {
-  let etcd: LocalEtcd;
-  beforeAll(async () => {
-    etcd = await startEtcd();
-  });
-  afterAll(async () => {
-    await etcd.destroy();
-  });
+  const etcd = useLocalEtcd();
 
   it('POSTs queued behind transactions to a hung etcd still answer 503 within the etcd deadline', async () => {
     // the one etcd under two names: after the first timeout the breaker skips the first name, so the
     // POSTs that waited go to the second name, which hangs as well (as a cluster's other members would
     // while a new leader is elected)
-    const { store } = countingStore(etcd, { timeoutMs: 1000, endpoints: [etcd.endpoint, etcd.endpoint.replace('http://', '')] });
+    const { store } = countingStore(etcd(), { timeoutMs: 1000, endpoints: [etcd().endpoint, etcd().endpoint.replace('http://', '')] });
     expect(await store.createAll([['warm', 'up']])).toEqual({ ok: true });
     // this etcd's process, found by its own data directory, stopped: calls hang until their deadline
-    const pid = Number(execFileSync('pgrep', ['-f', '--', etcd.dataDir]).toString().trim().split('\n')[0]);
+    const pid = Number(execFileSync('pgrep', ['-f', '--', etcd().dataDir]).toString().trim().split('\n')[0]);
     process.kill(pid, 'SIGSTOP');
     try {
       // three rounds 300 ms apart: two transactions hang in both slots, the third round has to wait
@@ -160,16 +148,10 @@ describe('group commit with an etcd that hangs', () => {
 });
 
 describe('group commit with an etcd whose --max-txn-ops is lower than tcpkv was told', () => {
-  let etcd: LocalEtcd;
-  beforeAll(async () => {
-    etcd = await startEtcd({ flags: ['--max-txn-ops=16'] });
-  });
-  afterAll(async () => {
-    await etcd.destroy();
-  });
+  const etcd = useLocalEtcd({ flags: ['--max-txn-ops=16'] });
 
   it('a group etcd refuses is sent again one POST at a time: each fitting POST applied, the too-large one 413', async () => {
-    const { store } = countingStore(etcd, { maxTxnOps: 128 });
+    const { store } = countingStore(etcd(), { maxTxnOps: 128 });
     const posts: Pair[][] = [...Array.from({ length: 10 }, (_, i): Pair[] => [[`s${i}`, 'v']]), Array.from({ length: 10 }, (_, i): Pair => [`big${i}`, 'v'])];
     const results = await Promise.allSettled(posts.map((pairs) => store.createAll(pairs)));
     for (let i = 0; i < 10; i++) expect(results[i]).toEqual({ status: 'fulfilled', value: { ok: true } });

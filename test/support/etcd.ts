@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { freePort } from './net.js';
 
 export interface LocalEtcd {
@@ -82,4 +83,16 @@ export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEt
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** A local etcd for the tests of one describe block: started before them, destroyed after them. */
+export function useLocalEtcd(options: LocalEtcdOptions = {}): () => LocalEtcd {
+  let etcd: LocalEtcd | undefined;
+  beforeAll(async () => {
+    etcd = await startEtcd(options);
+  });
+  afterAll(async () => {
+    await etcd?.destroy();
+  });
+  return () => etcd!;
 }
