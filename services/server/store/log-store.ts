@@ -569,7 +569,8 @@ export class LogStore implements Store {
 
   /** Called only from inside the chain. */
   private startRewrite(): void {
-    const snapshot = this.memory.list();
+    // the pairs as of now, decoded only as the rewrite writes them, between its writes
+    const snapshot = this.memory.frozenPairs();
     const coveredBytes = this.size;
     this.rewriting = true;
     const started = performance.now();
@@ -619,7 +620,7 @@ export class LogStore implements Store {
           }
           this.stats.compactions++;
           // `after` includes the writes that arrived during the rewrite; `snapshot` is the live data alone
-          this.logger.info({ file: this.path, before: coveredBytes, snapshot: snapshotBytes, after: bytes, keys: snapshot.length, ms: Math.round(performance.now() - started) }, 'log compacted');
+          this.logger.info({ file: this.path, before: coveredBytes, snapshot: snapshotBytes, after: bytes, keys: snapshot.count, ms: Math.round(performance.now() - started) }, 'log compacted');
         });
       } catch (error) {
         const e = error as NodeJS.ErrnoException;

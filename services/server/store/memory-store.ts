@@ -24,6 +24,7 @@
 //                                           returns the StoreFullError to throw (and logs it, at most
 //                                           once a minute), or undefined
 //   usage(), limits, size, list(), entries()
+//   frozenPairs()                            every pair as of now, read later (compaction)
 //   utf8Bytes(s)                             exported helper: UTF-8 length of a string
 
 import { getHeapStatistics } from 'node:v8';
@@ -84,6 +85,11 @@ interface Block {
 }
 
 const DELETED = -1;
+
+/** The store's pairs at one moment, decoded as they are read (see MemoryStore.frozenPairs). */
+export interface FrozenPairs extends Iterable<Pair> {
+  readonly count: number;
+}
 const EMPTY = Buffer.alloc(0);
 
 export interface MemoryStoreOptions {
@@ -235,6 +241,39 @@ export class MemoryStore implements Store {
     const pairs: Pair[] = [];
     for (const pair of this.entries()) pairs.push(pair);
     return pairs;
+  }
+
+  /**
+   * Every pair as of now, in insertion order, to be read later (the log's compaction writes it while
+   * writes go on). Taking it renders the changed blocks and keeps, per block, its buffer (never
+   * changed once rendered: a later change renders a new one) with its keys and value offsets — no
+   * value is decoded until the pairs are read, so the event loop is held for the keys, not the data.
+   */
+  frozenPairs(): FrozenPairs {
+    this.renderDirty();
+    const blocks: { wire: Buffer; keys: string[]; offsets: Int32Array }[] = [];
+    let count = 0;
+    for (let b = this.head; b !== undefined; b = b.next) {
+      if (b.live === 0) continue;
+      const keys: string[] = [];
+      const offsets = new Int32Array(b.live * 2);
+      for (const id of b.ids) {
+        if (id === DELETED) continue;
+        offsets[keys.length * 2] = this.startOf[id]!;
+        offsets[keys.length * 2 + 1] = this.endOf[id]!;
+        keys.push(this.keyOf[id]!);
+      }
+      blocks.push({ wire: b.wire, keys, offsets });
+      count += keys.length;
+    }
+    return {
+      count,
+      *[Symbol.iterator]() {
+        for (const { wire, keys, offsets } of blocks) {
+          for (let i = 0; i < keys.length; i++) yield [keys[i]!, wire.toString('utf8', offsets[i * 2], offsets[i * 2 + 1])] as const;
+        }
+      },
+    };
   }
 
   /** Every pair in insertion order, lazily. */
