@@ -149,42 +149,60 @@ export function startProbe(conn: HttpConn, everyMs = 10): { stop(): Promise<numb
 const PROBE_WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const net = require('node:net');
-const samples = [];
+// one HEAD loop per port, all on this one thread: a stall of the thread shows in every series
+const series = workerData.ports.map(() => []);
 let running = true;
+let open = workerData.ports.length;
 parentPort.on('message', () => { running = false; });
-const socket = net.connect({ host: '127.0.0.1', port: workerData.port, noDelay: true }, () => {
-  let sentAt = 0;
-  let buffer = '';
-  const send = () => {
-    if (!running) { socket.destroy(); parentPort.postMessage(samples); return; }
-    sentAt = performance.now();
-    socket.write('HEAD / HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n');
-  };
-  socket.on('data', (chunk) => {
-    buffer += chunk.toString('latin1');
-    const end = buffer.indexOf('\\r\\n\\r\\n');
-    if (end < 0) return;
-    buffer = buffer.slice(end + 4);
-    samples.push(performance.now() - sentAt);
-    setTimeout(send, workerData.everyMs);
+workerData.ports.forEach((port, i) => {
+  const socket = net.connect({ host: '127.0.0.1', port, noDelay: true }, () => {
+    let sentAt = 0;
+    let buffer = '';
+    const send = () => {
+      if (!running) {
+        socket.destroy();
+        if (--open === 0) parentPort.postMessage(series);
+        return;
+      }
+      sentAt = performance.now();
+      socket.write('HEAD / HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n');
+    };
+    socket.on('data', (chunk) => {
+      buffer += chunk.toString('latin1');
+      const end = buffer.indexOf('\\r\\n\\r\\n');
+      if (end < 0) return;
+      buffer = buffer.slice(end + 4);
+      series[i].push(performance.now() - sentAt);
+      setTimeout(send, workerData.everyMs);
+    });
+    send();
   });
-  send();
 });
 `;
 
-/** A HEAD probe every `everyMs` from a worker thread; `stop()` resolves with the latencies (ms). */
-export function startThreadProbe(port: number, everyMs = 10): { stop(): Promise<number[]> } {
-  const worker = new Worker(PROBE_WORKER, { eval: true, workerData: { port, everyMs } });
-  const result = new Promise<number[]>((resolve, reject) => {
-    worker.once('message', (samples: number[]) => resolve(samples));
+/**
+ * HEAD probes every `everyMs` from one worker thread, one connection per port; `stop()` resolves with
+ * each port's latencies (ms). Probing a busy server and an idle one together separates what the busy
+ * server does from what the machine does to both at the same moments.
+ */
+export function startThreadProbes(ports: readonly number[], everyMs = 10): { stop(): Promise<number[][]> } {
+  const worker = new Worker(PROBE_WORKER, { eval: true, workerData: { ports, everyMs } });
+  const result = new Promise<number[][]>((resolve, reject) => {
+    worker.once('message', (series: number[][]) => resolve(series));
     worker.once('error', reject);
   });
   return {
     async stop() {
       worker.postMessage('stop');
-      const samples = await result;
+      const series = await result;
       await worker.terminate();
-      return samples;
+      return series;
     },
   };
+}
+
+/** A HEAD probe every `everyMs` from a worker thread; `stop()` resolves with the latencies (ms). */
+export function startThreadProbe(port: number, everyMs = 10): { stop(): Promise<number[]> } {
+  const probes = startThreadProbes([port], everyMs);
+  return { stop: async () => (await probes.stop())[0]! };
 }
