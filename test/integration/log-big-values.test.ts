@@ -325,14 +325,15 @@ describe('replay at scale', () => {
 
       // Compaction while a 1 ms timer measures how long the event loop is held at a time: taking the
       // snapshot copies the keys and offsets only (the values are decoded as the rewrite writes
-      // them). Building the whole list of pairs at once held it 0.2-0.8 s at this size.
+      // them). Building the whole list of pairs at once held it about 0.3 s at this size.
       const logBytes = statSync(file).size;
       const quiet = await longestHold(() => new Promise((r) => setTimeout(r, 1000)));
       const compacting = await longestHold(() => store.compact());
       figure(`compaction of 1,000,000 keys: the event loop held at most ${compacting.toFixed(0)} ms at a time (${quiet.toFixed(0)} ms in a quiet second before)`);
       expect(statSync(file).size).toBeLessThan(logBytes); // the snapshot, in records of many pairs
       expect(store.get('key-0')).toBe(value);
-      expect(compacting).toBeLessThan(100 + quiet);
+      // 150 ms: room for a busy machine's scheduling on top; the list snapshot held it 336 ms here
+      expect(compacting).toBeLessThan(150 + quiet);
     } finally {
       await store.close();
     }
