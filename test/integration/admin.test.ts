@@ -15,6 +15,7 @@ import { EtcdStore } from '../../services/server/store/etcd-store.js';
 import { admin, eventually, promtoolCheck, scrape, valueOf } from '../support/prometheus-text.js';
 import { useChildServers } from '../support/child-servers.js';
 import { useTempDirs } from '../support/temp-dirs.js';
+import { portOutsideEphemeralRange } from '../support/etcd.js';
 
 const track = useChildServers();
 const tempDir = useTempDirs();
@@ -118,7 +119,8 @@ interface Member {
 async function etcdCluster(): Promise<{ members: Member[]; endpoints: string; destroy(): Promise<void> }> {
   const dir = tempDir('tcpkv-admin-etcd-');
   const names = ['e1', 'e2', 'e3'];
-  const ports = await Promise.all(names.map(async () => [await freePort(), await freePort()] as const));
+  // below the ephemeral range: members are started again on their ports (see portOutsideEphemeralRange)
+  const ports = await Promise.all(names.map(async () => [await portOutsideEphemeralRange(), await portOutsideEphemeralRange()] as const));
   const initial = names.map((n, i) => `${n}=http://127.0.0.1:${ports[i]![1]}`).join(',');
   const members = names.map((name, i): Member & { proc?: ChildProcess } => {
     const clientUrl = `http://127.0.0.1:${ports[i]![0]}`;
