@@ -106,21 +106,18 @@ export class OrderedEntries {
     const slices: Buffer[] = [];
     let chunk = '';
     let bytes = 0;
-    for (const e of this.order) {
-      if (e.dead) continue;
-      chunk += '\n' + e.key + ':' + e.value;
-      if (chunk.length >= 65536) {
-        const slice = Buffer.from(chunk, 'utf8');
-        slices.push(slice);
-        bytes += slice.length;
-        chunk = '';
-      }
-    }
-    if (chunk !== '') {
+    const flush = () => {
       const slice = Buffer.from(chunk, 'utf8');
       slices.push(slice);
       bytes += slice.length;
+      chunk = '';
+    };
+    for (const e of this.order) {
+      if (e.dead) continue;
+      chunk += '\n' + e.key + ':' + e.value;
+      if (chunk.length >= 65536) flush();
     }
+    if (chunk !== '') flush();
     this.rendered = { count: this.live.size, slices, bytes };
     return this.rendered;
   }

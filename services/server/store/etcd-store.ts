@@ -53,6 +53,7 @@ import type { Logger } from 'pino';
 import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { OrderedEntries, prefixEnd, WatchCache } from './etcd-cache.js';
 import {
+  CREATED,
   StoreFullError,
   StoreUnavailableError,
   ValueTooLargeError,
@@ -160,8 +161,6 @@ interface PendingCreate {
   resolve(result: CreateResult): void;
   reject(error: unknown): void;
 }
-
-const CREATED: CreateResult = Object.freeze({ ok: true });
 
 type Refusal = 'too-many-ops' | 'too-large' | 'no-space' | 'denied' | undefined;
 
@@ -482,18 +481,20 @@ export class EtcdStore implements Store {
 
   // ---- writes --------------------------------------------------------------------------------------
 
-  /** Refuses up front what etcd would refuse for its size (413). */
-  private checkSize(pairs: readonly Pair[]): void {
+  /** Refuses up front what etcd would refuse for its size (413); returns the pairs' share of the request (pairsBytes). */
+  private checkSize(pairs: readonly Pair[]): number {
     const maxPairs = Math.floor((this.maxTxnOps - 1) / 2);
     if (pairs.length > maxPairs) {
       this.logger.warn({ pairs: pairs.length, maxPairs }, 'write refused: more pairs than one etcd transaction takes');
       throw new ValueTooLargeError(`A write holds at most ${maxPairs} pairs with this etcd (TCPKV_ETCD_MAX_TXN_OPS=${this.maxTxnOps}); this one has ${pairs.length}`);
     }
-    const bytes = OP_OVERHEAD_BYTES + this.stampKey.length + this.pairsBytes(pairs);
+    const pairsBytes = this.pairsBytes(pairs);
+    const bytes = OP_OVERHEAD_BYTES + this.stampKey.length + pairsBytes;
     if (bytes > this.maxRequestBytes) {
       this.logger.warn({ bytes, maxRequestBytes: this.maxRequestBytes }, 'write refused: larger than one etcd request');
       throw new ValueTooLargeError(`The write needs an etcd request of about ${bytes} bytes; etcd takes at most ${this.maxRequestBytes} (TCPKV_ETCD_MAX_REQUEST_BYTES)`);
     }
+    return pairsBytes;
   }
 
   /** What `pairs` add to a write transaction, over-estimated: kv/ in compare, put and failure, ord/, the value. */
@@ -541,14 +542,14 @@ export class EtcdStore implements Store {
 
   async createAll(pairs: readonly Pair[]): Promise<CreateResult> {
     const deadline = Date.now() + this.timeoutMs;
-    this.checkSize(pairs);
+    const bytes = this.checkSize(pairs);
     await this.checkLimits(() => {
       let addedBytes = 0;
       for (const [key, value] of pairs) addedBytes += Buffer.byteLength(key) + Buffer.byteLength(value);
       return { newKeys: pairs.length, addedBytes };
     });
     return new Promise<CreateResult>((resolve, reject) => {
-      this.createQueue.push({ pairs, bytes: this.pairsBytes(pairs), deadline, resolve, reject });
+      this.createQueue.push({ pairs, bytes, deadline, resolve, reject });
       this.scheduleCreates();
     });
   }
@@ -607,24 +608,22 @@ export class EtcdStore implements Store {
     this.createBatchesInFlight++;
     // ord/ orders keys created together (in one POST or in POSTs sharing the transaction, in arrival
     // order); a key created alone has a create revision of its own
-    const ordered = batch.length > 1 || batch[0]!.pairs.length > 1;
-    let n = 0;
-    const success: { request_put: { key: Buffer; value: Buffer } }[] = [];
-    for (const { pairs } of batch) {
-      for (const [key, value] of pairs) {
-        success.push({ request_put: { key: this.kvKey(key), value: Buffer.from(value, 'utf8') } });
-        if (ordered) success.push({ request_put: { key: this.ordKey(key), value: Buffer.from(String(n++)) } });
-      }
-    }
-    success.push({ request_put: { key: this.stampKey, value: Buffer.alloc(0) } });
     const all = batch.flatMap((create) => create.pairs);
+    const kvKeys = all.map(([key]) => this.kvKey(key));
+    const ordered = all.length > 1;
+    const success: { request_put: { key: Buffer; value: Buffer } }[] = [];
+    all.forEach(([key, value], n) => {
+      success.push({ request_put: { key: kvKeys[n]!, value: Buffer.from(value, 'utf8') } });
+      if (ordered) success.push({ request_put: { key: this.ordKey(key), value: Buffer.from(String(n)) } });
+    });
+    success.push({ request_put: { key: this.stampKey, value: Buffer.alloc(0) } });
     const deadline = Math.min(...batch.map((create) => create.deadline));
     this.call('create', true, () =>
       this.client.kv.txn(
         {
-          compare: all.map(([key]) => ({ key: this.kvKey(key), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 })),
+          compare: kvKeys.map((key) => ({ key, target: 'Create' as const, result: 'Equal' as const, create_revision: 0 })),
           success,
-          failure: all.map(([key]) => ({ request_range: { key: this.kvKey(key), count_only: true } })),
+          failure: kvKeys.map((key) => ({ request_range: { key, count_only: true } })),
         },
         { deadline },
       ),
@@ -658,7 +657,8 @@ export class EtcdStore implements Store {
         },
         (error: unknown) => {
           if (error instanceof ValueTooLargeError && batch.length > 1) {
-            // etcd's own limits are below what tcpkv was told: each POST alone gets its own answer
+            // etcd's own limits are below what tcpkv was told: each POST is sent again alone (counted
+            // as a whole request's size, it never shares a transaction) and gets its own answer
             this.createQueue.unshift(...batch.map((create) => ({ ...create, bytes: this.maxRequestBytes })));
             return;
           }

@@ -29,9 +29,7 @@
 
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
-import { StoreFullError, type CreateResult, type ListingSnapshot, type Page, type PageRequest, type Pair, type Store, type StoreLimits, type StoreUsage, type UpsertResult } from './store.js';
-
-const CREATED: CreateResult = Object.freeze({ ok: true });
+import { CREATED, StoreFullError, type CreateResult, type ListingSnapshot, type Page, type PageRequest, type Pair, type Store, type StoreLimits, type StoreUsage, type UpsertResult } from './store.js';
 
 /** A block is closed to appends at this many entries or rendered bytes (whichever comes first). */
 const BLOCK_ENTRIES = 256;
@@ -236,11 +234,9 @@ export class MemoryStore implements Store {
     return { items, next: undefined };
   }
 
-  /** Every pair in insertion order (a compaction snapshot). */
+  /** Every pair in insertion order, as an array (tests and tools; compaction uses frozenPairs). */
   list(): Pair[] {
-    const pairs: Pair[] = [];
-    for (const pair of this.entries()) pairs.push(pair);
-    return pairs;
+    return Array.from(this.entries());
   }
 
   /**

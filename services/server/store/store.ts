@@ -11,6 +11,9 @@ export type Pair = readonly [key: string, value: string];
 
 export type CreateResult = { readonly ok: true } | { readonly ok: false; readonly existingKey: string };
 
+/** The answer of every create that was applied (one shared frozen object). */
+export const CREATED: CreateResult = Object.freeze({ ok: true });
+
 export interface UpsertResult {
   /** previous value of each pair's key, aligned with the pairs given; undefined = the key was new */
   readonly previous: readonly (string | undefined)[];
