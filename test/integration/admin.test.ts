@@ -8,14 +8,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { exchange, freePort, openSocket, sleep, spawnServer, SERVER_BIN, type ChildServer } from '../support/net.js';
+import { exchange, freePort, openSocket, portOutsideEphemeralRange, sleep, spawnServer, SERVER_BIN, type ChildServer } from '../support/net.js';
 import { pino } from 'pino';
 import { TcpkvMetrics } from '../../services/server/metrics.js';
 import { EtcdStore } from '../../services/server/store/etcd-store.js';
 import { admin, eventually, promtoolCheck, scrape, valueOf } from '../support/prometheus-text.js';
 import { useChildServers } from '../support/child-servers.js';
 import { useTempDirs } from '../support/temp-dirs.js';
-import { portOutsideEphemeralRange } from '../support/etcd.js';
 
 const track = useChildServers();
 const tempDir = useTempDirs();

@@ -2,11 +2,11 @@
 // containers. The 3-member cluster tests use containers (test/containers/).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
+import { portOutsideEphemeralRange } from './net.js';
 
 export interface LocalEtcd {
   readonly endpoint: string;
@@ -25,31 +25,6 @@ async function answers(endpoint: string): Promise<boolean> {
     return r.ok;
   } catch {
     return false;
-  }
-}
-
-/**
- * A free loopback port below the kernel's ephemeral range. etcd is stopped and started again on the
- * same ports; meanwhile its clients keep reconnecting, and a connect to a loopback port in the
- * ephemeral range can pick that very port as its source and connect to itself (TCP simultaneous
- * open), which then holds the port and etcd cannot bind it again (seen once in CI).
- */
-export async function portOutsideEphemeralRange(): Promise<number> {
-  let low = 32768;
-  try {
-    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
-  } catch {
-    // not Linux: the usual start of the range
-  }
-  const floor = 10_000;
-  for (;;) {
-    const port = floor + Math.floor(Math.random() * Math.max(1, low - floor));
-    const free = await new Promise<boolean>((resolve) => {
-      const s = createServer();
-      s.once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (free) return port;
   }
 }
 

@@ -3,6 +3,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, createServer, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
@@ -266,4 +267,30 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A free loopback port below the kernel's ephemeral range, for a server stopped and started again on
+ * the same port (a test etcd member). Meanwhile its clients keep reconnecting, and a connect to a
+ * loopback port in the ephemeral range can pick that very port as its source and connect to itself
+ * (TCP simultaneous open), which then holds the port so the server cannot bind it again (seen once
+ * in CI). A port below the range is never any connection's source port.
+ */
+export async function portOutsideEphemeralRange(): Promise<number> {
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch {
+    // not Linux: the usual start of the range
+  }
+  const floor = 10_000;
+  for (;;) {
+    const port = floor + Math.floor(Math.random() * Math.max(1, low - floor));
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
 }
