@@ -3,11 +3,13 @@
 // with wrk (keep-alive connections, standard HTTP), every row printed as a ratio:
 //
 //   node infra/cluster/bench.mjs --up      # its own cluster from infra/cluster/vm.compose.yml on
-//                                          # 127.0.0.1 ports, and a memory-store server from the same
+//                                          # 127.0.0.1 ports, and memory-store servers from the same
 //                                          # image published the same way; all removed afterwards
 //
 //   GET   one replica vs the memory store, on a nearly empty store and with 10,000 keys in both
-//   GET   three replicas together vs one replica (this machine's cores are shared by everything)
+//   GET   three replicas together vs one replica (this machine's cores are shared by everything), and
+//         as a control three memory-store servers together vs one: what three processes behind
+//         three port proxies cost here without etcd
 //   GET   etcd round trips per GET served through one replica: etcd's own count of Range calls
 //         (grpc_server_handled_total, summed over the members, read from inside the cluster's
 //         network, health checks included) over the GETs wrk completed — counted, not estimated
@@ -249,9 +251,9 @@ async function main() {
     TCPKV_PUBLISH_3: `127.0.0.1:${ports[2]}`,
   };
   process.stderr.write(`bench: starting ${COMPOSE_FILE} as project ${project}\n`);
-  let memoryId;
+  const memoryIds = [];
   const teardown = async () => {
-    if (memoryId) await run('docker', ['rm', '-f', '-v', memoryId]).catch(() => undefined);
+    for (const id of memoryIds) await run('docker', ['rm', '-f', '-v', id]).catch(() => undefined);
     await compose(['-p', project, '-f', COMPOSE_FILE, 'down', '-v', '--timeout', '0'], env);
   };
   const stop = () => {
@@ -262,16 +264,21 @@ async function main() {
   try {
     await compose(['-p', project, '-f', COMPOSE_FILE, 'up', '-d', '--build'], env);
     const servers = ports.map((p) => `127.0.0.1:${p}`);
-    // the reference: one memory-store server from the same image, published the same way
-    const memoryPort = await freePort();
-    const started = await run('docker', ['run', '-d', '--rm', '--name', `${project}-memory`, '-p', `127.0.0.1:${memoryPort}:10000`,
-      '-e', 'TCPKV_DATA_DIR=', '-e', 'TCPKV_ALLOWED_HOSTS=127.0.0.1', '-e', 'TCPKV_ALLOWED_CLIENTS=0.0.0.0/0', '-e', 'TCPKV_LOG_LEVEL=warn', IMAGE]);
-    if (started.code !== 0) throw new Error(`docker run (memory store): ${started.stderr.trim()}`);
-    memoryId = started.stdout.trim();
-    const memory = `127.0.0.1:${memoryPort}`;
-    await waitAnswering([...servers, memory], 120_000);
+    // the reference: memory-store servers from the same image, published the same way (the first is
+    // the reference of every row; the three together are the control of the three-replica row)
+    const memories = [];
+    for (let n = 1; n <= 3; n++) {
+      const memoryPort = await freePort();
+      const started = await run('docker', ['run', '-d', '--rm', '--name', `${project}-memory${n}`, '-p', `127.0.0.1:${memoryPort}:10000`,
+        '-e', 'TCPKV_DATA_DIR=', '-e', 'TCPKV_ALLOWED_HOSTS=127.0.0.1', '-e', 'TCPKV_ALLOWED_CLIENTS=0.0.0.0/0', '-e', 'TCPKV_LOG_LEVEL=warn', IMAGE]);
+      if (started.code !== 0) throw new Error(`docker run (memory store): ${started.stderr.trim()}`);
+      memoryIds.push(started.stdout.trim());
+      memories.push(`127.0.0.1:${memoryPort}`);
+    }
+    const memory = memories[0];
+    await waitAnswering([...servers, ...memories], 120_000);
     const runId = randomBytes(3).toString('hex');
-    for (const target of [servers[0], memory]) for (let i = 0; i < 10; i++) await send(target, 'POST', '/create', `bench-seed-${i}: value-${i}`);
+    for (const target of [servers[0], ...memories]) for (let i = 0; i < 10; i++) await send(target, 'POST', '/create', `bench-seed-${i}: value-${i}`);
 
     const rows = [];
     const get = async (label, set, connections = opts.connections) => {
@@ -289,8 +296,12 @@ async function main() {
     const oneEmpty = await get('one replica, 10 keys', servers.slice(0, 1), g);
     const rangeAfter = Number(await nodeInCluster(project, RANGE_CALLS));
     const threeEmpty = await get('three replicas, 10 keys', servers, g);
+    const threeMemories = await get('three memory stores, 10 keys', memories, g);
     ratios.push(ratio('GET one replica / memory store (10 keys)', oneEmpty.rps, memEmpty.rps, 0.5));
     ratios.push(ratio('GET three replicas / one replica (10 keys)', threeEmpty.rps, oneEmpty.rps, 1));
+    ratios.push(ratio('control: GET three memory stores / one (10 keys)', threeMemories.rps, memEmpty.rps));
+    // what adding replicas costs beyond what adding any server process costs on this machine
+    ratios.push(ratio('GET three replicas / one, over the control (10 keys)', threeEmpty.rps / oneEmpty.rps, threeMemories.rps / memEmpty.rps, 1));
     const perGet = (rangeAfter - rangeBefore) / Math.max(1, oneEmpty.requests);
     ratios.push({ name: `etcd Range calls per GET, ${g} connections (${rangeAfter - rangeBefore} / ${oneEmpty.requests})`, value: Number(perGet.toFixed(4)), ceiling: 0.1 });
     // The same GETs with enough connections to saturate each server. At 64 connections a replica's GETs are
@@ -300,8 +311,11 @@ async function main() {
       const memSat = await get(`memory store, 10 keys, ${s} conns`, [memory], s);
       const oneSat = await get(`one replica, 10 keys, ${s} conns`, servers.slice(0, 1), s);
       const threeSat = await get(`three replicas, 10 keys, ${s} conns`, servers, s);
+      const threeMemSat = await get(`three memory stores, 10 keys, ${s} conns`, memories, s);
       ratios.push(ratio(`GET one replica / memory store (10 keys, ${s} connections)`, oneSat.rps, memSat.rps, 0.5));
       ratios.push(ratio(`GET three replicas / one replica (10 keys, ${s} connections)`, threeSat.rps, oneSat.rps, 1));
+      ratios.push(ratio(`control: GET three memory stores / one (10 keys, ${s} connections)`, threeMemSat.rps, memSat.rps));
+      ratios.push(ratio(`GET three replicas / one, over the control (${s} connections)`, threeSat.rps / oneSat.rps, threeMemSat.rps / memSat.rps, 1));
     }
 
     process.stderr.write('bench: filling both stores with 10,000 keys\n');
@@ -324,7 +338,7 @@ async function main() {
     if (opts.json) {
       process.stdout.write(JSON.stringify({ machine, duration: opts.duration, connections: opts.connections, rows, ratios }, null, 2) + '\n');
     } else {
-      process.stdout.write(`machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB, everything on it (3 etcd members, 3 replicas, the memory server, wrk)\n`);
+      process.stdout.write(`machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB, everything on it (3 etcd members, 3 replicas, 3 memory-store servers, wrk)\n`);
       process.stdout.write('kind  what                                            req/s  requests  non-2xx  socket errors  p50 ms  p99 ms\n');
       for (const r of rows) {
         process.stdout.write(
@@ -333,9 +347,9 @@ async function main() {
       }
       process.stdout.write('\nratio                                                             value  target\n');
       for (const q of ratios) {
-        const target = q.floor !== undefined ? `≥ ${q.floor}` : `≤ ${q.ceiling}`;
-        const ok = q.floor !== undefined ? q.value >= q.floor : q.value <= q.ceiling;
-        process.stdout.write(`${q.name.padEnd(64)}  ${q.value.toFixed(3).padStart(6)}  ${target.padEnd(6)} ${ok ? 'met' : 'NOT met'}\n`);
+        const target = q.floor !== undefined ? `≥ ${q.floor}` : q.ceiling !== undefined ? `≤ ${q.ceiling}` : '';
+        const ok = q.floor !== undefined ? q.value >= q.floor : q.ceiling !== undefined ? q.value <= q.ceiling : undefined;
+        process.stdout.write(`${q.name.padEnd(64)}  ${q.value.toFixed(3).padStart(6)}  ${target.padEnd(6)} ${ok === undefined ? '' : ok ? 'met' : 'NOT met'}\n`);
       }
     }
   } finally {
