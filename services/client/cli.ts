@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `tcpkv-client`: one-shot commands, the seed's scenario, raw bytes, and the prompt (no command; on a
 // terminal interactive, otherwise commands read from stdin, one per line).
-// Exit status (SPEC §6): 0 an answer in 2xx (the seed dialect's 100 to HEAD; for END also a closed
+// Exit status (docs/client.md): 0 an answer in 2xx (the seed dialect's 100 to HEAD; for END also a closed
 // connection), 1 an answer in 4xx or a failed scenario case, 2 bad usage or configuration, 3 no
 // answer (cannot connect, timed out, reset, closed without an answer), 4 an answer in 5xx.
 

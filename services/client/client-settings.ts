@@ -1,4 +1,4 @@
-// tcpkv-client's settings (SPEC §6): the environment names are the contract; flags mirror them.
+// tcpkv-client's settings (docs/configuration.md): the environment names are the contract; flags mirror them.
 
 import { integer, nonBlank, oneOf, setting, type SettingValues } from '../common/settings.js';
 import { parseServerList } from './client.js';

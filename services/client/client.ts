@@ -138,7 +138,7 @@ export function buildRequest(request: KvRequest, dialect: Dialect, targetHost: s
     head =
       `${request.method} / HTTP/1.1\r\nHost: ${host}\r\nContent-Type: text/html\r\nConnection: keep-alive\r\n` +
       // the seed's client counts characters (Python's len() of a str), and so does a server reading
-      // a seed-shaped request (SPEC §2); for ASCII the two counts agree
+      // a seed-shaped request (docs/protocol.md); for ASCII the two counts agree
       `${auth}Content-Length: ${[...body.toString('utf8')].length}\r\n\n`;
   } else {
     const target = request.target ?? (request.path === undefined ? '?' : `/${request.path}`);

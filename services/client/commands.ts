@@ -21,7 +21,7 @@ export interface Io {
 
 export interface ProgramHooks {
   readonly io: Io;
-  /** each command reports its exit status here (SPEC §6: 0 / 1 / 2 / 3 / 4) */
+  /** each command reports its exit status here (0 / 1 / 2 / 3 / 4: docs/client.md, "Exit status") */
   setExit(code: number): void;
   /** true at the prompt: no nested prompt, no stdin reads */
   readonly atPrompt: boolean;

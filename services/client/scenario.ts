@@ -1,4 +1,4 @@
-// SPEC §5, the seed's test scenario, as data: one request per case, in order, with what a correct
+// The seed's test scenario (cases 1–16), as data: one request per case, in order, with what a correct
 // server answers. The same table drives `tcpkv-client scenario` and the test suites.
 
 import { Texts } from '../protocol/texts.js';
@@ -15,7 +15,7 @@ export interface ScenarioCase {
   /** tcpkv's own texts for this case, in order (tcpkv-server's tests hold it to them) */
   readonly contains: readonly string[];
   /**
-   * What every conforming server's body shows, in any order (SPEC §5's expected column: the keys and
+   * What every conforming server's body shows, in any order (the keys and
    * values of cases 7, 8, 11 and 13). The seed's own server is the reference, so its texts — its
    * misspellings, `\n\r` breaks, the old value named where tcpkv names the new key — pass too.
    */

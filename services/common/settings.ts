@@ -2,7 +2,7 @@
 // configuration reference (docs/configuration.md, checked against the tables by a test), so they
 // cannot drift apart. commander does the reading: each setting is an Option with .env() (the
 // variable), .default() (shown in --help) and .choices() or a parser; a bad value stops the program
-// with one line naming the flag or variable and exit status 2 (SPEC §6).
+// with one line naming the flag or variable and exit status 2 (docs/configuration.md).
 //
 // Precedence, highest first: command-line flag, process environment, `.env` in the working
 // directory, default. An EMPTY variable counts as unset — in the environment and in `.env` alike —
@@ -204,7 +204,7 @@ export async function parseCommandLine(program: Command, argv: readonly string[]
   }
 }
 
-/** Prints `<program>: <message>` and exits 2: the one clear line SPEC §6 asks for. */
+/** Prints `<program>: <message>` and exits 2: the one clear line docs/configuration.md promises. */
 export function exitWithConfigError(programName: string, error: unknown): never {
   process.stderr.write(`${programName}: invalid configuration: ${(error as Error).message}\n`);
   process.exit(2);

@@ -1,4 +1,4 @@
-// Which of the two dialects a request speaks, and so which host and path it addresses (SPEC §1).
+// Which of the two dialects a request speaks, and so which host and path it addresses (docs/protocol.md).
 //
 // Seed dialect: the target is `/` and the Host header carries `host/path` (`Host: 127.0.0.1/create`).
 // Standard HTTP/1.1: the path comes from the target (origin-form `/create?x` or absolute-form
@@ -12,7 +12,7 @@ export interface Address {
   readonly host: string;
   /** path without its leading `/`, query or fragment: '' for the root, 'create', 'update', ... */
   readonly path: string;
-  /** false when the address cannot be made sense of (the seed client's `?/?`): SPEC §3 rule 1 */
+  /** false when the address cannot be made sense of (the seed client's `?/?`): the seed's first rule (rules.ts) */
   readonly valid: boolean;
 }
 

@@ -6,7 +6,7 @@
 // layer owns time, the parser owns syntax. Because the caller pulls, it also decides how many
 // pipelined requests to take at once: bytes it does not pull stay here (see `bufferedBytes`).
 //
-// Line endings follow SPEC §2: the request line decides. CRLF request line → every header line must
+// Line endings (docs/protocol.md, Framing): the request line decides. CRLF request line → every header line must
 // end in CRLF and only the closing empty line may be a bare LF (the seed client's `\r\n\n`); bare-LF
 // request line (a person typing into nc) → every line ends in a bare LF. Anything else is 400: parsers
 // that disagree about where a header ends are how requests get smuggled.

@@ -1,4 +1,4 @@
-// Response → bytes (SPEC §4): status line, Content-Type, Content-Length in bytes, Date as an IMF-fixdate,
+// Response → bytes: status line, Content-Type, Content-Length in bytes, Date as an IMF-fixdate,
 // Connection, every line CRLF, a CRLF blank line, the body. Status lines are precomputed and the Date
 // header is rendered at most once a second: this runs once per request.
 

@@ -1,5 +1,5 @@
-// The texts of SPEC §3 answers: the seed's own words and the ones tcpkv adds. Shared by the server's
-// rules and the client's scenario expectations, so the two cannot disagree.
+// The texts of the rules' answers (services/server/rules.ts): the seed's own words and the ones tcpkv
+// adds. Shared by the server's rules and the client's scenario expectations, so the two cannot disagree.
 
 export const Texts = Object.freeze({
   invalidAddress: 'Invalid Address(url)',
@@ -27,7 +27,7 @@ export const Texts = Object.freeze({
   storeIndeterminate: 'Storage did not confirm the change in time: it may or may not have been applied. Check with GET',
   clientNotAllowed: (address: string) => `Client not allowed: ${address}`,
   controlCharacters: 'Keys and values cannot contain line breaks or control characters.',
-  // SPEC §7: one key at a time, and pages
+  // one key at a time, and pages (docs/store.md)
   noSuchKey: (key: string) => `No such key: ${key}`,
   createdKey: (key: string) => `Created ${key}`,
   updatedKey: (key: string) => `Updated ${key}`,

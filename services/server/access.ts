@@ -1,4 +1,4 @@
-// Who may talk to the server and who may stop it: pure decisions, no sockets (SPEC §3, §6).
+// Who may talk to the server and who may stop it: pure decisions, no sockets (docs/security.md).
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
@@ -92,8 +92,8 @@ export type ShutdownDecision =
   | { readonly allowed: false; readonly reason: 'disabled' | 'no-token' | 'bad-token' | 'not-loopback' };
 
 /**
- * SPEC §3 END: with a token configured, only `Authorization: Bearer <token>`; without one, only from
- * loopback; never when switched off.
+ * END (docs/security.md): with a token configured, only `Authorization: Bearer <token>`; without
+ * one, only from loopback; never when switched off.
  */
 export function authorizeShutdown(policy: ShutdownPolicy, authorization: string | undefined, peerAddress: string): ShutdownDecision {
   if (!policy.enabled) return { allowed: false, reason: 'disabled' };

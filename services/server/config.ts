@@ -1,4 +1,4 @@
-// tcpkv-server's settings (SPEC §6): the environment names are the contract; flags mirror them.
+// tcpkv-server's settings (docs/configuration.md): the environment names are the contract; flags mirror them.
 
 import { isIP } from 'node:net';
 import { integer, nonBlank, oneOf, setting, type SettingValues } from '../common/settings.js';

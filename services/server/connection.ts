@@ -148,7 +148,7 @@ export class Connection {
     socket.on('close', () => host.forget(this));
   }
 
-  /** Answers 403 to a peer outside the client allow-list and closes (SPEC §3). */
+  /** Answers 403 to a peer outside the client allow-list (TCPKV_ALLOWED_CLIENTS) and closes. */
   refuse(response: Response): void {
     this.closing = true;
     this.socket.write(writeResponse(response, false), 'latin1');

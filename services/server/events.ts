@@ -6,7 +6,7 @@
 /** Why a connection was closed at accept, before any request was read. */
 export type RefusalReason = 'allow-list' | 'max-connections' | 'draining';
 
-/** How an END request ended (SPEC §3). */
+/** How an END request ended (who may stop the server: docs/security.md). */
 export type EndOutcome = 'accepted' | 'disabled' | 'not-loopback' | 'bad-token';
 
 /**

@@ -1,4 +1,4 @@
-// SPEC §3, the seed's rules, and SPEC §7's one-key routes and pages, as one function of (request,
+// The seed's rules, and the one-key routes and pages of docs/store.md, as one function of (request,
 // store, policy) → response. No sockets here; the store may be synchronous (memory) or not (log,
 // etcd), and so may the answer.
 
@@ -136,7 +136,7 @@ function listing(store: Store, head: boolean): MaybePromise<Response> {
 
 const SEED_HEAD: Response = Object.freeze({ status: 100, body: '', headersOnly: true, reusable: true });
 
-// ---- SPEC §7: one key at a time, and pages -----------------------------------------------------------
+// ---- one key at a time, and pages (docs/store.md) ----------------------------------------------------
 
 const KV_KEY_ALLOW = [['Allow', 'GET, HEAD, PUT, DELETE']] as const;
 const KV_PAGE_ALLOW = [['Allow', 'GET, HEAD']] as const;
@@ -306,7 +306,7 @@ function route(request: RuleRequest, store: Store, policy: Policy, peerAddress: 
 
   // 1. an address that cannot be parsed
   if (!address.valid) return text(404, Texts.invalidAddress, headOnly);
-  // SPEC §7's routes, under /kv, in the standard dialect only
+  // the one-key routes and pages (docs/store.md), under /kv, in the standard dialect only
   const kv = address.dialect === 'standard' && address.path.startsWith('kv') ? kvRoute(request.target) : undefined;
   // 2. a method tcpkv does not know (END is the seed's documented extension; DELETE only under /kv)
   if (method !== 'GET' && method !== 'HEAD' && method !== 'POST' && method !== 'PUT' && method !== 'END' && (method !== 'DELETE' || kv === undefined)) {

@@ -24,7 +24,7 @@ import {
 
 const run = promisify(execFile);
 
-/** SPEC §5 cases 1–15 as the seed client sends them, with the seed-dialect answers (SPEC §3). */
+/** Cases 1–15 of services/client/scenario.ts as the seed client sends them, with the seed-dialect answers. */
 const CASES: Array<{ n: number; method: string; url: string; body?: string; status: number; contains?: string[] }> = [
   { n: 1, method: 'HEAD', url: '127.0.0.1/', status: 100 },
   { n: 2, method: 'GET', url: '127.0.0.1/', status: 200, contains: ['No data in DB'] },
@@ -84,7 +84,7 @@ describe('server container on a published 127.0.0.1 port, driven by the seed cli
       const resp = parseResponse(raw);
       expect(resp.status, raw).toBe(c.status);
       if (c.status === 100) expect(resp.reason).toBe('CONTINUE');
-      // SPEC §4 framing, and the whole answer fits the seed's single read
+      // CRLF-framed status line and headers, and the whole answer fits the seed's single read
       expect(raw).toMatch(/^HTTP\/1\.1 \d{3} [^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n/);
       expect(resp.headers['content-type']).toBe('text/plain; charset=utf-8');
       expect(resp.headers['date']).toMatch(/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/);

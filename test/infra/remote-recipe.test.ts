@@ -158,7 +158,7 @@ describe('infra/remote recipe: server.compose.yml on a "VM", client.compose.yml 
     expect(`${logs.stdout}${logs.stderr}`.match(/"msg":"listening"/g)?.length ?? 0).toBeGreaterThanOrEqual(2);
   });
 
-  it('after the restart the data written by the scenario is still there (data volume + TCPKV_DATA_DIR log, SPEC §6)', async () => {
+  it('after the restart the data written by the scenario is still there (data volume + TCPKV_DATA_DIR log)', async () => {
     const get = await client(home, ['get']);
     expect(get.exitCode, get.output).toBe(0);
     expect(get.stdout).toContain('ID:20180434');

@@ -2,8 +2,8 @@
 // generated and mutated requests, wherever llhttp refuses a request as malformed, tcpkv's parser
 // refuses it too. node:http is used here only as the reference; the product never loads it.
 //
-// Deliberate differences (README, "Differences from llhttp"), filtered out below and counted:
-//  - bare-LF line endings: SPEC §2 accepts a request written entirely with bare LF (someone typing
+// Deliberate differences (docs/protocol.md, "Compared with llhttp"), filtered out below and counted:
+//  - bare-LF line endings: tcpkv accepts a request written entirely with bare LF (someone typing
 //    into nc) and the seed client's `\r\n\n` before the body; llhttp refuses both;
 //  - methods: llhttp knows a fixed list of methods and refuses any other token; tcpkv accepts every
 //    token so that the seed's rule 2 can answer 405 (and END can exist);
@@ -79,8 +79,8 @@ function llhttpVerdict(bytes: Buffer, wholeBody = false): Promise<Verdict> {
 
 /**
  * tcpkv's verdict on the first request in `bytes`: refused by the parser, or — for a target that is
- * neither origin- nor absolute-form, which tcpkv's parser passes on to the rules — refused by SPEC
- * §3 rule 1 (404 Invalid Address).
+ * neither origin- nor absolute-form, which tcpkv's parser passes on to the rules — refused by the
+ * seed's first rule (404 Invalid Address, services/server/rules.ts).
  */
 function tcpkvVerdict(bytes: Buffer): Verdict {
   const parser = new RequestParser();

@@ -1,4 +1,4 @@
-// The etcd store against a real etcd on loopback: the SPEC §3/§7 case table (pure rules and over a
+// The etcd store against a real etcd on loopback: the case table of rule-cases.ts (pure rules and over a
 // real socket), conflicts between "replicas" (separate clients), read-your-writes across them, and
 // an outage.
 

@@ -1,5 +1,5 @@
-// The SPEC §3 case table against the append-only log store, through the pure rules and over a real
-// socket, in both dialects — the same table the memory and etcd stores pass.
+// The case table of rule-cases.ts against the append-only log store, through the pure rules and
+// over a real socket, in both dialects — the same table the memory and etcd stores pass.
 
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';

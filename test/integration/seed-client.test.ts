@@ -60,7 +60,7 @@ function runSeedClient(port: number, cases?: SeedCase[]): Promise<{ code: number
   });
 }
 
-// SPEC §5: the statuses of cases 1–15 (16 is END)
+// services/client/scenario.ts: the statuses of cases 1–15 (16 is END)
 const EXPECTED = [100, 200, 404, 405, 400, 404, 200, 200, 400, 400, 400, 100, 200, 400, 400];
 
 /** The report's scenario with other bodies for its POST and PUT cases (7, 9, 10, 11, 13, 15). */

@@ -27,8 +27,8 @@ runRuleCases('over a real socket', {
   },
 });
 
-describe('the seed client’s exact bytes (SPEC §5 cases 1–15, then END)', () => {
-  it('gets the statuses and texts of SPEC §5 with one connection and one read per request, and END stops the process with 0', async () => {
+describe('the seed client’s exact bytes (cases 1–15 of the seed scenario, then END)', () => {
+  it('gets the statuses and texts of the seed scenario with one connection and one read per request, and END stops the process with 0', async () => {
     const server = await spawnServer();
     try {
       for (const c of SCENARIO) {

@@ -362,7 +362,7 @@ export function sendOnce(port: number, request: string | Buffer, opts: { host?: 
   });
 }
 
-/** The seed client's request bytes (SPEC §1): `\r\n\n` after the last header, Content-Length in characters. */
+/** The seed client's request bytes (docs/protocol.md): `\r\n\n` after the last header, Content-Length in characters. */
 export function seedRequest(method: string, url: string, body = ''): string {
   let host = '?';
   let path = '?';

@@ -1,6 +1,7 @@
-// SPEC §3 and §7 as one table of cases, run (hono-style) through every implementation: the pure rules
-// and a real socket, in both dialects, against every store. Each case may seed the store first and
-// says what GET must list afterwards, which is how all-or-nothing is checked.
+// The rules of services/server/rules.ts as one table of cases, run (hono-style) through every
+// implementation: the pure rules and a real socket, in both dialects, against every store. Each case
+// may seed the store first and says what GET must list afterwards, which is how all-or-nothing is
+// checked.
 
 import { Texts } from '../../services/protocol/texts.js';
 
@@ -21,7 +22,7 @@ export interface RuleCase {
   readonly contains?: readonly string[];
   /** the GET listing after the case */
   readonly listing?: string;
-  /** only in these dialects (SPEC §7's routes are standard HTTP only); default both */
+  /** only in these dialects (the /kv routes are standard HTTP only); default both */
   readonly dialects?: readonly ('seed' | 'standard')[];
   /** a raw request target instead of `/path` (standard dialect) */
   readonly target?: string;
@@ -91,7 +92,7 @@ export const RULE_CASES: readonly RuleCase[] = [
   { name: 'PUT /update with a control character → 400, nothing changed', setup: 'a: 1', method: 'PUT', path: 'update', body: 'a: 2&b: \u0000', status: 400, body_is: Texts.controlCharacters, listing: listing('a:1') },
   { name: 'the first bad pair decides: format before control', method: 'POST', path: 'create', body: 'x&a: \u0001', status: 400, body_is: Texts.badFormat },
 
-  // SPEC §7: one key at a time (standard dialect)
+  // one key at a time (docs/store.md; standard dialect)
   { name: 'PUT /kv/<key> creates, with a raw value holding & and :', dialects: STD, method: 'PUT', path: 'kv/a', body: 'x&y: z', status: 200, body_is: 'Created a', listing: listing('a:x&y: z') },
   { name: 'PUT /kv/<key> on an existing key updates in place', dialects: STD, setup: 'a: 1&b: 2', method: 'PUT', path: 'kv/a', body: 'new', status: 200, body_is: 'Updated a', listing: listing('a:new', 'b:2') },
   { name: 'PUT /kv/<key> with an empty body stores an empty value', dialects: STD, method: 'PUT', path: 'kv/e', body: '', status: 200, body_is: 'Created e', listing: listing('e:') },
@@ -117,7 +118,7 @@ export const RULE_CASES: readonly RuleCase[] = [
   { name: 'the seed dialect is unchanged: a kv/... path lists', dialects: SEED, setup: 'a: 1', method: 'GET', path: 'kv/a', status: 200, body_is: listing('a:1') },
   { name: 'the seed dialect has no DELETE', dialects: SEED, setup: 'a: 1', method: 'DELETE', path: 'kv/a', status: 405, listing: listing('a:1') },
 
-  // SPEC §7: pages
+  // pages (docs/store.md)
   { name: 'GET /kv lists as JSON in insertion order', dialects: STD, setup: 'b: 2&a: 1&c: 3', method: 'GET', path: 'kv', status: 200, headers: JSON_TYPE, json: { items: items(['b', '2'], ['a', '1'], ['c', '3']), next: null } },
   { name: 'GET /kv on an empty store', dialects: STD, method: 'GET', path: 'kv', status: 200, json: { items: [], next: null } },
   { name: 'GET /kv?limit=2 → next is the last key', dialects: STD, setup: 'b: 2&a: 1&c: 3', method: 'GET', path: 'kv', target: '/kv?limit=2', status: 200, json: { items: items(['b', '2'], ['a', '1']), next: 'a' } },

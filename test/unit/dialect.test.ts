@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolveAddress, seedAddressed } from '../../services/protocol/dialect.js';
 
-describe('resolveAddress (SPEC §1)', () => {
+describe('resolveAddress (the two dialects of docs/protocol.md)', () => {
   it.each([
     // seed dialect: target `/`, Host carries host/path
     ['/', '127.0.0.1/create', { dialect: 'seed', host: '127.0.0.1', path: 'create', valid: true }],

@@ -1,4 +1,4 @@
-// SPEC §3 through the pure rules: request bytes → RequestParser → handle() → response, no sockets.
+// The seed's rules (rules.ts), pure: request bytes → RequestParser → handle() → response, no sockets.
 
 import { describe, expect, it } from 'vitest';
 import { handle, parsePairs, Texts, type Policy } from '../../services/server/rules.js';

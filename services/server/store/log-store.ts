@@ -112,7 +112,7 @@ export interface LogStoreOptions {
   readonly logger: Logger;
   /** the largest record payload the writer accepts (≤ MAX_RECORD_BYTES); a request needing more is refused (413) */
   readonly maxRecordBytes?: number;
-  /** SPEC §7 store limits (507); unset = derived from the heap */
+  /** store limits (507; docs/store.md, Limits); unset = derived from the heap */
   readonly limits?: StoreLimits;
   readonly events?: StoreEvents;
   /** the file operations (tests inject failures here) */

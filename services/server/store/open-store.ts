@@ -11,8 +11,8 @@ import type { StoreEvents } from '../events.js';
 import type { Store, StoreLimits } from './store.js';
 
 /**
- * SPEC §7's store limits: the settings, or defaults derived from the heap this process has (see
- * defaultStoreLimits), logged at start so an operator sees what applies.
+ * The store limits (docs/store.md, Limits): the settings, or defaults derived from the heap this
+ * process has (see defaultStoreLimits), logged at start so an operator sees what applies.
  */
 export function storeLimits(config: Pick<ServerConfig, 'maxKeys' | 'maxDataBytes'>, logger: Logger): StoreLimits {
   const defaults = defaultStoreLimits();

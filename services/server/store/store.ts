@@ -56,7 +56,7 @@ export interface StoreUsage {
   readonly dataBytes: number;
 }
 
-/** SPEC §7 store limits; 0 would mean "nothing fits", so both are ≥ 1. */
+/** The store limits (docs/store.md, Limits); 0 would mean "nothing fits", so both are ≥ 1. */
 export interface StoreLimits {
   readonly maxKeys: number;
   readonly maxDataBytes: number;
@@ -106,7 +106,7 @@ export class StoreUnavailableError extends Error {
   }
 }
 
-/** A write would take the store past a limit (SPEC §7): answered 507, nothing applied. */
+/** A write would take the store past a limit (docs/store.md, Limits): answered 507, nothing applied. */
 export class StoreFullError extends Error {
   override readonly name = 'StoreFullError';
   /** which limit, as the 507 body names it, e.g. `TCPKV_MAX_KEYS=1000000` */
