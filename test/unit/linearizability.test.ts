@@ -98,6 +98,25 @@ describe('linearizability checker: hand-made histories', () => {
   });
 });
 
+/**
+ * `n` operations of 6 clients on 4 keys, linearizable by construction: every third a PUT of two keys,
+ * the rest one-key GETs; each spans the next five linearization points, so they overlap.
+ */
+function busyHistory(n: number): HistoryOp[] {
+  const history: HistoryOp[] = [];
+  let state = new Map<string, string>();
+  for (let i = 0; i < n; i++) {
+    const key = `k${i % 4}`;
+    const o: Operation =
+      i % 3 === 0
+        ? { kind: 'upsert', pairs: [[key, `v${i}`], [`k${(i + 1) % 4}`, `v${i}`]], result: { previous: [state.get(key), state.get(`k${(i + 1) % 4}`)] } }
+        : { kind: 'get', key, result: { value: state.get(key) } };
+    state = new Map(step(state, o)!);
+    history.push({ client: i % 6, call: i - 2.5, ret: i + 2.5, op: o });
+  }
+  return history;
+}
+
 describe('linearizability checker: random histories, linearizable by construction (property)', () => {
   it('any history whose results come from applying the operations at points inside their intervals passes', () => {
     const keys = ['a', 'b', 'c'];
@@ -140,20 +159,7 @@ describe('linearizability checker: random histories, linearizable by constructio
   });
 
   it('6 clients, 3000 operations on 4 keys with multi-key writes: checked in well under a few seconds', () => {
-    const history: HistoryOp[] = [];
-    let state = new Map<string, string>();
-    let t = 0;
-    for (let i = 0; i < 3000; i++) {
-      const key = `k${i % 4}`;
-      const o: Operation =
-        i % 3 === 0
-          ? { kind: 'upsert', pairs: [[key, `v${i}`], [`k${(i + 1) % 4}`, `v${i}`]], result: { previous: [state.get(key), state.get(`k${(i + 1) % 4}`)] } }
-          : { kind: 'get', key, result: { value: state.get(key) } };
-      state = new Map(step(state, o)!);
-      // overlapping intervals: each op spans the next five linearization points
-      history.push({ client: i % 6, call: t - 2.5, ret: t + 2.5, op: o });
-      t += 1;
-    }
+    const history = busyHistory(3000);
     const started = performance.now();
     expect(checkHistory(history).linearizable).toBe(true);
     expect(performance.now() - started).toBeLessThan(20_000);
@@ -161,20 +167,10 @@ describe('linearizability checker: random histories, linearizable by constructio
   });
 
   it('many unknown outcomes that nothing observed (the 503s of a fault run) do not blow up the search', () => {
-    // 2,000 operations on 4 keys as above, and 16 writes whose answers were lost early on: none of
+    // 2,000 operations as above, and 16 writes whose answers were lost early on: none of
     // them took effect, and no read saw their values. Left in the search, each may take effect at
     // any point, or never: 2^16 subsets times the positions, past any budget.
-    const history: HistoryOp[] = [];
-    let state = new Map<string, string>();
-    for (let i = 0; i < 2000; i++) {
-      const key = `k${i % 4}`;
-      const o: Operation =
-        i % 3 === 0
-          ? { kind: 'upsert', pairs: [[key, `v${i}`], [`k${(i + 1) % 4}`, `v${i}`]], result: { previous: [state.get(key), state.get(`k${(i + 1) % 4}`)] } }
-          : { kind: 'get', key, result: { value: state.get(key) } };
-      state = new Map(step(state, o)!);
-      history.push({ client: i % 6, call: i - 2.5, ret: i + 2.5, op: o });
-    }
+    const history = busyHistory(2000);
     for (let u = 0; u < 16; u++) history.push(op(6 + u, 10 + u * 7, U, { kind: u % 2 ? 'create' : 'upsert', pairs: [[`k${u % 4}`, `lost${u}`]] } as Operation));
     const started = performance.now();
     expect(checkHistory(history, { budget: 2_000_000 }).linearizable).toBe(true);
