@@ -271,7 +271,9 @@ function shrink(ops: readonly HistoryOp[], budget: number): HistoryOp[] {
   return best.sort((a, b) => a.call - b.call);
 }
 
-const isUnknownWrite = (h: HistoryOp): boolean => !Number.isFinite(h.ret) && h.op.kind !== 'get' && h.op.kind !== 'list';
+type Write = Extract<Operation, { kind: 'create' | 'upsert' | 'delete' }>;
+
+const isUnknownWrite = (h: HistoryOp): h is HistoryOp & { readonly op: Write } => !Number.isFinite(h.ret) && h.op.kind !== 'get' && h.op.kind !== 'list';
 
 /** Every value some operation saw: read by a GET or a listing, or replaced by a PUT. */
 function observedValues(ops: readonly HistoryOp[]): Set<Value> {
@@ -295,10 +297,7 @@ function partLinearizable(part: readonly HistoryOp[], budget: number): boolean {
   if (!part.some(isUnknownWrite)) return linearizable(part, new Map(), budget);
   if (linearizable(part.filter((h) => !isUnknownWrite(h)), new Map(), budget)) return true;
   const seen = observedValues(part);
-  const needed = part.filter(({ ret, op }) => {
-    if (Number.isFinite(ret) || op.kind === 'get' || op.kind === 'list' || op.kind === 'delete') return true;
-    return op.pairs.some(([, v]) => seen.has(v));
-  });
+  const needed = part.filter((h) => !isUnknownWrite(h) || h.op.kind === 'delete' || h.op.pairs.some(([, v]) => seen.has(v)));
   if (needed.length < part.length && linearizable(needed, new Map(), budget)) return true;
   return linearizable(part, new Map(), budget);
 }
