@@ -1,7 +1,7 @@
-// How read barriers are shared, over real sockets against a real etcd on loopback: connections that
-// keep sending GETs come back together after each barrier, so the next barrier waits for them and
-// carries nearly all of them (sending at once would split them into two alternating groups); a lone
-// reader is never held for others that are not coming.
+// How read barriers are shared, against a real etcd on loopback: readers that keep sending GETs come
+// back together after each barrier, so the next barrier waits for them and carries all of them
+// (sending at once kept two groups taking turns); a lone reader, over a real socket, is never held for
+// others that are not coming.
 
 import { performance } from 'node:perf_hooks';
 import { Etcd3 } from 'etcd3';
@@ -10,18 +10,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EtcdStore } from '../../services/server/store/etcd-store.js';
 import { useLocalEtcd } from '../support/etcd.js';
 import { HttpConn } from '../support/http-conn.js';
-import { startServer, type InProcessServer } from '../support/net.js';
+import { startServer } from '../support/net.js';
 
 const quiet = pino({ level: 'silent' });
 let prefixes = 0;
 const opened: { close(): Promise<unknown> | void }[] = [];
 
-async function serverOverEtcd(endpoint: string): Promise<{ server: InProcessServer; store: EtcdStore }> {
+/** A store over `endpoint` under a prefix of its own, holding k = v. */
+async function storeOverEtcd(endpoint: string): Promise<EtcdStore> {
   const store = new EtcdStore({ endpoints: [endpoint], prefix: `gather${process.pid}-${++prefixes}/`, timeoutMs: 3000, logger: quiet });
-  const server = await startServer({ store });
-  opened.push(server, store);
+  opened.push(store);
   await store.createAll([['k', 'v']]);
-  return { server, store };
+  return store;
 }
 
 afterEach(async () => {
@@ -32,7 +32,7 @@ describe('read barriers gather the reads of busy connections', () => {
   const etcd = useLocalEtcd();
 
   it('two groups of 16 readers taking turns merge: each barrier then carries all 32', async () => {
-    const { store } = await serverOverEtcd(etcd().endpoint);
+    const store = await storeOverEtcd(etcd().endpoint);
     await store.get('k');
     const until = performance.now() + 1500;
     const reader = async (): Promise<number> => {
@@ -59,7 +59,9 @@ describe('read barriers gather the reads of busy connections', () => {
   });
 
   it('a lone reader is not held: each of its GETs goes out at once, about one etcd round trip', async () => {
-    const { server, store } = await serverOverEtcd(etcd().endpoint);
+    const store = await storeOverEtcd(etcd().endpoint);
+    const server = await startServer({ store });
+    opened.push(server);
     const conn = await HttpConn.open(server.port);
     opened.push({ close: () => void conn.socket.destroy() });
     const direct = new Etcd3({ hosts: etcd().endpoint });
