@@ -4,20 +4,18 @@
 // killed), and 200 again once it can write. And the etcd metrics from a real etcd store: a killed
 // member's breaker opens, calls without a quorum fail and are counted.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { exchange, freePort, openSocket, portOutsideEphemeralRange, sleep, spawnServer, SERVER_BIN, type ChildServer } from '../support/net.js';
+import { exchange, freePort, openSocket, sleep, spawnServer, SERVER_BIN, type ChildServer } from '../support/net.js';
 import { pino } from 'pino';
 import { TcpkvMetrics } from '../../services/server/metrics.js';
 import { EtcdStore } from '../../services/server/store/etcd-store.js';
 import { admin, eventually, promtoolCheck, scrape, valueOf } from '../support/prometheus-text.js';
 import { useChildServers } from '../support/child-servers.js';
-import { useTempDirs } from '../support/temp-dirs.js';
+import { startEtcdCluster } from '../support/etcd.js';
 
 const track = useChildServers();
-const tempDir = useTempDirs();
 
 async function start(env: Record<string, string> = {}, wrap: string[] = []): Promise<{ server: ChildServer; adminPort: number }> {
   const adminPort = await freePort();
@@ -108,57 +106,9 @@ describe('the admin port', () => {
 
 // ---- three etcd members on loopback --------------------------------------------------------------
 
-interface Member {
-  readonly name: string;
-  readonly clientUrl: string;
-  start(): Promise<void>;
-  kill(): Promise<void>;
-}
-
-async function etcdCluster(): Promise<{ members: Member[]; endpoints: string; destroy(): Promise<void> }> {
-  const dir = tempDir('tcpkv-admin-etcd-');
-  const names = ['e1', 'e2', 'e3'];
-  // below the ephemeral range: members are started again on their ports (see portOutsideEphemeralRange)
-  const ports = await Promise.all(names.map(async () => [await portOutsideEphemeralRange(), await portOutsideEphemeralRange()] as const));
-  const initial = names.map((n, i) => `${n}=http://127.0.0.1:${ports[i]![1]}`).join(',');
-  const members = names.map((name, i): Member & { proc?: ChildProcess } => {
-    const clientUrl = `http://127.0.0.1:${ports[i]![0]}`;
-    const peerUrl = `http://127.0.0.1:${ports[i]![1]}`;
-    const member: Member & { proc?: ChildProcess } = {
-      name,
-      clientUrl,
-      start: async () => {
-        member.proc = spawn('etcd', [
-          '--name', name, '--data-dir', join(dir, name),
-          '--listen-client-urls', clientUrl, '--advertise-client-urls', clientUrl,
-          '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl,
-          '--initial-cluster', initial, '--initial-cluster-token', 'tcpkv-admin-test', '--initial-cluster-state', 'new',
-          '--log-level', 'error', '--logger', 'zap',
-        ], { stdio: 'ignore' });
-      },
-      kill: async () => {
-        const proc = member.proc;
-        if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGKILL');
-        await exited;
-      },
-    };
-    return member;
-  });
-  await Promise.all(members.map((m) => m.start()));
-  await eventually(
-    () => Promise.all(members.map((m) => fetch(`${m.clientUrl}/health`).then((r) => r.ok, () => false))),
-    (oks) => oks.every(Boolean),
-    30_000,
-    'etcd members healthy',
-  );
-  return { members, endpoints: members.map((m) => m.clientUrl).join(','), destroy: async () => void (await Promise.all(members.map((m) => m.kill()))) };
-}
-
 describe('the etcd metrics, from a real etcd store (StoreEvents)', () => {
   it('a killed member opens its breaker; without quorum, calls fail and are counted', async () => {
-    const cluster = await etcdCluster();
+    const cluster = await startEtcdCluster();
     const metrics = new TcpkvMetrics({ defaultMetrics: false });
     const store = new EtcdStore({ endpoints: cluster.endpoints.split(','), prefix: 'tcpkv-metrics/', timeoutMs: 1000, logger: pino({ level: 'silent' }), events: metrics });
     metrics.attachStore(store);
@@ -201,7 +151,7 @@ describe('the etcd metrics, from a real etcd store (StoreEvents)', () => {
 
 describe('the admin port over etcd', () => {
   it('/readyz answers 503 while etcd has no quorum (2 of 3 members killed) and 200 once it is back', async () => {
-    const cluster = await etcdCluster();
+    const cluster = await startEtcdCluster();
     try {
       const { server, adminPort } = await start({ TCPKV_ETCD_ENDPOINTS: cluster.endpoints, TCPKV_ETCD_TIMEOUT_MS: '1000' });
       await eventually(() => admin(adminPort, '/readyz'), (r) => r.status === 200, 20_000, '/readyz 200 with etcd up');

@@ -1,5 +1,6 @@
-// A real single-member etcd on loopback (Debian's etcd-server), for the etcd store's tests outside
-// containers. The 3-member cluster tests use containers (test/containers/).
+// Real etcd on loopback (Debian's etcd-server), for the etcd store's tests outside containers: one
+// member (startEtcd), or a small cluster of members that a test kills and starts again
+// (startEtcdCluster). The fault tests over Docker networks use containers (test/containers/).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,6 +18,17 @@ export interface LocalEtcd {
   /** stops it, deletes its data and starts a new cluster on the same ports (a wiped etcd) */
   wipe(): Promise<void>;
   destroy(): Promise<void>;
+}
+
+/** One member's command line: its name, data, client and peer URLs on loopback, and the cluster it joins. */
+function memberArgs(member: { name: string; dataDir: string; clientUrl: string; peerUrl: string; initialCluster: string; token: string }): string[] {
+  return [
+    '--name', member.name, '--data-dir', member.dataDir,
+    '--listen-client-urls', member.clientUrl, '--advertise-client-urls', member.clientUrl,
+    '--listen-peer-urls', member.peerUrl, '--initial-advertise-peer-urls', member.peerUrl,
+    '--initial-cluster', member.initialCluster, '--initial-cluster-token', member.token, '--initial-cluster-state', 'new',
+    '--log-level', 'error', '--logger', 'zap',
+  ];
 }
 
 async function answers(endpoint: string): Promise<boolean> {
@@ -38,16 +50,14 @@ export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEt
   const dataDir = mkdtempSync(join(tmpdir(), 'tcpkv-etcd-'));
   const [clientPort, peerPort] = [await portOutsideEphemeralRange(), await portOutsideEphemeralRange()];
   const endpoint = `http://127.0.0.1:${clientPort}`;
+  const peerUrl = `http://127.0.0.1:${peerPort}`;
   let proc: ChildProcess | undefined;
   const start = async () => {
     proc = spawn(
       'etcd',
       [
-        '--name', 'test', '--data-dir', join(dataDir, 'member'),
-        '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
-        '--listen-peer-urls', `http://127.0.0.1:${peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
-        '--initial-cluster', `test=http://127.0.0.1:${peerPort}`, '--initial-cluster-token', `tcpkv-test-${token}`,
-        '--log-level', 'error', '--logger', 'zap', ...(options.flags ?? []),
+        ...memberArgs({ name: 'test', dataDir: join(dataDir, 'member'), clientUrl: endpoint, peerUrl, initialCluster: `test=${peerUrl}`, token: `tcpkv-test-${token}` }),
+        ...(options.flags ?? []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -95,4 +105,57 @@ export function useLocalEtcd(options: LocalEtcdOptions = {}): () => LocalEtcd {
     await etcd?.destroy();
   });
   return () => etcd!;
+}
+
+/** One member of a loopback cluster: started (not waited for) and killed by the test. */
+export interface EtcdMember {
+  readonly name: string;
+  readonly clientUrl: string;
+  start(): Promise<void>;
+  kill(): Promise<void>;
+}
+
+/**
+ * `size` etcd members on loopback forming one cluster, started and healthy. Their ports lie below the
+ * ephemeral range, because members are killed and started again on them (see portOutsideEphemeralRange).
+ */
+export async function startEtcdCluster(size = 3): Promise<{ members: EtcdMember[]; endpoints: string; destroy(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tcpkv-etcd-cluster-'));
+  const names = Array.from({ length: size }, (_, i) => `e${i + 1}`);
+  const ports = await Promise.all(names.map(async () => [await portOutsideEphemeralRange(), await portOutsideEphemeralRange()] as const));
+  const initialCluster = names.map((n, i) => `${n}=http://127.0.0.1:${ports[i]![1]}`).join(',');
+  const members = names.map((name, i) => {
+    const clientUrl = `http://127.0.0.1:${ports[i]![0]}`;
+    const args = memberArgs({ name, dataDir: join(dir, name), clientUrl, peerUrl: `http://127.0.0.1:${ports[i]![1]}`, initialCluster, token: 'tcpkv-test-cluster' });
+    let proc: ChildProcess | undefined;
+    const member: EtcdMember = {
+      name,
+      clientUrl,
+      start: async () => {
+        proc = spawn('etcd', args, { stdio: 'ignore' });
+      },
+      kill: async () => {
+        const running = proc;
+        if (!running || running.exitCode !== null || running.signalCode !== null) return;
+        const exited = new Promise((r) => running.once('exit', r));
+        running.kill('SIGKILL');
+        await exited;
+      },
+    };
+    return member;
+  });
+  await Promise.all(members.map((m) => m.start()));
+  const destroy = async () => {
+    await Promise.all(members.map((m) => m.kill()));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  for (let i = 0; ; i++) {
+    if ((await Promise.all(members.map((m) => answers(m.clientUrl)))).every(Boolean)) break;
+    if (i >= 300) {
+      await destroy();
+      throw new Error('etcd members not healthy within 30 s');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { members, endpoints: members.map((m) => m.clientUrl).join(','), destroy };
 }
