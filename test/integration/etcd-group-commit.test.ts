@@ -111,7 +111,7 @@ describe('group commit with an etcd that hangs', () => {
   const etcd = useLocalEtcd();
 
   it('POSTs queued behind transactions to a hung etcd still answer 503 within the etcd deadline', async () => {
-    // the one etcd under two names: after the first timeout the breaker skips the first name, so the
+    // the one etcd under two names: after the first timeout the first name is skipped, so the
     // POSTs that waited go to the second name, which hangs as well (as a cluster's other members would
     // while a new leader is elected)
     const { store } = countingStore(etcd(), { timeoutMs: 1000, endpoints: [etcd().endpoint, etcd().endpoint.replace('http://', '')] });

@@ -113,6 +113,13 @@ export interface EtcdMember {
   readonly clientUrl: string;
   start(): Promise<void>;
   kill(): Promise<void>;
+  /**
+   * SIGSTOP: the member stops answering without closing a connection, as a member on a machine that
+   * died or was cut off does (a killed process's kernel would refuse and reset at once).
+   */
+  pause(): void;
+  /** SIGCONT after pause() */
+  resume(): void;
 }
 
 /**
@@ -141,6 +148,8 @@ export async function startEtcdCluster(size = 3): Promise<{ members: EtcdMember[
         running.kill('SIGKILL');
         await exited;
       },
+      pause: () => void proc?.kill('SIGSTOP'),
+      resume: () => void proc?.kill('SIGCONT'),
     };
     return member;
   });

@@ -48,11 +48,12 @@
 
 import { readFileSync, statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { circuitBreaker, CircuitState, ConsecutiveBreaker, handleWhen, isBrokenCircuitError, NoopPolicy } from 'cockatiel';
-import { Etcd3, isRecoverableError, type IOptions, type IResponseOp } from 'etcd3';
+import { isBrokenCircuitError, NoopPolicy } from 'cockatiel';
+import { Etcd3, type IOptions, type IResponseOp } from 'etcd3';
 import type { Logger } from 'pino';
 import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { OrderedEntries, prefixEnd, WatchCache } from './etcd-cache.js';
+import { MemberHealth } from './etcd-member-health.js';
 import {
   CREATED,
   StoreFullError,
@@ -97,8 +98,10 @@ export interface EtcdStoreOptions {
 
 export const ETCD_DEFAULT_MAX_TXN_OPS = 128;
 export const ETCD_DEFAULT_MAX_REQUEST_BYTES = 1_572_864;
-/** How long a failed member is skipped before one call tries it again. */
+/** How long a failed member is skipped before one call tries it (or a status request asks it) again. */
 const BREAKER_HALF_OPEN_MS = 2000;
+/** Deadline of the status request that decides whether a member whose call ran out of time is alive. */
+const STATUS_TIMEOUT_MS = 1000;
 /** An outage is logged at error level at most this often (each failure is at debug level). */
 const ERROR_LOG_EVERY_MS = 10_000;
 /** Read barriers sent and not answered yet, at most (more reads wait for the next one). */
@@ -196,8 +199,9 @@ export class EtcdStore implements Store {
   /** a shared store cannot tell without a round trip whether another replica wrote */
   readonly revision = undefined;
   private readonly client: Etcd3;
-  /** one client per endpoint, to send barriers to the leader (none with a single endpoint) */
+  /** one client per endpoint, to send barriers to the leader and ask a member for its status (none with a single endpoint) */
   private readonly memberClients: Etcd3[] = [];
+  private readonly memberHealth: MemberHealth;
   private leaderClient: Etcd3 | undefined;
   private leaderCheck: Promise<void> | undefined;
   private leaderCheckedAt = -Infinity;
@@ -247,17 +251,19 @@ export class EtcdStore implements Store {
     this.maxRequestBytes = options.maxRequestBytes ?? ETCD_DEFAULT_MAX_REQUEST_BYTES;
     this.limits = options.limits;
     this.barrierMode = options.unsafeReadBarrier ?? 'quorum';
-    const events = this.events;
+    this.memberHealth = new MemberHealth({
+      statusClient: (member) => this.memberClients[options.endpoints.indexOf(member)],
+      statusTimeoutMs: Math.min(STATUS_TIMEOUT_MS, options.timeoutMs),
+      retryMs: BREAKER_HALF_OPEN_MS,
+      events: this.events,
+      logger: this.logger,
+    });
     const config: IOptions = {
       hosts: [...options.endpoints],
       dialTimeout: options.timeoutMs,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + options.timeoutMs }),
       faultHandling: {
-        host: (member) => {
-          const breaker = circuitBreaker(handleWhen(memberUnreachable), { halfOpenAfter: BREAKER_HALF_OPEN_MS, breaker: new ConsecutiveBreaker(1) });
-          breaker.onStateChange((state) => events.etcdBreaker(member, state === CircuitState.Closed ? 'closed' : state === CircuitState.HalfOpen ? 'half-open' : 'open'));
-          return breaker;
-        },
+        host: (member) => this.memberHealth.policy(member),
         global: new NoopPolicy(),
       },
     };
@@ -270,7 +276,7 @@ export class EtcdStore implements Store {
       };
     }
     this.client = new Etcd3(config);
-    if (options.endpoints.length > 1 && this.barrierMode === 'quorum') {
+    if (options.endpoints.length > 1) {
       for (const endpoint of options.endpoints) {
         this.memberClients.push(new Etcd3({ ...config, hosts: [endpoint], faultHandling: { host: () => new NoopPolicy(), global: new NoopPolicy() } }));
       }
@@ -808,6 +814,7 @@ export class EtcdStore implements Store {
   async close(): Promise<void> {
     this.closed = true;
     this.cache.close();
+    this.memberHealth.close();
     this.client.close();
     for (const client of this.memberClients) client.close();
   }
@@ -862,17 +869,6 @@ export class EtcdStore implements Store {
       }
     }
   }
-}
-
-/**
- * The member could not be reached (gRPC UNAVAILABLE without an answer from etcd). An answer from a
- * live member that is itself unavailable — "etcdserver: no leader" during an election, which uses
- * the same gRPC code — must not make the replica skip that member: then every member would be
- * skipped at once, just when the new leader is being elected.
- */
-function memberUnreachable(error: Error): boolean {
-  // RESOURCE_EXHAUSTED (an answer over the client's 4 MiB) is about the request, not the member
-  return isRecoverableError(error) && !/etcdserver:|RESOURCE_EXHAUSTED|larger than max/.test(error.message);
 }
 
 /** The call cannot have reached etcd: no connection was made, or every member's breaker stopped it. */

@@ -1,0 +1,214 @@
+// A replica's etcd client when the etcd leader stops answering without closing its connections (a
+// machine that died or was cut off; here a member process stopped with SIGSTOP, on loopback). Calls to
+// it run out of their deadline, and so do the writes a live follower holds until a new leader is
+// elected. The replica must skip the silent member and only it: writes carry on through the other two
+// once they have a leader, none waits out the deadline on the silent member again, and the member is
+// called again once it answers.
+
+import { Etcd3 } from 'etcd3';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NO_STORE_EVENTS, type StoreEvents } from '../../services/server/events.js';
+import { EtcdStore } from '../../services/server/store/etcd-store.js';
+import { startEtcdCluster, type EtcdMember } from '../support/etcd.js';
+
+const TIMEOUT_MS = 1000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Write {
+  readonly sent: number;
+  readonly answered: number;
+  readonly ok: boolean;
+  readonly key: string;
+}
+
+/** `writers` loops of one-key POSTs until stop() (a failed one waits 20 ms before the next). */
+function writeLoad(store: EtcdStore, prefix: string, writers = 4): { writes: Write[]; stop(): Promise<void> } {
+  const writes: Write[] = [];
+  let stopping = false;
+  const loops = Array.from({ length: writers }, async (_, w) => {
+    for (let n = 0; !stopping; n++) {
+      const key = `${prefix}${w}-${n}`;
+      const sent = Date.now();
+      const ok = await Promise.resolve(store.createAll([[key, 'v']])).then(
+        (r) => r.ok,
+        () => false,
+      );
+      writes.push({ sent, answered: Date.now(), ok, key });
+      if (!ok) await sleep(20);
+    }
+  });
+  return {
+    writes,
+    stop: async () => {
+      stopping = true;
+      await Promise.all(loops);
+    },
+  };
+}
+
+/** Every acknowledged write is in the store. */
+async function expectAckedPresent(store: EtcdStore, writes: readonly Write[]): Promise<void> {
+  const present = new Set((await store.list()).map(([k]) => k));
+  expect(writes.filter((x) => x.ok && !present.has(x.key)).map((x) => x.key)).toEqual([]);
+}
+
+/** The member the others follow, asked of each member directly. */
+async function leaderOf(members: readonly EtcdMember[]): Promise<EtcdMember> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const statuses = await Promise.all(
+      members.map(async (m) => {
+        const client = new Etcd3({ hosts: m.clientUrl });
+        try {
+          return await client.maintenance.status();
+        } finally {
+          client.close();
+        }
+      }),
+    );
+    const leader = statuses.findIndex((s) => s.leader !== '0' && s.header.member_id === s.leader);
+    if (leader >= 0) return members[leader]!;
+    await sleep(100);
+  }
+  throw new Error('no etcd leader within 5 s');
+}
+
+describe('etcd store: a leader that stops answering (SIGSTOP, 3 members on loopback)', () => {
+  let cluster: Awaited<ReturnType<typeof startEtcdCluster>>;
+  beforeAll(async () => {
+    cluster = await startEtcdCluster(3);
+  });
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+
+  it('writes resume through the live members, none waits on the silent one again, and it is called again once it answers', async () => {
+    const endpoints = cluster.endpoints.split(',');
+    const breakerLog: Array<{ at: number; member: string; state: string }> = [];
+    const events: StoreEvents = { ...NO_STORE_EVENTS, etcdBreaker: (member, state) => void breakerLog.push({ at: Date.now(), member, state }) };
+    const store = new EtcdStore({ endpoints, prefix: `failover${process.pid}/`, timeoutMs: TIMEOUT_MS, logger: pino({ level: 'silent' }), events });
+    try {
+      expect(await store.start()).toBe(true);
+      const silent = await leaderOf(cluster.members);
+
+      const load = writeLoad(store, 'w');
+      const writes = load.writes;
+
+      await sleep(1000);
+      const pausedAt = Date.now();
+      silent.pause();
+      await sleep(8000);
+      const resumedAt = Date.now();
+      silent.resume();
+      await sleep(4000);
+      await load.stop();
+
+      const after = (from: number, to: number) => writes.filter((x) => x.sent >= from && x.sent < to);
+      const firstAck = writes.filter((x) => x.ok && x.sent >= pausedAt).sort((a, b) => a.answered - b.answered)[0];
+      // Once a write went through (a leader is elected) and one more deadline passed (a call made to
+      // the silent member before it was known to be silent ran out), every write goes through a live
+      // member: none fails, none waits out the deadline. A member is asked again every 2 s, and calls
+      // that tried it again (as a half-open breaker lets one do) would fail here.
+      const steadyFrom = (firstAck?.answered ?? resumedAt) + TIMEOUT_MS + 500;
+      const steady = after(steadyFrom, resumedAt);
+      const slowest = Math.max(...steady.map((x) => x.answered - x.sent));
+      const silentLog = breakerLog.filter((e) => e.member === silent.clientUrl && e.at >= pausedAt);
+      const closedAgain = silentLog.find((e) => e.state === 'closed' && e.at >= resumedAt);
+      // how long each live member was skipped after the pause, in all
+      const liveSkippedMs = endpoints
+        .filter((m) => m !== silent.clientUrl)
+        .map((m) => {
+          let total = 0;
+          let openedAt: number | undefined;
+          for (const e of breakerLog.filter((x) => x.member === m && x.at >= pausedAt)) {
+            if (e.state !== 'closed') openedAt ??= e.at;
+            else if (openedAt !== undefined) {
+              total += e.at - openedAt;
+              openedAt = undefined;
+            }
+          }
+          return openedAt === undefined ? total : total + (Date.now() - openedAt);
+        });
+      console.log(
+        JSON.stringify({
+          test: 'silent etcd leader',
+          writes: writes.length,
+          firstAckAfterPauseMs: firstAck ? firstAck.answered - pausedAt : null,
+          steadyFromMs: steadyFrom - pausedAt,
+          steadyWrites: steady.length,
+          steadyFailed: steady.filter((x) => !x.ok).length,
+          steadySlowestMs: slowest,
+          liveSkippedMs,
+          silentMemberCalledAgainMs: closedAgain ? closedAgain.at - resumedAt : null,
+          failedAfterResume: after(resumedAt, Infinity).filter((x) => !x.ok).length,
+        }),
+      );
+
+      expect(firstAck, 'a write sent after the pause was acknowledged').toBeDefined();
+      // the writes stuck at the pause run out (one deadline), then one election or two
+      expect(firstAck!.answered - pausedAt).toBeLessThan(5 * TIMEOUT_MS);
+      expect(resumedAt - steadyFrom).toBeGreaterThan(2500);
+      expect(steady.length).toBeGreaterThan(50);
+      expect(steady.filter((x) => !x.ok).map((x) => x.key)).toEqual([]);
+      expect(slowest).toBeLessThan(TIMEOUT_MS);
+      // a live member whose write ran out during the election is skipped only until it answers its
+      // status (milliseconds; a breaker held it 2 s)
+      for (const ms of liveSkippedMs) expect(ms).toBeLessThan(1000);
+      expect(silentLog.some((e) => e.state === 'open' && e.at < resumedAt), 'the silent member was skipped').toBe(true);
+      // asked again every 2 s; its status answers within 1 s once it runs
+      expect(closedAgain, 'the silent member was called again after it resumed').toBeDefined();
+      expect(closedAgain!.at - resumedAt).toBeLessThan(3000 + 500);
+      await expectAckedPresent(store, writes);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a member that refuses connections (killed) costs no write while it stays down, and is called again once it is back', async () => {
+    const endpoints = cluster.endpoints.split(',');
+    const breakerLog: Array<{ at: number; member: string; state: string }> = [];
+    const events: StoreEvents = { ...NO_STORE_EVENTS, etcdBreaker: (member, state) => void breakerLog.push({ at: Date.now(), member, state }) };
+    const store = new EtcdStore({ endpoints, prefix: `refused${process.pid}/`, timeoutMs: TIMEOUT_MS, logger: pino({ level: 'silent' }), events });
+    try {
+      expect(await store.start()).toBe(true);
+      const leader = await leaderOf(cluster.members);
+      const down = cluster.members.find((m) => m !== leader)!; // a follower: no election, only the member is gone
+      const load = writeLoad(store, 'r');
+      await sleep(1000);
+      const killedAt = Date.now();
+      await down.kill();
+      await sleep(6000);
+      const startedAt = Date.now();
+      await down.start();
+      await sleep(4000);
+      await load.stop();
+
+      const writes = load.writes;
+      // the writes in flight when it died may fail; after that, a status request every 2 s is all
+      // that goes to it (a client request trying it again, as a half-open breaker would, fails)
+      const whileDown = writes.filter((x) => x.sent >= killedAt + 500 && x.sent < startedAt);
+      const downLog = breakerLog.filter((e) => e.member === down.clientUrl && e.at >= killedAt);
+      const calledAgain = downLog.find((e) => e.state === 'closed' && e.at >= startedAt);
+      console.log(
+        JSON.stringify({
+          test: 'refused etcd member',
+          writes: writes.length,
+          failedAtKill: writes.filter((x) => !x.ok && x.sent < killedAt + 500).length,
+          whileDown: whileDown.length,
+          failedWhileDown: whileDown.filter((x) => !x.ok).length,
+          halfOpenTrials: downLog.filter((e) => e.state === 'half-open').length,
+          calledAgainMs: calledAgain ? calledAgain.at - startedAt : null,
+        }),
+      );
+      expect(whileDown.length).toBeGreaterThan(100);
+      expect(whileDown.filter((x) => !x.ok).map((x) => x.key)).toEqual([]);
+      expect(downLog.some((e) => e.state === 'open'), 'the member was skipped').toBe(true);
+      // asked every 2 s; a started etcd answers within a second or two
+      expect(calledAgain, 'the member was called again once back').toBeDefined();
+      expect(calledAgain!.at - startedAt).toBeLessThan(4000);
+      await expectAckedPresent(store, writes);
+    } finally {
+      await store.close();
+    }
+  });
+});
