@@ -53,6 +53,13 @@ async function expectAckedPresent(store: EtcdStore, writes: readonly Write[]): P
   expect(writes.filter((x) => x.ok && !present.has(x.key)).map((x) => x.key)).toEqual([]);
 }
 
+/** A store over these endpoints whose members' breaker states are logged with the time. */
+function storeOver(endpoints: readonly string[], prefix: string): { store: EtcdStore; breakerLog: Array<{ at: number; member: string; state: string }> } {
+  const breakerLog: Array<{ at: number; member: string; state: string }> = [];
+  const events: StoreEvents = { ...NO_STORE_EVENTS, etcdBreaker: (member, state) => void breakerLog.push({ at: Date.now(), member, state }) };
+  return { store: new EtcdStore({ endpoints, prefix, timeoutMs: TIMEOUT_MS, logger: pino({ level: 'silent' }), events }), breakerLog };
+}
+
 /** The member the others follow, asked of each member directly. */
 async function leaderOf(members: readonly EtcdMember[]): Promise<EtcdMember> {
   for (let attempt = 0; attempt < 50; attempt++) {
@@ -84,9 +91,7 @@ describe('etcd store: a leader that stops answering (SIGSTOP, 3 members on loopb
 
   it('writes resume through the live members, none waits on the silent one again, and it is called again once it answers', async () => {
     const endpoints = cluster.endpoints.split(',');
-    const breakerLog: Array<{ at: number; member: string; state: string }> = [];
-    const events: StoreEvents = { ...NO_STORE_EVENTS, etcdBreaker: (member, state) => void breakerLog.push({ at: Date.now(), member, state }) };
-    const store = new EtcdStore({ endpoints, prefix: `failover${process.pid}/`, timeoutMs: TIMEOUT_MS, logger: pino({ level: 'silent' }), events });
+    const { store, breakerLog } = storeOver(endpoints, `failover${process.pid}/`);
     try {
       expect(await store.start()).toBe(true);
       const silent = await leaderOf(cluster.members);
@@ -166,9 +171,7 @@ describe('etcd store: a leader that stops answering (SIGSTOP, 3 members on loopb
 
   it('a member that refuses connections (killed) costs no write while it stays down, and is called again once it is back', async () => {
     const endpoints = cluster.endpoints.split(',');
-    const breakerLog: Array<{ at: number; member: string; state: string }> = [];
-    const events: StoreEvents = { ...NO_STORE_EVENTS, etcdBreaker: (member, state) => void breakerLog.push({ at: Date.now(), member, state }) };
-    const store = new EtcdStore({ endpoints, prefix: `refused${process.pid}/`, timeoutMs: TIMEOUT_MS, logger: pino({ level: 'silent' }), events });
+    const { store, breakerLog } = storeOver(endpoints, `refused${process.pid}/`);
     try {
       expect(await store.start()).toBe(true);
       const leader = await leaderOf(cluster.members);
