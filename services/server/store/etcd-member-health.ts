@@ -7,9 +7,11 @@
 // while a new leader is elected). Guessing wrong costs dearly either way: skipping live followers
 // during an election leaves only the dead member to call; calling the dead member again makes a
 // write wait out the whole deadline. So a member that failed is skipped at once and asked for its
-// status, which a live member answers from its own state, leader or not, within milliseconds; it is
-// called again as soon as it answers. No client request is spent on finding out: while a member
-// stays down, only status requests go to it, every 2 s.
+// status, which a live member answers from its own state within milliseconds; it is called again as
+// soon as it answers and names a leader. A member that answers without one (cut off from the other
+// members, or in an election) is asked again every 250 ms; one that does not answer, every 2 s. No
+// client request is spent on finding out, and while no member has a leader, writes answer 503
+// "nothing was changed" at once instead of each waiting out the deadline.
 //
 // With a single endpoint there is no other member to skip to and no one to ask: after a failed call
 // the member is skipped for a while (calls answer 503 at once), then one call tries it again.
@@ -24,8 +26,10 @@ export interface MemberHealthOptions {
   readonly statusClient: (member: string) => Etcd3 | undefined;
   /** deadline of a status request (a live member answers it in milliseconds) */
   readonly statusTimeoutMs: number;
-  /** how long a member that failed is skipped before it is tried (or asked) again */
+  /** how long a member that does not answer is skipped before it is asked again */
   readonly retryMs: number;
+  /** how soon a member that answers without a leader is asked again */
+  readonly leaderlessRetryMs: number;
   readonly events: StoreEvents;
   readonly logger: Logger;
 }
@@ -63,30 +67,43 @@ export class MemberHealth {
     this.timers.clear();
   }
 
-  /** Skips the member until it answers a status request; none is made with a single endpoint. */
+  /**
+   * Skips the member until its status names a leader; none is made with a single endpoint. A member
+   * that answers without a leader (cut off from the others, or during an election) is alive, but a
+   * write sent to it would wait out the deadline: it is asked again sooner, since it answers at once.
+   */
   private holdUntilItAnswers(member: string, breaker: ReturnType<typeof circuitBreaker>): { dispose(): void } | undefined {
     const client = this.options.statusClient(member);
     if (client === undefined || this.closed) return undefined;
     const hold = breaker.isolate();
     const since = Date.now();
-    let attempts = 0;
+    let said: 'silent' | 'leaderless' | undefined;
+    const askAgain = (ms: number): void => {
+      if (this.closed) return;
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        ask();
+      }, ms);
+      timer.unref();
+      this.timers.add(timer);
+    };
     const ask = (): void => {
       if (this.closed) return;
-      attempts++;
       client.maintenance.status({ deadline: Date.now() + this.options.statusTimeoutMs }).then(
-        () => {
-          if (attempts > 1) this.options.logger.info({ member, skippedMs: Date.now() - since }, 'etcd member answers again: calls go to it again');
+        (status) => {
+          if (status.leader === '0') {
+            if (said === undefined) this.options.logger.warn({ member }, 'etcd member answers but knows no leader (cut off from the others, or an election): calls skip it until it names one');
+            said ??= 'leaderless';
+            askAgain(this.options.leaderlessRetryMs);
+            return;
+          }
+          if (said !== undefined) this.options.logger.info({ member, skippedMs: Date.now() - since }, 'etcd member answers again with a leader: calls go to it again');
           hold.dispose();
         },
         (error: unknown) => {
-          if (attempts === 1) this.options.logger.warn({ member, err: (error as Error).message }, 'etcd member does not answer: calls skip it until it answers a status request');
-          if (this.closed) return;
-          const timer = setTimeout(() => {
-            this.timers.delete(timer);
-            ask();
-          }, this.options.retryMs);
-          timer.unref();
-          this.timers.add(timer);
+          if (said !== 'silent') this.options.logger.warn({ member, err: (error as Error).message }, 'etcd member does not answer: calls skip it until it answers a status request');
+          said = 'silent';
+          askAgain(this.options.retryMs);
         },
       );
     };
@@ -97,9 +114,8 @@ export class MemberHealth {
 
 /**
  * The member could not be reached, or did not answer in time (gRPC UNAVAILABLE or DEADLINE_EXCEEDED
- * without an answer from etcd). An answer from a live member that is itself unavailable — "etcdserver: no leader" during an election, which uses
- * the same gRPC code — must not make the replica skip that member: then every member would be
- * skipped at once, just when the new leader is being elected.
+ * without an answer from etcd). An answer from etcd itself ("etcdserver: ...", such as "no leader"
+ * during an election, which uses the same gRPC code) is about this request, not the member.
  */
 function memberFailed(error: Error): boolean {
   // RESOURCE_EXHAUSTED (an answer over the client's 4 MiB) is about the request, not the member

@@ -98,10 +98,12 @@ export interface EtcdStoreOptions {
 
 export const ETCD_DEFAULT_MAX_TXN_OPS = 128;
 export const ETCD_DEFAULT_MAX_REQUEST_BYTES = 1_572_864;
-/** How long a failed member is skipped before one call tries it (or a status request asks it) again. */
+/** How long a failed member is skipped before it is asked again (a single endpoint: one call tries it). */
 const BREAKER_HALF_OPEN_MS = 2000;
-/** Deadline of the status request that decides whether a member whose call ran out of time is alive. */
+/** Deadline of the status request that decides whether a member whose call failed is alive. */
 const STATUS_TIMEOUT_MS = 1000;
+/** How soon a member that answered its status without a leader is asked again. */
+const LEADERLESS_RETRY_MS = 250;
 /** An outage is logged at error level at most this often (each failure is at debug level). */
 const ERROR_LOG_EVERY_MS = 10_000;
 /** Read barriers sent and not answered yet, at most (more reads wait for the next one). */
@@ -255,6 +257,7 @@ export class EtcdStore implements Store {
       statusClient: (member) => this.memberClients[options.endpoints.indexOf(member)],
       statusTimeoutMs: Math.min(STATUS_TIMEOUT_MS, options.timeoutMs),
       retryMs: BREAKER_HALF_OPEN_MS,
+      leaderlessRetryMs: LEADERLESS_RETRY_MS,
       events: this.events,
       logger: this.logger,
     });
