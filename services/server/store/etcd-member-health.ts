@@ -47,7 +47,7 @@ export class MemberHealth {
     const breaker = circuitBreaker(
       handleWhen((error) => {
         if (!memberFailed(error) || held !== undefined) return false;
-        held = this.holdUntilItAnswers(member, breaker);
+        held = this.skipUntilItNamesALeader(member, breaker);
         // no status client (a single endpoint): the breaker opens instead
         return held === undefined;
       }),
@@ -72,7 +72,7 @@ export class MemberHealth {
    * that answers without a leader (cut off from the others, or during an election) is alive, but a
    * write sent to it would wait out the deadline: it is asked again sooner, since it answers at once.
    */
-  private holdUntilItAnswers(member: string, breaker: ReturnType<typeof circuitBreaker>): { dispose(): void } | undefined {
+  private skipUntilItNamesALeader(member: string, breaker: ReturnType<typeof circuitBreaker>): { dispose(): void } | undefined {
     const client = this.options.statusClient(member);
     if (client === undefined || this.closed) return undefined;
     const hold = breaker.isolate();
