@@ -71,6 +71,22 @@ function skippedAt(log: BreakerLog, member: string, at: number): boolean {
   return last !== undefined && last.state !== 'closed';
 }
 
+/** Runs `body` with a started store over the cluster (its breaker states logged) and the member that leads; closes the store after. */
+async function withStore(
+  cluster: { members: EtcdMember[]; endpoints: string },
+  prefix: string,
+  body: (context: { store: EtcdStore; breakerLog: BreakerLog; endpoints: string[]; leader: EtcdMember }) => Promise<void>,
+): Promise<void> {
+  const endpoints = cluster.endpoints.split(',');
+  const { store, breakerLog } = storeOver(endpoints, prefix);
+  try {
+    expect(await store.start()).toBe(true);
+    await body({ store, breakerLog, endpoints, leader: await leaderOf(cluster.members) });
+  } finally {
+    await store.close();
+  }
+}
+
 /** The member the others follow, asked of each member directly. */
 async function leaderOf(members: readonly EtcdMember[]): Promise<EtcdMember> {
   for (let attempt = 0; attempt < 50; attempt++) {
@@ -101,11 +117,8 @@ describe('etcd store: a leader that stops answering (SIGSTOP, 3 members on loopb
   });
 
   it('writes resume through the live members, none waits on the silent one again, and it is called again once it answers', async () => {
-    const endpoints = cluster.endpoints.split(',');
-    const { store, breakerLog } = storeOver(endpoints, `failover${process.pid}/`);
-    try {
-      expect(await store.start()).toBe(true);
-      const silent = await leaderOf(cluster.members);
+    await withStore(cluster, `failover${process.pid}/`, async ({ store, breakerLog, endpoints, leader }) => {
+      const silent = leader;
 
       const load = writeLoad(store, 'w');
       const writes = load.writes;
@@ -169,17 +182,11 @@ describe('etcd store: a leader that stops answering (SIGSTOP, 3 members on loopb
       expect(closedAgain, 'the silent member was called again after it resumed').toBeDefined();
       expect(closedAgain!.at - resumedAt).toBeLessThan(3000 + 500);
       await expectAckedPresent(store, writes);
-    } finally {
-      await store.close();
-    }
+    });
   });
 
   it('a member that refuses connections (killed) costs no write while it stays down, and is called again once it is back', async () => {
-    const endpoints = cluster.endpoints.split(',');
-    const { store, breakerLog } = storeOver(endpoints, `refused${process.pid}/`);
-    try {
-      expect(await store.start()).toBe(true);
-      const leader = await leaderOf(cluster.members);
+    await withStore(cluster, `refused${process.pid}/`, async ({ store, breakerLog, leader }) => {
       const down = cluster.members.find((m) => m !== leader)!; // a follower: no election, only the member is gone
       const load = writeLoad(store, 'r');
       await sleep(1000);
@@ -215,17 +222,11 @@ describe('etcd store: a leader that stops answering (SIGSTOP, 3 members on loopb
       expect(calledAgain, 'the member was called again once back').toBeDefined();
       expect(calledAgain!.at - startedAt).toBeLessThan(4000);
       await expectAckedPresent(store, writes);
-    } finally {
-      await store.close();
-    }
+    });
   });
 
   it('quorum lost (two members stopped): once each member failed a call, writes answer "nothing was changed" at once; they resume when the members do', async () => {
-    const endpoints = cluster.endpoints.split(',');
-    const { store, breakerLog } = storeOver(endpoints, `quorum${process.pid}/`);
-    try {
-      expect(await store.start()).toBe(true);
-      const leader = await leaderOf(cluster.members);
+    await withStore(cluster, `quorum${process.pid}/`, async ({ store, breakerLog, endpoints, leader }) => {
       const stopped = [leader, cluster.members.find((m) => m !== leader)!];
       const load = writeLoad(store, 'q');
       await sleep(1000);
@@ -270,8 +271,6 @@ describe('etcd store: a leader that stops answering (SIGSTOP, 3 members on loopb
       expect(firstAckAfterResume, 'writes resumed').toBeDefined();
       expect(firstAckAfterResume!.answered - resumedAt).toBeLessThan(8000);
       await expectAckedPresent(store, writes);
-    } finally {
-      await store.close();
-    }
+    });
   });
 });
