@@ -220,6 +220,8 @@ export class EtcdStore implements Store {
   private readonly barrierMode: 'quorum' | 'none';
   private readonly cache: WatchCache;
   private unavailableSince: number | undefined;
+  /** performance.now() when etcd first answered NOSPACE since the last write it took (see call) */
+  private noSpaceAnsweredAt: number | undefined;
   private lastErrorLog = -Infinity;
   private lastLimitLog = -Infinity;
   private clusterId: string | undefined;
@@ -843,6 +845,7 @@ export class EtcdStore implements Store {
     try {
       const result = await run();
       this.events.etcdCall(what, (performance.now() - started) / 1000, true);
+      if (isWrite) this.noSpaceAnsweredAt = undefined; // a write went through: the alarm is gone
       if (this.unavailableSince !== undefined) {
         this.logger.info({ downMs: Date.now() - this.unavailableSince }, 'etcd answers again');
         this.unavailableSince = undefined;
@@ -859,9 +862,16 @@ export class EtcdStore implements Store {
         case 'too-large':
           this.logger.warn({ op: what, err: message }, 'etcd refused the write as too large; set TCPKV_ETCD_MAX_REQUEST_BYTES to match its --max-request-bytes');
           throw new ValueTooLargeError(`etcd refused the write as too large (over its --max-request-bytes); nothing was applied`);
-        case 'no-space':
+        case 'no-space': {
+          // etcd applies the write that takes it past its quota, raises the alarm, and only then
+          // answers NOSPACE; from then on it refuses every write before applying it. So a NOSPACE is
+          // certain to have applied nothing only for a write sent after an earlier NOSPACE answer.
+          const certain = !isWrite || (this.noSpaceAnsweredAt !== undefined && started >= this.noSpaceAnsweredAt);
+          this.noSpaceAnsweredAt ??= performance.now();
           this.logger.error({ op: what, err: message }, 'etcd is out of space (NOSPACE alarm): writes answer 507 until an operator compacts, defragments and disarms the alarm');
-          throw new StoreFullError('etcd space quota (NOSPACE alarm)');
+          if (certain) throw new StoreFullError('etcd space quota (NOSPACE alarm)');
+          throw new StoreUnavailableError(`etcd ran out of space (NOSPACE) with this write: etcd applies the write that crosses its quota before it says so, so it may or may not have been applied`, { indeterminate: true });
+        }
         case 'denied':
           this.logger.error({ op: what, err: message }, 'etcd refused the request: check the etcd user and its role');
           throw new StoreUnavailableError(`etcd refused the request (${message}); nothing was applied`);
