@@ -35,7 +35,7 @@ function writeLoad(store: EtcdStore, prefix: string, writers = 4): { writes: Wri
     for (let n = 0; !stopping; n++) {
       const key = `${prefix}${w}-${n}`;
       const sent = Date.now();
-      const [ok, certainlyNotApplied, error] = await Promise.resolve(store.createAll([[key, 'v']])).then(
+      const [ok, certainlyNotApplied, error] = await store.createAll([[key, 'v']]).then(
         (r): [boolean, boolean, string?] => [r.ok, false],
         (e: unknown): [boolean, boolean, string?] => [false, e instanceof StoreUnavailableError && !e.indeterminate, (e as Error).message],
       );
