@@ -7,6 +7,7 @@
 
 import { CommanderError } from 'commander';
 import { ConfigError, isHelpOrVersion, prepareEnvironment, settingWarnings } from '../common/settings.js';
+import { refuseUnsupportedNode } from '../common/node-version.js';
 import { serverSettings } from '../server/config.js';
 import { formatAddress } from './client.js';
 import { CLIENT_ENV_NAMES, clientSettings } from './client-settings.js';
@@ -26,6 +27,7 @@ const io: Io = {
 };
 
 async function main(): Promise<number> {
+  refuseUnsupportedNode(PROGRAM);
   // A reader that goes away (`tcpkv-client get | head -1`) ends the client quietly, not with a trace.
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);

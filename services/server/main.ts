@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { pino } from 'pino';
 import { CLIENT_ENV_NAMES } from '../client/client-settings.js';
 import { addSettingOptions, ConfigError, exitWithConfigError, parseCommandLine, prepareEnvironment, settingValues, settingWarnings } from '../common/settings.js';
+import { refuseUnsupportedNode } from '../common/node-version.js';
 import { packageVersion } from '../common/version.js';
 import { isLoopback } from './access.js';
 import { AdminServer } from './admin.js';
@@ -40,6 +41,7 @@ async function readConfig(argv: readonly string[]): Promise<ServerConfig> {
 }
 
 async function main(): Promise<void> {
+  refuseUnsupportedNode(PROGRAM);
   const config = await readConfig(process.argv);
   const logger = pino({ name: PROGRAM, level: config.logLevel, timestamp: pino.stdTimeFunctions.isoTime });
   for (const warning of configWarnings) logger.warn(warning);
