@@ -113,6 +113,7 @@ function matchParen(line: string, open: number): number {
 const KNOWN_PROGRAMS = new Set([
   'cd', 'cp', 'curl', 'openssl', 'terraform', 'docker', 'docker-compose', 'sleep', 'npm', 'node', 'git', 'ssh', 'scp', 'grep',
   'cut', 'mkdir', 'tar', 'tcpkv-client', 'tcpkv-server', 'printf', 'etcdctl', 'head', 'echo', 'cat', 'kill',
+  'command', 'systemctl', 'journalctl',
 ]);
 const SHELL_KEYWORDS = new Set(['until', 'while', 'do', 'done', 'then', 'fi', 'if', 'sudo']);
 const TERRAFORM_SUBCOMMANDS = new Set(['init', 'plan', 'apply', 'output', 'destroy', 'validate', 'fmt', 'show']);
@@ -398,7 +399,8 @@ function anchorsOf(file: string): Set<string> {
 /** Paths into this repository a document names, links it makes, and references it must not make. */
 function pathProblems(doc: string, file: string): string[] {
   const problems: string[] = [];
-  const template = readFileSync(cloudInitTemplate, 'utf8');
+  // paths on a host: the VM's (the bootstrap writes them) or a service host's (the systemd unit names them)
+  const template = readFileSync(cloudInitTemplate, 'utf8') + readFileSync(join(repoRoot, 'infra/systemd/tcpkv-server.service'), 'utf8');
   const userMade = new Set(['infra/remote/.env', 'infra/remote/.env.last-good', 'infra/cluster/.env']);
   for (const m of doc.matchAll(/(?<![\w/.-])((?:infra|test|services|scripts|docs|bench|\.github|\.ci)\/[\w./-]*\w|Dockerfile\.\w+|docker-compose[\w.-]*\.yml)/g)) {
     const p = m[1]!;
@@ -408,7 +410,7 @@ function pathProblems(doc: string, file: string): string[] {
     const p = m[1]!;
     if (p.startsWith('/opt/tcpkv/')) {
       if (!existsSync(join(repoRoot, p.slice('/opt/tcpkv/'.length)))) problems.push(`${file}: no ${p}`);
-    } else if (!template.includes(p) && !['/etc/ssl/certs/ca-certificates.crt'].includes(p)) problems.push(`${file}: ${p} (not written by the bootstrap)`);
+    } else if (!template.includes(p) && !['/etc/ssl/certs/ca-certificates.crt'].includes(p)) problems.push(`${file}: ${p} (not written by the bootstrap or the systemd unit)`);
   }
   for (const m of doc.matchAll(/\]\(([^)\s]+)\)/g)) {
     const target = m[1]!;
