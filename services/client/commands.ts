@@ -6,6 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { addSettingOptions, isHelpOrVersion, settingValues } from '../common/settings.js';
 import { packageVersion } from '../common/version.js';
 import { ClientError, exitStatus, formatAddress, formatAnswer, TcpkvClient, type Answer, type Dialect, type TraceEvent } from './client.js';
+import { dump, DumpFormatError, readDump, restore, RestoreError } from './backup.js';
 import { clientSettings, type ClientConfig } from './client-settings.js';
 import { formatTable, runScenario } from './scenario.js';
 
@@ -37,7 +38,7 @@ export interface OutputMode {
 }
 
 /** Names of the commands, for completion at the prompt. */
-export const COMMAND_NAMES = Object.freeze(['get', 'put', 'delete', 'keys', 'head', 'create', 'update', 'shutdown', 'raw', 'scenario', 'help']);
+export const COMMAND_NAMES = Object.freeze(['get', 'put', 'delete', 'keys', 'head', 'create', 'update', 'shutdown', 'raw', 'scenario', 'dump', 'restore', 'help']);
 
 /** Thrown by a command for a usage problem the parser cannot see (exit 2). */
 class UsageError extends Error {}
@@ -300,6 +301,60 @@ export function buildProgram(hooks: ProgramHooks): Command {
         if (io.outBytes) io.outBytes(answer);
         else io.out(answer.toString('utf8'));
         return answer.length > 0 ? 0 : 3;
+      })(),
+    );
+  program
+    .command('dump')
+    .description('write every key and value, as one point in time, to stdout (docs/backup.md)')
+    .action(() =>
+      act(async () => {
+        needStandard('dump');
+        if (hooks.atPrompt) throw new UsageError('dump writes a file: run it from a shell (tcpkv-client dump > file)');
+        try {
+          const trailer = await dump(client('standard'), (text) => io.out(text));
+          io.err(`dumped ${trailer.keys} keys (sha256 ${trailer.sha256})\n`);
+          return 0;
+        } catch (error) {
+          if (error instanceof RestoreError) throw new ClientError('BAD_RESPONSE', error.message, false);
+          throw error;
+        }
+      })(),
+    );
+  program
+    .command('restore')
+    .description('write the dump read from stdin into the server: an empty one, or one an interrupted restore of it left (docs/backup.md)')
+    .option('--merge', "also into a server holding other keys: adds the dump's keys and sets colliding ones to the dump's values")
+    .option('--replace', 'as --merge, then deletes the keys the dump does not hold')
+    .option('--batch <n>', 'keys per POST /create (each batch all or nothing; one the server refuses as too large is split)', '50')
+    .action((opts: { merge?: boolean; replace?: boolean; batch: string }) =>
+      act(async () => {
+        needStandard('restore');
+        if (hooks.atPrompt || !hooks.readStdin) throw new UsageError('restore reads the dump from stdin: run it from a shell (tcpkv-client restore < file)');
+        if (opts.merge === true && opts.replace === true) throw new UsageError('--merge and --replace exclude each other');
+        const batchKeys = Number(opts.batch);
+        if (!Number.isInteger(batchKeys) || batchKeys < 1 || batchKeys > 10_000) throw new UsageError('--batch must be a whole number from 1 to 10000');
+        let entries;
+        try {
+          ({ entries } = readDump(await hooks.readStdin()));
+        } catch (error) {
+          if (error instanceof DumpFormatError) {
+            io.err(`${PROGRAM}: nothing restored: ${error.message}\n`);
+            return 2;
+          }
+          throw error;
+        }
+        try {
+          const mode = opts.replace === true ? 'replace' : opts.merge === true ? 'merge' : 'empty';
+          const summary = await restore(client('standard'), entries, { mode, batchKeys, batchBytes: 512 * 1024, progress: (line) => io.err(line + '\n') });
+          io.err(`restore done: ${summary.written} written, ${summary.updated} updated, ${summary.skipped} already there, ${summary.deleted} deleted\n`);
+          return 0;
+        } catch (error) {
+          if (error instanceof RestoreError) {
+            io.err(`${PROGRAM}: ${error.message}\n`);
+            return 1;
+          }
+          throw error;
+        }
       })(),
     );
   program

@@ -128,11 +128,12 @@ export function runClient(args: string[], env: Record<string, string> = {}, inpu
       cwd: ROOT + 'test',
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+    // decoded once at the end: a chunk can end inside a multi-byte character
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    proc.stdout.on('data', (c: Buffer) => stdout.push(c));
+    proc.stderr.on('data', (c: Buffer) => stderr.push(c));
+    proc.on('close', (code) => resolve({ code, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') }));
     proc.stdin.end(input ?? Buffer.alloc(0));
   });
 }
