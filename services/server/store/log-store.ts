@@ -448,7 +448,10 @@ export class LogStore implements Store {
     };
     let addedKeys = 0;
     let addedBytes = 0;
-    const accepted: { op: PendingWrite; result: CreateResult | UpsertResult | boolean }[] = [];
+    // every request's answer, in order; a refusal may depend on an earlier write of this batch
+    // ("already exists" after a create in it, 507 after growth in it), so nothing is answered before
+    // the batch is written and applied
+    const decided: ({ op: PendingWrite; result: CreateResult | UpsertResult | boolean } | { op: PendingWrite; refusal: () => void })[] = [];
     const records: Buffer[] = [];
     for (const op of ops) {
       let result: CreateResult | UpsertResult | boolean;
@@ -457,7 +460,7 @@ export class LogStore implements Store {
       if (op.kind === 'delete') {
         const old = current(op.key);
         if (old === undefined) {
-          op.resolve(false);
+          decided.push({ op, refusal: () => op.resolve(false) });
           continue;
         }
         overlay.set(op.key, null);
@@ -468,7 +471,7 @@ export class LogStore implements Store {
         if (op.kind === 'create') {
           const existing = op.pairs.find(([key]) => current(key) !== undefined);
           if (existing) {
-            op.resolve({ ok: false, existingKey: existing[0] });
+            decided.push({ op, refusal: () => op.resolve({ ok: false, existingKey: existing[0] }) });
             continue;
           }
         }
@@ -483,7 +486,7 @@ export class LogStore implements Store {
         }
         const full = this.memory.checkGrowth(addedKeys + keys, addedBytes + bytes);
         if (full) {
-          op.reject(full);
+          decided.push({ op, refusal: () => op.reject(full) });
           continue;
         }
         addedKeys += keys;
@@ -491,10 +494,14 @@ export class LogStore implements Store {
         for (const [key, value] of op.pairs) overlay.set(key, value);
         result = op.kind === 'create' ? { ok: true } : { previous };
       }
-      accepted.push({ op, result });
+      decided.push({ op, result });
       records.push(op.record);
     }
-    if (accepted.length === 0) return;
+    if (records.length === 0) {
+      // refusals alone: decided against memory, which holds only written batches
+      for (const d of decided) if ('refusal' in d) d.refusal();
+      return;
+    }
 
     const block = records.length === 1 ? records[0]! : Buffer.concat(records);
     try {
@@ -502,9 +509,10 @@ export class LogStore implements Store {
       if (this.options.fsync === 'always') await this.timedSync();
     } catch (error) {
       const e = error as NodeJS.ErrnoException;
-      this.logger.error({ file: this.path, code: e.code, err: e.message, requests: accepted.length }, 'log write failed: requests answered 503, nothing applied');
+      this.logger.error({ file: this.path, code: e.code, err: e.message, requests: decided.length }, 'log write failed: requests answered 503, nothing applied');
       this.lastFailure = `the last write to ${this.path} failed (${e.code ?? e.message}): writes answer 503 until one succeeds`;
-      for (const { op } of accepted) op.reject(new StoreUnavailableError(`log write failed: ${e.code ?? e.message}`));
+      // the refusals too: they were decided against this batch, which never happened
+      for (const { op } of decided) op.reject(new StoreUnavailableError(`log write failed: ${e.code ?? e.message}`));
       // cut any partial record off, so the next write does not follow garbage; until that works,
       // writes are refused (heal)
       this.tailDirty = true;
@@ -515,10 +523,14 @@ export class LogStore implements Store {
     this.stats.bytesWritten += block.length;
     this.lastFailure = undefined;
     this.dirty = this.options.fsync !== 'always';
-    for (const { op, result } of accepted) {
-      if (op.kind === 'delete') this.applyDelete([op.key]);
-      else this.apply(op.pairs);
-      op.resolve(result);
+    for (const d of decided) {
+      if ('refusal' in d) continue;
+      if (d.op.kind === 'delete') this.applyDelete([d.op.key]);
+      else this.apply(d.op.pairs);
+    }
+    for (const d of decided) {
+      if ('refusal' in d) d.refusal();
+      else d.op.resolve(d.result);
     }
     this.maybeCompact();
   }
