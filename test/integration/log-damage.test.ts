@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { TcpkvClient } from '../../services/client/client.js';
 import { LogOpenError, LogStore } from '../../services/server/store/log-store.js';
 import { spawnServer } from '../support/net.js';
+import { recordStarts } from '../support/log-files.js';
 import { useTempDirs } from '../support/temp-dirs.js';
 import { parseListing } from '../support/write-load.js';
 
@@ -24,14 +25,6 @@ async function send(port: number, method: string, path: string, body = '') {
 }
 
 const listing = async (port: number) => parseListing((await send(port, 'GET', '')).body);
-
-/** Where each record starts, read from the file's own length fields (either format version). */
-export function recordStarts(log: Buffer): number[] {
-  const header = log.subarray(0, 13).toString('latin1') === 'TCPKV-LOG v1\n' ? 9 : 13;
-  const starts: number[] = [];
-  for (let at = 13; at < log.length; at += header + log.readUInt32LE(at)) starts.push(at);
-  return starts;
-}
 
 /** Start-up that must fail: its exit status and output. */
 async function refusedStart(env: Record<string, string>): Promise<string> {
