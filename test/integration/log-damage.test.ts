@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { TcpkvClient } from '../../services/client/client.js';
-import { LogOpenError, LogStore } from '../../services/server/store/log-store.js';
+import type { FileHandle } from 'node:fs/promises';
+import { LOG_NAME, LogOpenError, LogStore, REAL_FILE_OPS, type LogFileOps } from '../../services/server/store/log-store.js';
 import { spawnServer } from '../support/net.js';
 import { recordStarts } from '../support/log-files.js';
 import { useTempDirs } from '../support/temp-dirs.js';
@@ -202,5 +203,43 @@ describe('property, on real files through the store: one flipped bit or one cut 
     // both outcomes were exercised
     expect(refusals).toBeGreaterThan(5);
     expect(started).toBeGreaterThan(5);
+  });
+});
+
+describe('a write cut short by a full disk, left in the file', () => {
+  it('the restart takes it for a torn tail and keeps every acknowledged record', async () => {
+    const dir = tempDir('tcpkv-enospc-');
+    let full = false;
+    // ENOSPC after half the bytes, and the cut-off fails too: the partial record stays (as when the
+    // process dies before it can cut it off)
+    const ops: LogFileOps = {
+      ...REAL_FILE_OPS,
+      async write(handle: FileHandle, data: Buffer, path: string) {
+        if (!full || !path.endsWith(LOG_NAME)) return REAL_FILE_OPS.write(handle, data, path);
+        await REAL_FILE_OPS.write(handle, data.subarray(0, data.length >> 1), path);
+        throw Object.assign(new Error('ENOSPC: injected'), { code: 'ENOSPC' });
+      },
+      async truncate(handle: FileHandle, bytes: number, path: string) {
+        if (full) throw Object.assign(new Error('EIO: injected'), { code: 'EIO' });
+        return REAL_FILE_OPS.truncate(handle, bytes, path);
+      },
+    };
+    const options = { dir, fsync: 'always' as const, compactFactor: 1000, compactMinBytes: 1 << 30, repair: 'off' as const, logger: pino({ level: 'silent' }) };
+    const store = await LogStore.open({ ...options, fileOps: ops });
+    for (let i = 0; i < 20; i++) await store.upsertAll([[`k${i}`, `v${i}`.repeat(50)]]);
+    const acknowledged = readFileSync(join(dir, LOG_NAME)).length;
+    full = true;
+    await expect(store.upsertAll([['lost', 'x'.repeat(5000)]])).rejects.toThrow(/ENOSPC/);
+    await store.close();
+    expect(readFileSync(join(dir, LOG_NAME)).length).toBeGreaterThan(acknowledged); // the partial record is there
+
+    const again = await LogStore.open(options);
+    try {
+      expect(readFileSync(join(dir, LOG_NAME)).length).toBe(acknowledged);
+      for (let i = 0; i < 20; i++) expect(again.get(`k${i}`)).toBe(`v${i}`.repeat(50));
+      expect(again.get('lost')).toBeUndefined();
+    } finally {
+      await again.close();
+    }
   });
 });
