@@ -75,7 +75,7 @@ export function describeLogCheck(check: LogCheck): { text: string; exitCode: 0 |
         text:
           `${check.file}: log format v${check.version}, ${check.bytes} bytes\n` +
           `ok: ${plural(check.records, 'record')}, ${plural(check.keys, 'key')}, then a torn last write at offset ${check.offset} ` +
-          `(${check.bytes - check.offset} bytes, a write cut short and never acknowledged); a server loads the records and cuts those bytes off${upgrade(check.version)}\n`,
+          `(${check.bytes - check.offset} bytes: a write cut short by a crash or a full disk, or still being written when the file was copied); a server loads the records and cuts those bytes off${upgrade(check.version)}\n`,
         exitCode: 0,
       };
     case 'damaged': {

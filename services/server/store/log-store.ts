@@ -334,7 +334,7 @@ export class LogStore implements Store {
       case 'truncated':
         this.logger.warn(
           { file: this.path, offset: result.goodBytes, fileBytes: result.fileBytes, records: result.records },
-          `torn last record in ${this.path} at offset ${result.goodBytes}: its ${result.fileBytes - result.goodBytes} bytes are dropped (a write cut short by a crash or a full disk: never acknowledged); the file is cut there`,
+          `torn last record in ${this.path} at offset ${result.goodBytes}: its ${result.fileBytes - result.goodBytes} bytes are dropped (a write cut short by a crash or a full disk); the file is cut there`,
         );
         if (result.goodBytes < MAGIC.length) {
           this.writeFreshHeader(fileBytes);
@@ -356,7 +356,7 @@ export class LogStore implements Store {
     this.logger.warn({ file: this.path, from, to: FORMAT_VERSION }, `${this.path} is in log format v${from}: rewriting it in v${FORMAT_VERSION} (a tcpkv-server older than format v${FORMAT_VERSION} cannot read it)`);
     const failed = this.stats.failedCompactions;
     await this.compact();
-    if (this.stats.failedCompactions !== failed) throw new LogOpenError(`${this.path}: could not rewrite it in log format v${FORMAT_VERSION} (see the error logged above); the file is unchanged`, this.path);
+    if (this.stats.failedCompactions !== failed) throw new LogOpenError(`${this.path}: could not rewrite it in log format v${FORMAT_VERSION} (see the error logged above); the log stays in format v${from}`, this.path);
     this.compactNotBefore = 0;
   }
 
