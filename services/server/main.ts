@@ -13,6 +13,7 @@ import { AdminServer } from './admin.js';
 import { serverSettingGroup, serverSettings, type ServerConfig } from './config.js';
 import { TcpkvMetrics } from './metrics.js';
 import { TcpkvServer } from './server.js';
+import { checkLogFile, describeLogCheck } from './store/log-check.js';
 import { openStore, storeLimits } from './store/open-store.js';
 
 const PROGRAM = 'tcpkv-server';
@@ -21,13 +22,14 @@ const PROGRAM = 'tcpkv-server';
 let configWarnings: string[] = [];
 
 /** Flags, then the environment, then `.env` (empty = unset); a bad value: one line, exit 2. */
-async function readConfig(argv: readonly string[]): Promise<ServerConfig> {
+async function readConfig(argv: readonly string[]): Promise<{ config: ServerConfig; checkLog: string | undefined }> {
   const program = new Command(PROGRAM)
     .description('tcpkv key-value server: HTTP/1.1 and the seed dialect over raw TCP.\nEach option can be set by the variable named after it, or in .env; a flag wins over both.')
     .version(packageVersion(), '-v, --version')
     .helpOption('-h, --help')
     .allowExcessArguments(false);
   addSettingOptions(program, serverSettings, serverSettingGroup);
+  program.option('--check-log <file>', 'check a log file (a backup copy, or the live log) and exit, starting no server: nothing is locked or written; exit 0 = a server loads it, 1 = damaged (says what TCPKV_LOG_REPAIR=truncate would cut), 2 = cannot read it');
   let fromDotenv: Set<string>;
   try {
     fromDotenv = prepareEnvironment();
@@ -37,12 +39,27 @@ async function readConfig(argv: readonly string[]): Promise<ServerConfig> {
   }
   await parseCommandLine(program, argv);
   configWarnings = settingWarnings(program, serverSettings, [...Object.values(serverSettings).map((s) => s.env), ...CLIENT_ENV_NAMES], fromDotenv);
-  return settingValues(program, serverSettings);
+  return { config: settingValues(program, serverSettings), checkLog: program.opts<{ checkLog?: string }>().checkLog };
+}
+
+/** --check-log: the report on stdout; exit 0 (loads), 1 (damaged or not a log), 2 (cannot read it). */
+function runLogCheck(file: string): number {
+  let report;
+  try {
+    report = describeLogCheck(checkLogFile(file));
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    process.stderr.write(`${PROGRAM}: cannot read ${file}: ${e.code ?? e.message}\n`);
+    return 2;
+  }
+  process.stdout.write(report.text);
+  return report.exitCode;
 }
 
 async function main(): Promise<void> {
   refuseUnsupportedNode(PROGRAM);
-  const config = await readConfig(process.argv);
+  const { config, checkLog } = await readConfig(process.argv);
+  if (checkLog !== undefined) process.exit(runLogCheck(checkLog));
   const logger = pino({ name: PROGRAM, level: config.logLevel, timestamp: pino.stdTimeFunctions.isoTime });
   for (const warning of configWarnings) logger.warn(warning);
 

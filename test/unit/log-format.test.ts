@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { encodeDelete, encodeJsonRecord, encodeRecord, MAGIC, pairRecordBytes, replay, RECORD_HEADER_BYTES, snapshotRecords, TYPE_DELETE, TYPE_SET } from '../../services/server/store/log-format.js';
+import { encodeDelete, encodeJsonRecord, encodeRecord, MAGIC, MAGIC_V1, pairRecordBytes, replay, RECORD_HEADER_BYTES, snapshotRecords, surveyDamage, TYPE_DELETE, TYPE_SET, type ReplayResult } from '../../services/server/store/log-format.js';
 import type { Pair } from '../../services/server/store/store.js';
 
 const batches: Pair[][] = [[['a', '1'], ['b', '2']], [['a', '3']], [['키', '값'], ['url', 'http://x:1/']], [['z', '']]];
@@ -17,26 +17,26 @@ function collect(buf: Buffer) {
 describe('log format and replay', () => {
   it('replays every record in order', () => {
     const { result, seen } = collect(log);
-    expect(result).toEqual({ kind: 'ok', records: 4, bytes: log.length });
+    expect(result).toEqual({ kind: 'ok', version: 2, records: 4, bytes: log.length });
     expect(seen).toEqual(batches);
   });
 
   it('an empty file is empty; a header alone is ok with no records', () => {
     expect(collect(Buffer.alloc(0)).result).toEqual({ kind: 'empty' });
-    expect(collect(MAGIC).result).toEqual({ kind: 'ok', records: 0, bytes: MAGIC.length });
+    expect(collect(MAGIC).result).toEqual({ kind: 'ok', version: 2, records: 0, bytes: MAGIC.length });
   });
 
   it('a log cut at ANY offset inside its last record is a torn tail keeping every complete record', () => {
     const lastStart = recordStarts[3]!;
     for (let cut = lastStart + 1; cut < log.length; cut++) {
       const { result, seen } = collect(log.subarray(0, cut));
-      expect(result, `cut at ${cut}`).toEqual({ kind: 'truncated', records: 3, goodBytes: lastStart, fileBytes: cut });
+      expect(result, `cut at ${cut}`).toEqual({ kind: 'truncated', version: 2, records: 3, goodBytes: lastStart, fileBytes: cut });
       expect(seen).toEqual(batches.slice(0, 3));
     }
   });
 
   it('a cut inside the header is a torn tail too', () => {
-    expect(collect(MAGIC.subarray(0, 5)).result).toEqual({ kind: 'truncated', records: 0, goodBytes: 0, fileBytes: 5 });
+    expect(collect(MAGIC.subarray(0, 5)).result).toEqual({ kind: 'truncated', version: 2, records: 0, goodBytes: 0, fileBytes: 5 });
   });
 
   it('a zero-filled tail (what some filesystems leave after a crash) is a torn tail', () => {
@@ -48,26 +48,47 @@ describe('log format and replay', () => {
     const damaged = Buffer.from(log);
     damaged[recordStarts[1]! + RECORD_HEADER_BYTES + 2]! ^= 0xff; // a payload byte of record 2
     const { result, seen } = collect(damaged);
-    expect(result).toEqual({ kind: 'corrupt', records: 1, offset: recordStarts[1], reason: 'checksum mismatch' });
+    expect(result).toEqual({ kind: 'corrupt', version: 2, records: 1, offset: recordStarts[1], reason: 'checksum mismatch' });
     expect(seen).toEqual(batches.slice(0, 1));
   });
 
-  it('a damaged LAST record is a torn tail (it may be a write cut short)', () => {
+  it('a damaged LAST record whose bytes are all there is damage too: a torn write leaves a prefix, never a changed byte', () => {
     const damaged = Buffer.from(log);
-    damaged[log.length - 1]! ^= 0xff;
-    expect(collect(damaged).result).toMatchObject({ kind: 'truncated', records: 3, goodBytes: recordStarts[3] });
+    damaged[log.length - 1]! ^= 0x01;
+    expect(collect(damaged).result).toMatchObject({ kind: 'corrupt', records: 3, offset: recordStarts[3], reason: 'checksum mismatch' });
   });
 
-  it('an implausible length is corruption, not a tail', () => {
+  it('the last record zero-filled from inside its payload to the end of the file is a torn tail', () => {
+    const zeroed = Buffer.concat([log, Buffer.alloc(40)]);
+    zeroed.fill(0, recordStarts[3]! + RECORD_HEADER_BYTES + 3);
+    expect(collect(zeroed).result).toMatchObject({ kind: 'truncated', records: 3, goodBytes: recordStarts[3] });
+  });
+
+  it('a damaged length (header checksum mismatch) is damage wherever it is, the last record included', () => {
+    for (const start of recordStarts.slice(0, 4)) {
+      const damaged = Buffer.from(log);
+      damaged[start + 2]! ^= 0x01; // 64 KiB more: past the end of the file
+      expect(collect(damaged).result).toMatchObject({ kind: 'corrupt', offset: start, reason: 'record header checksum mismatch' });
+    }
+  });
+
+  it('an implausible length is corruption, not a tail, even with a header checksum to match', () => {
     const damaged = Buffer.from(log);
     damaged.writeUInt32LE(0xfffffff0, recordStarts[2]!);
     expect(collect(damaged).result).toMatchObject({ kind: 'corrupt', offset: recordStarts[2] });
+    reseal(damaged, recordStarts[2]!);
+    expect(collect(damaged).result).toMatchObject({ kind: 'corrupt', offset: recordStarts[2], reason: 'record length 4294967280 is not plausible' });
   });
 
   it('a file that is not a tcpkv log fails', () => {
     expect(collect(Buffer.from('{"some":"json"}\n')).result).toEqual({ kind: 'failed', reason: 'not a tcpkv log (bad header)' });
   });
 });
+
+/** Recomputes the header checksum of the v2 record at `at`, after a test changed its header on purpose. */
+function reseal(buf: Buffer, at: number): void {
+  buf.writeUInt32LE(crc32(buf.subarray(at, at + 9)), at + 9);
+}
 
 /** Replays into a Map the way the store does (SET sets, DELETE removes). */
 function replayToMap(buf: Buffer) {
@@ -110,8 +131,8 @@ describe('record shapes are checked at replay (a good checksum is not enough)', 
 
   it('an unknown record type with a good checksum is corruption', () => {
     const odd = Buffer.from(encodeRecord([['k', 'v']]));
-    odd[8] = 7;
-    odd.writeUInt32LE(crc32(odd.subarray(8)), 4);
+    odd[4] = 7;
+    reseal(odd, 0);
     expect(replayToMap(Buffer.concat([MAGIC, odd])).result).toMatchObject({ kind: 'corrupt', reason: 'unknown record type 7' });
   });
 });
@@ -182,6 +203,145 @@ describe('snapshot records are split by bytes', () => {
   });
 
   it('a record type byte is SET', () => {
-    expect([...snapshotRecords([['k', 'v']])][0]![8]).toBe(TYPE_SET);
+    expect([...snapshotRecords([['k', 'v']])][0]![4]).toBe(TYPE_SET);
+  });
+});
+
+// ---- format v1 (written by earlier versions): still read, with a scan standing in for a header checksum
+
+/** A v1 record, as earlier versions wrote it: length, CRC-32 of type and payload, type, payload. */
+function v1Record(type: number, json: string): Buffer {
+  const payload = Buffer.from(json, 'utf8');
+  const out = Buffer.alloc(9 + payload.length);
+  out.writeUInt32LE(payload.length, 0);
+  out[8] = type;
+  payload.copy(out, 9);
+  out.writeUInt32LE(crc32(out.subarray(8)), 4);
+  return out;
+}
+
+const v1Log = Buffer.concat([MAGIC_V1, ...batches.map((b) => v1Record(TYPE_SET, JSON.stringify(b)))]);
+const v1Starts = batches.reduce<number[]>((starts, b) => [...starts, starts[starts.length - 1]! + 9 + Buffer.byteLength(JSON.stringify(b))], [MAGIC_V1.length]);
+
+describe('format v1', () => {
+  it('replays every record, and says it is v1', () => {
+    const { result, seen } = collect(v1Log);
+    expect(result).toEqual({ kind: 'ok', version: 1, records: 4, bytes: v1Log.length });
+    expect(seen).toEqual(batches);
+  });
+
+  it('a cut anywhere inside the last record is a torn tail', () => {
+    for (let cut = v1Starts[3]! + 1; cut < v1Log.length; cut++) expect(collect(v1Log.subarray(0, cut)).result).toMatchObject({ kind: 'truncated', version: 1, records: 3, goodBytes: v1Starts[3] });
+  });
+
+  it('a length pointing past the end with intact records after it is damage (the scan finds them), on every record but the last', () => {
+    for (const [i, start] of v1Starts.slice(0, 4).entries()) {
+      const damaged = Buffer.from(v1Log);
+      damaged[start + 2]! ^= 0x01;
+      const { result } = collect(damaged);
+      if (i < 3) expect(result, `record ${i}`).toMatchObject({ kind: 'corrupt', offset: start });
+      else expect(result).toMatchObject({ kind: 'truncated', records: 3 });
+    }
+  });
+});
+
+// ---- single flips and cuts: refuse, or start with exactly the records before the damage
+
+/** Would the server start on this (without repair), and with what data? */
+function outcome(buf: Buffer): { starts: boolean; data: Map<string, string>; result: ReplayResult } {
+  const { result, data } = replayToMap(buf);
+  return { starts: result.kind === 'ok' || result.kind === 'truncated' || result.kind === 'empty', data, result };
+}
+
+/** The data of the records that end at or before `offset`: what a start may hold. */
+function dataBefore(records: Buffer[], magic: Buffer, offset: number): Map<string, string> {
+  let end = magic.length;
+  const kept: Buffer[] = [];
+  for (const r of records) {
+    end += r.length;
+    if (end > offset) break;
+    kept.push(r);
+  }
+  return replayToMap(Buffer.concat([magic, ...kept])).data;
+}
+
+const key = fc.string({ unit: fc.constantFrom('a', 'b', 'c', '키', '😀', '"', '\u0001'), minLength: 1, maxLength: 4 });
+const value = fc.string({ unit: fc.constantFrom('x', 'y', '값', '\u0000', '\u0002', '\\', ']'), maxLength: 30 });
+const op = fc.oneof(
+  fc.array(fc.tuple(key, value), { minLength: 1, maxLength: 4 }).map((pairs) => ({ set: pairs as Pair[] })),
+  fc.array(key, { minLength: 1, maxLength: 3 }).map((keys) => ({ delete: keys })),
+);
+const ops = fc.array(op, { minLength: 1, maxLength: 12 });
+
+const encoders = {
+  v2: { magic: MAGIC, encode: (o: { set: Pair[] } | { delete: string[] }) => ('set' in o ? encodeRecord(o.set) : encodeDelete(o.delete)) },
+  v1: { magic: MAGIC_V1, encode: (o: { set: Pair[] } | { delete: string[] }) => ('set' in o ? v1Record(TYPE_SET, JSON.stringify(o.set)) : v1Record(TYPE_DELETE, JSON.stringify(o.delete))) },
+};
+
+describe('any single flipped bit or cut: refuses to start, or starts with exactly the records before it', () => {
+  for (const [name, { magic, encode }] of Object.entries(encoders)) {
+    it(`${name}: a flipped bit`, () => {
+      fc.assert(
+        fc.property(ops, fc.nat(), (o, where) => {
+          const records = o.map(encode);
+          const buf = Buffer.concat([magic, ...records]);
+          const bit = where % (buf.length * 8);
+          buf[bit >> 3]! ^= 1 << (bit & 7);
+          const { starts, data, result } = outcome(buf);
+          if (starts) expect(data).toEqual(dataBefore(records, magic, bit >> 3));
+          // damage before the last record always refuses; v2 protects every byte, the last record's too
+          const lastStart = buf.length - records[records.length - 1]!.length;
+          if (name === 'v2' || bit >> 3 < lastStart) expect(starts, `flip at bit ${bit}: ${JSON.stringify(result)}`).toBe(false);
+        }),
+        { numRuns: 2000 },
+      );
+    });
+
+    it(`${name}: a cut`, () => {
+      fc.assert(
+        fc.property(ops, fc.nat(), (o, where) => {
+          const records = o.map(encode);
+          const buf = Buffer.concat([magic, ...records]);
+          const cut = where % (buf.length + 1);
+          const { starts, data } = outcome(buf.subarray(0, cut));
+          expect(starts, `cut at ${cut}`).toBe(true);
+          expect(data).toEqual(dataBefore(records, magic, cut));
+        }),
+        { numRuns: 1000 },
+      );
+    });
+  }
+
+  it('v2, exhaustively on one log: every one of its bits flipped refuses, and names the record it is in', () => {
+    for (let bit = 0; bit < log.length * 8; bit++) {
+      const buf = Buffer.from(log);
+      buf[bit >> 3]! ^= 1 << (bit & 7);
+      const { result } = outcome(buf);
+      const byte = bit >> 3;
+      if (byte < MAGIC.length) expect(result.kind).toBe('failed');
+      else expect(result, `bit ${bit}`).toMatchObject({ kind: 'corrupt', offset: recordStarts.findLast((s) => s <= byte) });
+    }
+  });
+});
+
+describe('what a cut at the damage would drop', () => {
+  it('counts the readable records after the damage and the keys they touch, resynchronising after each bad stretch', () => {
+    const pieces = [encodeRecord([['a', '1']]), encodeRecord([['b', '2']]), encodeRecord([['c', '3'], ['d', '4']]), encodeDelete(['a']), encodeRecord([['e', '5']])];
+    const buf = Buffer.concat([MAGIC, ...pieces]);
+    const starts = pieces.reduce<number[]>((s, p) => [...s, s[s.length - 1]! + p.length], [MAGIC.length]);
+    buf[starts[1]! + 1]! ^= 0x10; // the length of b's record
+    buf[starts[3]! + RECORD_HEADER_BYTES + 1]! ^= 0x01; // the payload of the delete
+    const { result } = collect(buf);
+    expect(result).toMatchObject({ kind: 'corrupt', offset: starts[1] });
+    const survey = surveyDamage(buf, starts[1]!);
+    expect(survey.readableRecords).toBe(2); // c+d and e; the delete is damaged too
+    expect([...survey.keys].sort()).toEqual(['c', 'd', 'e']);
+    expect(survey.bytes).toBe(buf.length - starts[1]!);
+  });
+
+  it('nothing readable after damage at the last record', () => {
+    const damaged = Buffer.from(log);
+    damaged[log.length - 2]! ^= 0x01;
+    expect(surveyDamage(damaged, recordStarts[3]!)).toMatchObject({ readableRecords: 0 });
   });
 });

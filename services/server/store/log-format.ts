@@ -1,11 +1,21 @@
 // The append-only log's bytes, and replaying them. Pure: buffers in, typed results out (after Redis's
 // AOF loader, which answers ok / empty / truncated / failed).
 //
-//   file    = MAGIC record*
-//   record  = length:u32le  crc:u32le  type:u8  payload[length]
-//   crc     = CRC-32 (zlib) of type and payload
+//   file    = MAGIC record*                       MAGIC = "TCPKV-LOG v2\n"
+//   record  = length:u32le  type:u8  crc:u32le  hcrc:u32le  payload[length]
+//   crc     = CRC-32 (zlib) of the payload
+//   hcrc    = CRC-32 of the 9 header bytes before it (length, type, crc)
 //   payload = UTF-8 JSON: type 1 (SET) a list of [key, value] string pairs to set,
 //                         type 2 (DELETE) a list of keys to remove
+//
+// The header has its own checksum because a length is data too: a damaged length must read as damage,
+// never as a torn last write (LevelDB and etcd's WAL make the same distinction). A torn write can only
+// leave a prefix of the last record, so: a file that ends inside a record whose header is intact (or
+// inside the header itself), or a zero-filled tail, is torn; any other bad byte is damage.
+//
+// Version 1 ("TCPKV-LOG v1\n", record = length:u32le crc:u32le type:u8 payload, crc over type and
+// payload) is still read. Its length is unprotected, so a v1 record that runs past the end of the file,
+// or the last one failing its checksum, counts as torn only if no intact record can be found after it.
 //
 // One record per accepted write request: a whole batch, so replay is all-or-nothing per request too.
 // A snapshot written by compaction is a run of SET records, split by bytes.
@@ -18,8 +28,13 @@ import { readSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import type { Pair } from './store.js';
 
-export const MAGIC = Buffer.from('TCPKV-LOG v1\n', 'latin1');
-export const RECORD_HEADER_BYTES = 9;
+/** The header of the format this version writes. */
+export const MAGIC = Buffer.from('TCPKV-LOG v2\n', 'latin1');
+/** The header of the previous format, still read. */
+export const MAGIC_V1 = Buffer.from('TCPKV-LOG v1\n', 'latin1');
+export const FORMAT_VERSION = 2;
+export type FormatVersion = 1 | 2;
+export const RECORD_HEADER_BYTES = 13;
 export const TYPE_SET = 1;
 export const TYPE_DELETE = 2;
 /** The largest payload replay accepts; a length field beyond it is damage. Writers stay at or below it. */
@@ -27,15 +42,21 @@ export const MAX_RECORD_BYTES = 256 * 1024 * 1024;
 /** The writer's default payload limit (TCPKV_MAX_LOG_RECORD_BYTES). */
 export const DEFAULT_RECORD_LIMIT = 64 * 1024 * 1024;
 
+/** Fills in a record's header: `out` holds the payload from RECORD_HEADER_BYTES on. */
+function sealRecord(out: Buffer, type: number, payloadBytes: number): Buffer {
+  out.writeUInt32LE(payloadBytes, 0);
+  out[4] = type;
+  out.writeUInt32LE(crc32(out.subarray(RECORD_HEADER_BYTES)), 5);
+  out.writeUInt32LE(crc32(out.subarray(0, 9)), 9);
+  return out;
+}
+
 /** A record with its payload already JSON text: header and checksum added here. */
 export function encodeJsonRecord(type: number, json: string): Buffer {
   const payloadBytes = Buffer.byteLength(json, 'utf8');
   const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payloadBytes);
-  out.writeUInt32LE(payloadBytes, 0);
-  out[8] = type;
   out.write(json, RECORD_HEADER_BYTES, 'utf8');
-  out.writeUInt32LE(crc32(out.subarray(8)), 4);
-  return out;
+  return sealRecord(out, type, payloadBytes);
 }
 
 /** A SET record of these pairs. */
@@ -57,8 +78,6 @@ export function pairRecordBytes(key: string, value: string): number {
 function encodeSetParts(parts: readonly string[], partBytes: number): Buffer {
   const payloadBytes = partBytes + 2 + Math.max(0, parts.length - 1);
   const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payloadBytes);
-  out.writeUInt32LE(payloadBytes, 0);
-  out[8] = TYPE_SET;
   let at = RECORD_HEADER_BYTES;
   out[at++] = 0x5b; // [
   for (let i = 0; i < parts.length; i++) {
@@ -66,8 +85,7 @@ function encodeSetParts(parts: readonly string[], partBytes: number): Buffer {
     at += out.write(parts[i]!, at, 'utf8');
   }
   out[at] = 0x5d; // ]
-  out.writeUInt32LE(crc32(out.subarray(8)), 4);
-  return out;
+  return sealRecord(out, TYPE_SET, payloadBytes);
 }
 
 /** Pairs are grouped into snapshot records of about this size: each is encoded in one go on the event loop. */
@@ -117,11 +135,11 @@ export interface ReplayHandler {
 export type ReplayResult =
   /** no log yet (an empty file) */
   | { readonly kind: 'empty' }
-  | { readonly kind: 'ok'; readonly records: number; readonly bytes: number }
+  | { readonly kind: 'ok'; readonly version: FormatVersion; readonly records: number; readonly bytes: number }
   /** the last record is incomplete (a crash in the middle of a write): everything before it is good */
-  | { readonly kind: 'truncated'; readonly records: number; readonly goodBytes: number; readonly fileBytes: number }
-  /** a damaged record with data after it, or a record whose checksum holds but whose content is not a record: refuse, or truncate there if told to */
-  | { readonly kind: 'corrupt'; readonly records: number; readonly offset: number; readonly reason: string }
+  | { readonly kind: 'truncated'; readonly version: FormatVersion; readonly records: number; readonly goodBytes: number; readonly fileBytes: number }
+  /** damage: bytes that are not an intact record and not a torn last write; refuse, or truncate there if told to */
+  | { readonly kind: 'corrupt'; readonly version: FormatVersion; readonly records: number; readonly offset: number; readonly reason: string }
   /** not a tcpkv log at all */
   | { readonly kind: 'failed'; readonly reason: string };
 
@@ -190,45 +208,179 @@ function isAllZero(source: LogSource, from: number): boolean {
   return true;
 }
 
+/** What the bytes at one offset are. */
+type RecordAt =
+  | { readonly kind: 'record'; readonly type: number; readonly payload: Buffer; readonly end: number }
+  /** the file ends inside this record; in v2 its header (if whole) is intact, so the length is true */
+  | { readonly kind: 'short'; readonly length: number | undefined }
+  /** not an intact record; `end` where its length says it ends, if the length can be read */
+  | { readonly kind: 'bad'; readonly reason: string; readonly end: number | undefined };
+
+function headerBytes(version: FormatVersion): number {
+  return version === 2 ? RECORD_HEADER_BYTES : 9;
+}
+
+const CRC_TABLE = (() => {
+  const table = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return table;
+})();
+
+/** CRC-32 (zlib's) of a header's first 9 bytes, without a subarray and a native call per record. */
+function headerCrc(header: Buffer): number {
+  let c = -1;
+  for (let i = 0; i < 9; i++) c = CRC_TABLE[(c ^ header[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
+
+function readRecord(source: LogSource, at: number, version: FormatVersion): RecordAt {
+  const size = source.size;
+  const headerLength = headerBytes(version);
+  if (size - at < headerLength) return { kind: 'short', length: undefined };
+  const header = source.read(at, headerLength);
+  const length = header.readUInt32LE(0);
+  // the writer seals with zlib's crc32: every replay checks the two agree
+  if (version === 2 && headerCrc(header) !== header.readUInt32LE(9)) return { kind: 'bad', reason: 'record header checksum mismatch', end: undefined };
+  if (length > MAX_RECORD_BYTES) return { kind: 'bad', reason: `record length ${length} is not plausible`, end: undefined };
+  const end = at + headerLength + length;
+  if (end > size) return { kind: 'short', length };
+  if (version === 2) {
+    const type = header[4]!;
+    const storedCrc = header.readUInt32LE(5);
+    const payload = source.read(at + headerLength, length);
+    if (crc32(payload) !== storedCrc) return { kind: 'bad', reason: 'checksum mismatch', end };
+    return { kind: 'record', type, payload, end };
+  }
+  const storedCrc = header.readUInt32LE(4);
+  const body = source.read(at + 8, length + 1); // type and payload: what a v1 checksum covers
+  if (crc32(body) !== storedCrc) return { kind: 'bad', reason: 'checksum mismatch', end };
+  return { kind: 'record', type: body[0]!, payload: body.subarray(1), end };
+}
+
+/** A record's content if it is well formed, else why not (its checksum held: this is never a torn write). */
+function decodeRecord(type: number, payload: Buffer): { set: Pair[] } | { delete: string[] } | string {
+  if (type !== TYPE_SET && type !== TYPE_DELETE) return `unknown record type ${type}`;
+  return parsePayload(type, payload.toString('utf8'));
+}
+
+const SCAN_CHUNK_BYTES = WINDOW_BYTES - 64;
+
 /**
- * Walks the log, handing each good record to `handler` in order. A bad record at the very end (short,
- * or failing its checksum with nothing after it, or a zero-filled tail) is a torn write; a bad one
- * followed by more data is corruption, and so is a record whose checksum holds but whose type or
- * content is wrong (a torn write cannot produce a matching checksum).
+ * The first offset at or after `from` where an intact, well-formed record starts, if any. Cheap tests
+ * first: a payload is JSON text, so it opens with `[`, and a type byte (1 or 2) never occurs inside one
+ * (JSON escapes control characters); the checksums are computed only where both fit.
+ */
+export function findIntactRecord(source: LogSource, from: number, version: FormatVersion): number | undefined {
+  const headerLength = headerBytes(version);
+  const typeAt = version === 2 ? 4 : 8;
+  const minRecord = headerLength + 2; // "[]"
+  for (let base = from; base + minRecord <= source.size; base += SCAN_CHUNK_BYTES) {
+    const chunk = source.read(base, Math.min(SCAN_CHUNK_BYTES + minRecord, source.size - base));
+    const last = Math.min(SCAN_CHUNK_BYTES, chunk.length - minRecord + 1);
+    for (let i = 0; i < last; i++) {
+      const type = chunk[i + typeAt];
+      if ((type !== TYPE_SET && type !== TYPE_DELETE) || chunk[i + headerLength] !== 0x5b) continue;
+      const r = readRecord(source, base + i, version);
+      if (r.kind === 'record' && typeof decodeRecord(r.type, r.payload) !== 'string') return base + i;
+    }
+  }
+  return undefined;
+}
+
+/** The format of a log by its header; undefined if it is not a tcpkv log (or not yet a whole header). */
+function formatOf(source: LogSource): FormatVersion | undefined {
+  if (source.size < MAGIC.length) return undefined;
+  const head = source.read(0, MAGIC.length);
+  return head.equals(MAGIC) ? 2 : head.equals(MAGIC_V1) ? 1 : undefined;
+}
+
+/**
+ * Is a record that is not intact a torn last write (true), or damage (false)? Only the end of the file
+ * can be torn. v2: a file ending inside a record whose header is intact; or a zero-filled tail (some
+ * filesystems leave one after a crash), which may begin inside the record. v1: a record running past
+ * the end, or the last one failing its checksum, when no intact record follows it.
+ */
+function isTorn(source: LogSource, at: number, r: Exclude<RecordAt, { kind: 'record' }>, version: FormatVersion): boolean {
+  if (isAllZero(source, at)) return true;
+  if (version === 2) {
+    if (r.kind === 'short') return true;
+    // a payload whose last bytes are zeros, with only zeros after it (a record never ends in 0: "]")
+    return r.end !== undefined && source.read(r.end - 1, 1)[0] === 0 && isAllZero(source, r.end);
+  }
+  if (r.kind === 'short' || r.end === source.size) return findIntactRecord(source, at + 1, 1) === undefined;
+  return false;
+}
+
+/**
+ * Walks the log, handing each good record to `handler` in order, and says how it ended: whole, with a
+ * torn last write (everything before it is good), or damaged at an offset (nothing from there on was
+ * handed over).
  */
 export function replay(log: Buffer | LogSource, handler: ReplayHandler): ReplayResult {
   const source = Buffer.isBuffer(log) ? bufferSource(log) : log;
   const size = source.size;
   if (size === 0) return { kind: 'empty' };
-  if (size < MAGIC.length) {
-    return MAGIC.subarray(0, size).equals(source.read(0, size)) ? { kind: 'truncated', records: 0, goodBytes: 0, fileBytes: size } : { kind: 'failed', reason: 'not a tcpkv log (bad header)' };
+  const version = formatOf(source);
+  if (version === undefined) {
+    // a crash while the header itself was written
+    const head = source.read(0, Math.min(size, MAGIC.length));
+    if (size < MAGIC.length && (MAGIC.subarray(0, size).equals(head) || MAGIC_V1.subarray(0, size).equals(head))) return { kind: 'truncated', version: FORMAT_VERSION, records: 0, goodBytes: 0, fileBytes: size };
+    return { kind: 'failed', reason: 'not a tcpkv log (bad header)' };
   }
-  if (!source.read(0, MAGIC.length).equals(MAGIC)) return { kind: 'failed', reason: 'not a tcpkv log (bad header)' };
   let at = MAGIC.length;
   let records = 0;
   while (at < size) {
-    const torn = { kind: 'truncated', records, goodBytes: at, fileBytes: size } as const;
-    if (size - at < RECORD_HEADER_BYTES) return torn;
-    const header = source.read(at, RECORD_HEADER_BYTES);
-    const length = header.readUInt32LE(0);
-    const storedCrc = header.readUInt32LE(4);
-    const type = header[8]!;
-    if (length === 0 && storedCrc === 0 && type === 0 && isAllZero(source, at)) return torn;
-    if (length > MAX_RECORD_BYTES) return { kind: 'corrupt', records, offset: at, reason: `record length ${length} is not plausible` };
-    const end = at + RECORD_HEADER_BYTES + length;
-    if (end > size) return torn;
-    const body = source.read(at + 8, length + 1); // type and payload: what the checksum covers
-    if (storedCrc !== crc32(body)) {
-      if (end === size || isAllZero(source, at)) return torn;
-      return { kind: 'corrupt', records, offset: at, reason: 'checksum mismatch' };
+    const r = readRecord(source, at, version);
+    if (r.kind !== 'record') {
+      if (isTorn(source, at, r, version)) return { kind: 'truncated', version, records, goodBytes: at, fileBytes: size };
+      const reason = r.kind === 'bad' ? r.reason : `record length ${r.length ?? '?'} runs past the end of the file, but intact records follow`;
+      return { kind: 'corrupt', version, records, offset: at, reason };
     }
-    if (type !== TYPE_SET && type !== TYPE_DELETE) return { kind: 'corrupt', records, offset: at, reason: `unknown record type ${type}` };
-    const parsed = parsePayload(type, body.toString('utf8', 1));
-    if (typeof parsed === 'string') return { kind: 'corrupt', records, offset: at, reason: parsed };
-    if ('set' in parsed) handler.set(parsed.set);
-    else handler.delete(parsed.delete);
+    const decoded = decodeRecord(r.type, r.payload);
+    if (typeof decoded === 'string') return { kind: 'corrupt', version, records, offset: at, reason: decoded };
+    if ('set' in decoded) handler.set(decoded.set);
+    else handler.delete(decoded.delete);
     records++;
-    at = end;
+    at = r.end;
   }
-  return { kind: 'ok', records, bytes: at };
+  return { kind: 'ok', version, records, bytes: at };
+}
+
+/** What cutting a damaged log at `offset` would drop: the records still readable after the damage. */
+export interface DamageSurvey {
+  /** bytes from the damage to the end of the file */
+  readonly bytes: number;
+  /** intact records after the damage (the damaged bytes themselves are not counted) */
+  readonly readableRecords: number;
+  /** distinct keys those records write or delete */
+  readonly keys: ReadonlySet<string>;
+}
+
+/**
+ * Reads past damage: from `offset`, finds each intact record (resynchronising after every further bad
+ * stretch) and counts them and the keys they touch. What TCPKV_LOG_REPAIR=truncate would cut.
+ */
+export function surveyDamage(log: Buffer | LogSource, offset: number): DamageSurvey {
+  const source = Buffer.isBuffer(log) ? bufferSource(log) : log;
+  const version = formatOf(source) ?? FORMAT_VERSION;
+  const keys = new Set<string>();
+  let readableRecords = 0;
+  let at = findIntactRecord(source, offset + 1, version);
+  while (at !== undefined && at < source.size) {
+    const r = readRecord(source, at, version);
+    const decoded = r.kind === 'record' ? decodeRecord(r.type, r.payload) : undefined;
+    if (r.kind !== 'record' || decoded === undefined || typeof decoded === 'string') {
+      at = findIntactRecord(source, at + 1, version);
+      continue;
+    }
+    readableRecords++;
+    if ('set' in decoded) for (const [key] of decoded.set) keys.add(key);
+    else for (const key of decoded.delete) keys.add(key);
+    at = r.end;
+  }
+  return { bytes: source.size - offset, readableRecords, keys };
 }

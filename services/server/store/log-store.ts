@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { lockDirectory, type DirectoryLock } from './dir-lock.js';
-import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeRecord, fileSource, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, snapshotRecords, type ReplayResult } from './log-format.js';
+import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeRecord, fileSource, FORMAT_VERSION, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, snapshotRecords, surveyDamage, type FormatVersion, type ReplayResult } from './log-format.js';
 import { MemoryStore } from './memory-store.js';
 import {
   StoreUnavailableError,
@@ -192,10 +192,13 @@ export class LogStore implements Store {
     store.warnIfOpen(options.dir, 'data directory', 0o700);
     store.lock = await lockDirectory(options.dir);
     try {
-      store.load();
+      const version = store.load();
       store.handle = await store.ops.open(store.path, APPEND_FLAGS, FILE_MODE);
       store.warnIfOpen(store.path, 'log file', 0o600);
+      if (version !== FORMAT_VERSION) await store.upgradeFormat(version);
     } catch (error) {
+      const handle = store.handle as FileHandle | undefined;
+      if (handle) await store.ops.close(handle, store.path).catch(() => undefined);
       await store.lock.release();
       throw error;
     }
@@ -280,7 +283,8 @@ export class LogStore implements Store {
     }
   }
 
-  private load(): void {
+  /** Replays the log into memory, cutting a torn tail (and damage, if told to); returns its format version. */
+  private load(): FormatVersion {
     // a rewrite that was under way when the last process died is incomplete: the log is the truth
     rmSync(this.rewritePath, { force: true });
 
@@ -290,48 +294,70 @@ export class LogStore implements Store {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       this.writeFreshHeader(0);
-      return;
+      return FORMAT_VERSION;
     }
     const started = Date.now();
     let result: ReplayResult;
     let fileBytes: number;
     try {
       fileBytes = statSync(this.path).size;
-      result = replay(fileSource(fd, fileBytes), { set: (pairs) => this.apply(pairs), delete: (keys) => this.applyDelete(keys) });
+      const source = fileSource(fd, fileBytes);
+      result = replay(source, { set: (pairs) => this.apply(pairs), delete: (keys) => this.applyDelete(keys) });
+      if (result.kind === 'corrupt') {
+        if (this.options.repair !== 'truncate') {
+          throw new LogOpenError(
+            `${this.path} is damaged at offset ${result.offset} (${result.reason}) after ${result.records} good records; nothing was changed. ` +
+              `Run tcpkv-server --check-log ${this.path} to see what cutting it there would lose, copy the file, then start with TCPKV_LOG_REPAIR=truncate`,
+            this.path,
+            result.offset,
+          );
+        }
+        // what the cut drops, said before it is made
+        const lost = surveyDamage(source, result.offset);
+        this.logger.warn(
+          { file: this.path, offset: result.offset, reason: result.reason, recordsKept: result.records, bytesCut: lost.bytes, recordsDropped: lost.readableRecords, keysDropped: lost.keys.size },
+          `TCPKV_LOG_REPAIR=truncate: cutting ${this.path} at offset ${result.offset} (${result.reason}): ${lost.bytes} bytes dropped — the damaged record and ` +
+            `${lost.readableRecords} readable records after it, which write or delete ${lost.keys.size} keys; ${result.records} records before it are kept`,
+        );
+      }
     } finally {
       closeSync(fd);
     }
     switch (result.kind) {
       case 'empty':
         this.writeFreshHeader(fileBytes);
-        break;
+        return FORMAT_VERSION;
       case 'ok':
         this.size = result.bytes;
-        this.logger.info({ file: this.path, records: result.records, bytes: result.bytes, keys: this.memory.size, ms: Date.now() - started }, 'log replayed');
-        break;
+        this.logger.info({ file: this.path, format: result.version, records: result.records, bytes: result.bytes, keys: this.memory.size, ms: Date.now() - started }, 'log replayed');
+        return result.version;
       case 'truncated':
         this.logger.warn(
           { file: this.path, offset: result.goodBytes, fileBytes: result.fileBytes, records: result.records },
-          `torn last record in ${this.path} at offset ${result.goodBytes}: dropped (a crash in the middle of a write); the file is cut there`,
+          `torn last record in ${this.path} at offset ${result.goodBytes}: its ${result.fileBytes - result.goodBytes} bytes are dropped (a write cut short by a crash or a full disk); the file is cut there`,
         );
-        if (result.goodBytes < MAGIC.length) this.writeFreshHeader(fileBytes);
-        else this.truncateTo(result.goodBytes);
-        break;
-      case 'corrupt':
-        if (this.options.repair !== 'truncate') {
-          throw new LogOpenError(
-            `${this.path} is damaged at offset ${result.offset} (${result.reason}) after ${result.records} good records; ` +
-              'start with TCPKV_LOG_REPAIR=truncate to cut the log there and lose what follows',
-            this.path,
-            result.offset,
-          );
+        if (result.goodBytes < MAGIC.length) {
+          this.writeFreshHeader(fileBytes);
+          return FORMAT_VERSION;
         }
-        this.logger.warn({ file: this.path, offset: result.offset, reason: result.reason, records: result.records }, `TCPKV_LOG_REPAIR=truncate: cutting ${this.path} at offset ${result.offset}`);
+        this.truncateTo(result.goodBytes);
+        return result.version;
+      case 'corrupt':
+        // only with TCPKV_LOG_REPAIR=truncate (refused above otherwise)
         this.truncateTo(result.offset);
-        break;
+        return result.version;
       case 'failed':
         throw new LogOpenError(`${this.path}: ${result.reason}`, this.path);
     }
+  }
+
+  /** Rewrites a log of an older format in the current one, before any write (a compaction of it). */
+  private async upgradeFormat(from: FormatVersion): Promise<void> {
+    this.logger.warn({ file: this.path, from, to: FORMAT_VERSION }, `${this.path} is in log format v${from}: rewriting it in v${FORMAT_VERSION} (a tcpkv-server older than format v${FORMAT_VERSION} cannot read it)`);
+    const failed = this.stats.failedCompactions;
+    await this.compact();
+    if (this.stats.failedCompactions !== failed) throw new LogOpenError(`${this.path}: could not rewrite it in log format v${FORMAT_VERSION} (see the error logged above); the log stays in format v${from}`, this.path);
+    this.compactNotBefore = 0;
   }
 
   private writeFreshHeader(oldBytes: number): void {
@@ -448,7 +474,10 @@ export class LogStore implements Store {
     };
     let addedKeys = 0;
     let addedBytes = 0;
-    const accepted: { op: PendingWrite; result: CreateResult | UpsertResult | boolean }[] = [];
+    // every request's answer, in order; a refusal may depend on an earlier write of this batch
+    // ("already exists" after a create in it, 507 after growth in it), so nothing is answered before
+    // the batch is written and applied
+    const decided: ({ op: PendingWrite; result: CreateResult | UpsertResult | boolean } | { op: PendingWrite; refusal: () => void })[] = [];
     const records: Buffer[] = [];
     for (const op of ops) {
       let result: CreateResult | UpsertResult | boolean;
@@ -457,7 +486,7 @@ export class LogStore implements Store {
       if (op.kind === 'delete') {
         const old = current(op.key);
         if (old === undefined) {
-          op.resolve(false);
+          decided.push({ op, refusal: () => op.resolve(false) });
           continue;
         }
         overlay.set(op.key, null);
@@ -468,7 +497,7 @@ export class LogStore implements Store {
         if (op.kind === 'create') {
           const existing = op.pairs.find(([key]) => current(key) !== undefined);
           if (existing) {
-            op.resolve({ ok: false, existingKey: existing[0] });
+            decided.push({ op, refusal: () => op.resolve({ ok: false, existingKey: existing[0] }) });
             continue;
           }
         }
@@ -483,7 +512,7 @@ export class LogStore implements Store {
         }
         const full = this.memory.checkGrowth(addedKeys + keys, addedBytes + bytes);
         if (full) {
-          op.reject(full);
+          decided.push({ op, refusal: () => op.reject(full) });
           continue;
         }
         addedKeys += keys;
@@ -491,10 +520,14 @@ export class LogStore implements Store {
         for (const [key, value] of op.pairs) overlay.set(key, value);
         result = op.kind === 'create' ? { ok: true } : { previous };
       }
-      accepted.push({ op, result });
+      decided.push({ op, result });
       records.push(op.record);
     }
-    if (accepted.length === 0) return;
+    if (records.length === 0) {
+      // refusals alone: decided against memory, which holds only written batches
+      for (const d of decided) if ('refusal' in d) d.refusal();
+      return;
+    }
 
     const block = records.length === 1 ? records[0]! : Buffer.concat(records);
     try {
@@ -502,9 +535,10 @@ export class LogStore implements Store {
       if (this.options.fsync === 'always') await this.timedSync();
     } catch (error) {
       const e = error as NodeJS.ErrnoException;
-      this.logger.error({ file: this.path, code: e.code, err: e.message, requests: accepted.length }, 'log write failed: requests answered 503, nothing applied');
+      this.logger.error({ file: this.path, code: e.code, err: e.message, requests: decided.length }, 'log write failed: requests answered 503, nothing applied');
       this.lastFailure = `the last write to ${this.path} failed (${e.code ?? e.message}): writes answer 503 until one succeeds`;
-      for (const { op } of accepted) op.reject(new StoreUnavailableError(`log write failed: ${e.code ?? e.message}`));
+      // the refusals too: they were decided against this batch, which never happened
+      for (const { op } of decided) op.reject(new StoreUnavailableError(`log write failed: ${e.code ?? e.message}`));
       // cut any partial record off, so the next write does not follow garbage; until that works,
       // writes are refused (heal)
       this.tailDirty = true;
@@ -515,10 +549,14 @@ export class LogStore implements Store {
     this.stats.bytesWritten += block.length;
     this.lastFailure = undefined;
     this.dirty = this.options.fsync !== 'always';
-    for (const { op, result } of accepted) {
-      if (op.kind === 'delete') this.applyDelete([op.key]);
-      else this.apply(op.pairs);
-      op.resolve(result);
+    for (const d of decided) {
+      if ('refusal' in d) continue;
+      if (d.op.kind === 'delete') this.applyDelete([d.op.key]);
+      else this.apply(d.op.pairs);
+    }
+    for (const d of decided) {
+      if ('refusal' in d) d.refusal();
+      else d.op.resolve(d.result);
     }
     this.maybeCompact();
   }
