@@ -113,7 +113,7 @@ function matchParen(line: string, open: number): number {
 const KNOWN_PROGRAMS = new Set([
   'cd', 'cp', 'curl', 'openssl', 'terraform', 'docker', 'docker-compose', 'sleep', 'npm', 'node', 'git', 'ssh', 'scp', 'grep',
   'cut', 'mkdir', 'tar', 'tcpkv-client', 'tcpkv-server', 'printf', 'etcdctl', 'head', 'echo', 'cat', 'kill',
-  'command', 'systemctl', 'journalctl',
+  'command', 'systemctl', 'journalctl', 'sha256sum',
 ]);
 const SHELL_KEYWORDS = new Set(['until', 'while', 'do', 'done', 'then', 'fi', 'if', 'sudo']);
 const TERRAFORM_SUBCOMMANDS = new Set(['init', 'plan', 'apply', 'output', 'destroy', 'validate', 'fmt', 'show']);
