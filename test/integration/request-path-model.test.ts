@@ -471,7 +471,7 @@ describe('the request path against a sequential model (fast-check, real sockets)
       // shrinking is bounded in time: a run is a real server and real sockets
       const result = await fc.check(property, { seed: SEED, numRuns: RUNS, interruptAfterTimeLimit: 90_000 });
       if (result.failed) {
-        const message = `model test failed on the ${name} store: seed ${result.seed}, path ${result.counterexamplePath} (TCPKV_MODEL_SEED=${result.seed} replays it)\n${String((result.errorInstance as Error | undefined)?.message ?? result.error)}`;
+        const message = `model test failed on the ${name} store: seed ${result.seed}, path ${result.counterexamplePath} (TCPKV_MODEL_SEED=${result.seed} replays it)\n${String((result.errorInstance as Error | undefined)?.message ?? 'interrupted (time limit)')}`;
         console.error(message);
         expect.fail(message);
       }
