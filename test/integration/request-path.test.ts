@@ -3,12 +3,16 @@
 // body, a store's unknown failure is answered the same whether it is synchronous or not, and a
 // pipelined `Expect: 100-continue` gets its 100 when its turn comes.
 
+import { execFileSync } from 'node:child_process';
 import { request as httpRequest, Agent, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Texts } from '../../services/protocol/texts.js';
 import { NO_EVENTS, type EndOutcome, type ServerEvents } from '../../services/server/events.js';
 import { exchange, openSocket, sleep, startServer, type InProcessServer } from '../support/net.js';
+import { pino } from 'pino';
+import { EtcdStore } from '../../services/server/store/etcd-store.js';
+import { useLocalEtcd } from '../support/etcd.js';
 import { ScriptedStore } from '../support/scripted-store.js';
 
 const H = 'Host: 127.0.0.1\r\n';
@@ -164,6 +168,32 @@ describe('HEAD answers never carry a body', () => {
     } finally {
       agent.destroy();
     }
+  });
+
+  describe('on the etcd store, with etcd stopped (SIGSTOP)', () => {
+    const etcd = useLocalEtcd();
+    it('HEAD /kv/x, HEAD / and HEAD /kv answer 503 without a body; the next answer on the connection reads fine', async () => {
+      const store = new EtcdStore({ endpoints: [etcd().endpoint], prefix: `head-${process.pid}-${Date.now()}/`, timeoutMs: 800, logger: pino({ level: 'silent' }) });
+      await store.upsertAll([['x', '1']]);
+      const server = await start({ store });
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      // this etcd's process, found by its own data directory: stopped, it answers nothing until its deadline
+      const pid = Number(execFileSync('pgrep', ['-f', '--', etcd().dataDir]).toString().trim().split('\n')[0]);
+      process.kill(pid, 'SIGSTOP');
+      try {
+        for (const path of ['/kv/x', '/', '/kv']) {
+          const head = await nodeRequest(agent, server.port, 'HEAD', path);
+          expect(head.status, `HEAD ${path}`).toBe(503);
+          expect(head.body).toBe('');
+          const next = await nodeRequest(agent, server.port, 'GET', '/kv/x');
+          expect(next.status).toBe(503);
+          expect(next.reused).toBe(true);
+        }
+      } finally {
+        process.kill(pid, 'SIGCONT');
+        agent.destroy();
+      }
+    }, 30_000);
   });
 
   it('414 for a HEAD whose target is too long: the head, and not one byte more', async () => {
