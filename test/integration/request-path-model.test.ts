@@ -36,7 +36,7 @@ const BIG = 'v'.repeat(24 * 1024); // larger than the server's output bound belo
 
 type Req =
   | { kind: 'get' | 'head' | 'delete'; key: string; close?: boolean }
-  | { kind: 'put'; key: string; value: string; close?: boolean }
+  | { kind: 'put'; key: string; value: string; close?: boolean; expect?: boolean }
   | { kind: 'create'; pairs: [string, string][] }
   | { kind: 'listing' }
   | { kind: 'end' }
@@ -54,7 +54,7 @@ function wire(r: Req): string {
     case 'delete':
       return line('DELETE', `/kv/${r.key}`, '', close);
     case 'put':
-      return line('PUT', `/kv/${r.key}`, r.value, close);
+      return line('PUT', `/kv/${r.key}`, r.value, close + (r.expect ? 'Expect: 100-continue\r\n' : ''));
     case 'create':
       return line('POST', '/create', r.pairs.map(([k, v]) => `${k}: ${v}`).join('&'));
     case 'listing':
@@ -149,7 +149,7 @@ function reqArb(keys: readonly string[], shared: boolean): fc.Arbitrary<Req> {
     { weight: 4, arbitrary: fc.record({ kind: fc.constant('get' as const), key, close: mayClose }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant('head' as const), key, close: mayClose }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), key, close: mayClose }) },
-    { weight: 4, arbitrary: fc.record({ kind: fc.constant('put' as const), key, value: valueArb, close: mayClose }) },
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant('put' as const), key, value: valueArb, close: mayClose, expect: fc.boolean() }) },
     {
       weight: 2,
       arbitrary: fc.uniqueArray(fc.tuple(key, fc.stringMatching(/^[a-z0-9]{1,6}$/)), { minLength: 1, maxLength: 2, selector: ([k]) => k }).map((pairs) => ({ kind: 'create' as const, pairs })),
@@ -211,6 +211,7 @@ class Client {
   private constructor(readonly socket: Socket) {
     socket.on('data', (c: Buffer) => {
       this.buffer = Buffer.concat([this.buffer, c]);
+      this.received += c.toString('latin1');
       this.wake?.();
     });
     const end = () => {
@@ -251,10 +252,25 @@ class Client {
     }
   }
 
+  /** `100 Continue` interim answers read so far (a PUT with `Expect` whose body had not arrived yet) */
+  continues = 0;
+  /** everything received, to see a `100 Continue` arrive while requests are still being written */
+  private received = '';
+
+  /** Waits for the `count`th `100 Continue` on this connection, as a client holding its body back does. */
+  async awaitContinue(count: number, what: string): Promise<void> {
+    await this.until(() => this.continuesSeen >= count, `waiting for 100 Continue (${what})`);
+  }
+
   /** The next answer; `head` = it answers a HEAD (no body follows, whatever Content-Length says). */
   async read(head: boolean): Promise<Answer> {
     let end = -1;
     await this.until(() => (end = this.buffer.indexOf('\r\n\r\n')) >= 0, 'waiting for an answer');
+    if (this.buffer.subarray(0, end + 4).toString('latin1') === 'HTTP/1.1 100 Continue\r\n\r\n') {
+      this.buffer = this.buffer.subarray(end + 4);
+      this.continues++;
+      return this.read(head);
+    }
     const lines = this.buffer.subarray(0, end).toString('latin1').split('\r\n');
     const headers = new Map<string, string>();
     for (const l of lines.slice(1)) headers.set(l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim());
@@ -271,6 +287,11 @@ class Client {
     while (!this.ended && performance.now() < deadline) await sleep(10);
     if (!this.ended) throw new Error('no close after a closing answer');
     if (this.buffer.length > 0) throw new Error(`bytes after a closing answer: ${JSON.stringify(this.buffer.toString('latin1').slice(0, 200))}`);
+  }
+
+  /** how many `100 Continue` have arrived so far */
+  get continuesSeen(): number {
+    return this.received.split('HTTP/1.1 100 Continue\r\n\r\n').length - 1;
   }
 
   get unread(): number {
@@ -316,13 +337,33 @@ class Run {
   /** Sends a batch on connection `i` and checks every answer against the model. */
   private async batch(i: number, requests: readonly Req[], fragments: number, slowReadMs: number, expected: Expected[]): Promise<void> {
     const c = await this.client(i);
+    // a PUT with Expect that will be answered: its body is held back until its 100 Continue arrives,
+    // which must come after the answers before it (so this connection is read meanwhile)
+    const awaited = requests.slice(0, expected.length).some((r) => r.kind === 'put' && r.expect === true);
+    if (awaited) slowReadMs = 0;
     if (slowReadMs > 0) c.socket.pause();
-    await c.write(requests.map(wire).join(''), fragments);
+    let unsent = '';
+    let continues = c.continuesSeen;
+    for (const [n, r] of requests.entries()) {
+      const text = wire(r);
+      if (r.kind === 'put' && r.expect === true && n < expected.length) {
+        const headEnd = text.indexOf('\r\n\r\n') + 4;
+        await c.write(unsent + text.slice(0, headEnd), fragments);
+        await c.awaitContinue(++continues, `connection ${i}, request ${n + 1}`);
+        unsent = text.slice(headEnd);
+      } else {
+        unsent += text;
+      }
+    }
+    await c.write(unsent, fragments);
     if (slowReadMs > 0) {
       await sleep(slowReadMs);
       c.socket.resume();
     }
+    const continuesBefore = c.continues;
     for (const [n, e] of expected.entries()) this.check(`connection ${i}, answer ${n + 1} (${requests[n]!.kind})`, e, await c.read(e.head));
+    const expecting = requests.slice(0, expected.length).filter((r) => r.kind === 'put' && r.expect === true).length;
+    if (c.continues - continuesBefore > expecting) throw new Error(`connection ${i}: ${c.continues - continuesBefore} × 100 Continue for ${expecting} requests with Expect`);
     if (expected.at(-1)?.closes) await c.expectClosed();
     else {
       await sleep(5);
