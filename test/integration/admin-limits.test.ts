@@ -37,6 +37,7 @@ async function holdSockets(port: number, n: number, send = ''): Promise<Socket[]
   const held = await Promise.all(Array.from({ length: n }, () => openSocket(port)));
   for (const s of held) {
     s.on('error', () => {});
+    s.resume(); // a 408 the server may send first must not keep 'end' (and 'close') from coming
     if (send !== '') s.write(send);
     sockets.push(s);
   }
