@@ -211,6 +211,10 @@ export class RequestParser {
   private scanFrom = 0;
   private headerBytes = 0;
   private leadingEmptyLines = 0;
+  /** where the request line being read starts in `buf` (for failedOnHead) */
+  private lineStart = 0;
+  /** the request that failed was a HEAD (its error answer then carries no body) */
+  failedOnHead = false;
 
   // the request being assembled
   private method = '';
@@ -307,6 +311,7 @@ export class RequestParser {
     for (;;) {
       switch (this.state) {
         case State.RequestLine: {
+          this.lineStart = this.start;
           const r = this.parseRequestLine();
           if (r !== undefined) return r;
           break;
@@ -369,6 +374,7 @@ export class RequestParser {
   }
 
   private fail(error: ProtocolError): ProtocolError {
+    this.failedOnHead = this.state === State.RequestLine ? startsWithHead(this.buf, this.lineStart, this.end) : this.method === 'HEAD';
     this.state = State.Dead;
     this.buf = EMPTY;
     this.start = this.end = 0;
@@ -844,4 +850,9 @@ export class RequestParser {
       this.owned = false;
     }
   }
+}
+
+/** Whether buf[from, end) starts with `HEAD ` (the method of a request line that failed later on). */
+function startsWithHead(buf: Buffer, from: number, end: number): boolean {
+  return end - from >= 5 && buf[from] === 0x48 && buf[from + 1] === 0x45 && buf[from + 2] === 0x41 && buf[from + 3] === 0x44 && buf[from + 4] === 0x20;
 }

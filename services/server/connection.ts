@@ -83,6 +83,8 @@ interface Slot {
   id: string;
   /** for the access line */
   target: string | undefined;
+  /** a `100 Continue` waiting for the answers before it: no answer of its own, not counted */
+  interim: boolean;
 }
 
 /** After we close our side, how long unread input is drained before the socket is destroyed. */
@@ -138,7 +140,7 @@ export class Connection {
     socket.on('end', () => this.onEnd());
     socket.on('finish', () => {
       // our last byte is with the kernel: from now on only unread input is drained, for LINGER_MS
-      this.lingerUntil = Date.now() + LINGER_MS;
+      this.lingerUntil = performance.now() + LINGER_MS;
     });
     socket.on('error', (error: NodeJS.ErrnoException) => {
       // resets and broken pipes are the peer's business; anything else is worth a line
@@ -152,14 +154,14 @@ export class Connection {
   refuse(response: Response): void {
     this.closing = true;
     this.socket.write(writeResponse(response, false), 'latin1');
-    this.closeOurSide(Date.now());
+    this.closeOurSide(performance.now());
   }
 
   /** Server shutdown: idle connections close now, busy ones after their last answer. */
   drain(): void {
     if (this.slots.length === 0 && this.parser.stage === 'idle') {
       this.closing = true;
-      this.closeOurSide(Date.now());
+      this.closeOurSide(performance.now());
     }
   }
 
@@ -170,7 +172,7 @@ export class Connection {
   // ---- input --------------------------------------------------------------------------------------
 
   private onData(chunk: Buffer): void {
-    const now = Date.now();
+    const now = performance.now();
     this.lastActivity = now;
     if (this.closing) return; // lingering or refusing: input is read and dropped
     try {
@@ -184,7 +186,7 @@ export class Connection {
   /** The peer half-closed: requests already received are still answered, then our side closes. */
   private onEnd(): void {
     this.peerEnded = true;
-    this.lastActivity = Date.now();
+    this.lastActivity = performance.now();
     if (this.ending || this.socket.destroyed) return;
     try {
       this.pump(this.lastActivity);
@@ -195,7 +197,7 @@ export class Connection {
 
   private onDrain(): void {
     this.writeBlocked = false;
-    this.lastActivity = this.lastProgress = Date.now();
+    this.lastActivity = this.lastProgress = performance.now();
     try {
       this.pump(this.lastActivity);
     } catch (error) {
@@ -225,14 +227,17 @@ export class Connection {
         break;
       }
       if (result === EXPECT_CONTINUE) {
-        // Only when nothing is queued before it: a 100 must not overtake an earlier request's answer.
+        // A 100 must not overtake an earlier request's answer: behind one, it waits its turn in the queue.
         if (this.slots.length === 0) this.socket.write(CONTINUE_BYTES);
+        else {
+          this.slots.push(interimSlot(this.requestId()));
+          this.queuedBytes += CONTINUE_BYTES.length;
+        }
         continue;
       }
       if (result instanceof ProtocolError) {
         this.limitHit(result.code, result.message);
-        this.enqueue({ status: result.status, body: result.message, close: true }, false);
-        this.closing = true;
+        this.enqueue({ status: result.status, body: result.message, close: true }, false, undefined, this.parser.failedOnHead);
         break;
       }
       parsedAny = true;
@@ -260,7 +265,14 @@ export class Connection {
     }
     if (!keepAlive) this.closing = true;
 
-    const answer = handle(request, host.store, host.policy, this.peer);
+    let answer;
+    try {
+      answer = handle(request, host.store, host.policy, this.peer);
+    } catch (error) {
+      // a store's synchronous unknown failure is answered like its asynchronous one
+      host.logger.error({ req: this.requestId(this.requests), peer: this.peer, err: (error as Error)?.message }, 'request failed');
+      answer = INTERNAL_ERROR;
+    }
     if (isPromise(answer)) {
       const slot = this.newSlot(request);
       slot.close = !keepAlive;
@@ -269,7 +281,7 @@ export class Connection {
         (response) => this.complete(slot, request, response, keepAlive),
         (error: unknown) => {
           host.logger.error({ req: slot.id, peer: this.peer, err: (error as Error)?.message }, 'request failed');
-          this.complete(slot, request, { status: 500, body: 'Internal error', close: true }, false);
+          this.complete(slot, request, INTERNAL_ERROR, false);
         },
       );
     } else {
@@ -300,19 +312,26 @@ export class Connection {
       bytesIn: request?.body.length ?? 0,
       id: request !== undefined ? this.requestId(this.requests) : this.requestId(),
       target: request?.target,
+      interim: false,
     };
   }
 
-  private enqueue(response: Response, keepAlive: boolean, request?: ParsedRequest): void {
+  private enqueue(response: Response, keepAlive: boolean, request?: ParsedRequest, head = request?.method === 'HEAD'): void {
     const slot = this.newSlot(request);
     this.slots.push(slot);
-    this.fill(slot, response, keepAlive, request);
+    this.fill(slot, response, keepAlive, request, head);
   }
 
-  private fill(slot: Slot, response: Response, keepAlive: boolean, request: ParsedRequest | undefined): void {
+  /**
+   * Makes an answer's bytes. A closing answer stops the reading of requests at once (RFC 9112 §9.6):
+   * nothing pipelined behind it is parsed, run or counted. A HEAD answer never has a body, whatever
+   * path produced it (RFC 9110 §9.3.2).
+   */
+  private fill(slot: Slot, response: Response, keepAlive: boolean, request: ParsedRequest | undefined, head = request?.method === 'HEAD'): void {
     const close = !keepAlive || response.close === true;
-    let bytes = writeResponse(response, !close);
-    const more = response.more !== undefined && !response.headersOnly ? response.more : undefined;
+    if (close) this.closing = true;
+    let bytes = writeResponse(response, !close, head);
+    const more = response.more !== undefined && !response.headersOnly && !head ? response.more : undefined;
     if (more !== undefined && more.bytes <= SMALL_ANSWER_BYTES) {
       // a small listing leaves in one write (the seed's client reads its answer with one recv)
       bytes = joinAnswer(bytes, more.slices, more.bytes);
@@ -340,7 +359,7 @@ export class Connection {
     try {
       this.fill(slot, response, keepAlive, request);
       if (this.socket.destroyed) return;
-      this.pump(Date.now()); // writes what is ready (this answer and any behind it), then reads on
+      this.pump(performance.now()); // writes what is ready (this answer and any behind it), then reads on
     } catch (error) {
       this.crash(error);
     }
@@ -387,6 +406,10 @@ export class Connection {
       }
       slots.shift();
       this.queuedBytes -= slot.size;
+      if (slot.interim) {
+        if (!flushed) this.writeBlocked = true;
+        continue;
+      }
       if (this.host.counting) this.host.events.requestDone(slot.method, slot.route, slot.status, (performance.now() - slot.startedAt) / 1000, slot.bytesIn, slot.size);
       if (this.host.accessLog !== undefined && slot.target !== undefined) this.accessLine(slot);
       if (slot.shutdown) {
@@ -396,14 +419,14 @@ export class Connection {
         this.closing = true;
         slots.length = 0; // nothing after a closing answer is sent
         this.queuedBytes = 0;
-        this.closeOurSide(Date.now());
+        this.closeOurSide(performance.now());
         return;
       }
       if (!flushed) this.writeBlocked = true;
     }
     if (slots.length === 0 && this.host.draining && this.closing === false && this.parser.stage === 'idle') {
       this.closing = true;
-      this.closeOurSide(Date.now());
+      this.closeOurSide(performance.now());
     }
   }
 
@@ -478,6 +501,12 @@ export class Connection {
       if (this.stage === 'headers' && now - this.stageSince > limits.headersTimeoutMs) return this.timeout('TCPKV_ERR_HEADERS_TIMEOUT', limits.headersTimeoutMs);
       if (this.stage === 'body' && now - this.stageSince > limits.bodyTimeoutMs) return this.timeout('TCPKV_ERR_BODY_TIMEOUT', limits.bodyTimeoutMs);
     }
+    if (this.slots.length > 0) {
+      // the store has not answered yet: waiting for it is not the client's idleness (its answer may
+      // say whether a write was applied), and the idle time counts from the answer on
+      this.lastActivity = now;
+      return;
+    }
     if (now - this.lastActivity > limits.idleTimeoutMs) {
       this.host.logger.debug({ conn: this.id, peer: this.peer, idleMs: now - this.lastActivity }, 'idle connection closed');
       this.closing = true;
@@ -490,7 +519,7 @@ export class Connection {
     this.limitHit(code, `${error.message} (${ms} ms)`);
     this.closing = true;
     this.socket.write(writeResponse({ status: error.status, body: error.message, close: true }, false), 'latin1');
-    this.closeOurSide(Date.now());
+    this.closeOurSide(performance.now());
   }
 
   /** One line per answered request: who, what, the outcome, how long until handed to the socket, bytes. */
@@ -519,6 +548,14 @@ export class Connection {
     this.closing = true;
     this.socket.destroy();
   }
+}
+
+const INTERNAL_ERROR: Response = Object.freeze({ status: 500, body: 'Internal error', close: true });
+
+/** `100 Continue` for a request whose turn has not come yet; written when the answers before it are. */
+function interimSlot(id: string): Slot {
+  const size = CONTINUE_BYTES.length;
+  return { bytes: CONTINUE_BYTES, more: undefined, next: 0, started: false, size, close: false, shutdown: false, method: '', route: 'other', status: 100, startedAt: 0, bytesIn: 0, id, target: undefined, interim: true };
 }
 
 function endOutcome(response: Response): EndOutcome {

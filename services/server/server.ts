@@ -90,7 +90,7 @@ export class TcpkvServer implements ConnectionHost {
   }
 
   private accept(socket: Socket): void {
-    const now = Date.now();
+    const now = performance.now();
     if (this.draining) {
       this.events.connectionRefused('draining');
       socket.destroy();
@@ -123,7 +123,7 @@ export class TcpkvServer implements ConnectionHost {
    * the rules close after a refused END). The tally holds at most REFUSED_END_PEERS peers.
    */
   noteRefusedEnd(peer: string, outcome: EndOutcome, requestId: string): void {
-    const now = Date.now();
+    const now = performance.now();
     const tally = this.refusedEnds.get(peer);
     if (tally !== undefined && now - tally.since < REFUSED_END_LOG_EVERY_MS) {
       tally.suppressed++;
@@ -144,7 +144,7 @@ export class TcpkvServer implements ConnectionHost {
   }
 
   private sweep(): void {
-    const now = Date.now();
+    const now = performance.now();
     for (const connection of this.connections) connection.checkTimers(now);
   }
 
@@ -159,8 +159,8 @@ export class TcpkvServer implements ConnectionHost {
     this.shutdownPromise = (async () => {
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
       for (const connection of this.connections) connection.drain();
-      const deadline = Date.now() + this.options.shutdownTimeoutMs;
-      while (this.connections.size > 0 && Date.now() < deadline) {
+      const deadline = performance.now() + this.options.shutdownTimeoutMs;
+      while (this.connections.size > 0 && performance.now() < deadline) {
         await new Promise((r) => setTimeout(r, 20));
         for (const connection of this.connections) if (connection.idle) connection.drain();
       }

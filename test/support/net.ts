@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { parseClientAllowList, parseHostAllowList } from '../../services/server/access.js';
 import type { ConnectionLimits } from '../../services/server/connection.js';
+import type { ServerEvents } from '../../services/server/events.js';
 import { TcpkvServer } from '../../services/server/server.js';
 import { MemoryStore } from '../../services/server/store/memory-store.js';
 import type { Store } from '../../services/server/store/store.js';
@@ -49,6 +50,8 @@ export interface InProcessOptions {
   maxConnections?: number;
   store?: Store;
   bind?: string;
+  /** counters the server reports to (default: none) */
+  events?: ServerEvents;
 }
 
 /** A TcpkvServer on 127.0.0.1 and a free port, logging into memory. */
@@ -74,6 +77,7 @@ export async function startServer(options: InProcessOptions = {}): Promise<InPro
     store,
     logger: pino({ level: 'debug' }, sink),
     shutdownTimeoutMs: 2000,
+    ...(options.events ? { events: options.events } : {}),
   });
   const address = await server.listen();
   const result: InProcessServer = {
