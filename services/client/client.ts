@@ -154,9 +154,24 @@ export function buildRequest(request: KvRequest, dialect: Dialect, targetHost: s
   return Buffer.concat([Buffer.from(head, 'utf8'), body]);
 }
 
-/** Where a connection's reads go. Each view is valid only during the call: the buffer is read into again. */
-interface ByteSink {
-  take(bytes: Buffer): void;
+/**
+ * Where a connection's reads go. Each view is valid only during the call (the buffer is read into
+ * again); bytes that come before a reader is attached (a server that speaks first) are kept for it.
+ */
+class ByteSink {
+  private early: Buffer[] | undefined = [];
+  private reader: ((bytes: Buffer) => void) | undefined;
+
+  take(bytes: Buffer): void {
+    if (this.reader) this.reader(bytes);
+    else this.early!.push(Buffer.from(bytes));
+  }
+
+  attach(reader: (bytes: Buffer) => void): void {
+    this.reader = reader;
+    for (const bytes of this.early!) reader(bytes);
+    this.early = undefined;
+  }
 }
 
 const READ_BUFFER_BYTES = 64 * 1024;
@@ -198,7 +213,7 @@ export class TcpkvClient {
   async raw(bytes: Buffer, quietMs = 300): Promise<Buffer> {
     const server = this.options.servers[0]!;
     const deadline = performance.now() + this.options.timeoutMs;
-    const sink: ByteSink = { take: () => undefined };
+    const sink = new ByteSink();
     const socket = await this.open(server, deadline, sink);
     return new Promise((resolve, reject) => {
       const parts: Buffer[] = [];
@@ -210,11 +225,11 @@ export class TcpkvClient {
         resolve(Buffer.concat(parts));
       };
       const overall = setTimeout(finish, Math.max(0, deadline - performance.now()));
-      sink.take = (chunk) => {
+      sink.attach((chunk) => {
         parts.push(Buffer.from(chunk));
         clearTimeout(quiet);
         quiet = setTimeout(finish, quietMs);
-      };
+      });
       socket.on('end', finish);
       socket.on('error', (e) => {
         clearTimeout(quiet);
@@ -256,7 +271,7 @@ export class TcpkvClient {
   private async sendTo(server: ServerAddress, request: KvRequest): Promise<Answer> {
     // a monotonic clock: a change of the wall clock neither shortens nor stretches the wait
     const deadline = performance.now() + this.options.timeoutMs;
-    const sink: ByteSink = { take: () => undefined };
+    const sink = new ByteSink();
     const socket = await this.open(server, deadline, sink);
     const targetHost = request.targetHost ?? this.options.targetHost ?? server.host;
     const bytes = buildRequest(request, this.options.dialect, targetHost, server.port, this.options.token);
@@ -286,7 +301,7 @@ export class TcpkvClient {
         const ms = this.options.timeoutMs;
         done(new ClientError('TIMEOUT', received === 0 ? `no answer from ${where} within ${ms} ms` : `no complete answer from ${where} within ${ms} ms (${received} bytes received)`, true));
       }, Math.max(0, deadline - performance.now()));
-      sink.take = (chunk) => {
+      sink.attach((chunk) => {
         received += chunk.length;
         try {
           const response = reader.push(chunk);
@@ -294,7 +309,7 @@ export class TcpkvClient {
         } catch (error) {
           done(new ClientError('BAD_RESPONSE', `${where}: ${(error as Error).message}`, true));
         }
-      };
+      });
       socket.on('end', () => {
         try {
           const response = reader.end();

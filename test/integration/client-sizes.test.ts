@@ -89,7 +89,7 @@ function nodeHttpBody(port: number, path: string): Promise<Buffer> {
 }
 
 describe('reading a big answer takes time linear in its size', () => {
-  it('TcpkvClient reads 16 MiB within 4× the CPU time of a socket that keeps the chunks and joins them once (standard and seed framing)', async () => {
+  it('TcpkvClient reads 16 MiB within 4× the CPU time of a socket that keeps the chunks and joins them once (8× in the seed framing, which counts characters)', async () => {
     // CPU time of this process (the server here writes the same bytes for both readers): other
     // processes on a busy machine do not stretch it as they stretch the wall clock
     const body = text(16 * 2 ** 20);
@@ -129,13 +129,24 @@ describe('reading a big answer takes time linear in its size', () => {
       }
       const ratios = (['standard', 'seed'] as const).map((f) => best.client[f] / best.plain[f]);
       console.log(`16 MiB, CPU: TcpkvClient ${best.client.standard.toFixed(0)} ms (seed framing ${best.client.seed.toFixed(0)}), plain socket ${best.plain.standard.toFixed(0)} ms (${best.plain.seed.toFixed(0)}); ratios ${ratios.map((r) => r.toFixed(2)).join(', ')}`);
-      // linear: about 1 (the seed framing's count of characters, which the plain reader skips, adds up
-      // to 2 on a busy machine); joining what has come on every chunk: 20 and more
-      for (const r of ratios) expect(r).toBeLessThan(4);
+      // linear: about 1, and up to about 3 in the seed framing, whose count of characters (a loop over
+      // every byte) the plain reader does not do; joining what has come on every chunk: 20 and more
+      expect(ratios[0]).toBeLessThan(4);
+      expect(ratios[1]).toBeLessThan(8);
     } finally {
       server.close();
     }
   }, 180_000);
+
+  it('an answer sent before the request (a server at its limit answers on accept) is read, not lost', async () => {
+    const busy = await tinyServer((socket) => socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy'));
+    try {
+      const r = await cli(['get', 'a', '--server', `127.0.0.1:${busy.port}`]);
+      expect([r.status, r.stdout]).toEqual([4, '503 Service Unavailable\nbusy\n']);
+    } finally {
+      busy.close();
+    }
+  });
 
   describe('tcpkv-client prints the bytes tcpkv-server sent', () => {
     let server: ChildServer;
