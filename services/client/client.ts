@@ -4,6 +4,7 @@
 // and never retries once a request may have reached a server.
 
 import { connect, isIP, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { ResponseFormatError, ResponseReader, type ParsedResponse } from '../protocol/response-reader.js';
 
 export type Dialect = 'seed' | 'standard';
@@ -21,6 +22,10 @@ export interface ClientOptions {
   readonly dialect: Dialect;
   /** sent as `Authorization: Bearer <token>` with END */
   readonly token?: string | undefined;
+  /**
+   * For each server tried: connecting, sending and the whole answer, to its last byte (not the gaps
+   * between bytes: a server that dribbles its answer cannot hold the client longer).
+   */
   readonly timeoutMs: number;
   /** sees each request head, response head and move to the next server (the CLI's --verbose) */
   readonly trace?: ((event: TraceEvent) => void) | undefined;
@@ -149,6 +154,28 @@ export function buildRequest(request: KvRequest, dialect: Dialect, targetHost: s
   return Buffer.concat([Buffer.from(head, 'utf8'), body]);
 }
 
+/**
+ * Where a connection's reads go. Each view is valid only during the call (the buffer is read into
+ * again); bytes that come before a reader is attached (a server that speaks first) are kept for it.
+ */
+class ByteSink {
+  private early: Buffer[] | undefined = [];
+  private reader: ((bytes: Buffer) => void) | undefined;
+
+  take(bytes: Buffer): void {
+    if (this.reader) this.reader(bytes);
+    else this.early!.push(Buffer.from(bytes));
+  }
+
+  attach(reader: (bytes: Buffer) => void): void {
+    this.reader = reader;
+    for (const bytes of this.early!) reader(bytes);
+    this.early = undefined;
+  }
+}
+
+const READ_BUFFER_BYTES = 64 * 1024;
+
 export class TcpkvClient {
   readonly options: ClientOptions;
 
@@ -179,37 +206,56 @@ export class TcpkvClient {
     throw new ClientError(errors[errors.length - 1]!.code, errors.map((e) => e.message).join('; '), false);
   }
 
-  /** Sends bytes as they are and collects everything the server writes until it closes or goes quiet. */
+  /**
+   * Sends bytes as they are and collects everything the server writes until it closes, goes quiet
+   * for `quietMs`, or the timeout (from connecting) is up.
+   */
   async raw(bytes: Buffer, quietMs = 300): Promise<Buffer> {
     const server = this.options.servers[0]!;
-    const socket = await this.open(server);
+    const deadline = performance.now() + this.options.timeoutMs;
+    const sink = new ByteSink();
+    const socket = await this.open(server, deadline, sink);
     return new Promise((resolve, reject) => {
       const parts: Buffer[] = [];
       let quiet: NodeJS.Timeout | undefined;
       const finish = () => {
         clearTimeout(quiet);
+        clearTimeout(overall);
         socket.destroy();
         resolve(Buffer.concat(parts));
       };
-      socket.setTimeout(this.options.timeoutMs, finish);
-      socket.on('data', (chunk: Buffer) => {
-        parts.push(chunk);
+      const overall = setTimeout(finish, Math.max(0, deadline - performance.now()));
+      sink.attach((chunk) => {
+        parts.push(Buffer.from(chunk));
         clearTimeout(quiet);
         quiet = setTimeout(finish, quietMs);
       });
       socket.on('end', finish);
-      socket.on('error', (e) => reject(new ClientError('CONNECTION_LOST', e.message, true)));
+      socket.on('error', (e) => {
+        clearTimeout(quiet);
+        clearTimeout(overall);
+        reject(new ClientError('CONNECTION_LOST', e.message, true));
+      });
       socket.write(bytes);
     });
   }
 
-  private open(server: ServerAddress): Promise<Socket> {
+  /**
+   * A connection to `server`, made before `deadline` (a performance.now() time) or not at all. What
+   * it reads goes to `sink`, from one buffer reused for every read (no allocation per read).
+   */
+  private open(server: ServerAddress, deadline: number, sink: ByteSink): Promise<Socket> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ host: server.host, port: server.port, noDelay: true });
+      const readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+      const onread = (bytes: number) => {
+        sink.take(readBuffer.subarray(0, bytes));
+        return true;
+      };
+      const socket = connect({ host: server.host, port: server.port, noDelay: true, onread: { buffer: readBuffer, callback: onread } });
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new ClientError('CONNECT_FAILED', `cannot connect to ${hostForHeader(server.host, server.port)}: timed out`, false));
-      }, this.options.timeoutMs);
+        reject(new ClientError('CONNECT_FAILED', `cannot connect to ${hostForHeader(server.host, server.port)}: timed out after ${this.options.timeoutMs} ms`, false));
+      }, Math.max(0, deadline - performance.now()));
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
@@ -223,7 +269,10 @@ export class TcpkvClient {
   }
 
   private async sendTo(server: ServerAddress, request: KvRequest): Promise<Answer> {
-    const socket = await this.open(server);
+    // a monotonic clock: a change of the wall clock neither shortens nor stretches the wait
+    const deadline = performance.now() + this.options.timeoutMs;
+    const sink = new ByteSink();
+    const socket = await this.open(server, deadline, sink);
     const targetHost = request.targetHost ?? this.options.targetHost ?? server.host;
     const bytes = buildRequest(request, this.options.dialect, targetHost, server.port, this.options.token);
     const reader = new ResponseReader(request.method === 'HEAD');
@@ -239,15 +288,21 @@ export class TcpkvClient {
     };
     return new Promise<Answer>((resolve, reject) => {
       let settled = false;
+      let received = 0;
       const done = (result: Answer | ClientError) => {
         if (settled) return;
         settled = true;
+        clearTimeout(timer);
         socket.destroy();
         if (result instanceof ClientError) reject(result);
         else resolve(result);
       };
-      socket.setTimeout(this.options.timeoutMs, () => done(new ClientError('TIMEOUT', `no answer from ${where} within ${this.options.timeoutMs} ms`, true)));
-      socket.on('data', (chunk: Buffer) => {
+      const timer = setTimeout(() => {
+        const ms = this.options.timeoutMs;
+        done(new ClientError('TIMEOUT', received === 0 ? `no answer from ${where} within ${ms} ms` : `no complete answer from ${where} within ${ms} ms (${received} bytes received)`, true));
+      }, Math.max(0, deadline - performance.now()));
+      sink.attach((chunk) => {
+        received += chunk.length;
         try {
           const response = reader.push(chunk);
           if (response) done(answered(response));

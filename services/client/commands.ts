@@ -2,6 +2,7 @@
 // commander program, built afresh for each command line (commander keeps parsed state), so a line
 // typed at the prompt means exactly what it means after `tcpkv-client` in a shell.
 
+import { isUtf8 } from 'node:buffer';
 import { Command, CommanderError, Option } from 'commander';
 import { addSettingOptions, isHelpOrVersion, settingValues } from '../common/settings.js';
 import { packageVersion } from '../common/version.js';
@@ -93,6 +94,50 @@ export function pairHints(body: string): string[] {
 
 const kvTarget = (key: string) => `/kv/${encodeURIComponent(key)}`;
 
+/**
+ * Where `bytes` stop being UTF-8: the offset of the first byte that does not begin a well-formed
+ * character (overlong forms, surrogates and code points above U+10FFFF included), or -1.
+ */
+export function firstNonUtf8Byte(bytes: Buffer): number {
+  if (isUtf8(bytes)) return -1;
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i]!;
+    if (b < 0x80) {
+      i += 1;
+      continue;
+    }
+    // the lead byte's width and the range its first continuation byte must fall in (RFC 3629 §4)
+    const [width, low, high] =
+      b >= 0xc2 && b <= 0xdf ? [2, 0x80, 0xbf]
+      : b === 0xe0 ? [3, 0xa0, 0xbf]
+      : b === 0xed ? [3, 0x80, 0x9f]
+      : b >= 0xe1 && b <= 0xef ? [3, 0x80, 0xbf]
+      : b === 0xf0 ? [4, 0x90, 0xbf]
+      : b >= 0xf1 && b <= 0xf3 ? [4, 0x80, 0xbf]
+      : b === 0xf4 ? [4, 0x80, 0x8f]
+      : [0, 0, 0];
+    if (width === 0 || i + width > bytes.length) return i;
+    if (bytes[i + 1]! < low || bytes[i + 1]! > high) return i;
+    for (let k = 2; k < width; k++) if ((bytes[i + k]! & 0xc0) !== 0x80) return i;
+    i += width;
+  }
+  return -1;
+}
+
+/**
+ * The value `put KEY -` reads: stdin's bytes as they are, one trailing line break dropped. They must
+ * be UTF-8 (values are text): anything else is refused rather than turned into U+FFFD.
+ */
+function stdinValue(bytes: Buffer): Buffer {
+  const bad = firstNonUtf8Byte(bytes);
+  if (bad >= 0) {
+    throw new UsageError(`put: stdin is not valid UTF-8 (byte ${bad} of ${bytes.length} is 0x${bytes[bad]!.toString(16).padStart(2, '0')}); a value is UTF-8 text`);
+  }
+  const end = bytes.at(-1) === 0x0a ? (bytes.at(-2) === 0x0d ? bytes.length - 2 : bytes.length - 1) : bytes.length;
+  return bytes.subarray(0, end);
+}
+
 function traceTo(io: Io): (event: TraceEvent) => void {
   return (event) => {
     if (event.kind === 'request') io.err(event.head.split('\n').map((l) => `> ${l}`).join('\n') + '\n>\n');
@@ -149,10 +194,20 @@ export function buildProgram(hooks: ProgramHooks): Command {
     if (mode.json) io.out(JSON.stringify(answerJson(answer)) + '\n');
     else if (mode.quiet) {
       if (answer.kind === 'response' && code === 0) {
-        if (valueOnly || method === 'GET') io.out(answer.response.body + (answer.response.body.endsWith('\n') || answer.response.body === '' ? '' : '\n'));
+        if (valueOnly || method === 'GET') printBody(answer.response.bodyBytes);
       } else if (code !== 0) io.err(formatAnswer(answer));
+    } else if (answer.kind === 'response') {
+      io.out(`${answer.response.status} ${answer.response.reason}\n`);
+      printBody(answer.response.bodyBytes);
     } else io.out(formatAnswer(answer));
     return code;
+  };
+  /** A body as formatAnswer prints it (a line break added if it lacks one), its bytes as they came. */
+  const printBody = (bytes: Buffer) => {
+    if (bytes.length === 0) return;
+    if (io.outBytes) io.outBytes(bytes);
+    else io.out(bytes.toString('utf8'));
+    if (bytes.at(-1) !== 0x0a) io.out('\n');
   };
 
   /** Runs a command body: its exit status, or 3 for no answer, 2 for a usage problem. */
@@ -217,7 +272,7 @@ export function buildProgram(hooks: ProgramHooks): Command {
         let body: string | Buffer;
         if (value !== undefined && value !== '-') body = value;
         else if (hooks.atPrompt || !hooks.readStdin) throw new UsageError('put at the prompt needs the value: put KEY VALUE');
-        else body = (await hooks.readStdin()).toString('utf8').replace(/\r?\n$/, '');
+        else body = stdinValue(await hooks.readStdin());
         return print(await client('standard').send({ method: 'PUT', path: '', target: kvTarget(key), body }), 'PUT');
       })(),
     );
@@ -365,7 +420,7 @@ export function buildProgram(hooks: ProgramHooks): Command {
       act(async () => {
         const results = await runScenario(client('seed'), undefined, { spread: opts.spread === true });
         const failed = results.filter((r) => !r.ok).length;
-        if (output().json) io.out(JSON.stringify({ passed: results.length - failed, failed, cases: results }, null, 2) + '\n');
+        if (output().json) io.out(JSON.stringify({ passed: results.length - failed, failed, cases: results }) + '\n');
         else io.out(formatTable(results) + '\n');
         // The scenario needs an empty store; a durable server keeps the last run's data on purpose.
         const second = results.find((r) => r.n === 2);
