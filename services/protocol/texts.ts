@@ -35,6 +35,7 @@ export const Texts = Object.freeze({
   badKeyEncoding: 'The key in the path is not valid percent-encoded UTF-8.',
   badQueryEncoding: (name: string) => `The query parameter ${name} is not valid percent-encoded UTF-8.`,
   badLimit: 'limit must be a whole number from 1 to 1000.',
+  unknownCursor: (after: string) => `after=${after}: this server has no place for that key (never stored, or deleted too long ago); walk again from the start (without after).`,
   valueTooLarge: (detail: string) => `Too large for this store: ${detail}`,
   tooManyPairs: (max: number) => `Too many pairs in one request: at most ${max} (TCPKV_MAX_PAIRS)`,
 });

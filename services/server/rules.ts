@@ -8,7 +8,7 @@ import { Texts } from '../protocol/texts.js';
 import { authorizeShutdown, type HostAllowList, type ShutdownPolicy } from './access.js';
 import type { RouteLabel } from './events.js';
 import { isUtf8 } from 'node:buffer';
-import { isPromise, StoreFullError, StoreUnavailableError, ValueTooLargeError, type CreateResult, type ListingSnapshot, type MaybePromise, type Pair, type Store } from './store/store.js';
+import { isPromise, StoreFullError, StoreUnavailableError, UnknownCursorError, ValueTooLargeError, type CreateResult, type ListingSnapshot, type MaybePromise, type Pair, type Store } from './store/store.js';
 
 export { Texts };
 
@@ -412,5 +412,6 @@ function storeFailure(error: unknown): Response {
   // the store logged these (rate-limited); the connection counts them
   if (error instanceof StoreFullError) return { status: 507, body: error.message, limit: 'TCPKV_ERR_STORE_FULL' };
   if (error instanceof ValueTooLargeError) return { status: 413, body: Texts.valueTooLarge(error.message), limit: 'TCPKV_ERR_VALUE_TOO_LARGE' };
+  if (error instanceof UnknownCursorError) return text(400, Texts.unknownCursor(error.after));
   throw error;
 }

@@ -129,4 +129,5 @@ export const RULE_CASES: readonly RuleCase[] = [
   ...['0', '1001', 'x', '-1', '1.5', ''].map((limit) => ({ name: `GET /kv?limit=${limit} → 400`, dialects: STD, method: 'GET', path: 'kv', target: `/kv?limit=${limit}`, status: 400, body_is: Texts.badLimit })),
   { name: 'GET /kv?limit=1000 is the most', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv', target: '/kv?limit=1000', status: 200, json: { items: items(['a', '1']), next: null } },
   { name: 'a bad escape in the query → 400', dialects: STD, method: 'GET', path: 'kv', target: '/kv?after=%E2%82', status: 400, body_is: Texts.badQueryEncoding('after') },
+  { name: 'GET /kv?after=<a key never stored> → 400, never an empty last page', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv', target: '/kv?after=zz', status: 400, body_is: Texts.unknownCursor('zz') },
 ];
