@@ -27,6 +27,9 @@ export const Texts = Object.freeze({
   storeIndeterminate: 'Storage did not confirm the change in time: it may or may not have been applied. Check with GET',
   clientNotAllowed: (address: string) => `Client not allowed: ${address}`,
   controlCharacters: 'Keys and values cannot contain line breaks or control characters.',
+  keyColon: 'Keys cannot contain ":" (it ends a key in the listing and in key: value pairs).',
+  keySpaces: 'Keys cannot begin or end with a space.',
+  keyTooLong: (max: number) => `Keys are at most ${max} bytes of UTF-8 (TCPKV_MAX_KEY_BYTES).`,
   // one key at a time, and pages (docs/store.md)
   noSuchKey: (key: string) => `No such key: ${key}`,
   createdKey: (key: string) => `Created ${key}`,

@@ -9,7 +9,7 @@ import { addSettingOptions, ConfigError, exitWithConfigError, parseCommandLine, 
 import { packageVersion } from '../common/version.js';
 import { isLoopback } from './access.js';
 import { AdminServer } from './admin.js';
-import { serverSettingGroup, serverSettings, type ServerConfig } from './config.js';
+import { crossSettingProblem, maxKeyBytesOf, serverSettingGroup, serverSettings, type ServerConfig } from './config.js';
 import { TcpkvMetrics } from './metrics.js';
 import { TcpkvServer } from './server.js';
 import { openStore, storeLimits } from './store/open-store.js';
@@ -36,7 +36,10 @@ async function readConfig(argv: readonly string[]): Promise<ServerConfig> {
   }
   await parseCommandLine(program, argv);
   configWarnings = settingWarnings(program, serverSettings, [...Object.values(serverSettings).map((s) => s.env), ...CLIENT_ENV_NAMES], fromDotenv);
-  return settingValues(program, serverSettings);
+  const config = settingValues(program, serverSettings);
+  const problem = crossSettingProblem(config);
+  if (problem !== undefined) exitWithConfigError(PROGRAM, new ConfigError(problem));
+  return config;
 }
 
 async function main(): Promise<void> {
@@ -81,7 +84,7 @@ async function main(): Promise<void> {
     },
     maxConnections: config.maxConnections,
     allowedClients: config.allowedClients,
-    policy: { allowedHosts: config.allowedHosts, shutdown: { enabled: config.shutdown, token: config.shutdownToken }, maxPairs: config.maxPairs },
+    policy: { allowedHosts: config.allowedHosts, shutdown: { enabled: config.shutdown, token: config.shutdownToken }, maxPairs: config.maxPairs, maxKeyBytes: maxKeyBytesOf(config) },
     store,
     logger,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
