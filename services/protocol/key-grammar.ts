@@ -53,7 +53,15 @@ export function keyRefusal(key: string, maxKeyBytes = DEFAULT_MAX_KEY_BYTES): Ke
   if (basic !== undefined) return basic;
   if (key.includes(':')) return REFUSALS.colon;
   if (key.trim().length !== key.length) return REFUSALS.space;
-  // a UTF-8 byte takes at least a third of a UTF-16 unit: count bytes only when it could matter
+  return keyLengthRefusal(key, maxKeyBytes);
+}
+
+/**
+ * The byte limit alone: all a `key: value` body's key needs besides the control check, since the
+ * body's format already keeps `:` out of it, trims it and refuses it blank.
+ */
+export function keyLengthRefusal(key: string, maxKeyBytes = DEFAULT_MAX_KEY_BYTES): KeyRefusal | undefined {
+  // a UTF-16 unit is at most 3 UTF-8 bytes: count bytes only when the limit could be passed
   if (key.length * 3 > maxKeyBytes && Buffer.byteLength(key, 'utf8') > maxKeyBytes) return { rule: 'length', text: Texts.keyTooLong(maxKeyBytes) };
   return undefined;
 }

@@ -4,7 +4,7 @@
 
 import { resolveAddress, type Dialect } from '../protocol/dialect.js';
 import type { ProtocolErrorCode } from '../protocol/errors.js';
-import { DEFAULT_MAX_KEY_BYTES, hasControlCharacters, keyRefusal, readableKeyRefusal, type KeyRefusal } from '../protocol/key-grammar.js';
+import { DEFAULT_MAX_KEY_BYTES, hasControlCharacters, keyLengthRefusal, keyRefusal, readableKeyRefusal, type KeyRefusal } from '../protocol/key-grammar.js';
 import type { Response } from '../protocol/response-writer.js';
 import { Texts } from '../protocol/texts.js';
 import { authorizeShutdown, type HostAllowList, type ShutdownPolicy } from './access.js';
@@ -110,9 +110,9 @@ export function parsePairs(body: Buffer, maxPairs = Infinity, maxKeyBytes = DEFA
     const key = trimmedText(body, from, colon);
     if (key === '') return { error: Texts.blankKey };
     const value = trimmedText(body, colon + 1, end);
-    // the seed's order: a control character in the key or the value first, then the other rules
     if (hasControlCharacters(key, false) || hasControlCharacters(value, true)) return { error: Texts.controlCharacters };
-    const refusal = keyRefusal(key, maxKeyBytes);
+    // the rest of the key grammar holds by the body's format (split at the first `:`, trimmed)
+    const refusal = keyLengthRefusal(key, maxKeyBytes);
     if (refusal !== undefined) return keyRefused(refusal);
     pairs.push([key, value]);
     if (end === n) return { pairs };

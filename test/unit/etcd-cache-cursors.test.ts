@@ -3,12 +3,12 @@
 
 import { describe, expect, it } from 'vitest';
 import { OrderedEntries } from '../../services/server/store/etcd-cache.js';
-import { MIN_REMEMBERED_CURSORS, UnknownCursorError } from '../../services/server/store/store.js';
+import { REMEMBERED_CURSORS, UnknownCursorError } from '../../services/server/store/store.js';
 
 describe('OrderedEntries cursors', () => {
-  it('remembers max(MIN_REMEMBERED_CURSORS, live keys) deleted places, oldest forgotten first, across its bulk clean-ups', () => {
+  it('remembers the last REMEMBERED_CURSORS deleted places, oldest forgotten first, across its bulk clean-ups', () => {
     const entries = new OrderedEntries();
-    const n = MIN_REMEMBERED_CURSORS + 3000;
+    const n = REMEMBERED_CURSORS + 3000;
     for (let i = 0; i < n; i++) entries.set(`k${i}`, 'v', i + 1);
     for (let i = 0; i < n - 1; i++) entries.delete(`k${i}`);
     expect(() => entries.page({ prefix: '', after: 'k0', limit: 5 })).toThrow(UnknownCursorError);

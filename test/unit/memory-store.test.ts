@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { defaultStoreLimits, MemoryStore, utf8Bytes } from '../../services/server/store/memory-store.js';
-import { MIN_REMEMBERED_CURSORS, StoreFullError, UnknownCursorError, type Pair } from '../../services/server/store/store.js';
+import { REMEMBERED_CURSORS, StoreFullError, UnknownCursorError, type Pair } from '../../services/server/store/store.js';
 
 function modelListing(model: Map<string, string>): string {
   let s = '';
@@ -123,9 +123,9 @@ describe('MemoryStore', () => {
     expect(store.page({ prefix: '', after: 'a', limit: 10 })).toEqual({ items: [['b', '2']], next: undefined });
   });
 
-  it('deleted keys are remembered as cursors up to max(MIN_REMEMBERED_CURSORS, keys held); older ones are refused, and their blocks go', () => {
+  it('deleted keys are remembered as cursors for the last REMEMBERED_CURSORS deletes; older ones are refused, and their blocks go', () => {
     const store = new MemoryStore();
-    const n = MIN_REMEMBERED_CURSORS + 600;
+    const n = REMEMBERED_CURSORS + 600;
     store.restore(Array.from({ length: n }, (_, i): Pair => [`k${i}`, 'v']));
     for (let i = 0; i < n - 1; i++) store.delete(`k${i}`);
     // the oldest 599 deletes are forgotten (more than two blocks of 256 entries: those blocks left the chain)

@@ -16,7 +16,7 @@
 
 import type { Etcd3, IKeyValue, IWatchResponse, IDuplexStream, IWatchRequest } from 'etcd3';
 import type { Logger } from 'pino';
-import { MIN_REMEMBERED_CURSORS, UnknownCursorError, type ListingSnapshot, type Page, type PageRequest, type Pair, type StoreUsage } from './store.js';
+import { REMEMBERED_CURSORS, UnknownCursorError, type ListingSnapshot, type Page, type PageRequest, type Pair, type StoreUsage } from './store.js';
 
 /** Keys per range request of the initial list; halved while an answer is over gRPC's 4 MiB. */
 const LIST_PAGE_KEYS = 1000;
@@ -51,7 +51,7 @@ export class OrderedEntries {
   private order: Entry[] = [];
   /**
    * dead entries by key, for `after` naming a key deleted since the last page (store.ts,
-   * PageRequest.after): the most recent max(MIN_REMEMBERED_CURSORS, live keys) deletes, oldest first
+   * PageRequest.after): the most recent REMEMBERED_CURSORS deletes, oldest first
    */
   private readonly graves = new Map<string, Entry>();
   /** dead entries still in `order` that no grave names any more (dropped from `order` in bulk) */
@@ -95,7 +95,7 @@ export class OrderedEntries {
     this.live.delete(key);
     this.graves.set(key, entry);
     this.dataBytes -= Buffer.byteLength(key) + Buffer.byteLength(entry.value);
-    const keep = Math.max(MIN_REMEMBERED_CURSORS, this.live.size);
+    const keep = REMEMBERED_CURSORS;
     if (this.graves.size > keep) {
       for (const oldKey of this.graves.keys()) {
         this.graves.delete(oldKey);

@@ -6,12 +6,12 @@
 //               socket takes a block as it is: no encoding, no copy, no garbage per listing)
 //   get(key)    one map lookup
 //   page(...)   finds `after` through the map and walks forward from it: O(limit), never O(position)
+//   writes      O(pairs), plus the re-render of the blocks they touched (bounded by the block size)
 //
 // A deleted entry stays in its block, dead, as long as its key is remembered as a cursor (`graves`,
 // key → id, oldest delete first): a page whose `after` was deleted since continues from that place
-// (store.ts, PageRequest.after). The most recent max(MIN_REMEMBERED_CURSORS, keys held) deletes are
-// remembered; then the oldest grave's id is freed and its slot dropped at the block's next render.
-//   writes      O(pairs), plus the re-render of the blocks they touched (bounded by the block size)
+// (store.ts, PageRequest.after). The last REMEMBERED_CURSORS deletes are remembered, whatever the
+// store's size; then the oldest grave's id is freed and its slot dropped at the block's next render.
 //
 // An entry is a small integer id, not an object: the map holds key → id, and typed arrays hold each
 // id's place (block, slot) and its value's offsets — a million entries are a million keys for the
@@ -34,7 +34,7 @@
 
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
-import { CREATED, MIN_REMEMBERED_CURSORS, StoreFullError, UnknownCursorError, type CreateResult, type ListingSnapshot, type Page, type PageRequest, type Pair, type Store, type StoreLimits, type StoreUsage, type UpsertResult } from './store.js';
+import { CREATED, REMEMBERED_CURSORS, StoreFullError, UnknownCursorError, type CreateResult, type ListingSnapshot, type Page, type PageRequest, type Pair, type Store, type StoreLimits, type StoreUsage, type UpsertResult } from './store.js';
 
 /** A block is closed to appends at this many entries or rendered bytes (whichever comes first). */
 const BLOCK_ENTRIES = 256;
@@ -436,7 +436,7 @@ export class MemoryStore implements Store {
     this.dataBytes -= bytes;
     this.pending.delete(id);
     if (block.live > 0) this.markDirty(block);
-    const keep = Math.max(MIN_REMEMBERED_CURSORS, this.map.size);
+    const keep = REMEMBERED_CURSORS;
     if (this.graves.size > keep) {
       for (const [oldKey, oldId] of this.graves) {
         this.forget(oldKey, oldId);

@@ -45,7 +45,7 @@ export interface PageRequest {
    * stood — so a walk returns every key present for the whole walk, whatever else is deleted or
    * created meanwhile (a queue drain deletes each key it is given). A key deleted and created again
    * stands at its new place (the end). The place of a deleted key is kept for the most recent
-   * deletes (at least MIN_REMEMBERED_CURSORS of them); a key the store has no place for — never
+   * deletes (REMEMBERED_CURSORS of them); a key the store has no place for — never
    * stored, or deleted longer ago than that — throws UnknownCursorError, never an empty last page.
    */
   readonly after: string | undefined;
@@ -154,8 +154,8 @@ export class ValueTooLargeError extends Error {
   override readonly name = 'ValueTooLargeError';
 }
 
-/** Deleted keys whose place every store keeps for a page's `after`, at least (see PageRequest.after). */
-export const MIN_REMEMBERED_CURSORS = 10_000;
+/** Deleted keys whose place every store keeps for a page's `after` (see PageRequest.after). */
+export const REMEMBERED_CURSORS = 10_000;
 
 /** A page's `after` names a key the store has no place for (PageRequest.after): answered 400. */
 export class UnknownCursorError extends Error {
