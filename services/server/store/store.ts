@@ -95,7 +95,7 @@ export interface Store {
   /**
    * Stores every pair only if none of the keys exists yet; otherwise nothing (all or none). A key given
    * twice in one call counts as existing (its second pair finds the first): nothing is stored and
-   * `existingKey` names it (the first existing or repeated key, in the order given).
+   * `existingKey` names one key that exists or repeats (which one, when several do, is the store's).
    */
   createAll(pairs: readonly Pair[]): MaybePromise<CreateResult>;
   /**
