@@ -6,6 +6,7 @@ import { isUtf8 } from 'node:buffer';
 import { Command, CommanderError, Option } from 'commander';
 import { addSettingOptions, isHelpOrVersion, settingValues } from '../common/settings.js';
 import { packageVersion } from '../common/version.js';
+import { keyRefusal, readableKeyRefusal } from '../protocol/key-grammar.js';
 import { ClientError, exitStatus, formatAddress, formatAnswer, TcpkvClient, type Answer, type Dialect, type TraceEvent } from './client.js';
 import { dump, DumpFormatError, readDump, restore, RestoreError } from './backup.js';
 import { clientSettings, type ClientConfig } from './client-settings.js';
@@ -138,6 +139,16 @@ function stdinValue(bytes: Buffer): Buffer {
   return bytes.subarray(0, end);
 }
 
+/**
+ * The key grammar the server applies (services/protocol/key-grammar.ts), checked before sending: a
+ * write follows all of it but the byte limit (the server's own setting decides that); a read or
+ * delete may name any key a write could ever have stored.
+ */
+function checkKey(key: string, write: boolean): void {
+  const refusal = write ? keyRefusal(key, Infinity) : readableKeyRefusal(key);
+  if (refusal !== undefined) throw new UsageError(`${refusal.text} (key ${JSON.stringify(key)})`);
+}
+
 function traceTo(io: Io): (event: TraceEvent) => void {
   return (event) => {
     if (event.kind === 'request') io.err(event.head.split('\n').map((l) => `> ${l}`).join('\n') + '\n>\n');
@@ -258,6 +269,7 @@ export function buildProgram(hooks: ProgramHooks): Command {
       act(async () => {
         if (key === undefined) return print(await client('standard').send({ method: 'GET', path: '' }), 'GET');
         needStandard('get KEY');
+        checkKey(key, false);
         return print(await client('standard').send({ method: 'GET', path: '', target: kvTarget(key) }), 'GET', true);
       })(),
     );
@@ -269,6 +281,7 @@ export function buildProgram(hooks: ProgramHooks): Command {
     .action((key: string, value?: string) =>
       act(async () => {
         needStandard('put');
+        checkKey(key, true);
         let body: string | Buffer;
         if (value !== undefined && value !== '-') body = value;
         else if (hooks.atPrompt || !hooks.readStdin) throw new UsageError('put at the prompt needs the value: put KEY VALUE');
@@ -283,6 +296,7 @@ export function buildProgram(hooks: ProgramHooks): Command {
     .action((key: string) =>
       act(async () => {
         needStandard('delete');
+        checkKey(key, false);
         return print(await client('standard').send({ method: 'DELETE', path: '', target: kvTarget(key) }), 'DELETE');
       })(),
     );
@@ -328,7 +342,10 @@ export function buildProgram(hooks: ProgramHooks): Command {
     .description('check the server answers (HEAD); exit 0 if it does — the image health check')
     .action((key?: string) =>
       act(async () => {
-        if (key !== undefined) needStandard('head KEY');
+        if (key !== undefined) {
+          needStandard('head KEY');
+          checkKey(key, false);
+        }
         return print(await client('standard').send({ method: 'HEAD', path: '', ...(key === undefined ? {} : { target: kvTarget(key) }) }), 'HEAD');
       })(),
     );

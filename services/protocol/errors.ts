@@ -34,6 +34,7 @@ export const ProtocolErrors = {
   TCPKV_ERR_STORE_FULL: { status: 507, message: 'Storage is full' },
   TCPKV_ERR_VALUE_TOO_LARGE: { status: 413, message: 'Key or value too large for this store' },
   TCPKV_ERR_TOO_MANY_PAIRS: { status: 413, message: 'Too many pairs in one request' },
+  TCPKV_ERR_KEY_TOO_LONG: { status: 400, message: 'Key longer than TCPKV_MAX_KEY_BYTES' },
 } as const;
 
 export type ProtocolErrorCode = keyof typeof ProtocolErrors;

@@ -27,6 +27,9 @@ export const Texts = Object.freeze({
   storeIndeterminate: 'Storage did not confirm the change in time: it may or may not have been applied. Check with GET',
   clientNotAllowed: (address: string) => `Client not allowed: ${address}`,
   controlCharacters: 'Keys and values cannot contain line breaks or control characters.',
+  keyColon: 'Keys cannot contain ":" (it ends a key in the listing and in key: value pairs).',
+  keySpaces: 'Keys cannot begin or end with a space.',
+  keyTooLong: (max: number) => `Keys are at most ${max} bytes of UTF-8 (TCPKV_MAX_KEY_BYTES).`,
   // one key at a time, and pages (docs/store.md)
   noSuchKey: (key: string) => `No such key: ${key}`,
   createdKey: (key: string) => `Created ${key}`,
@@ -35,6 +38,7 @@ export const Texts = Object.freeze({
   badKeyEncoding: 'The key in the path is not valid percent-encoded UTF-8.',
   badQueryEncoding: (name: string) => `The query parameter ${name} is not valid percent-encoded UTF-8.`,
   badLimit: 'limit must be a whole number from 1 to 1000.',
+  unknownCursor: (after: string) => `after=${after}: this server has no place for that key (never stored, or deleted too long ago); walk again from the start (without after).`,
   valueTooLarge: (detail: string) => `Too large for this store: ${detail}`,
   tooManyPairs: (max: number) => `Too many pairs in one request: at most ${max} (TCPKV_MAX_PAIRS)`,
 });

@@ -2,11 +2,25 @@
 
 import { isIP } from 'node:net';
 import { integer, nonBlank, oneOf, setting, type SettingValues } from '../common/settings.js';
+import { DEFAULT_MAX_KEY_BYTES, keyBytesForTarget, targetBytesForKeys } from '../protocol/key-grammar.js';
 import { parseClientAllowList, parseHostAllowList } from './access.js';
 
 function ipAddress(raw: string): string {
   const v = raw.trim();
   if (isIP(v) === 0) throw new Error('must be an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::)');
+  return v;
+}
+
+/**
+ * A file or directory name: any text but blank, and no control characters (a line break in a path is
+ * almost always a mistake in a compose file). Spaces inside are kept (`/srv/tcpkv data`); spaces
+ * around it are trimmed, as in every setting.
+ */
+function path(raw: string): string {
+  const v = raw.trim();
+  if (v === '') throw new Error('must name a path');
+  // eslint-disable-next-line no-control-regex -- control characters are what this refuses
+  if (/[\x00-\x1f\x7f]/.test(v)) throw new Error('must be a path without line breaks or control characters');
   return v;
 }
 
@@ -43,11 +57,11 @@ const MIB = 1024 * 1024;
 export const serverSettings = {
   bind: setting({ env: 'TCPKV_BIND', flag: 'bind', valueName: 'address', default: '127.0.0.1', describe: 'address to listen on (IPv4 or IPv6)', parse: ipAddress }),
   port: setting({ env: 'TCPKV_PORT', flag: 'port', valueName: 'port', default: '10000', describe: 'TCP port (0 = any free port)', parse: integer(0, 65535) }),
-  allowedHosts: setting({ env: 'TCPKV_ALLOWED_HOSTS', flag: 'allowed-hosts', valueName: 'list', default: '127.0.0.1,localhost', describe: 'names accepted in the Host header; * = any', parse: parseHostAllowList }),
+  allowedHosts: setting({ env: 'TCPKV_ALLOWED_HOSTS', flag: 'allowed-hosts', valueName: 'list', default: '127.0.0.1,localhost,::1', describe: 'names accepted in the Host header; * = any', parse: parseHostAllowList }),
   allowedClients: setting({ env: 'TCPKV_ALLOWED_CLIENTS', flag: 'allowed-clients', valueName: 'list', default: '*', describe: 'peer IPs/CIDRs allowed to connect (IPv4 and IPv6); * = any', parse: parseClientAllowList }),
   shutdownToken: setting({ env: 'TCPKV_SHUTDOWN_TOKEN', flag: 'shutdown-token', valueName: 'token', default: undefined, describe: 'token END must carry as Authorization: Bearer <token>; unset = END only from loopback', parse: nonBlank }),
   shutdown: setting({ env: 'TCPKV_SHUTDOWN', flag: 'shutdown', valueName: 'on|off', default: 'on', describe: 'off refuses END always', parse: onOff }),
-  dataDir: setting({ env: 'TCPKV_DATA_DIR', flag: 'data-dir', valueName: 'dir', default: undefined, describe: 'directory of the append-only log; unset = memory only', parse: nonBlank }),
+  dataDir: setting({ env: 'TCPKV_DATA_DIR', flag: 'data-dir', valueName: 'dir', default: undefined, describe: 'directory of the append-only log; unset = memory only', parse: path }),
   fsync: setting({ env: 'TCPKV_FSYNC', flag: 'fsync', valueName: 'policy', default: 'everysec', describe: 'when the log is fsynced: always, everysec or no', parse: oneOf('always', 'everysec', 'no') }),
   logRepair: setting({ env: 'TCPKV_LOG_REPAIR', flag: 'log-repair', valueName: 'off|truncate', default: 'off', describe: 'a damaged record inside the log: off refuses to start; truncate cuts the log there, losing what follows (--check-log shows what)', parse: oneOf('off', 'truncate') }),
   compactFactor: setting({ env: 'TCPKV_COMPACT_FACTOR', flag: 'compact-factor', valueName: 'x', default: '2', describe: 'rewrite the log when it is this many times the size of the live data', parse: factor }),
@@ -58,15 +72,16 @@ export const serverSettings = {
   etcdTimeoutMs: setting({ env: 'TCPKV_ETCD_TIMEOUT_MS', flag: 'etcd-timeout-ms', valueName: 'ms', default: '3000', describe: 'deadline of each etcd call; past it the request answers 503', parse: integer(50, 600_000) }),
   etcdUsername: setting({ env: 'TCPKV_ETCD_USERNAME', flag: 'etcd-username', valueName: 'name', default: undefined, describe: 'etcd user (password auth)', parse: nonBlank }),
   etcdPassword: setting({ env: 'TCPKV_ETCD_PASSWORD', flag: 'etcd-password', valueName: 'password', default: undefined, describe: 'etcd password', parse: (raw: string) => raw }),
-  etcdCaFile: setting({ env: 'TCPKV_ETCD_CA_FILE', flag: 'etcd-ca-file', valueName: 'file', default: undefined, describe: 'CA certificate for TLS to etcd (https:// endpoints)', parse: nonBlank }),
-  etcdCertFile: setting({ env: 'TCPKV_ETCD_CERT_FILE', flag: 'etcd-cert-file', valueName: 'file', default: undefined, describe: 'client certificate for etcd (mutual TLS)', parse: nonBlank }),
-  etcdKeyFile: setting({ env: 'TCPKV_ETCD_KEY_FILE', flag: 'etcd-key-file', valueName: 'file', default: undefined, describe: 'client key for etcd (mutual TLS)', parse: nonBlank }),
+  etcdCaFile: setting({ env: 'TCPKV_ETCD_CA_FILE', flag: 'etcd-ca-file', valueName: 'file', default: undefined, describe: 'CA certificate for TLS to etcd (https:// endpoints)', parse: path }),
+  etcdCertFile: setting({ env: 'TCPKV_ETCD_CERT_FILE', flag: 'etcd-cert-file', valueName: 'file', default: undefined, describe: 'client certificate for etcd (mutual TLS)', parse: path }),
+  etcdKeyFile: setting({ env: 'TCPKV_ETCD_KEY_FILE', flag: 'etcd-key-file', valueName: 'file', default: undefined, describe: 'client key for etcd (mutual TLS)', parse: path }),
   etcdMaxTxnOps: setting({ env: 'TCPKV_ETCD_MAX_TXN_OPS', flag: 'etcd-max-txn-ops', valueName: 'n', default: '128', describe: "etcd's --max-txn-ops; a write of n pairs needs 2n+1 (more: 413)", parse: integer(3, 1_000_000) }),
   etcdMaxRequestBytes: setting({ env: 'TCPKV_ETCD_MAX_REQUEST_BYTES', flag: 'etcd-max-request-bytes', valueName: 'bytes', default: '1572864', describe: "etcd's --max-request-bytes; larger writes answer 413", parse: integer(1024, 2 * 1024 * MIB) }),
   logLevel: setting({ env: 'TCPKV_LOG_LEVEL', flag: 'log-level', valueName: 'level', default: 'info', describe: 'pino log level', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') }),
   accessLog: setting({ env: 'TCPKV_ACCESS_LOG', flag: 'access-log', valueName: 'on|off', default: 'off', describe: 'one info line per answered request: request id, peer, method, target, status, ms, bytes in and out', parse: onOff }),
   maxKeys: setting({ env: 'TCPKV_MAX_KEYS', flag: 'max-keys', valueName: 'n', default: undefined, describe: 'keys the store may hold (507 beyond); unset = derived from the heap (a sixth of it at 128 B per key)', parse: integer(1, 1_000_000_000_000) }),
   maxDataBytes: setting({ env: 'TCPKV_MAX_DATA_BYTES', flag: 'max-data-bytes', valueName: 'bytes', default: undefined, describe: 'UTF-8 bytes of keys plus values the store may hold (507 beyond); unset = derived from the heap (a sixth of it at 3 B per byte)', parse: integer(1, Number.MAX_SAFE_INTEGER) }),
+  maxKeyBytes: setting({ env: 'TCPKV_MAX_KEY_BYTES', flag: 'max-key-bytes', valueName: 'bytes', default: undefined, describe: `UTF-8 bytes of a key to be written (400 beyond); every route must carry it: TCPKV_MAX_TARGET_BYTES ≥ 6 × this + 29; unset = ${DEFAULT_MAX_KEY_BYTES}, or what TCPKV_MAX_TARGET_BYTES carries if less`, parse: integer(1, 1 * MIB) }),
   maxPairs: setting({ env: 'TCPKV_MAX_PAIRS', flag: 'max-pairs', valueName: 'n', default: '10000', describe: 'pairs one POST /create or PUT /update may carry (413 beyond): applying a request holds every other connection', parse: integer(1, 1_000_000) }),
   maxOutputBytes: setting({ env: 'TCPKV_MAX_OUTPUT_BYTES', flag: 'max-output-bytes', valueName: 'bytes', default: String(1 * MIB), describe: 'answers one connection may have queued or unsent before its further requests wait unread', parse: integer(1024, 1024 * MIB) }),
   sendTimeoutMs: setting({ env: 'TCPKV_SEND_TIMEOUT_MS', flag: 'send-timeout-ms', valueName: 'ms', default: '60000', describe: 'a client that takes none of an answer for this long is disconnected (logged)', parse: integer(10, 3_600_000) }),
@@ -87,6 +102,22 @@ export const serverSettings = {
 };
 
 export type ServerConfig = SettingValues<typeof serverSettings>;
+
+/**
+ * The checks between settings: a key the rules accept must fit in a request target on every route
+ * (`/kv/<key>`, a page's `prefix=` and `after=`, percent-encoded). A message naming both, or undefined.
+ */
+export function crossSettingProblem(config: Pick<ServerConfig, 'maxKeyBytes' | 'maxTargetBytes'>): string | undefined {
+  if (config.maxKeyBytes === undefined) return undefined;
+  const needed = targetBytesForKeys(config.maxKeyBytes);
+  if (config.maxTargetBytes >= needed) return undefined;
+  return `TCPKV_MAX_TARGET_BYTES=${config.maxTargetBytes} cannot carry keys of TCPKV_MAX_KEY_BYTES=${config.maxKeyBytes} (a page's prefix and after, percent-encoded, need ${needed}): raise the first or lower the second`;
+}
+
+/** The key limit the rules apply: the one set, else the default, lowered to what the target limit carries. */
+export function maxKeyBytesOf(config: Pick<ServerConfig, 'maxKeyBytes' | 'maxTargetBytes'>): number {
+  return config.maxKeyBytes ?? keyBytesForTarget(config.maxTargetBytes);
+}
 
 /**
  * The --help group of each setting, by what it is about. Derived from the key, so a new row lands in

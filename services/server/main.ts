@@ -10,7 +10,7 @@ import { refuseUnsupportedNode } from '../common/node-version.js';
 import { packageVersion } from '../common/version.js';
 import { isLoopback } from './access.js';
 import { AdminServer } from './admin.js';
-import { serverSettingGroup, serverSettings, type ServerConfig } from './config.js';
+import { crossSettingProblem, maxKeyBytesOf, serverSettingGroup, serverSettings, type ServerConfig } from './config.js';
 import { TcpkvMetrics } from './metrics.js';
 import { TcpkvServer } from './server.js';
 import { checkLogFile, describeLogCheck } from './store/log-check.js';
@@ -39,7 +39,10 @@ async function readConfig(argv: readonly string[]): Promise<{ config: ServerConf
   }
   await parseCommandLine(program, argv);
   configWarnings = settingWarnings(program, serverSettings, [...Object.values(serverSettings).map((s) => s.env), ...CLIENT_ENV_NAMES], fromDotenv);
-  return { config: settingValues(program, serverSettings), checkLog: program.opts<{ checkLog?: string }>().checkLog };
+  const config = settingValues(program, serverSettings);
+  const problem = crossSettingProblem(config);
+  if (problem !== undefined) exitWithConfigError(PROGRAM, new ConfigError(problem));
+  return { config, checkLog: program.opts<{ checkLog?: string }>().checkLog };
 }
 
 /** --check-log: the report on stdout; exit 0 (loads), 1 (damaged or not a log), 2 (cannot read it). */
@@ -100,7 +103,7 @@ async function main(): Promise<void> {
     },
     maxConnections: config.maxConnections,
     allowedClients: config.allowedClients,
-    policy: { allowedHosts: config.allowedHosts, shutdown: { enabled: config.shutdown, token: config.shutdownToken }, maxPairs: config.maxPairs },
+    policy: { allowedHosts: config.allowedHosts, shutdown: { enabled: config.shutdown, token: config.shutdownToken }, maxPairs: config.maxPairs, maxKeyBytes: maxKeyBytesOf(config) },
     store,
     logger,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

@@ -3,12 +3,14 @@
 // etcd), and so may the answer.
 
 import { resolveAddress, type Dialect } from '../protocol/dialect.js';
+import type { ProtocolErrorCode } from '../protocol/errors.js';
+import { DEFAULT_MAX_KEY_BYTES, hasControlCharacters, keyLengthRefusal, keyRefusal, readableKeyRefusal, type KeyRefusal } from '../protocol/key-grammar.js';
 import type { Response } from '../protocol/response-writer.js';
 import { Texts } from '../protocol/texts.js';
 import { authorizeShutdown, type HostAllowList, type ShutdownPolicy } from './access.js';
 import type { RouteLabel } from './events.js';
 import { isUtf8 } from 'node:buffer';
-import { isPromise, StoreFullError, StoreUnavailableError, ValueTooLargeError, type CreateResult, type ListingSnapshot, type MaybePromise, type Pair, type Store } from './store/store.js';
+import { isPromise, StoreFullError, StoreUnavailableError, UnknownCursorError, ValueTooLargeError, type CreateResult, type ListingSnapshot, type MaybePromise, type Pair, type Store } from './store/store.js';
 
 export { Texts };
 
@@ -26,6 +28,8 @@ export interface Policy {
   readonly shutdown: ShutdownPolicy;
   /** pairs one POST /create or PUT /update may carry (413 beyond); default DEFAULT_MAX_PAIRS */
   readonly maxPairs?: number;
+  /** UTF-8 bytes a key to be written may take (the key grammar); default DEFAULT_MAX_KEY_BYTES */
+  readonly maxKeyBytes?: number;
 }
 
 /**
@@ -44,19 +48,15 @@ function text(status: number, body: string, headersOnly = false): Response {
 
 // ---- body: `key: value&key2: value2` -------------------------------------------------------------
 
-export type PairsResult = { readonly pairs: Pair[] } | { readonly error: string; readonly status?: 413 };
+export type PairsResult = { readonly pairs: Pair[] } | { readonly error: string; readonly status?: 413; readonly limit?: ProtocolErrorCode };
 
-// Keys and values are text without line breaks or other control characters (a value holding a newline
-// could fake an entry in the listing): C0 controls (TAB allowed in values), DEL, C1 controls, and the
-// Unicode line and paragraph separators.
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/;
-// eslint-disable-next-line no-control-regex -- as above
-const CONTROL_BUT_TAB = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]/;
+// Keys follow the key grammar (services/protocol/key-grammar.ts); values are text without line breaks
+// or other control characters (a value holding a newline could fake an entry in the listing).
+export { hasControlCharacters };
 
-/** Whether `s` holds a character keys (or, with `value`, values) cannot hold. */
-export function hasControlCharacters(s: string, value: boolean): boolean {
-  return (value ? CONTROL_BUT_TAB : CONTROL).test(s);
+/** A key refused by the grammar, as an answer: the length rule is a limit, logged when hit. */
+function keyRefused(refusal: KeyRefusal): { readonly error: string; readonly limit?: ProtocolErrorCode } {
+  return refusal.rule === 'length' ? { error: refusal.text, limit: 'TCPKV_ERR_KEY_TOO_LONG' } : { error: refusal.text };
 }
 
 /** The ASCII whitespace String.prototype.trim removes: TAB, LF, VT, FF, CR, SP. */
@@ -91,7 +91,7 @@ function trimmedText(body: Buffer, from: number, to: number): string {
  * key and value trimmed. The first bad pair decides the error, as in the seed. One pass over the
  * bytes; every key and value is decoded from its own bytes.
  */
-export function parsePairs(body: Buffer, maxPairs = Infinity): PairsResult {
+export function parsePairs(body: Buffer, maxPairs = Infinity, maxKeyBytes = DEFAULT_MAX_KEY_BYTES): PairsResult {
   if (!isUtf8(body)) return { error: Texts.badUtf8 };
   const pairs: Pair[] = [];
   const n = body.length;
@@ -111,6 +111,9 @@ export function parsePairs(body: Buffer, maxPairs = Infinity): PairsResult {
     if (key === '') return { error: Texts.blankKey };
     const value = trimmedText(body, colon + 1, end);
     if (hasControlCharacters(key, false) || hasControlCharacters(value, true)) return { error: Texts.controlCharacters };
+    // the rest of the key grammar holds by the body's format (split at the first `:`, trimmed)
+    const refusal = keyLengthRefusal(key, maxKeyBytes);
+    if (refusal !== undefined) return keyRefused(refusal);
     pairs.push([key, value]);
     if (end === n) return { pairs };
     if (pairs.length === maxPairs) return { error: Texts.tooManyPairs(maxPairs), status: 413 };
@@ -198,29 +201,36 @@ function pathBounds(target: string): { from: number; to: number; query: number }
   return { from, to, query };
 }
 
-type KvRoute = { readonly kind: 'key'; readonly raw: { from: number; to: number } } | { readonly kind: 'page'; readonly query: number; readonly end: number };
+/** `emptyKey`: the path was `/kv/`, the key route with no key (a page for GET and HEAD, 400 for writes) */
+type KvRoute = { readonly kind: 'key'; readonly raw: { from: number; to: number } } | { readonly kind: 'page'; readonly query: number; readonly end: number; readonly emptyKey: boolean };
 
 /** `/kv/<key>` or `/kv` (with or without a trailing slash), standard dialect only; else undefined. */
 function kvRoute(target: string): KvRoute | undefined {
   const { from, to, query } = pathBounds(target);
   if (!target.startsWith('/kv', from)) return undefined;
   const after = from + 3;
-  if (after === to || (after + 1 === to && target.charCodeAt(after) === 0x2f)) return { kind: 'page', query, end: target.length };
+  if (after === to || (after + 1 === to && target.charCodeAt(after) === 0x2f)) return { kind: 'page', query, end: target.length, emptyKey: after !== to };
   if (target.charCodeAt(after) !== 0x2f) return undefined; // `/kvx`: not ours
   return { kind: 'key', raw: { from: after + 1, to } };
 }
 
-function kvRequest(request: RuleRequest, route: KvRoute, store: Store, method: string): MaybePromise<Response> {
+function kvRequest(request: RuleRequest, route: KvRoute, store: Store, method: string, maxKeyBytes: number): MaybePromise<Response> {
   const headOnly = method === 'HEAD';
   if (route.kind === 'page') {
+    // `/kv/` is the empty key to PUT and DELETE (a key is never empty); GET and HEAD read it as `/kv`
+    if (route.emptyKey && (method === 'PUT' || method === 'DELETE')) return text(400, Texts.blankKey);
     if (method !== 'GET' && method !== 'HEAD') return { status: 405, body: Texts.methodNotAllowed, headers: KV_PAGE_ALLOW };
     return pageRequest(request.target, route, store, headOnly);
   }
   if (method !== 'GET' && method !== 'HEAD' && method !== 'PUT' && method !== 'DELETE') return { status: 405, body: Texts.methodNotAllowed, headers: KV_KEY_ALLOW };
   const key = percentDecode(request.target, route.raw.from, route.raw.to);
   if (key === undefined) return text(400, Texts.badKeyEncoding, headOnly);
-  if (key.trim() === '') return text(400, Texts.blankKey, headOnly);
-  if (hasControlCharacters(key, false)) return text(400, Texts.controlCharacters, headOnly);
+  // reads and deletes name any key a write could ever have stored; writes follow the whole grammar
+  const refusal = method === 'PUT' ? keyRefusal(key, maxKeyBytes) : readableKeyRefusal(key);
+  if (refusal !== undefined) {
+    const { error, limit } = keyRefused(refusal);
+    return limit === undefined ? text(400, error, headOnly) : { status: 400, body: error, limit };
+  }
   if (method === 'GET' || method === 'HEAD') {
     return guard(store.get(key), (value) => (value === undefined ? text(404, Texts.noSuchKey(key), headOnly) : text(200, value, headOnly)));
   }
@@ -316,7 +326,7 @@ function route(request: RuleRequest, store: Store, policy: Policy, peerAddress: 
   if (!policy.allowedHosts.allows(address.host)) return text(400, Texts.notAllowedHost(address.host), headOnly);
 
   if (method === 'END') return endRequest(request, policy, peerAddress);
-  if (kv !== undefined) return kvRequest(request, kv, store, method);
+  if (kv !== undefined) return kvRequest(request, kv, store, method, policy.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES);
 
   const path = address.path;
   // 4, 5. each write path has its own method
@@ -327,8 +337,8 @@ function route(request: RuleRequest, store: Store, policy: Policy, peerAddress: 
   // 7. GET lists the DB on any path
   if (method === 'GET') return listing(store, false);
   // 8. POST / PUT anywhere but their own path
-  if (path === 'create') return create(request.body, store, policy.maxPairs ?? DEFAULT_MAX_PAIRS);
-  if (path === 'update') return update(request.body, store, policy.maxPairs ?? DEFAULT_MAX_PAIRS);
+  if (path === 'create') return create(request.body, store, policy.maxPairs ?? DEFAULT_MAX_PAIRS, policy.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES);
+  if (path === 'update') return update(request.body, store, policy.maxPairs ?? DEFAULT_MAX_PAIRS, policy.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES);
   return text(404, Texts.noRoute);
 }
 
@@ -355,12 +365,13 @@ function endRequest(request: RuleRequest, policy: Policy, peerAddress: string): 
   }
 }
 
-function pairsError(parsed: { readonly error: string; readonly status?: 413 }): Response {
-  return parsed.status === 413 ? { status: 413, body: parsed.error, limit: 'TCPKV_ERR_TOO_MANY_PAIRS' } : text(400, parsed.error);
+function pairsError(parsed: { readonly error: string; readonly status?: 413; readonly limit?: ProtocolErrorCode }): Response {
+  if (parsed.status === 413) return { status: 413, body: parsed.error, limit: 'TCPKV_ERR_TOO_MANY_PAIRS' };
+  return parsed.limit === undefined ? text(400, parsed.error) : { status: 400, body: parsed.error, limit: parsed.limit };
 }
 
-function create(body: Buffer, store: Store, maxPairs: number): MaybePromise<Response> {
-  const parsed = parsePairs(body, maxPairs);
+function create(body: Buffer, store: Store, maxPairs: number, maxKeyBytes: number): MaybePromise<Response> {
+  const parsed = parsePairs(body, maxPairs, maxKeyBytes);
   if ('error' in parsed) return pairsError(parsed);
   const pairs = parsed.pairs;
   if (pairs.length > 1) {
@@ -381,8 +392,8 @@ function created(pairs: readonly Pair[], result: CreateResult): Response {
   return { status: 200, body: out + Texts.postOk };
 }
 
-function update(body: Buffer, store: Store, maxPairs: number): MaybePromise<Response> {
-  const parsed = parsePairs(body, maxPairs);
+function update(body: Buffer, store: Store, maxPairs: number, maxKeyBytes: number): MaybePromise<Response> {
+  const parsed = parsePairs(body, maxPairs, maxKeyBytes);
   if ('error' in parsed) return pairsError(parsed);
   // a key repeated in one body: the last value wins, and the key is reported once
   const pairs: Pair[] = parsed.pairs.length > 1 ? [...new Map(parsed.pairs)] : parsed.pairs;
@@ -412,5 +423,6 @@ function storeFailure(error: unknown): Response {
   // the store logged these (rate-limited); the connection counts them
   if (error instanceof StoreFullError) return { status: 507, body: error.message, limit: 'TCPKV_ERR_STORE_FULL' };
   if (error instanceof ValueTooLargeError) return { status: 413, body: Texts.valueTooLarge(error.message), limit: 'TCPKV_ERR_VALUE_TOO_LARGE' };
+  if (error instanceof UnknownCursorError) return text(400, Texts.unknownCursor(error.after));
   throw error;
 }

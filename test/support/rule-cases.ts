@@ -37,6 +37,15 @@ const SEED = ['seed'] as const;
 const JSON_TYPE = { 'content-type': 'application/json' };
 const items = (...pairs: [string, string][]) => pairs.map(([key, value]) => ({ key, value }));
 
+// the key grammar's texts, spelled out (the rules must name the rule they apply)
+const KEY_COLON = 'Keys cannot contain ":" (it ends a key in the listing and in key: value pairs).';
+const KEY_SPACES = 'Keys cannot begin or end with a space.';
+const MAX_KEY = 1024;
+const KEY_TOO_LONG = `Keys are at most ${MAX_KEY} bytes of UTF-8 (TCPKV_MAX_KEY_BYTES).`;
+/** 341 Hangul syllables (3 bytes each) and one more byte: exactly MAX_KEY bytes, and one over */
+const MAX_KEY_TEXT = '가'.repeat(341) + 'a';
+const LONG_KEY = MAX_KEY_TEXT + 'b';
+
 const listing = (...lines: string[]) => (lines.length === 0 ? Texts.emptyDb : [Texts.listingHeader, ...lines].join('\n'));
 
 export const RULE_CASES: readonly RuleCase[] = [
@@ -110,6 +119,18 @@ export const RULE_CASES: readonly RuleCase[] = [
   { name: 'PUT /kv/<key> with a line break in the value → 400', dialects: STD, method: 'PUT', path: 'kv/a', body: 'x\ny', status: 400, body_is: Texts.controlCharacters, listing: listing() },
   { name: 'PUT /kv/<key> with invalid UTF-8 → 400', dialects: STD, method: 'PUT', path: 'kv/a', body: Buffer.from([0xff]), status: 400, body_is: Texts.badUtf8, listing: listing() },
   { name: 'an empty key → 400', dialects: STD, method: 'GET', path: 'kv/%20', status: 400, body_is: Texts.blankKey },
+  // the key grammar (services/protocol/key-grammar.ts): one for every write route and both dialects
+  { name: 'PUT /kv/ (the empty key) → 400', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/', body: 'v', status: 400, body_is: Texts.blankKey, listing: listing('a:1') },
+  { name: 'DELETE /kv/ (the empty key) → 400', dialects: STD, setup: 'a: 1', method: 'DELETE', path: 'kv/', status: 400, body_is: Texts.blankKey, listing: listing('a:1') },
+  { name: 'GET /kv/ is the page route, like /kv', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv/', status: 200, json: { items: items(['a', '1']), next: null } },
+  { name: 'a key holding ":" cannot forge a listing entry → 400', dialects: STD, setup: 'home: https://good.example/', method: 'PUT', path: 'kv/home%3Ahttps', body: '//evil.example/', status: 400, body_is: KEY_COLON, listing: listing('home:https://good.example/') },
+  { name: 'a key with a leading space → 400', dialects: STD, method: 'PUT', path: 'kv/%20a', body: 'v', status: 400, body_is: KEY_SPACES, listing: listing() },
+  { name: 'a key with a trailing Unicode space → 400', dialects: STD, method: 'PUT', path: 'kv/a%E3%80%80', body: 'v', status: 400, body_is: KEY_SPACES, listing: listing() },
+  { name: 'GET and DELETE name any key a write could once store (":" and spaces): 404 here', dialects: STD, method: 'GET', path: 'kv/a%3Ab%20', status: 404, body_is: 'No such key: a:b ' },
+  { name: `PUT /kv/<key> of ${MAX_KEY + 1} bytes → 400 naming the limit`, dialects: STD, method: 'PUT', path: `kv/${encodeURIComponent(LONG_KEY)}`, body: 'v', status: 400, body_is: KEY_TOO_LONG, listing: listing() },
+  { name: `POST /create with a key of ${MAX_KEY + 1} bytes → 400, nothing stored`, method: 'POST', path: 'create', body: `a: 1&${LONG_KEY}: 2`, status: 400, body_is: KEY_TOO_LONG, listing: listing() },
+  { name: `PUT /update with a key of ${MAX_KEY + 1} bytes → 400, nothing changed`, setup: 'a: 1', method: 'PUT', path: 'update', body: `a: 2&${LONG_KEY}: 2`, status: 400, body_is: KEY_TOO_LONG, listing: listing('a:1') },
+  { name: `a key of exactly ${MAX_KEY} bytes is stored`, method: 'POST', path: 'create', body: `${MAX_KEY_TEXT}: 1`, status: 200, listing: listing(`${MAX_KEY_TEXT}:1`) },
   { name: 'POST /kv/<key> → 405 with an Allow naming DELETE', dialects: STD, method: 'POST', path: 'kv/a', body: 'a: 1', status: 405, body_is: Texts.methodNotAllowed, headers: { allow: 'GET, HEAD, PUT, DELETE' }, listing: listing() },
   { name: 'PATCH /kv/<key> → 405 with the same Allow', dialects: STD, method: 'PATCH', path: 'kv/a', status: 405, headers: { allow: 'GET, HEAD, PUT, DELETE' } },
   { name: 'DELETE /kv → 405, Allow GET, HEAD', dialects: STD, method: 'DELETE', path: 'kv', status: 405, headers: { allow: 'GET, HEAD' } },
@@ -129,4 +150,5 @@ export const RULE_CASES: readonly RuleCase[] = [
   ...['0', '1001', 'x', '-1', '1.5', ''].map((limit) => ({ name: `GET /kv?limit=${limit} → 400`, dialects: STD, method: 'GET', path: 'kv', target: `/kv?limit=${limit}`, status: 400, body_is: Texts.badLimit })),
   { name: 'GET /kv?limit=1000 is the most', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv', target: '/kv?limit=1000', status: 200, json: { items: items(['a', '1']), next: null } },
   { name: 'a bad escape in the query → 400', dialects: STD, method: 'GET', path: 'kv', target: '/kv?after=%E2%82', status: 400, body_is: Texts.badQueryEncoding('after') },
+  { name: 'GET /kv?after=<a key never stored> → 400, never an empty last page', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv', target: '/kv?after=zz', status: 400, body_is: Texts.unknownCursor('zz') },
 ];

@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { defaultStoreLimits, MemoryStore, utf8Bytes } from '../../services/server/store/memory-store.js';
-import { StoreFullError, type Pair } from '../../services/server/store/store.js';
+import { REMEMBERED_CURSORS, StoreFullError, UnknownCursorError, type Pair } from '../../services/server/store/store.js';
 
 function modelListing(model: Map<string, string>): string {
   let s = '';
@@ -116,11 +116,28 @@ describe('MemoryStore', () => {
     expect(store.page({ prefix: '', after: undefined, limit: 1 }).items).toEqual([['k1500', 'v']]);
   });
 
-  it('a page after a deleted cursor key is empty and ends the walk', () => {
+  it('a page after a deleted cursor key continues from where it stood', () => {
     const store = new MemoryStore();
     store.restore([['a', '1'], ['b', '2']]);
     store.delete('a');
-    expect(store.page({ prefix: '', after: 'a', limit: 10 })).toEqual({ items: [], next: undefined });
+    expect(store.page({ prefix: '', after: 'a', limit: 10 })).toEqual({ items: [['b', '2']], next: undefined });
+  });
+
+  it('deleted keys are remembered as cursors for the last REMEMBERED_CURSORS deletes; older ones are refused, and their blocks go', () => {
+    const store = new MemoryStore();
+    const n = REMEMBERED_CURSORS + 600;
+    store.restore(Array.from({ length: n }, (_, i): Pair => [`k${i}`, 'v']));
+    for (let i = 0; i < n - 1; i++) store.delete(`k${i}`);
+    // the oldest 599 deletes are forgotten (more than two blocks of 256 entries: those blocks left the chain)
+    expect(() => store.page({ prefix: '', after: 'k0', limit: 5 })).toThrow(UnknownCursorError);
+    expect(() => store.page({ prefix: '', after: 'k598', limit: 5 })).toThrow(UnknownCursorError);
+    expect(store.page({ prefix: '', after: 'k599', limit: 5 })).toEqual({ items: [[`k${n - 1}`, 'v']], next: undefined });
+    expect(store.list()).toEqual([[`k${n - 1}`, 'v']]);
+    expect(store.usage()).toEqual({ keys: 1, dataBytes: `k${n - 1}`.length + 1 });
+    // a key created again is a new entry at the end, and its grave is gone
+    store.createAll([['k700', 'again'], ['z', '1']]);
+    expect(store.page({ prefix: '', after: 'k700', limit: 5 })).toEqual({ items: [['z', '1']], next: undefined });
+    expect(store.listing().slices.join('')).toBe(`\nk${n - 1}:v\nk700:again\nz:1`);
   });
 
   it('a sparse prefix costs a bounded scan per page: short pages with a cursor', () => {

@@ -16,7 +16,7 @@
 
 import type { Etcd3, IKeyValue, IWatchResponse, IDuplexStream, IWatchRequest } from 'etcd3';
 import type { Logger } from 'pino';
-import type { ListingSnapshot, Page, PageRequest, Pair, StoreUsage } from './store.js';
+import { REMEMBERED_CURSORS, UnknownCursorError, type ListingSnapshot, type Page, type PageRequest, type Pair, type StoreUsage } from './store.js';
 
 /** Keys per range request of the initial list; halved while an answer is over gRPC's 4 MiB. */
 const LIST_PAGE_KEYS = 1000;
@@ -49,8 +49,13 @@ export class OrderedEntries {
   private readonly live = new Map<string, Entry>();
   /** every entry in insertion order, dead ones kept until compacted so a page's `after` still finds its place */
   private order: Entry[] = [];
-  /** dead entries by key, for `after` naming a key deleted since the last page */
+  /**
+   * dead entries by key, for `after` naming a key deleted since the last page (store.ts,
+   * PageRequest.after): the most recent REMEMBERED_CURSORS deletes, oldest first
+   */
   private readonly graves = new Map<string, Entry>();
+  /** dead entries still in `order` that no grave names any more (dropped from `order` in bulk) */
+  private forgotten = 0;
   private nextSeq = 0;
   private dataBytes = 0;
   private rendered: ListingSnapshot | undefined;
@@ -75,7 +80,8 @@ export class OrderedEntries {
     }
     const created: Entry = { key, value, modRevision, seq: this.nextSeq++, dead: false };
     this.live.set(key, created);
-    this.graves.delete(key);
+    // created again: a new entry at the end; the old place is no cursor's any more
+    if (this.graves.delete(key)) this.forgotten++;
     this.order.push(created);
     this.dataBytes += Buffer.byteLength(key) + Buffer.byteLength(value);
     return undefined;
@@ -89,9 +95,18 @@ export class OrderedEntries {
     this.live.delete(key);
     this.graves.set(key, entry);
     this.dataBytes -= Buffer.byteLength(key) + Buffer.byteLength(entry.value);
-    if (this.graves.size > 1024 && this.graves.size > this.live.size) {
-      this.order = this.order.filter((e) => !e.dead);
-      this.graves.clear();
+    const keep = REMEMBERED_CURSORS;
+    if (this.graves.size > keep) {
+      for (const oldKey of this.graves.keys()) {
+        this.graves.delete(oldKey);
+        this.forgotten++;
+        if (this.graves.size <= keep) break;
+      }
+    }
+    // dead entries no grave names are only dropped in bulk, so each delete costs O(1) amortized
+    if (this.forgotten > 1024 && this.forgotten > this.live.size) {
+      this.order = this.order.filter((e) => !e.dead || this.graves.get(e.key) === e);
+      this.forgotten = 0;
     }
     return true;
   }
@@ -130,8 +145,9 @@ export class OrderedEntries {
   page(request: PageRequest): Page {
     let from = 0;
     if (request.after !== undefined) {
+      // a cursor key deleted since: the walk goes on from the place it had
       const anchor = this.live.get(request.after) ?? this.graves.get(request.after);
-      if (anchor === undefined) return { items: [], next: undefined };
+      if (anchor === undefined) throw new UnknownCursorError(request.after);
       let lo = 0;
       let hi = this.order.length;
       while (lo < hi) {

@@ -55,6 +55,7 @@ import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { OrderedEntries, prefixEnd, WatchCache } from './etcd-cache.js';
 import { MemberHealth } from './etcd-member-health.js';
 import {
+  repeatedKey,
   CREATED,
   StoreFullError,
   StoreUnavailableError,
@@ -614,6 +615,9 @@ export class EtcdStore implements Store {
   }
 
   async createAll(pairs: readonly Pair[]): Promise<CreateResult> {
+    // a key given twice counts as existing (store.ts); etcd would refuse the transaction
+    const repeated = repeatedKey(pairs);
+    if (repeated !== undefined) return { ok: false, existingKey: repeated };
     const deadline = Date.now() + this.timeoutMs;
     const bytes = this.checkSize(pairs);
     await this.checkLimits(() => {

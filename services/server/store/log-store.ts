@@ -32,6 +32,7 @@ import { lockDirectory, type DirectoryLock } from './dir-lock.js';
 import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeRecord, fileSource, FORMAT_VERSION, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, snapshotRecords, surveyDamage, type FormatVersion, type ReplayResult } from './log-format.js';
 import { MemoryStore } from './memory-store.js';
 import {
+  repeatedKey,
   StoreUnavailableError,
   ValueTooLargeError,
   type CreateResult,
@@ -247,6 +248,9 @@ export class LogStore implements Store {
   }
 
   createAll(pairs: readonly Pair[]): Promise<CreateResult> {
+    // a key given twice counts as existing (store.ts); that needs no look at the store
+    const repeated = repeatedKey(pairs);
+    if (repeated !== undefined) return Promise.resolve({ ok: false, existingKey: repeated });
     return this.enqueue({ kind: 'create', pairs }, () => encodeRecord(pairs)) as Promise<CreateResult>;
   }
 

@@ -8,6 +8,11 @@
 //   page(...)   finds `after` through the map and walks forward from it: O(limit), never O(position)
 //   writes      O(pairs), plus the re-render of the blocks they touched (bounded by the block size)
 //
+// A deleted entry stays in its block, dead, as long as its key is remembered as a cursor (`graves`,
+// key → id, oldest delete first): a page whose `after` was deleted since continues from that place
+// (store.ts, PageRequest.after). The last REMEMBERED_CURSORS deletes are remembered, whatever the
+// store's size; then the oldest grave's id is freed and its slot dropped at the block's next render.
+//
 // An entry is a small integer id, not an object: the map holds key → id, and typed arrays hold each
 // id's place (block, slot) and its value's offsets — a million entries are a million keys for the
 // garbage collector to trace, not three million objects. A value lives in exactly one place: inside
@@ -29,7 +34,7 @@
 
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
-import { CREATED, StoreFullError, type CreateResult, type ListingSnapshot, type Page, type PageRequest, type Pair, type Store, type StoreLimits, type StoreUsage, type UpsertResult } from './store.js';
+import { CREATED, REMEMBERED_CURSORS, StoreFullError, UnknownCursorError, type CreateResult, type ListingSnapshot, type Page, type PageRequest, type Pair, type Store, type StoreLimits, type StoreUsage, type UpsertResult } from './store.js';
 
 /** A block is closed to appends at this many entries or rendered bytes (whichever comes first). */
 const BLOCK_ENTRIES = 256;
@@ -70,9 +75,11 @@ export function utf8Bytes(s: string): number {
 }
 
 interface Block {
-  /** entry ids in insertion order; -1 = deleted (dropped at the next render) */
+  /** entry ids in insertion order, dead ones (graves) included; -1 = deleted (dropped at the next render) */
   ids: number[];
   live: number;
+  /** dead entries kept for cursors: a block leaves the chain when it has neither live nor dead ones */
+  graves: number;
   /** the live entries rendered as UTF-8, `\nkey:value` each; stale while `dirty` */
   wire: Buffer;
   /** UTF-8 bytes of the live entries rendered (kept current on every change) */
@@ -109,6 +116,10 @@ export class MemoryStore implements Store {
   private startOf = new Int32Array(1024);
   private endOf = new Int32Array(1024);
   private bytesOf = new Int32Array(1024);
+  /** 1 = the entry was deleted and is kept only as a cursor's place (a grave) */
+  private deadOf = new Uint8Array(1024);
+  /** deleted keys still remembered as cursors, key → dead entry id, oldest delete first */
+  private readonly graves = new Map<string, number>();
   private freeIds: number[] = [];
   private nextId = 0;
   /** values written since their block was last rendered, by entry id */
@@ -203,9 +214,9 @@ export class MemoryStore implements Store {
       block = this.head;
       slot = 0;
     } else {
-      const from = this.map.get(request.after);
-      // a cursor key deleted since: its place is gone, so the walk ends (see docs/store.md)
-      if (from === undefined) return { items, next: undefined };
+      // a cursor key deleted since: the walk goes on from the place it had
+      const from = this.map.get(request.after) ?? this.graves.get(request.after);
+      if (from === undefined) throw new UnknownCursorError(request.after);
       block = this.blockOf[from];
       slot = this.slotOf[from]! + 1;
     }
@@ -216,7 +227,7 @@ export class MemoryStore implements Store {
       const ids = block.ids;
       for (; slot < ids.length; slot++) {
         const id = ids[slot]!;
-        if (id === DELETED) continue;
+        if (id === DELETED || this.deadOf[id] === 1) continue;
         const key = this.keyOf[id]!;
         // out of budget: a short page whose cursor is the last key looked at, matching or not
         if (scanned === PAGE_SCAN_BUDGET) return { items, next: lastScanned };
@@ -254,7 +265,7 @@ export class MemoryStore implements Store {
       const keys: string[] = [];
       const offsets = new Int32Array(b.live * 2);
       for (const id of b.ids) {
-        if (id === DELETED) continue;
+        if (id === DELETED || this.deadOf[id] === 1) continue;
         offsets[keys.length * 2] = this.startOf[id]!;
         offsets[keys.length * 2 + 1] = this.endOf[id]!;
         keys.push(this.keyOf[id]!);
@@ -275,7 +286,7 @@ export class MemoryStore implements Store {
   /** Every pair in insertion order, lazily. */
   *entries(): IterableIterator<Pair> {
     for (let b = this.head; b !== undefined; b = b.next) {
-      for (const id of b.ids) if (id !== DELETED) yield [this.keyOf[id]!, this.valueOf(id)];
+      for (const id of b.ids) if (id !== DELETED && this.deadOf[id] === 0) yield [this.keyOf[id]!, this.valueOf(id)];
     }
   }
 
@@ -283,8 +294,11 @@ export class MemoryStore implements Store {
 
   createAll(pairs: readonly Pair[]): CreateResult {
     let bytes = 0;
+    // a key given twice counts as existing (store.ts): its second pair finds the first
+    const seen = pairs.length > 1 ? new Set<string>() : undefined;
     for (const [key, value] of pairs) {
-      if (this.map.has(key)) return { ok: false, existingKey: key };
+      if (this.map.has(key) || seen?.has(key) === true) return { ok: false, existingKey: key };
+      seen?.add(key);
       bytes += utf8Bytes(key) + utf8Bytes(value);
     }
     const full = this.checkGrowth(pairs.length, bytes);
@@ -298,18 +312,21 @@ export class MemoryStore implements Store {
     const previous: (string | undefined)[] = new Array<string | undefined>(pairs.length);
     let addedKeys = 0;
     let addedBytes = 0;
+    // a key given twice (store.ts): counted once, by the bytes of its last value
+    const within = pairs.length > 1 ? new Map<string, string>() : undefined;
     for (let i = 0; i < pairs.length; i++) {
       const [key, value] = pairs[i]!;
       const id = this.map.get(key);
       const valueBytes = utf8Bytes(value);
-      if (id === undefined) {
+      const old = id === undefined ? undefined : this.valueOf(id);
+      previous[i] = old;
+      const before = within?.has(key) === true ? within.get(key) : old;
+      within?.set(key, value);
+      if (before === undefined) {
         addedKeys++;
         addedBytes += utf8Bytes(key) + valueBytes;
-        previous[i] = undefined;
       } else {
-        const old = this.valueOf(id);
-        addedBytes += valueBytes - utf8Bytes(old);
-        previous[i] = old;
+        addedBytes += valueBytes - utf8Bytes(before);
       }
     }
     const full = this.checkGrowth(addedKeys, addedBytes);
@@ -361,15 +378,21 @@ export class MemoryStore implements Store {
       this.startOf = grow(this.startOf);
       this.endOf = grow(this.endOf);
       this.bytesOf = grow(this.bytesOf);
+      const dead = new Uint8Array(this.deadOf.length * 2);
+      dead.set(this.deadOf);
+      this.deadOf = dead;
     }
     return id;
   }
 
   private append(key: string, value: string): void {
+    // a key created again is a new entry at the end: its old place is no cursor's any more (store.ts)
+    const grave = this.graves.get(key);
+    if (grave !== undefined) this.forget(key, grave);
     const bytes = utf8Bytes(key) + utf8Bytes(value);
     let block = this.tail;
     if (block === undefined || block.ids.length >= BLOCK_ENTRIES || (block.bytes >= BLOCK_BYTES && block.ids.length > 0)) {
-      block = { ids: [], live: 0, wire: EMPTY, bytes: 0, dirty: false, prev: this.tail, next: undefined };
+      block = { ids: [], live: 0, graves: 0, wire: EMPTY, bytes: 0, dirty: false, prev: this.tail, next: undefined };
       if (this.tail === undefined) this.head = block;
       else this.tail.next = block;
       this.tail = block;
@@ -404,20 +427,36 @@ export class MemoryStore implements Store {
     this.map.delete(key);
     const block = this.blockOf[id]!;
     const bytes = this.bytesOf[id]!;
-    block.ids[this.slotOf[id]!] = DELETED;
+    // the entry stays in its block, dead, as the place of a cursor naming it
+    this.deadOf[id] = 1;
+    this.graves.set(key, id);
+    block.graves++;
     block.live--;
     block.bytes -= bytes + 2;
     this.dataBytes -= bytes;
     this.pending.delete(id);
+    if (block.live > 0) this.markDirty(block);
+    const keep = REMEMBERED_CURSORS;
+    if (this.graves.size > keep) {
+      for (const [oldKey, oldId] of this.graves) {
+        this.forget(oldKey, oldId);
+        if (this.graves.size <= keep) break;
+      }
+    }
+    return true;
+  }
+
+  /** Frees a grave: its id is reused, its slot dropped at the block's next render (or with the block). */
+  private forget(key: string, id: number): void {
+    this.graves.delete(key);
+    const block = this.blockOf[id]!;
+    block.ids[this.slotOf[id]!] = DELETED;
+    block.graves--;
+    this.deadOf[id] = 0;
     this.keyOf[id] = undefined;
     this.blockOf[id] = undefined;
     this.freeIds.push(id);
-    if (block.live === 0) {
-      this.unlink(block);
-    } else {
-      this.markDirty(block);
-    }
-    return true;
+    if (block.live === 0 && block.graves === 0) this.unlink(block);
   }
 
   /** An empty block leaves the chain (its text may still be in a listing someone is sending). */
@@ -426,7 +465,6 @@ export class MemoryStore implements Store {
     else block.prev.next = block.next;
     if (block.next === undefined) this.tail = block.prev;
     else block.next.prev = block.prev;
-    // a walk standing on it (a page) finds no live entry and goes on to what followed it
     block.ids = [];
     block.wire = EMPTY;
     block.bytes = 0;
@@ -455,6 +493,12 @@ export class MemoryStore implements Store {
     let pos = 0;
     for (const id of block.ids) {
       if (id === DELETED) continue;
+      if (this.deadOf[id] === 1) {
+        // a grave keeps its place in the order, and writes nothing
+        this.slotOf[id] = kept.length;
+        kept.push(id);
+        continue;
+      }
       buf[pos++] = 0x0a;
       pos += buf.write(this.keyOf[id]!, pos, 'utf8');
       buf[pos++] = 0x3a;

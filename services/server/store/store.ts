@@ -5,7 +5,22 @@
 //
 // Failures are typed: StoreUnavailableError (503: I/O error, lost quorum; nothing applied unless
 // `indeterminate`), StoreFullError (507: a store limit; nothing applied), ValueTooLargeError (413: a
-// single key or value no store of this kind can hold; nothing applied).
+// single key or value no store of this kind can hold; nothing applied), UnknownCursorError (400: a
+// page's `after` the store has no place for).
+//
+// The semantics below are the contract every store meets; test/support/store-contract.ts checks each
+// one against every store (memory, log, etcd). A new store passes that table before it is wired in.
+//   order       entries are in insertion order; an update keeps its entry's place; a key deleted and
+//               created again is a new entry at the end
+//   cursors     see PageRequest.after
+//   repeats     see createAll and upsertAll
+//   all or none a write is applied whole or not at all, whatever it throws or answers
+//   limits      StoreFullError only for a write that grows the keys or bytes past a limit; deletes and
+//               writes that do not grow a measure always pass (a store loaded over its limits shrinks)
+//   readiness   an open store that can take writes answers undefined (or has no readiness())
+//   close       resolves once every acknowledged write is as durable as the store makes it; a second
+//               close resolves too; a store that keeps data shows every acknowledged write when
+//               opened again
 
 export type Pair = readonly [key: string, value: string];
 
@@ -24,7 +39,15 @@ export type MaybePromise<T> = T | Promise<T>;
 /** `GET /kv?prefix=&after=&limit=`: keys starting with `prefix`, in insertion order, after `after`. */
 export interface PageRequest {
   readonly prefix: string;
-  /** the last key of the previous page; undefined = from the start */
+  /**
+   * The last key of the previous page (its `next`); undefined = from the start. The page continues
+   * after the place the key has now, or, when the key has been deleted since, after the place it
+   * stood — so a walk returns every key present for the whole walk, whatever else is deleted or
+   * created meanwhile (a queue drain deletes each key it is given). A key deleted and created again
+   * stands at its new place (the end). The place of a deleted key is kept for the most recent
+   * deletes (REMEMBERED_CURSORS of them); a key the store has no place for — never
+   * stored, or deleted longer ago than that — throws UnknownCursorError, never an empty last page.
+   */
   readonly after: string | undefined;
   /** 1..1000 (the rules clamp it) */
   readonly limit: number;
@@ -69,9 +92,18 @@ export interface Store {
   get(key: string): MaybePromise<string | undefined>;
   /** A page of entries in insertion order (see PageRequest). Must not cost O(position of `after`). */
   page(request: PageRequest): MaybePromise<Page>;
-  /** Stores every pair only if none of the keys exists yet; otherwise nothing (all or none). */
+  /**
+   * Stores every pair only if none of the keys exists yet; otherwise nothing (all or none). A key given
+   * twice in one call counts as existing (its second pair finds the first): nothing is stored and
+   * `existingKey` names one key that exists or repeats (which one, when several do, is the store's).
+   */
   createAll(pairs: readonly Pair[]): MaybePromise<CreateResult>;
-  /** Sets every pair, creating missing keys, and reports the values it replaced. All or none. */
+  /**
+   * Sets every pair, creating missing keys, and reports the values it replaced. All or none. A key
+   * given twice in one call: the last value wins, a new key takes the place of its first pair, and
+   * the store grows by that key once; `previous[i]` is the value pair i's key held before the call
+   * (the same at every place of a repeated key).
+   */
   upsertAll(pairs: readonly Pair[]): MaybePromise<UpsertResult>;
   /** Removes one key; false = there was no such key. Durable like every write. */
   delete(key: string): MaybePromise<boolean>;
@@ -120,6 +152,31 @@ export class StoreFullError extends Error {
 /** One key or value is larger than this store can ever hold (a log record, an etcd request): 413, nothing applied. */
 export class ValueTooLargeError extends Error {
   override readonly name = 'ValueTooLargeError';
+}
+
+/** Deleted keys whose place every store keeps for a page's `after` (see PageRequest.after). */
+export const REMEMBERED_CURSORS = 10_000;
+
+/** A page's `after` names a key the store has no place for (PageRequest.after): answered 400. */
+export class UnknownCursorError extends Error {
+  override readonly name = 'UnknownCursorError';
+  readonly after: string;
+  constructor(after: string) {
+    super(`no place known for the cursor key ${JSON.stringify(after)}`);
+    this.after = after;
+  }
+}
+
+/** The first key that appears a second time in `pairs`, or undefined (createAll's repeated key). */
+export function repeatedKey(pairs: readonly Pair[]): string | undefined {
+  if (pairs.length < 2) return undefined;
+  if (pairs.length === 2) return pairs[0]![0] === pairs[1]![0] ? pairs[0]![0] : undefined;
+  const seen = new Set<string>();
+  for (const [key] of pairs) {
+    if (seen.has(key)) return key;
+    seen.add(key);
+  }
+  return undefined;
 }
 
 /**
