@@ -11,7 +11,7 @@
 // written.
 //
 // A restore writes in batches, each one `POST /create` (all or nothing; a value the pair grammar
-// cannot carry — one holding `&`, or with spaces at either end — goes alone as `PUT /kv/<key>`). It
+// cannot carry — a key or value holding `&`, a value with spaces at either end — goes alone as `PUT /kv/<key>`). It
 // writes only keys the target lacks, so a restore that was interrupted (killed, a lost connection)
 // and run again finishes the job: keys already there with the dump's value are skipped, never written
 // twice. A target holding anything else is refused unless told to merge or replace.
@@ -197,8 +197,8 @@ export interface RestoreSummary {
 }
 
 /** A pair `POST /create` carries exactly: the pair grammar splits at `&` and trims both sides. */
-function fitsPairGrammar(value: string): boolean {
-  return !value.includes('&') && value.trim() === value && value !== '';
+function fitsPairGrammar(key: string, value: string): boolean {
+  return !key.includes('&') && !value.includes('&') && value.trim() === value && value !== '';
 }
 
 function kvTarget(key: string): string {
@@ -267,7 +267,7 @@ export async function restore(client: TcpkvClient, entries: readonly Entry[], op
     batchBytes = 0;
   };
   for (const [key, value] of missing) {
-    if (!fitsPairGrammar(value)) {
+    if (!fitsPairGrammar(key, value)) {
       await flush(); // the keys before it first: the listing keeps insertion order
       await put(key, value);
       written += 1;

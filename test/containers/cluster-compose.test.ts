@@ -4,15 +4,18 @@
 //      its END stopped tcpkv1 only.
 //   2. infra/cluster/vm.compose.yml (the one-VM trial) with `up -d --build`, its replicas published
 //      on 127.0.0.1: the scenario from "home" passes through the three published ports; END stops the
-//      replica it reaches and Docker starts it again (restart: unless-stopped), serving the same data.
+//      replica it reaches and Docker starts it again (restart: unless-stopped), serving the same data;
+//      then a log-store server's data moves onto the cluster with dump and restore.
 // compose v1 (docker-compose) is all there is here; with only v2 installed, `docker compose` is used.
 
 import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { ETCD_IMAGE, clientFor, listData, request, sleep, type Reachable } from '../support/cluster.js';
 import { DockerResources, REPO_ROOT, composeCommand, dockerOk, runStreaming, uniqueName, waitForExit } from '../support/docker.js';
-import { freePort } from '../support/net.js';
+import { freePort, spawnServer } from '../support/net.js';
 
 const TOKEN = 'cluster-compose-token';
 const PROMETHEUS_IMAGE = process.env.PROMETHEUS_IMAGE?.trim() || 'tcpkv/prometheus:local';
@@ -36,9 +39,18 @@ async function serviceContainer(project: string, service: string): Promise<strin
 
 function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 60_000, env: { ...process.env, TCPKV_SHUTDOWN_TOKEN: '' } }, (error, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 60_000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, TCPKV_SHUTDOWN_TOKEN: '' } }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout: stdout.toString(), stderr: stderr.toString() });
     });
+  });
+}
+
+function runCliWithInput(args: string[], input: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [CLI, ...args], { timeout: 120_000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, TCPKV_SHUTDOWN_TOKEN: '' } }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout: stdout.toString(), stderr: stderr.toString() });
+    });
+    child.stdin!.end(input);
   });
 }
 
@@ -124,6 +136,30 @@ describe('the cluster compose files, brought up', () => {
     const data = await listData(clientFor([replicas[0]!]));
     expect([...data.keys()]).toEqual(['ID', 'Subject', 'Grade', 'final_exam']);
     expect(await listData(clientFor([replicas[2]!]))).toEqual(data);
+
+    // Moving a log store's data onto the cluster (docs/backup.md): dump a log-store server, restore
+    // through one replica with --replace (the scenario's keys go), and every replica lists exactly
+    // what the log server listed.
+    const logServer = await spawnServer({ TCPKV_DATA_DIR: mkdtempSync(join(tmpdir(), 'tcpkv-move-')) });
+    try {
+      const at = ['--server', `127.0.0.1:${logServer.port}`];
+      for (let i = 0; i < 2_000; i += 500) {
+        const pairs = Array.from({ length: 500 }, (_, j) => `학생-${i + j}: 컴퓨터네트워크 ${i + j}점 🙂`);
+        expect((await runCli([...at, 'create', pairs.join('&')])).code).toBe(0);
+      }
+      expect((await runCli([...at, 'put', 'url', 'https://example.com/?a=1&b=2'])).code).toBe(0);
+      const dumped = await runCli([...at, 'dump']);
+      expect(dumped.code, dumped.stderr).toBe(0);
+      expect(dumped.stderr).toContain('dumped 2001 keys');
+      const moved = await runCliWithInput(['--server', `127.0.0.1:${ports[0]}`, 'restore', '--replace'], dumped.stdout);
+      expect(moved.code, moved.stderr).toBe(0);
+      expect(moved.stderr).toContain('restore done: 2001 written, 0 updated, 0 already there, 4 deleted');
+      const want = (await runCli([...at, '--quiet', 'get'])).stdout;
+      for (const p of ports) expect((await runCli(['--server', `127.0.0.1:${p}`, '--quiet', 'get'])).stdout).toBe(want);
+    } finally {
+      logServer.kill('SIGKILL');
+      await logServer.exited;
+    }
 
     const down = await compose(['-p', project, '-f', file, 'down', '-v', '--timeout', '0'], env);
     expect(down.code, down.output).toBe(0);

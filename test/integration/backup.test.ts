@@ -51,6 +51,7 @@ const AWKWARD: readonly (readonly [string, string])[] = [
   ['tabbed', 'a\tb'],
   ['colon', 'x:y:z'],
   ['percent%20key', '100%'],
+  ['a&b', 'key with an ampersand'],
 ];
 
 async function fill(s: ChildServer, entries: readonly (readonly [string, string])[]): Promise<void> {
@@ -77,11 +78,11 @@ describe.each(KINDS)('from the %s store', (from) => {
     await bulk(source, 300, 'bulk-');
     const dumped = await runClient([...at(source), 'dump']);
     expect(dumped.code, dumped.stderr).toBe(0);
-    expect(dumped.stderr).toMatch(/^dumped 308 keys \(sha256 [0-9a-f]{64}\)\n$/);
+    expect(dumped.stderr).toMatch(/^dumped 309 keys \(sha256 [0-9a-f]{64}\)\n$/);
     const target = await serverOf(to);
     const restored = await runClient([...at(target), 'restore'], {}, Buffer.from(dumped.stdout));
     expect(restored.code, restored.stderr).toBe(0);
-    expect(restored.stderr).toContain('restore done: 308 written, 0 updated, 0 already there, 0 deleted');
+    expect(restored.stderr).toContain('restore done: 309 written, 0 updated, 0 already there, 0 deleted');
     expect(sha(await listing(target))).toBe(sha(await listing(source)));
     for (const [k, v] of AWKWARD) {
       const r = await runClient([...at(target), '--quiet', 'get', k]);
