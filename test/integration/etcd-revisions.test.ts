@@ -280,6 +280,44 @@ describe('watch answers over gRPC’s default 4 MiB', () => {
   }, 90_000);
 });
 
+describe('a watch answer over what the replica takes (its TCPKV_ETCD_MAX_REQUEST_BYTES below etcd\'s --max-request-bytes)', () => {
+  it('the watch backs off instead of reconnecting at once, says which setting, and the replica is not ready while its reads fail', async () => {
+    const etcd = await newEtcd([`--max-request-bytes=${8 * 1024 * 1024}`]);
+    const replica = await startReplica(etcd, { TCPKV_ETCD_TIMEOUT_MS: '1000' });
+    await waitReady(replica);
+    const watchStreams = async () => {
+      const text = await (await fetch(`${etcd.endpoint}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith('grpc_server_started_total{') && l.includes('grpc_method="Watch"') && l.includes('etcdserverpb.Watch'));
+      return Number(line?.split(' ').at(-1) ?? NaN);
+    };
+    const writer = new Etcd3({ hosts: etcd.endpoint });
+    try {
+      await writer.kv.txn({ compare: [], success: [{ request_put: { key: Buffer.from('rev/kv/huge'), value: Buffer.alloc(5_000_000, 'h') } }, { request_put: { key: Buffer.from('rev/kv/'), value: Buffer.from('outside') } }], failure: [] });
+    } finally {
+      writer.close();
+    }
+    await sleep(500);
+    const before = await watchStreams();
+    const started = Date.now();
+    let readyWhileFailing = 0;
+    let served = 0;
+    while (Date.now() - started < 6000) {
+      const isReady = await ready(replica);
+      const answer = await ask(replica, 'GET', '/kv/huge', '', 3000);
+      if (answer.status === 200) served++;
+      else if (isReady) readyWhileFailing++;
+      await sleep(100);
+    }
+    const streams = (await watchStreams()) - before;
+    const warned = logLines(replica, /larger than this replica takes/).filter((l) => l.level === 40).length;
+    console.log(`watch answer over the limit, 6 s: ${streams} watch streams opened, ${served} GETs served, ready while failing ${readyWhileFailing}×, warnings ${warned}`);
+    expect(served).toBe(0); // the copy cannot reach the revision, so never an old answer
+    expect(readyWhileFailing).toBe(0);
+    expect(streams).toBeLessThanOrEqual(9); // 100 ms doubling to 2 s: at most 7 in 6 s (before: 13 here, one after another)
+    expect(warned).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+});
+
 describe('at real size: 100,000 keys', () => {
   it('a PUT/GET loop across two replicas for 10 s: no reload, GET p99 under 50 ms (plus what an idle memory-store server waits at the same moments)', async () => {
     const KEYS = 100_000;

@@ -314,6 +314,9 @@ export class WatchCache {
 
   private async loop(): Promise<void> {
     while (!this.closed) {
+      // only a wait after etcd could not be reached is cut short by a read (see wake): a watch that
+      // etcd opened and that then broke would break again as soon
+      let unreachable = false;
       try {
         if (this.relistWanted) await this.list();
         if (await this.watch()) {
@@ -325,11 +328,13 @@ export class WatchCache {
         const message = (error as Error).message;
         this.problem ??= `the etcd watch is broken: ${message}`;
         this.options.logger.debug({ err: message }, 'etcd cache: list or watch failed; trying again');
+        unreachable = true;
       }
       // a watch that broke before it brought anything waits before the next, as a failed list does
       if (this.closed) return;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.backoff);
+        if (!unreachable) return;
         this.wakeUp = () => {
           clearTimeout(timer);
           resolve();
