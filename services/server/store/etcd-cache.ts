@@ -4,7 +4,7 @@
 // and says how far it has got.
 //
 //   sync    list <prefix>kv/ and <prefix>ord/ in pages, all at one revision R (never the whole prefix
-//           in one gRPC answer: that is capped at 4 MiB), order the keys, then watch <prefix>kv/ from
+//           in one gRPC answer: the client caps answers, see maxEtcdAnswerBytes), order the keys, then watch <prefix>kv/ from
 //           R+1. Events arrive in revision order and a revision's events in one answer, so each
 //           answer is applied whole and `applied` moves to its last event's revision.
 //   resume  a broken watch reconnects from applied+1, once a read of the write stamp at `applied`
@@ -24,7 +24,7 @@ import type { Etcd3, IEvent, IKeyValue, IWatchResponse, IDuplexStream, IWatchReq
 import type { Logger } from 'pino';
 import type { ListingSnapshot, Page, PageRequest, Pair, StoreUsage } from './store.js';
 
-/** Keys per range request of the initial list; halved while an answer is over gRPC's 4 MiB. */
+/** Keys per range request of the initial list; made smaller while an answer is over what the client takes. */
 const LIST_PAGE_KEYS = 1000;
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 2000;
@@ -448,7 +448,7 @@ export class WatchCache {
     for (const r of rows) entries.set(r.key, r.kv.value.toString('utf8'), Number(r.kv.mod_revision));
     const stamp = values.find((kv) => kv.key.length === this.options.kvPrefix.length);
     this.entries = entries;
-    this.stamp = stamp === undefined ? undefined : { modRevision: Number(stamp.mod_revision), value: stamp.value };
+    this.stamp = stamp === undefined ? undefined : { modRevision: Number(stamp.mod_revision), value: Buffer.from(stamp.value) };
     this.generation++;
     this.relistWanted = false;
     this.historyRelistPending = false;
@@ -550,7 +550,8 @@ export class WatchCache {
       last = Math.max(last, Number(event.kv.mod_revision));
       if (key === '') {
         // the write stamp: kept for the history check
-        this.stamp = event.type === 'Delete' ? undefined : { modRevision: Number(event.kv.mod_revision), value: event.kv.value };
+        // (a copy: the decoded value may be a view of the whole answer)
+        this.stamp = event.type === 'Delete' ? undefined : { modRevision: Number(event.kv.mod_revision), value: Buffer.from(event.kv.value) };
         continue;
       }
       if (event.type === 'Delete') this.entries.delete(key);
