@@ -46,6 +46,7 @@
 // reached etcd, so moving it on is safe. Refusals (too large, too many operations, the space quota,
 // permissions) are answers from a healthy member about the request: never counted against a member.
 
+import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { isBrokenCircuitError, NoopPolicy } from 'cockatiel';
@@ -136,6 +137,22 @@ const LIMIT_MARGIN_KEYS = 1000;
 const LIMIT_MARGIN_BYTES = 4 * 1024 * 1024;
 /** Protobuf framing per operation, over-estimated, for the request size check. */
 const OP_OVERHEAD_BYTES = 32;
+/** The write stamp's value, at most (see stampValue). */
+const STAMP_VALUE_MAX_BYTES = 24;
+/** gRPC's default limit on one answer: the client takes at least this much. */
+const GRPC_DEFAULT_RECEIVE_BYTES = 4 * 1024 * 1024;
+/** Room in one answer for what is not the events or values etcd's request limit bounds (headers, framing). */
+const ANSWER_OVERHEAD_BYTES = 1024 * 1024;
+
+/**
+ * The largest answer this replica takes from etcd. A watch answer asks for fragments: etcd splits one
+ * that is over its --max-request-bytes, and a fragment holds at least one event, which came in one
+ * request of at most that size. Range pages shrink until they fit (see etcd-cache.ts), and a PUT's
+ * failure branch reads no values. So etcd's request limit plus framing bounds every answer.
+ */
+export function maxEtcdAnswerBytes(maxRequestBytes: number): number {
+  return Math.min(2 ** 31 - 1, Math.max(GRPC_DEFAULT_RECEIVE_BYTES, maxRequestBytes + ANSWER_OVERHEAD_BYTES));
+}
 
 /** A start-up check failed in a way no retry fixes (bad credentials, no rights): one line, exit 2. */
 export class EtcdStartError extends Error {
@@ -244,6 +261,9 @@ export class EtcdStore implements Store {
   private createPumpScheduled = false;
   /** etcd round trips made for read barriers (the bench counts them per GET) */
   barrierCalls = 0;
+  /** this replica's part of every stamp value it writes (see stampValue) */
+  private readonly writerId = randomBytes(9).toString('base64url');
+  private stampsWritten = 0;
 
   constructor(options: EtcdStoreOptions) {
     this.kvPrefix = Buffer.from(`${options.prefix}kv/`, 'utf8');
@@ -268,6 +288,7 @@ export class EtcdStore implements Store {
       hosts: [...options.endpoints],
       dialTimeout: options.timeoutMs,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + options.timeoutMs }),
+      grpcOptions: { 'grpc.max_receive_message_length': maxEtcdAnswerBytes(this.maxRequestBytes) },
       faultHandling: {
         host: (member) => this.memberHealth.policy(member),
         global: new NoopPolicy(),
@@ -293,6 +314,7 @@ export class EtcdStore implements Store {
       ordPrefix: this.ordPrefix,
       timeoutMs: options.timeoutMs,
       logger: options.logger,
+      maxResponseBytes: maxEtcdAnswerBytes(this.maxRequestBytes),
       onHeader: (clusterId) => this.checkClusterId(clusterId),
       onCall: (operation, seconds, ok) => this.events.etcdCall(operation, seconds, ok),
     });
@@ -334,6 +356,14 @@ export class EtcdStore implements Store {
     return Buffer.concat([this.ordPrefix, Buffer.from(key, 'utf8')]);
   }
 
+  /**
+   * The value each write puts in the write stamp: unique per write (this replica's random id and a
+   * count), so that the stamp at a revision tells one etcd history from another (see etcd-cache.ts).
+   */
+  private stampValue(): Buffer {
+    return Buffer.from(`${this.writerId}.${(++this.stampsWritten).toString(36)}`, 'latin1');
+  }
+
   // ---- reads ---------------------------------------------------------------------------------------
 
   async listing(): Promise<ListingSnapshot> {
@@ -358,14 +388,15 @@ export class EtcdStore implements Store {
     return this.cache.applied < 0 ? undefined : this.cache.entries.usage();
   }
 
+  /** Ready when a read is answered now: the barrier and the copy reaching it, as for a GET. */
   async readiness(): Promise<string | undefined> {
     this.cache.start();
     if (this.cache.problem !== undefined) return this.cache.problem;
     try {
-      await this.barrier();
+      await this.fresh();
       return undefined;
     } catch (error) {
-      return `etcd has no quorum or cannot be reached: ${(error as Error).message}`;
+      return `reads fail (etcd has no quorum, cannot be reached, or the copy is behind): ${(error as Error).message}`;
     }
   }
 
@@ -383,7 +414,8 @@ export class EtcdStore implements Store {
   /** The copy once it has applied `target`, waiting up to the etcd deadline counted from `started`. */
   private async reach(target: number, started: number): Promise<OrderedEntries> {
     this.cache.start();
-    if (this.cache.applied >= target) return this.cache.entries;
+    if (this.cache.serves(target)) return this.cache.entries;
+    this.cache.wake();
     const remaining = Math.max(1, started + this.timeoutMs - Date.now());
     let timer: NodeJS.Timeout | undefined;
     let nudger: NodeJS.Timeout | undefined;
@@ -469,6 +501,8 @@ export class EtcdStore implements Store {
     this.barrierCalls++;
     const sentAt = performance.now();
     this.lastBarrierSentAt = sentAt;
+    const appliedAtSend = this.cache.applied;
+    const copyAtSend = this.cache.generation;
     if (this.memberClients.length > 0 && Date.now() - this.leaderCheckedAt >= LEADER_CHECK_EVERY_MS) this.findLeader();
     const via = this.leaderClient;
     this.call('barrier', false, () => (via ?? this.client).kv.range({ key: this.stampKey }))
@@ -483,16 +517,22 @@ export class EtcdStore implements Store {
       .then((response) => {
         this.checkClusterId(response.header.cluster_id);
         const current = Number(response.header.revision);
-        if (this.cache.applied > current) {
-          // the same cluster never goes back in revisions: its data was wiped and it started again
-          this.logger.error({ cacheRevision: this.cache.applied, etcdRevision: current }, 'etcd went back in revisions: its data was wiped or restored from an old backup; tcpkv data written before may be gone');
-          this.cache.relist('etcd revision went backwards');
+        const stamp = response.kvs[0];
+        if (copyAtSend === this.cache.generation) {
+          // A linearizable read answers at a revision no older than every write committed before it
+          // was sent, and the copy had applied only committed writes then. The copy being ahead of the
+          // answer now is normal: writes committed meanwhile reach it by the watch, another stream.
+          if (current < appliedAtSend) {
+            this.cache.historyChanged(`etcd went back in revisions: a read barrier answered at revision ${current}, below the ${appliedAtSend} the copy had applied when it was sent`, { applied: appliedAtSend, etcdRevision: current });
+          } else if (stamp && !this.cache.stampMatches(Number(stamp.mod_revision), stamp.value)) {
+            this.cache.historyChanged(`the write stamp at revision ${stamp.mod_revision} is not the one the copy applied`, { etcdRevision: current });
+          }
         }
-        if (response.kvs[0]) return Number(response.kvs[0].mod_revision);
+        if (stamp) return Number(stamp.mod_revision);
         // No stamp: a new prefix, or someone deleted it outside tcpkv (etcdctl del --prefix), whose
         // deletions a revision of 0 would not wait for. Put it: the copy has seen every change up to
         // that put once it has seen the put.
-        return this.call('barrier', false, () => this.client.kv.put({ key: this.stampKey, value: Buffer.alloc(0) })).then((put) => Number(put.header.revision));
+        return this.call('barrier', false, () => this.client.kv.put({ key: this.stampKey, value: this.stampValue() })).then((put) => Number(put.header.revision));
       })
       .then(
         (revision) => {
@@ -545,12 +585,9 @@ export class EtcdStore implements Store {
       return;
     }
     if (clusterId === this.clusterId) return;
-    this.logger.error(
-      { was: this.clusterId, now: clusterId },
-      'etcd cluster id changed: these endpoints now lead to another etcd cluster (wiped and recreated, or replaced); tcpkv data written before may be gone',
-    );
+    const was = this.clusterId;
     this.clusterId = clusterId;
-    this.cache.relist('etcd cluster id changed');
+    this.cache.historyChanged('etcd cluster id changed: these endpoints now lead to another etcd cluster (wiped and recreated, or replaced)', { was, now: clusterId });
   }
 
   // ---- writes --------------------------------------------------------------------------------------
@@ -563,7 +600,7 @@ export class EtcdStore implements Store {
       throw new ValueTooLargeError(`A write holds at most ${maxPairs} pairs with this etcd (TCPKV_ETCD_MAX_TXN_OPS=${this.maxTxnOps}); this one has ${pairs.length}`);
     }
     const pairsBytes = this.pairsBytes(pairs);
-    const bytes = OP_OVERHEAD_BYTES + this.stampKey.length + pairsBytes;
+    const bytes = OP_OVERHEAD_BYTES + this.stampKey.length + STAMP_VALUE_MAX_BYTES + pairsBytes;
     if (bytes > this.maxRequestBytes) {
       this.logger.warn({ bytes, maxRequestBytes: this.maxRequestBytes }, 'write refused: larger than one etcd request');
       throw new ValueTooLargeError(`The write needs an etcd request of about ${bytes} bytes; etcd takes at most ${this.maxRequestBytes} (TCPKV_ETCD_MAX_REQUEST_BYTES)`);
@@ -669,7 +706,7 @@ export class EtcdStore implements Store {
     const maxPairs = Math.floor((this.maxTxnOps - 1) / 2);
     const keys = new Set<string>();
     let pairs = 0;
-    let bytes = OP_OVERHEAD_BYTES + this.stampKey.length;
+    let bytes = OP_OVERHEAD_BYTES + this.stampKey.length + STAMP_VALUE_MAX_BYTES;
     let taken = 0;
     for (const create of this.createQueue) {
       if (taken > 0 && (pairs + create.pairs.length > maxPairs || bytes + create.bytes > this.maxRequestBytes || create.pairs.some(([key]) => keys.has(key)))) break;
@@ -693,7 +730,7 @@ export class EtcdStore implements Store {
       success.push({ request_put: { key: kvKeys[n]!, value: Buffer.from(value, 'utf8') } });
       if (ordered) success.push({ request_put: { key: this.ordKey(key), value: Buffer.from(String(n)) } });
     });
-    success.push({ request_put: { key: this.stampKey, value: Buffer.alloc(0) } });
+    success.push({ request_put: { key: this.stampKey, value: this.stampValue() } });
     const deadline = Math.min(...batch.map((create) => create.deadline));
     this.call('create', true, () =>
       this.client.kv.txn(
@@ -781,9 +818,10 @@ export class EtcdStore implements Store {
               const put = { request_put: { key: this.kvKey(key), value: Buffer.from(values.get(key)!, 'utf8'), prev_kv: true } };
               return expected[i] === undefined && ordered(expected) ? [put, { request_put: { key: this.ordKey(key), value: Buffer.from(String(i)) } }] : [put];
             }),
-            { request_put: { key: this.stampKey, value: Buffer.alloc(0) } },
+            { request_put: { key: this.stampKey, value: this.stampValue() } },
           ],
-          failure: keys.map((key) => ({ request_range: { key: this.kvKey(key) } })),
+          // mod revisions only: values could make the answer larger than the client takes
+          failure: keys.map((key) => ({ request_range: { key: this.kvKey(key), keys_only: true } })),
         }),
       );
       if (response.succeeded) {
@@ -812,7 +850,7 @@ export class EtcdStore implements Store {
         success: [
           { request_delete_range: { key: this.kvKey(key) } },
           { request_delete_range: { key: this.ordKey(key) } },
-          { request_put: { key: this.stampKey, value: Buffer.alloc(0) } },
+          { request_put: { key: this.stampKey, value: this.stampValue() } },
         ],
         failure: [],
       }),
