@@ -49,21 +49,6 @@ async function main(): Promise<void> {
   // (the limits as the store will enforce them; openStore logs them, so not here)
   const metrics = config.adminPort !== undefined ? new TcpkvMetrics({ version: packageVersion(), limits: storeLimits(config, logger.child({}, { level: 'silent' })) }) : undefined;
 
-  let store;
-  try {
-    // the store reports its fsyncs, compactions and etcd calls to the metrics (when the admin port is on)
-    store = await openStore(config, logger, metrics);
-  } catch (error) {
-    if (error instanceof ConfigError) exitWithConfigError(PROGRAM, error);
-    // any other refusal to open the store is a start-up failure too: one line, exit 2
-    const e = error as NodeJS.ErrnoException;
-    const where = config.etcdEndpoints !== undefined ? 'in etcd (TCPKV_ETCD_ENDPOINTS)' : `in TCPKV_DATA_DIR=${config.dataDir}`;
-    const why = e.code === 'EEXIST' || e.code === 'ENOTDIR' ? 'it is not a directory' : (e.message ?? String(error));
-    process.stderr.write(`${PROGRAM}: cannot open the store ${where}: ${why}\n`);
-    process.exit(2);
-  }
-  metrics?.attachStore(store);
-
   // the TLS port's credentials: read now, so a missing or broken file stops the start (exit 2)
   let tls: TlsPortOptions | undefined;
   if (config.tlsPort !== undefined) {
@@ -84,6 +69,21 @@ async function main(): Promise<void> {
   } else if (config.tlsCertFile !== undefined || config.tlsClientCaFile !== undefined) {
     logger.warn('TCPKV_TLS_CERT_FILE or TCPKV_TLS_CLIENT_CA_FILE is set but TCPKV_TLS_PORT is not: no TLS port is open');
   }
+
+  let store;
+  try {
+    // the store reports its fsyncs, compactions and etcd calls to the metrics (when the admin port is on)
+    store = await openStore(config, logger, metrics);
+  } catch (error) {
+    if (error instanceof ConfigError) exitWithConfigError(PROGRAM, error);
+    // any other refusal to open the store is a start-up failure too: one line, exit 2
+    const e = error as NodeJS.ErrnoException;
+    const where = config.etcdEndpoints !== undefined ? 'in etcd (TCPKV_ETCD_ENDPOINTS)' : `in TCPKV_DATA_DIR=${config.dataDir}`;
+    const why = e.code === 'EEXIST' || e.code === 'ENOTDIR' ? 'it is not a directory' : (e.message ?? String(error));
+    process.stderr.write(`${PROGRAM}: cannot open the store ${where}: ${why}\n`);
+    process.exit(2);
+  }
+  metrics?.attachStore(store);
 
   const server = new TcpkvServer({
     bind: config.bind,

@@ -153,6 +153,7 @@ export class TlsCredentials {
   ) {
     this.loaded = loadCredentials(files);
     this.lastTried = this.loaded.signature;
+    this.warnIfExpired();
     this.events?.certificateExpiry(this.loaded.notAfter.getTime() / 1000);
   }
 
@@ -183,7 +184,15 @@ export class TlsCredentials {
     this.events?.certificateReload(true);
     this.events?.certificateExpiry(this.loaded.notAfter.getTime() / 1000);
     this.logger.info({ why, subject: this.loaded.subject, notAfter: this.loaded.notAfter.toISOString() }, 'TLS certificate reloaded');
+    this.warnIfExpired();
     return true;
+  }
+
+  /** Served anyway (the clients refuse it, each with a clear error), but said at once. */
+  private warnIfExpired(): void {
+    if (this.loaded.notAfter.getTime() < Date.now()) {
+      this.logger.warn({ subject: this.loaded.subject, notAfter: this.loaded.notAfter.toISOString() }, 'the TLS certificate has expired: clients will refuse it');
+    }
   }
 
   /** Checks the files every `everyMs` and reloads when they changed (0 = never: SIGHUP only). */
