@@ -155,6 +155,13 @@ async function main(): Promise<void> {
     );
   }
 
+  if (tls !== undefined && !isLoopback(tls.bind) && config.allowedClients.any && !tls.credentials.requireClientCertificate && config.shutdownToken === undefined) {
+    logger.warn(
+      { tlsBind: tls.bind },
+      'the TLS port listens beyond loopback with TCPKV_ALLOWED_CLIENTS=*, no TCPKV_TLS_CLIENT_CA_FILE and no TCPKV_SHUTDOWN_TOKEN: anyone who can reach it can read and write the data',
+    );
+  }
+
   let admin: AdminServer | undefined;
   if (metrics && config.adminPort !== undefined) {
     admin = new AdminServer({ bind: config.adminBind, port: config.adminPort, metrics, logger, draining: () => server.draining });

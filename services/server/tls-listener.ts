@@ -48,6 +48,8 @@ export interface TlsListenerOptions {
 
 interface Handshake {
   readonly raw: Socket;
+  /** the peer's address, kept: a destroyed socket no longer knows it */
+  readonly peer: string | undefined;
   readonly since: number;
   /** counted: the outcome is known (the socket may still be closing) */
   ended: boolean;
@@ -155,11 +157,11 @@ export class TlsListener {
 
   private accept(raw: Socket): void {
     if (!this.host.admit(raw, this.handshakes.size)) return;
-    const handshake: Handshake = { raw, since: Date.now(), ended: false, lingerUntil: 0, tls: undefined, wrapped: false };
+    const handshake: Handshake = { raw, peer: raw.remoteAddress, since: Date.now(), ended: false, lingerUntil: 0, tls: undefined, wrapped: false };
     this.handshakes.set(raw, handshake);
     this.events.tlsHandshakeStarted();
     const ignore = () => {};
-    raw.on('error', ignore); // a reset before the first byte: counted as closed below
+    raw.on('error', ignore); // before the first byte a reset is counted as closed below; after it node:tls reports errors
     raw.on('close', () => {
       if (!handshake.wrapped) {
         this.end(handshake, 'closed');
@@ -179,20 +181,19 @@ export class TlsListener {
       if (first === TLS_HANDSHAKE_RECORD || first === SSL2_HELLO) {
         // node:tls reads what is buffered here before reading on
         raw.unshift(chunk);
-        raw.off('error', ignore);
         handshake.wrapped = true;
         this.tlsServer.emit('connection', raw);
       } else if (first >= 0x41 && first <= 0x5a) {
         // an upper-case letter: a method, so plain HTTP (or the seed dialect)
         this.end(handshake, 'plain-http');
-        this.host.logger.info({ peer: raw.remoteAddress }, 'plain HTTP request on the TLS port: answered 400 and closed');
+        this.host.logger.info({ peer: handshake.peer }, 'plain HTTP request on the TLS port: answered 400 and closed');
         handshake.lingerUntil = Date.now() + PLAIN_HTTP_LINGER_MS;
         raw.end(writeResponse({ status: 400, body: PLAIN_HTTP_ON_TLS_PORT + '\n', close: true }, false), 'latin1');
         raw.on('data', ignore);
         raw.resume();
       } else {
         this.end(handshake, 'not-tls');
-        this.host.logger.debug({ peer: raw.remoteAddress, firstByte: first }, 'TLS port: neither TLS nor HTTP; closed');
+        this.host.logger.debug({ peer: handshake.peer, firstByte: first }, 'TLS port: neither TLS nor HTTP; closed');
         raw.destroy();
       }
     });
@@ -238,7 +239,7 @@ export class TlsListener {
     const outcome = handshakeOutcome(error, typeof authorizationError === 'string' ? authorizationError : undefined);
     this.end(handshake, outcome);
     const level = outcome === 'closed' || outcome === 'malformed' || outcome === 'other' ? 'debug' : 'info';
-    this.host.logger[level]({ peer: handshake.raw.remoteAddress, outcome, err: error.code ?? error.message, ...(typeof authorizationError === 'string' ? { clientCertificate: authorizationError } : {}) }, 'TLS handshake failed');
+    this.host.logger[level]({ peer: handshake.peer, outcome, err: error.code ?? error.message, ...(typeof authorizationError === 'string' ? { clientCertificate: authorizationError } : {}) }, 'TLS handshake failed');
   }
 
   /** Called by the server's sweeper: cuts handshakes that took too long, drops answered plain HTTP. */
@@ -249,7 +250,7 @@ export class TlsListener {
         if (now >= handshake.lingerUntil) handshake.raw.destroy();
       } else if (!handshake.ended && now - handshake.since > limit) {
         this.end(handshake, 'timeout');
-        onTimeout(handshake.raw.remoteAddress);
+        onTimeout(handshake.peer);
         (handshake.tls ?? handshake.raw).destroy();
       }
     }
