@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runClient, SERVER_BIN } from '../support/net.js';
+import { freePort, runClient, SERVER_BIN } from '../support/net.js';
 import { useTempDirs } from '../support/temp-dirs.js';
 import { makeCertificates, type TestCertificates } from '../support/tls-certs.js';
 import { metricValue, spawnTlsServer, type TlsChildServer } from '../support/tls-server.js';
@@ -152,6 +152,34 @@ describe('real TLS clients on the TLS port (mutual TLS)', () => {
         await fresh.exited;
       }
     }
+  });
+});
+
+describe('tcpkv-client over TLS: the prompt and failover', () => {
+  const auth = () => ['--ca-file', certs.ca, '--cert-file', certs.clientCert, '--key-file', certs.clientKey];
+
+  it('commands read from stdin (the prompt without a terminal) use the TLS flags of the command line', async () => {
+    const r = await runClient(['--server', `127.0.0.1:${server.tlsPort}`, '--tls', ...auth()], {}, Buffer.from('put prompt-key 7\nget prompt-key\n'));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/200 OK\n[\s\S]*200 OK\n7\n/);
+  });
+
+  it('a server that cannot be reached is skipped for the next one, over TLS too', async () => {
+    const r = await runClient(['--server', `127.0.0.1:${await freePort()},127.0.0.1:${server.tlsPort}`, '--verbose', ...auth(), 'get']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/cannot be reached \(cannot connect to 127\.0\.0\.1:\d+: ECONNREFUSED\); trying 127\.0\.0\.1:\d+/);
+  });
+
+  it('variables work like the flags (a shared .env holds both programs\' names)', async () => {
+    const r = await runClient(['get'], {
+      TCPKV_SERVER: `127.0.0.1:${server.tlsPort}`,
+      TCPKV_CLIENT_TLS: 'on',
+      TCPKV_CLIENT_CA_FILE: certs.ca,
+      TCPKV_CLIENT_CERT_FILE: certs.clientCert,
+      TCPKV_CLIENT_KEY_FILE: certs.clientKey,
+      TCPKV_CLIENT_SERVERNAME: 'localhost',
+    });
+    expect([r.code, r.stderr]).toEqual([0, '']);
   });
 });
 
