@@ -59,9 +59,9 @@ function parseReply(text: string): Reply {
   return { status: m ? Number(m[1]) : 0, body: text.slice(text.indexOf('\r\n\r\n') + 4) };
 }
 
-function run(command: string, args: string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(command: string, args: string[], input = '', env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const proc = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -134,6 +134,25 @@ describe('real TLS clients on the TLS port (mutual TLS)', () => {
       }
     });
   }
+
+  it("Node's fetch carries the standard requests (a TLS port without client certificates: fetch has no option for one)", async () => {
+    const plainTls = await spawnTlsServer(certs, {}, false);
+    try {
+      const requests = standardRequests('fetch');
+      // global fetch trusts NODE_EXTRA_CA_CERTS; each request's status and body come back as JSON
+      const script = `const out = []; for (const r of ${JSON.stringify(requests)}) { const res = await fetch('https://localhost:${plainTls.tlsPort}' + r.path, { method: r.method, body: r.body || undefined }); out.push({ status: res.status, body: await res.text() }); } console.log(JSON.stringify(out));`;
+      const r = await run(process.execPath, ['--input-type=module', '-e', script], '', { NODE_EXTRA_CA_CERTS: certs.ca });
+      expect(r.stderr).toBe('');
+      const replies = JSON.parse(r.stdout) as Reply[];
+      requests.forEach((req, i) => {
+        expect([req.method, req.path, replies[i]!.status]).toEqual([req.method, req.path, req.status]);
+        if (req.contains) expect(replies[i]!.body).toContain(req.contains);
+      });
+    } finally {
+      plainTls.kill('SIGKILL');
+      await plainTls.exited;
+    }
+  });
 
   it('tcpkv-client runs the scenario, in both dialects, and logs name the client certificate', async () => {
     const tls = ['--server', `127.0.0.1:${server.tlsPort}`, '--ca-file', certs.ca, '--cert-file', certs.clientCert, '--key-file', certs.clientKey];
