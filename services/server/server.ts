@@ -158,7 +158,7 @@ export class TcpkvServer implements ConnectionHost {
           socket.destroy();
           return;
         }
-        const connection = new Connection(socket, host ?? this, Date.now());
+        const connection = new Connection(socket, host ?? this, performance.now());
         this.connections.add(connection);
         this.events.connectionOpened();
       },

@@ -157,7 +157,7 @@ export class TlsListener {
 
   private accept(raw: Socket): void {
     if (!this.host.admit(raw, this.handshakes.size)) return;
-    const handshake: Handshake = { raw, peer: raw.remoteAddress, since: Date.now(), ended: false, lingerUntil: 0, tls: undefined, wrapped: false };
+    const handshake: Handshake = { raw, peer: raw.remoteAddress, since: performance.now(), ended: false, lingerUntil: 0, tls: undefined, wrapped: false };
     this.handshakes.set(raw, handshake);
     this.events.tlsHandshakeStarted();
     const ignore = () => {};
@@ -187,7 +187,7 @@ export class TlsListener {
         // an upper-case letter: a method, so plain HTTP (or the seed dialect)
         this.end(handshake, 'plain-http');
         this.host.logger.info({ peer: handshake.peer }, 'plain HTTP request on the TLS port: answered 400 and closed');
-        handshake.lingerUntil = Date.now() + PLAIN_HTTP_LINGER_MS;
+        handshake.lingerUntil = performance.now() + PLAIN_HTTP_LINGER_MS;
         raw.end(writeResponse({ status: 400, body: PLAIN_HTTP_ON_TLS_PORT + '\n', close: true }, false), 'latin1');
         raw.on('data', ignore);
         raw.resume();

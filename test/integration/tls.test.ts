@@ -245,15 +245,17 @@ describe('mistakes are refused with the documented error, and the server keeps s
 
   it('curl: the same mistakes, with curl\'s own errors', async () => {
     const url = `https://localhost:${server.tlsPort}/`;
-    const cases: [string, string[], number, RegExp][] = [
-      ['unknown CA', ['--cacert', certs.otherCa, '--cert', certs.clientCert, '--key', certs.clientKey, url], 60, /self-signed certificate in certificate chain/],
-      ['name mismatch', [...curlAuth(), '--resolve', `example.com:${server.tlsPort}:127.0.0.1`, `https://example.com:${server.tlsPort}/`], 60, /no alternative certificate subject name matches target host name 'example\.com'/],
-      ['no client certificate', ['--cacert', certs.ca, url], 56, /alert certificate required/],
-      ['a client certificate from another CA', ['--cacert', certs.ca, '--cert', certs.otherClientCert, '--key', certs.otherClientKey, url], 52, /Empty reply from server/],
+    // the server closes on a certificate from another CA without an alert (TLS 1.3: after the
+    // client's handshake is done): curl sees an empty reply, or a reset when the close comes first
+    const cases: [string, string[], number[], RegExp][] = [
+      ['unknown CA', ['--cacert', certs.otherCa, '--cert', certs.clientCert, '--key', certs.clientKey, url], [60], /self-signed certificate in certificate chain/],
+      ['name mismatch', [...curlAuth(), '--resolve', `example.com:${server.tlsPort}:127.0.0.1`, `https://example.com:${server.tlsPort}/`], [60], /no alternative certificate subject name matches target host name 'example\.com'/],
+      ['no client certificate', ['--cacert', certs.ca, url], [56], /alert certificate required/],
+      ['a client certificate from another CA', ['--cacert', certs.ca, '--cert', certs.otherClientCert, '--key', certs.otherClientKey, url], [52, 56], /Empty reply from server|Connection reset by peer|Recv failure/],
     ];
-    for (const [what, args, code, message] of cases) {
+    for (const [what, args, codes, message] of cases) {
       const r = await run('curl', ['-sS', ...args]);
-      expect([what, r.code]).toEqual([what, code]);
+      expect([what, codes.includes(r.code ?? -1)], `curl exit ${r.code}: ${r.stderr}`).toEqual([what, true]);
       expect(r.stderr).toMatch(message);
       await stillServes();
     }
@@ -282,7 +284,14 @@ describe('mistakes are refused with the documented error, and the server keeps s
     for (const reason of ['no-client-certificate', 'client-certificate-rejected', 'server-certificate-refused', 'plain-http']) {
       expect([reason, metricValue(text, 'tcpkv_tls_handshake_failures_total', `{reason="${reason}"}`)]).not.toEqual([reason, 0]);
     }
-    expect(metricValue(text, 'tcpkv_tls_handshakes_in_progress')).toBe(0);
+    // A handshake the client abandons without a word (tcpkv-client refusing the server's certificate
+    // closes without an alert the server reads) stays in progress until the handshake timeout cuts it
+    let inProgress = metricValue(text, 'tcpkv_tls_handshakes_in_progress');
+    for (let i = 0; i < 150 && inProgress !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      inProgress = metricValue(await server.metrics(), 'tcpkv_tls_handshakes_in_progress');
+    }
+    expect(inProgress).toBe(0);
     expect(metricValue(text, 'tcpkv_tls_certificate_not_after_seconds')).toBeGreaterThan(Date.now() / 1000);
   });
 });
