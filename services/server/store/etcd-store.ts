@@ -126,6 +126,12 @@ const BARRIER_OVERLAP_AFTER_MS = 20;
 const GATHER_MAX_MS = 5;
 /** How often a replica asks the members which one leads, for its barriers. */
 const LEADER_CHECK_EVERY_MS = 5000;
+/**
+ * A call a member has not answered for this long (ms; at most a quarter of the etcd deadline), while
+ * it answered nothing else meanwhile, makes the member skipped and asked for its status (see
+ * etcd-member-health.ts); a barrier out this long at the leader makes the next ones go to another member.
+ */
+const SUSPECT_AFTER_MS = 250;
 /** Group-commit transactions of POSTs sent and not answered yet, at most. */
 const MAX_CREATE_BATCHES_IN_FLIGHT = 2;
 /** A queued POST with less of its etcd deadline left than this (or a tenth of it) is not sent. */
@@ -204,9 +210,16 @@ export class EtcdStore implements Store {
   /** one client per endpoint, to send barriers to the leader and ask a member for its status (none with a single endpoint) */
   private readonly memberClients: Etcd3[] = [];
   private readonly memberHealth: MemberHealth;
-  private leaderClient: Etcd3 | undefined;
+  /** the members' endpoints, in the order of memberClients */
+  private readonly endpoints: readonly string[];
+  /** the member the majority names as leader (an index into memberClients) */
+  private leader: number | undefined;
   private leaderCheck: Promise<void> | undefined;
   private leaderCheckedAt = -Infinity;
+  /** bumped when a barrier fails at the leader: a leader check started before must not name it again */
+  private leaderEpoch = 0;
+  /** per member, when each barrier out there was sent */
+  private readonly barriersOutAt: number[][] = [];
   private closed = false;
   private readonly kvPrefix: Buffer;
   private readonly ordPrefix: Buffer;
@@ -260,6 +273,7 @@ export class EtcdStore implements Store {
       statusTimeoutMs: Math.min(STATUS_TIMEOUT_MS, options.timeoutMs),
       retryMs: BREAKER_HALF_OPEN_MS,
       leaderlessRetryMs: LEADERLESS_RETRY_MS,
+      suspectAfterMs: Math.min(SUSPECT_AFTER_MS, options.timeoutMs / 4),
       events: this.events,
       logger: this.logger,
     });
@@ -281,9 +295,11 @@ export class EtcdStore implements Store {
       };
     }
     this.client = new Etcd3(config);
+    this.endpoints = [...options.endpoints];
     if (options.endpoints.length > 1) {
       for (const endpoint of options.endpoints) {
         this.memberClients.push(new Etcd3({ ...config, hosts: [endpoint], faultHandling: { host: () => new NoopPolicy(), global: new NoopPolicy() } }));
+        this.barriersOutAt.push([]);
       }
     }
     this.cache = new WatchCache({
@@ -469,12 +485,18 @@ export class EtcdStore implements Store {
     const sentAt = performance.now();
     this.lastBarrierSentAt = sentAt;
     if (this.memberClients.length > 0 && Date.now() - this.leaderCheckedAt >= LEADER_CHECK_EVERY_MS) this.findLeader();
-    const via = this.leaderClient;
-    this.call('barrier', false, () => (via ?? this.client).kv.range({ key: this.stampKey }))
+    const via = this.barrierMember(sentAt);
+    if (via !== undefined) this.barriersOutAt[via]!.push(sentAt);
+    const epoch = this.leaderEpoch;
+    this.call('barrier', false, () => this.sendBarrierVia(via))
+      .finally(() => {
+        if (via !== undefined) this.barriersOutAt[via]!.splice(this.barriersOutAt[via]!.indexOf(sentAt), 1);
+      })
       .catch((error: unknown) => {
-        if (via !== undefined && this.leaderClient === via) {
+        if (via !== undefined && via === this.leader && epoch === this.leaderEpoch) {
           // the leader failed it: back to any member until the members name a leader again
-          this.leaderClient = undefined;
+          this.leader = undefined;
+          this.leaderEpoch++;
           this.findLeader();
         }
         throw error;
@@ -514,27 +536,64 @@ export class EtcdStore implements Store {
   }
 
   /**
+   * Where a barrier goes (an index into memberClients; undefined: the pooled client, which skips the
+   * members it skips): the leader, unless a barrier has been out there for SUSPECT_AFTER_MS (then the
+   * member with the fewest barriers out), and never a member that calls skip.
+   */
+  private barrierMember(now: number): number | undefined {
+    if (this.memberClients.length === 0) return undefined;
+    const usable = (i: number) => !this.memberHealth.skipped(this.endpoints[i]!);
+    const leader = this.leader;
+    if (leader !== undefined && usable(leader) && !this.barriersOutAt[leader]!.some((at) => now - at >= SUSPECT_AFTER_MS)) return leader;
+    let best: number | undefined;
+    for (let i = 0; i < this.memberClients.length; i++) {
+      if (i === leader || !usable(i)) continue;
+      if (best === undefined || this.barriersOutAt[i]!.length < this.barriersOutAt[best]!.length) best = i;
+    }
+    return best;
+  }
+
+  /** One barrier read: to that member through its member policy (as pooled calls are), else pooled. */
+  private async sendBarrierVia(via: number | undefined) {
+    if (via === undefined) return this.client.kv.range({ key: this.stampKey });
+    try {
+      return await this.memberHealth.policy(this.endpoints[via]!).execute(() => this.memberClients[via]!.kv.range({ key: this.stampKey }));
+    } catch (error) {
+      // skipped since it was chosen: the call never left, so another member may take it
+      if (isBrokenCircuitError(error)) return this.client.kv.range({ key: this.stampKey });
+      throw error;
+    }
+  }
+
+  /**
    * Asks every member which member leads, and sends barriers to the one a majority names (a member cut
-   * off from the others may still believe it leads); none while there is no such majority.
+   * off from the others may still believe it leads); none while there is no such majority. A check
+   * that a barrier failure at the leader overtook is dropped (its answers may predate the election)
+   * and asked again; a member that calls skip is never named.
    */
   private findLeader(): void {
     if (this.leaderCheck !== undefined || this.closed) return;
     this.leaderCheckedAt = Date.now();
-    this.leaderCheck = Promise.allSettled(this.memberClients.map((client) => client.maintenance.status()))
+    const epoch = this.leaderEpoch;
+    this.leaderCheck = Promise.allSettled(this.memberClients.map((client) => client.maintenance.status({ deadline: Date.now() + Math.min(STATUS_TIMEOUT_MS, this.timeoutMs) })))
       .then((results) => {
+        if (epoch !== this.leaderEpoch) return;
         const named = new Map<string, number>();
-        const byMember = new Map<string, Etcd3>();
+        const byMember = new Map<string, number>();
         results.forEach((result, i) => {
           if (result.status !== 'fulfilled') return;
-          byMember.set(result.value.header.member_id, this.memberClients[i]!);
+          byMember.set(result.value.header.member_id, i);
+          this.memberHealth.learnMember(this.endpoints[i]!, result.value.header.member_id);
           if (result.value.leader !== '0') named.set(result.value.leader, (named.get(result.value.leader) ?? 0) + 1);
         });
         const majority = Math.floor(this.memberClients.length / 2) + 1;
         const leader = [...named].find(([, votes]) => votes >= majority)?.[0];
-        this.leaderClient = leader === undefined ? undefined : byMember.get(leader);
+        const index = leader === undefined ? undefined : byMember.get(leader);
+        this.leader = index !== undefined && !this.memberHealth.skipped(this.endpoints[index]!) ? index : undefined;
       })
       .finally(() => {
         this.leaderCheck = undefined;
+        if (epoch !== this.leaderEpoch) this.findLeader();
       });
   }
 
