@@ -16,21 +16,13 @@
 
 import type { Etcd3, IKeyValue, IWatchResponse, IDuplexStream, IWatchRequest } from 'etcd3';
 import type { Logger } from 'pino';
+import { MemoryStore } from './memory-store.js';
 import type { ListingSnapshot, Page, PageRequest, Pair, StoreUsage } from './store.js';
 
 /** Keys per range request of the initial list; halved while an answer is over gRPC's 4 MiB. */
 const LIST_PAGE_KEYS = 1000;
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 2000;
-
-interface Entry {
-  readonly key: string;
-  value: string;
-  modRevision: number;
-  /** position in insertion order; increases with every key created */
-  readonly seq: number;
-  dead: boolean;
-}
 
 /** The end of the key range that holds exactly the keys starting with `prefix`. */
 export function prefixEnd(prefix: Buffer): Buffer {
@@ -44,111 +36,52 @@ export function prefixEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]);
 }
 
-/** The key/value map in insertion order, with an index for `after` and counters for usage. */
+/**
+ * The key/value map in insertion order, kept as the memory store keeps it (memory-store.ts): blocks
+ * of entries, each rendered again only when one of its entries changes, so a listing after a write
+ * costs the block it touched, not the whole store, and unchanged blocks are shared between listings.
+ * Besides, each key's etcd mod revision (PUT compares it).
+ */
 export class OrderedEntries {
-  private readonly live = new Map<string, Entry>();
-  /** every entry in insertion order, dead ones kept until compacted so a page's `after` still finds its place */
-  private order: Entry[] = [];
-  /** dead entries by key, for `after` naming a key deleted since the last page */
-  private readonly graves = new Map<string, Entry>();
-  private nextSeq = 0;
-  private dataBytes = 0;
-  private rendered: ListingSnapshot | undefined;
+  private readonly store = new MemoryStore({ limits: { maxKeys: Number.MAX_SAFE_INTEGER, maxDataBytes: Number.MAX_SAFE_INTEGER } });
+  private readonly modRevisions = new Map<string, number>();
 
   get size(): number {
-    return this.live.size;
+    return this.store.size;
   }
 
-  get(key: string): Entry | undefined {
-    return this.live.get(key);
+  get(key: string): { readonly value: string; readonly modRevision: number } | undefined {
+    const modRevision = this.modRevisions.get(key);
+    if (modRevision === undefined) return undefined;
+    return { value: this.store.get(key)!, modRevision };
   }
 
-  set(key: string, value: string, modRevision: number): string | undefined {
-    const entry = this.live.get(key);
-    this.rendered = undefined;
-    if (entry) {
-      const previous = entry.value;
-      this.dataBytes += Buffer.byteLength(value) - Buffer.byteLength(previous);
-      entry.value = value;
-      entry.modRevision = modRevision;
-      return previous;
-    }
-    const created: Entry = { key, value, modRevision, seq: this.nextSeq++, dead: false };
-    this.live.set(key, created);
-    this.graves.delete(key);
-    this.order.push(created);
-    this.dataBytes += Buffer.byteLength(key) + Buffer.byteLength(value);
-    return undefined;
+  set(key: string, value: string, modRevision: number): void {
+    this.store.restore([[key, value]]);
+    this.modRevisions.set(key, modRevision);
   }
 
   delete(key: string): boolean {
-    const entry = this.live.get(key);
-    if (!entry) return false;
-    this.rendered = undefined;
-    entry.dead = true;
-    this.live.delete(key);
-    this.graves.set(key, entry);
-    this.dataBytes -= Buffer.byteLength(key) + Buffer.byteLength(entry.value);
-    if (this.graves.size > 1024 && this.graves.size > this.live.size) {
-      this.order = this.order.filter((e) => !e.dead);
-      this.graves.clear();
-    }
-    return true;
+    this.modRevisions.delete(key);
+    return this.store.restoreDelete(key);
   }
 
   usage(): StoreUsage {
-    return { keys: this.live.size, dataBytes: this.dataBytes };
+    return this.store.usage();
   }
 
-  /** Rendered once per change and shared by every listing until the next change. */
+  /** Shared by every listing until the next change; after one, only the changed blocks are new. */
   listing(): ListingSnapshot {
-    if (this.rendered) return this.rendered;
-    const slices: Buffer[] = [];
-    let chunk = '';
-    let bytes = 0;
-    const flush = () => {
-      const slice = Buffer.from(chunk, 'utf8');
-      slices.push(slice);
-      bytes += slice.length;
-      chunk = '';
-    };
-    for (const e of this.order) {
-      if (e.dead) continue;
-      chunk += '\n' + e.key + ':' + e.value;
-      if (chunk.length >= 65536) flush();
-    }
-    if (chunk !== '') flush();
-    this.rendered = { count: this.live.size, slices, bytes };
-    return this.rendered;
+    return this.store.listing();
   }
 
   pairs(): Pair[] {
-    return this.order.filter((e) => !e.dead).map((e) => [e.key, e.value] as const);
+    return this.store.list();
   }
 
-  /** O(log n) to find `after` (binary search on seq), then the entries of the page. */
+  /** Pages as the memory store's: `after` found through the map (see docs/store.md). */
   page(request: PageRequest): Page {
-    let from = 0;
-    if (request.after !== undefined) {
-      const anchor = this.live.get(request.after) ?? this.graves.get(request.after);
-      if (anchor === undefined) return { items: [], next: undefined };
-      let lo = 0;
-      let hi = this.order.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (this.order[mid]!.seq <= anchor.seq) lo = mid + 1;
-        else hi = mid;
-      }
-      from = lo;
-    }
-    const items: Pair[] = [];
-    for (let i = from; i < this.order.length; i++) {
-      const e = this.order[i]!;
-      if (e.dead || !e.key.startsWith(request.prefix)) continue;
-      if (items.length === request.limit) return { items, next: items[items.length - 1]![0] };
-      items.push([e.key, e.value]);
-    }
-    return { items, next: undefined };
+    return this.store.page(request);
   }
 }
 
