@@ -95,6 +95,8 @@ export interface WatchCacheOptions {
   readonly logger: Logger;
   /** every answer's cluster id and revision, for the wiped-etcd check (see EtcdStore) */
   readonly onHeader: (clusterId: string, revision: number, source: string) => void;
+  /** the value of each put of the write stamp the watch brings (see EtcdStore) */
+  readonly onStamp?: (value: Buffer) => void;
   /** a list or watch failure, counted like every etcd call */
   readonly onCall: (operation: string, seconds: number, ok: boolean) => void;
 }
@@ -281,7 +283,10 @@ export class WatchCache {
     for (const event of response.events) {
       const key = event.kv.key.subarray(this.options.kvPrefix.length).toString('utf8');
       last = Math.max(last, Number(event.kv.mod_revision));
-      if (key === '') continue; // the write stamp
+      if (key === '') {
+        if (event.type !== 'Delete') this.options.onStamp?.(event.kv.value); // the write stamp
+        continue;
+      }
       if (event.type === 'Delete') this.entries.delete(key);
       else this.entries.set(key, event.kv.value.toString('utf8'), Number(event.kv.mod_revision));
     }
