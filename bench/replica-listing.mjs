@@ -7,7 +7,7 @@
 //   GET /            the whole listing, one at a time on one connection: median and p90 time
 //   GET /kv/<key>    one key at a time on another connection, all along: p50 and p99
 //   memory           the replica's RSS after both phases, against the data (UTF-8 bytes of keys
-//                    plus values)
+//                    plus values), and what it grew by over a replica of an empty prefix
 //
 //   npm run build && node bench/replica-listing.mjs      (BENCH_KEYS=450000 BENCH_PHASE_S=20 BENCH_WRITES_PER_S=20)
 //
@@ -214,6 +214,13 @@ const procs = [];
 try {
   const etcd = await startEtcd(dir);
   procs.push(etcd.proc);
+  // a replica's own footprint: one over an empty prefix, after a few reads
+  const empty = await startTcpkv({ env: { TCPKV_ETCD_ENDPOINTS: etcd.endpoint, TCPKV_ETCD_PREFIX: 'empty/' } });
+  for (let i = 0; i < 50 && (await exchange(empty.port, httpRequest('GET', '/'))).status !== 200; i++) await sleep(200);
+  for (let i = 0; i < 20; i++) await exchange(empty.port, httpRequest('GET', '/'));
+  const emptyRss = rssBytes(empty.pid);
+  await stopAll([empty]);
+
   let t0 = performance.now();
   await load(etcd.endpoint);
   log(`loaded ${KEYS} keys into etcd in ${Math.round(performance.now() - t0)} ms`);
@@ -243,8 +250,10 @@ try {
     withoutWrites: quiet,
     withWrites: busy,
     rssMB: round(rss / 2 ** 20),
+    emptyReplicaRssMB: round(emptyRss / 2 ** 20),
     listingWithWritesRatio: round(busy.listingMedianMs / quiet.listingMedianMs),
     rssToData: round(rss / dataBytes),
+    rssGrowthToData: round((rss - emptyRss) / dataBytes),
     holds: {
       listingWithin1_5x: busy.listingMedianMs <= 1.5 * quiet.listingMedianMs,
       getP99Under50ms: busy.getP99Ms < 50,

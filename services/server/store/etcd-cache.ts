@@ -187,11 +187,19 @@ export class WatchCache {
     const started = performance.now();
     const generation = this.generation;
     let revision = 0;
-    const values: IKeyValue[] = [];
+    // each key as it comes, without the rest of etcd's answer (a big prefix would hold it all twice)
+    const rows: { key: string; value: Buffer; create: number; mod: number; n: number }[] = [];
     const orders = new Map<string, number>();
     try {
       for (const [prefix, sink] of [
-        [this.options.kvPrefix, (kv: IKeyValue) => values.push(kv)],
+        [
+          this.options.kvPrefix,
+          (kv: IKeyValue) => {
+            const key = kv.key.subarray(this.options.kvPrefix.length).toString('utf8');
+            // the write stamp (see EtcdStore) is not a user key
+            if (key !== '') rows.push({ key, value: kv.value, create: Number(kv.create_revision), mod: Number(kv.mod_revision), n: 0 });
+          },
+        ],
         [this.options.ordPrefix, (kv: IKeyValue) => orders.set(kv.key.subarray(this.options.ordPrefix.length).toString('utf8'), Number(kv.value.toString('latin1')))],
       ] as const) {
         let from: Buffer = prefix;
@@ -224,13 +232,11 @@ export class WatchCache {
     }
     this.options.onCall('list', (performance.now() - started) / 1000, true);
     if (generation !== this.generation) throw new Error('asked to list again while listing');
-    const rows = values
-      .map((kv) => ({ kv, key: kv.key.subarray(this.options.kvPrefix.length).toString('utf8'), create: Number(kv.create_revision) }))
-      .filter((r) => r.key !== '') // the write stamp (see EtcdStore), not a user key
-      .map((r) => ({ ...r, n: orders.get(r.key) ?? 0 }));
+    for (const r of rows) r.n = orders.get(r.key) ?? 0;
+    orders.clear();
     rows.sort((a, b) => (a.create === b.create ? a.n - b.n : a.create - b.create));
     const entries = new OrderedEntries();
-    for (const r of rows) entries.set(r.key, r.kv.value.toString('utf8'), Number(r.kv.mod_revision));
+    for (const r of rows) entries.set(r.key, r.value.toString('utf8'), r.mod);
     this.entries = entries;
     this.generation++;
     this.relistWanted = false;
