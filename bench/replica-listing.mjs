@@ -101,6 +101,7 @@ function connection(port) {
   let buffered = Buffer.alloc(0);
   let need;
   let status;
+  let total;
   const open = () =>
     new Promise((resolve, reject) => {
       buffered = Buffer.alloc(0);
@@ -115,23 +116,40 @@ function connection(port) {
         pending = undefined;
         done?.({ status: 'closed', bytes: 0 });
       });
+      // the body is counted, never kept: a listing is tens of megabytes
       s.on('data', (chunk) => {
-        buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-        for (;;) {
+        let at = 0;
+        while (at < chunk.length) {
           if (need === undefined) {
+            buffered = buffered.length === 0 ? chunk.subarray(at) : Buffer.concat([buffered, chunk.subarray(at)]);
+            at = chunk.length;
             const end = buffered.indexOf('\r\n\r\n');
             if (end < 0) return;
             const head = buffered.subarray(0, end).toString('latin1');
             status = Number(head.slice(9, 12));
-            need = end + 4 + Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+            need = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+            total = end + 4 + need;
+            const rest = buffered.subarray(end + 4);
+            buffered = Buffer.alloc(0);
+            const take = Math.min(need, rest.length);
+            need -= take;
+            if (rest.length > take) buffered = rest.subarray(take);
+          } else {
+            const take = Math.min(need, chunk.length - at);
+            need -= take;
+            at += take;
           }
-          if (buffered.length < need) return;
-          const bytes = need;
-          buffered = buffered.subarray(need);
-          need = undefined;
-          const done = pending;
-          pending = undefined;
-          done?.({ status, bytes });
+          if (need === 0) {
+            need = undefined;
+            const done = pending;
+            pending = undefined;
+            done?.({ status, bytes: total });
+            if (buffered.length > 0) {
+              const left = buffered;
+              buffered = Buffer.alloc(0);
+              s.emit('data', left);
+            }
+          }
         }
       });
     });
