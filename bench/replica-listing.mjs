@@ -7,7 +7,8 @@
 //   GET /            the whole listing, one at a time on one connection: median and p90 time
 //   GET /kv/<key>    one key at a time on another connection, all along: p50 and p99
 //   memory           the replica's RSS after both phases, against the data (UTF-8 bytes of keys
-//                    plus values), and what it grew by over a replica of an empty prefix
+//                    plus values), what it grew by over a replica of an empty prefix, and after a
+//                    full GC (lib/mem-probe.mjs) its heap and buffers
 //
 //   npm run build && node bench/replica-listing.mjs      (BENCH_KEYS=450000 BENCH_PHASE_S=20 BENCH_WRITES_PER_S=20)
 //
@@ -23,7 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3 } from 'etcd3';
 import { exchange, httpRequest } from './lib/client.mjs';
-import { rssBytes } from './lib/mem.mjs';
+import { measure, probeArgs, rssBytes } from './lib/mem.mjs';
 import { start, stopAll } from './lib/procs.mjs';
 import { removeServerCwd, startTcpkv } from './lib/servers.mjs';
 
@@ -246,7 +247,8 @@ try {
   for (let i = 0; i < KEYS; i++) dataBytes += Buffer.byteLength(keyOf(i)) + Buffer.byteLength(valueOf(i));
 
   t0 = performance.now();
-  const replica = await startTcpkv({ env: { TCPKV_ETCD_ENDPOINTS: etcd.endpoint, TCPKV_ETCD_PREFIX: PREFIX } });
+  const probeFile = join(dir, 'probe.json');
+  const replica = await startTcpkv({ nodeArgs: probeArgs(), env: { TCPKV_ETCD_ENDPOINTS: etcd.endpoint, TCPKV_ETCD_PREFIX: PREFIX, BENCH_MEM_FILE: probeFile } });
   procs.push(replica);
   for (;;) {
     const a = await exchange(replica.port, httpRequest('GET', `/kv/${keyOf(KEYS - 1)}`));
@@ -260,6 +262,8 @@ try {
   log(`phase with ${WRITES_PER_S} writes/s (${PHASE_S} s)`);
   const busy = await phase(replica.port, WRITES_PER_S);
   const rss = rssBytes(replica.pid);
+  // after a full GC: what the replica holds, apart from garbage not yet collected
+  const held = await measure(replica.pid, probeFile);
   const result = {
     bench: 'replica listing under writes',
     keys: KEYS,
@@ -272,10 +276,13 @@ try {
     listingWithWritesRatio: round(busy.listingMedianMs / quiet.listingMedianMs),
     rssToData: round(rss / dataBytes),
     rssGrowthToData: round((rss - emptyRss) / dataBytes),
+    afterGc: { rssMB: round(held.rss / 2 ** 20), heapUsedMB: round(held.heapUsed / 2 ** 20), arrayBuffersMB: round(held.arrayBuffers / 2 ** 20) },
+    heldToData: round((held.heapUsed + held.arrayBuffers) / dataBytes),
     holds: {
       listingWithin1_5x: busy.listingMedianMs <= 1.5 * quiet.listingMedianMs,
       getP99Under50ms: busy.getP99Ms < 50,
       rssWithin3xData: rss <= 3 * dataBytes,
+      heldWithin3xData: held.heapUsed + held.arrayBuffers <= 3 * dataBytes,
     },
   };
   console.log(JSON.stringify(result));
