@@ -22,7 +22,8 @@
 
 import type { Etcd3, IEvent, IKeyValue, IWatchResponse, IDuplexStream, IWatchRequest } from 'etcd3';
 import type { Logger } from 'pino';
-import { REMEMBERED_CURSORS, UnknownCursorError, type ListingSnapshot, type Page, type PageRequest, type Pair, type StoreUsage } from './store.js';
+import { MemoryStore } from './memory-store.js';
+import type { ListingSnapshot, Page, PageRequest, Pair, StoreUsage } from './store.js';
 
 /** Keys per range request of the initial list; made smaller while an answer is over what the client takes. */
 const LIST_PAGE_KEYS = 1000;
@@ -32,15 +33,6 @@ const RECONNECT_MAX_MS = 2000;
 const WATCH_HEALTHY_AFTER_MS = 10_000;
 /** A watch failure (e.g. an answer over the receive limit) is logged at warn level at most this often. */
 const WATCH_FAILURE_LOG_EVERY_MS = 10_000;
-
-interface Entry {
-  readonly key: string;
-  value: string;
-  modRevision: number;
-  /** position in insertion order; increases with every key created */
-  readonly seq: number;
-  dead: boolean;
-}
 
 /** Watch streams this side ended: their end is no sign of a restarted member. */
 const stoppedHere = new WeakSet<IDuplexStream<IWatchRequest, IWatchResponse>>();
@@ -69,127 +61,52 @@ export function prefixEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]);
 }
 
-/** The key/value map in insertion order, with an index for `after` and counters for usage. */
+/**
+ * The key/value map in insertion order, kept as the memory store keeps it (memory-store.ts): blocks
+ * of entries, each rendered again only when one of its entries changes, so a listing after a write
+ * costs the block it touched, not the whole store, and unchanged blocks are shared between listings.
+ * Besides, each key's etcd mod revision (PUT compares it).
+ */
 export class OrderedEntries {
-  private readonly live = new Map<string, Entry>();
-  /** every entry in insertion order, dead ones kept until compacted so a page's `after` still finds its place */
-  private order: Entry[] = [];
-  /**
-   * dead entries by key, for `after` naming a key deleted since the last page (store.ts,
-   * PageRequest.after): the most recent REMEMBERED_CURSORS deletes, oldest first
-   */
-  private readonly graves = new Map<string, Entry>();
-  /** dead entries still in `order` that no grave names any more (dropped from `order` in bulk) */
-  private forgotten = 0;
-  private nextSeq = 0;
-  private dataBytes = 0;
-  private rendered: ListingSnapshot | undefined;
+  private readonly store = new MemoryStore({ limits: { maxKeys: Number.MAX_SAFE_INTEGER, maxDataBytes: Number.MAX_SAFE_INTEGER } });
+  private readonly modRevisions = new Map<string, number>();
 
   get size(): number {
-    return this.live.size;
+    return this.store.size;
   }
 
-  get(key: string): Entry | undefined {
-    return this.live.get(key);
+  get(key: string): { readonly value: string; readonly modRevision: number } | undefined {
+    const modRevision = this.modRevisions.get(key);
+    if (modRevision === undefined) return undefined;
+    return { value: this.store.get(key)!, modRevision };
   }
 
-  set(key: string, value: string, modRevision: number): string | undefined {
-    const entry = this.live.get(key);
-    this.rendered = undefined;
-    if (entry) {
-      const previous = entry.value;
-      this.dataBytes += Buffer.byteLength(value) - Buffer.byteLength(previous);
-      entry.value = value;
-      entry.modRevision = modRevision;
-      return previous;
-    }
-    const created: Entry = { key, value, modRevision, seq: this.nextSeq++, dead: false };
-    this.live.set(key, created);
-    // created again: a new entry at the end; the old place is no cursor's any more
-    if (this.graves.delete(key)) this.forgotten++;
-    this.order.push(created);
-    this.dataBytes += Buffer.byteLength(key) + Buffer.byteLength(value);
-    return undefined;
+  set(key: string, value: string, modRevision: number): void {
+    this.store.restore([[key, value]]);
+    this.modRevisions.set(key, modRevision);
   }
 
   delete(key: string): boolean {
-    const entry = this.live.get(key);
-    if (!entry) return false;
-    this.rendered = undefined;
-    entry.dead = true;
-    this.live.delete(key);
-    this.graves.set(key, entry);
-    this.dataBytes -= Buffer.byteLength(key) + Buffer.byteLength(entry.value);
-    const keep = REMEMBERED_CURSORS;
-    if (this.graves.size > keep) {
-      for (const oldKey of this.graves.keys()) {
-        this.graves.delete(oldKey);
-        this.forgotten++;
-        if (this.graves.size <= keep) break;
-      }
-    }
-    // dead entries no grave names are only dropped in bulk, so each delete costs O(1) amortized
-    if (this.forgotten > 1024 && this.forgotten > this.live.size) {
-      this.order = this.order.filter((e) => !e.dead || this.graves.get(e.key) === e);
-      this.forgotten = 0;
-    }
-    return true;
+    this.modRevisions.delete(key);
+    return this.store.restoreDelete(key);
   }
 
   usage(): StoreUsage {
-    return { keys: this.live.size, dataBytes: this.dataBytes };
+    return this.store.usage();
   }
 
-  /** Rendered once per change and shared by every listing until the next change. */
+  /** Shared by every listing until the next change; after one, only the changed blocks are new. */
   listing(): ListingSnapshot {
-    if (this.rendered) return this.rendered;
-    const slices: Buffer[] = [];
-    let chunk = '';
-    let bytes = 0;
-    const flush = () => {
-      const slice = Buffer.from(chunk, 'utf8');
-      slices.push(slice);
-      bytes += slice.length;
-      chunk = '';
-    };
-    for (const e of this.order) {
-      if (e.dead) continue;
-      chunk += '\n' + e.key + ':' + e.value;
-      if (chunk.length >= 65536) flush();
-    }
-    if (chunk !== '') flush();
-    this.rendered = { count: this.live.size, slices, bytes };
-    return this.rendered;
+    return this.store.listing();
   }
 
   pairs(): Pair[] {
-    return this.order.filter((e) => !e.dead).map((e) => [e.key, e.value] as const);
+    return this.store.list();
   }
 
-  /** O(log n) to find `after` (binary search on seq), then the entries of the page. */
+  /** Pages as the memory store's: `after` found through the map (see docs/store.md). */
   page(request: PageRequest): Page {
-    let from = 0;
-    if (request.after !== undefined) {
-      // a cursor key deleted since: the walk goes on from the place it had
-      const anchor = this.live.get(request.after) ?? this.graves.get(request.after);
-      if (anchor === undefined) throw new UnknownCursorError(request.after);
-      let lo = 0;
-      let hi = this.order.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (this.order[mid]!.seq <= anchor.seq) lo = mid + 1;
-        else hi = mid;
-      }
-      from = lo;
-    }
-    const items: Pair[] = [];
-    for (let i = from; i < this.order.length; i++) {
-      const e = this.order[i]!;
-      if (e.dead || !e.key.startsWith(request.prefix)) continue;
-      if (items.length === request.limit) return { items, next: items[items.length - 1]![0] };
-      items.push([e.key, e.value]);
-    }
-    return { items, next: undefined };
+    return this.store.page(request);
   }
 }
 
@@ -205,6 +122,8 @@ export interface WatchCacheOptions {
   readonly maxResponseBytes?: number;
   /** every answer's cluster id and revision, for the wiped-etcd check (see EtcdStore) */
   readonly onHeader: (clusterId: string, revision: number, source: string) => void;
+  /** the value of each put of the write stamp the watch brings (see EtcdStore) */
+  readonly onStamp?: (value: Buffer) => void;
   /** a list or watch failure, counted like every etcd call */
   readonly onCall: (operation: string, seconds: number, ok: boolean) => void;
 }
@@ -418,11 +337,22 @@ export class WatchCache {
     const started = performance.now();
     const generation = this.generation;
     let revision = 0;
-    const values: IKeyValue[] = [];
+    // each key as it comes, without the rest of etcd's answer (a big prefix would hold it all twice)
+    const rows: { key: string; value: Buffer; create: number; mod: number; n: number }[] = [];
     const orders = new Map<string, number>();
+    let stamp: { modRevision: number; value: Buffer } | undefined;
     try {
       for (const [prefix, sink] of [
-        [this.options.kvPrefix, (kv: IKeyValue) => values.push(kv)],
+        [
+          this.options.kvPrefix,
+          (kv: IKeyValue) => {
+            const key = kv.key.subarray(this.options.kvPrefix.length).toString('utf8');
+            // the write stamp (see EtcdStore) is not a user key; kept for the history check (a copy:
+            // the decoded value may be a view of the whole answer)
+            if (key === '') stamp = { modRevision: Number(kv.mod_revision), value: Buffer.from(kv.value) };
+            else rows.push({ key, value: kv.value, create: Number(kv.create_revision), mod: Number(kv.mod_revision), n: 0 });
+          },
+        ],
         [this.options.ordPrefix, (kv: IKeyValue) => orders.set(kv.key.subarray(this.options.ordPrefix.length).toString('utf8'), Number(kv.value.toString('latin1')))],
       ] as const) {
         let from: Buffer = prefix;
@@ -455,16 +385,13 @@ export class WatchCache {
     }
     this.options.onCall('list', (performance.now() - started) / 1000, true);
     if (generation !== this.generation) throw new Error('asked to list again while listing');
-    const rows = values
-      .map((kv) => ({ kv, key: kv.key.subarray(this.options.kvPrefix.length).toString('utf8'), create: Number(kv.create_revision) }))
-      .filter((r) => r.key !== '') // the write stamp (see EtcdStore), not a user key
-      .map((r) => ({ ...r, n: orders.get(r.key) ?? 0 }));
+    for (const r of rows) r.n = orders.get(r.key) ?? 0;
+    orders.clear();
     rows.sort((a, b) => (a.create === b.create ? a.n - b.n : a.create - b.create));
     const entries = new OrderedEntries();
-    for (const r of rows) entries.set(r.key, r.kv.value.toString('utf8'), Number(r.kv.mod_revision));
-    const stamp = values.find((kv) => kv.key.length === this.options.kvPrefix.length);
+    for (const r of rows) entries.set(r.key, r.value.toString('utf8'), r.mod);
     this.entries = entries;
-    this.stamp = stamp === undefined ? undefined : { modRevision: Number(stamp.mod_revision), value: Buffer.from(stamp.value) };
+    this.stamp = stamp;
     this.generation++;
     this.relistWanted = false;
     this.historyRelistPending = false;
@@ -568,6 +495,7 @@ export class WatchCache {
         // the write stamp: kept for the history check
         // (a copy: the decoded value may be a view of the whole answer)
         this.stamp = event.type === 'Delete' ? undefined : { modRevision: Number(event.kv.mod_revision), value: Buffer.from(event.kv.value) };
+        if (event.type !== 'Delete') this.options.onStamp?.(event.kv.value); // this replica's NOSPACE check
         continue;
       }
       if (event.type === 'Delete') this.entries.delete(key);
