@@ -197,7 +197,7 @@ describe('remote recipes end to end: deploy-ssh.sh and the rendered cloud-init o
     expect(r.output).toMatch(/tcpkv is up \(healthy\): TLS on port 10443/);
     // the private keys stay private here; the VM got the server's files only
     for (const f of ['ca.key', 'server.key', 'client.key']) expect(execFileSync('stat', ['-c', '%a', join(tlsDir, f)]).toString().trim(), f).toBe('600');
-    expect(await vm.shOk('ls tcpkv/infra/remote/tls | sort | tr "\\n" " "')).toBe('ca.crt server.crt server.key');
+    expect(await vm.shOk('ls /root/tcpkv/infra/remote/tls | sort | tr "\\n" " "')).toBe('ca.crt server.crt server.key');
     // published: TLS on every address of the VM, plain on its loopback only
     const ports = await vm.shOk(`docker port ${await serverId()}`);
     expect(ports).toMatch(/^10443\/tcp -> 0\.0\.0\.0:10443$/m);
