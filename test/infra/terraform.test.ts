@@ -275,6 +275,26 @@ describe('main.tf: the instance', () => {
     for (const name of ['TCPKV_ALLOWED_HOSTS', 'TCPKV_ALLOWED_CLIENTS', 'TCPKV_SHUTDOWN_TOKEN']) expect(text).toContain(`${name}=`);
   });
 
+  it('the metadata endpoint is a template variable: AWS\'s address comes from main.tf, the template names none', () => {
+    expect(readFileSync(join(terraformDir, 'templates/cloud-init.sh.tftpl'), 'utf8')).not.toMatch(/169\.254\.|fd00:ec2/);
+    expect(m.locals['metadata_url']).toBe('http://169.254.169.254');
+    expect(String(m.locals['user_data'])).toMatch(/metadata_url_b64\s*=\s*base64encode\(local\.metadata_url\)/);
+  });
+
+  it('the server\'s TLS files come from the private CA of tls.tf, and only 10443 is opened for clients', () => {
+    const ud = String(m.locals['user_data']);
+    expect(ud).toMatch(/tls_server_cert_b64\s*=\s*base64encode\(tls_locally_signed_cert\.server\.cert_pem\)/);
+    expect(ud).toMatch(/tls_server_key_b64\s*=\s*base64encode\(tls_private_key\.server\.private_key_pem\)/);
+    expect(ud).toMatch(/tls_ca_cert_b64\s*=\s*base64encode\(tls_self_signed_cert\.ca\.cert_pem\)/);
+    for (const name of ['client_key', 'client_cert', 'ca_cert']) {
+      const f = one(m.resource['local_sensitive_file']?.[name], `local_sensitive_file.${name}`);
+      expect(f.file_permission, name).toBe('0600');
+      expect(f.directory_permission, name).toBe('0700');
+    }
+    // the CA's private key is written to no file
+    expect(JSON.stringify(m.resource['local_sensitive_file'] ?? {})).not.toContain('tls_private_key.ca');
+  });
+
   it('the allowed clients given to the server are the same CIDRs as the security group', () => {
     expect(String(m.locals['user_data'])).toMatch(/allowed_clients_b64\s*=\s*base64encode\(join\(",", var\.allowed_client_cidrs\)\)/);
   });
