@@ -206,7 +206,7 @@ wait_healthy() {
     esac
     sleep 2
   done
-  echo "start-server.sh: the server is $status, not healthy; its last log lines:" >&2
+  echo "start-server.sh: the server is $status, not healthy after at most $wait_seconds s; its last log lines (on a VM set up by Terraform, the whole bootstrap: /var/log/tcpkv-bootstrap.log):" >&2
   docker logs --tail 30 "$1" >&2 2>&1 || true
   return 1
 }
