@@ -92,6 +92,8 @@ if [ "$ship" = 0 ] && [ -z "$image" ]; then build=1; fi
 host="${target#*@}"
 [[ "$host" =~ ^[A-Za-z0-9.:_-]+$ ]] || die "not a host name or address: $host"
 [ -n "$tls_dir" ] || tls_dir="$here/tls/$host"
+# absolute: the client compose file mounts it, and compose reads relative paths from its own directory
+case "$tls_dir" in /*) ;; *) tls_dir="$(pwd)/$tls_dir" ;; esac
 
 # Check the settings here, before touching the VM, with the same literal reading and checks as on it.
 [ -f "$env_file" ] || die "no settings file $env_file (copy infra/remote/.env.example and fill it in, or pass --env-file)"
@@ -100,8 +102,10 @@ env -u TCPKV_ALLOWED_HOSTS -u TCPKV_ALLOWED_CLIENTS -u TCPKV_SHUTDOWN_TOKEN \
 
 # ---- TLS: a private CA, the server's certificate (for HOST and the allowed host names), the client's
 allowed_hosts="$(grep -E '^TCPKV_ALLOWED_HOSTS=' "$env_file" | tail -n 1 | cut -d= -f2- | tr -d '\r')"
-IFS=', ' read -r -a host_names <<< "$allowed_hosts"
-"$here/make-certs.sh" "$tls_dir" "$host" "${host_names[@]}" ${tls_names[@]+"${tls_names[@]}"} \
+IFS=', ' read -r -a all_names <<< "$allowed_hosts"
+host_names=()
+for name in ${all_names[@]+"${all_names[@]}"}; do [ "$name" = "*" ] || host_names+=("$name"); done
+"$here/make-certs.sh" "$tls_dir" "$host" ${host_names[@]+"${host_names[@]}"} ${tls_names[@]+"${tls_names[@]}"} \
   || die "could not make the certificates in $tls_dir"
 
 # The image to send (--ship): the one named, else this checkout's, built here when missing.
