@@ -27,7 +27,7 @@ import {
   inspectState,
   runClient,
 } from '../support/docker.js';
-import { readCompose, serviceEnvironment, type ComposeDoc } from './lib/compose.js';
+import { interpolate, readCompose, serviceEnvironment, type ComposeDoc } from './lib/compose.js';
 import { clientComposeFile, remoteDir, serverComposeFile } from './lib/paths.js';
 
 const VM = 'tcpkv-vm';
@@ -101,7 +101,7 @@ describe('infra/remote recipe: server.compose.yml on a "VM", client.compose.yml 
     tlsDir = mkdtempSync(join(tmpdir(), 'tcpkv-remote-recipe-tls-'));
     execFileSync(join(remoteDir, 'make-certs.sh'), [join(tlsDir, 'tls'), VM], { stdio: 'ignore' });
     execFileSync('chown', ['-R', `${NODE_UID}:${NODE_UID}`, join(tlsDir, 'tls')]);
-    const tlsTarget = String((svc.volumes as string[])[1]).split(':')[1]!;
+    const tlsTarget = interpolate(String((svc.volumes as string[])[1]), { TCPKV_TLS_DIR: join(tlsDir, 'tls') }).split(':')[1]!;
 
     const started = await new ServerWithRestartPolicy(SERVER_IMAGE, String(svc.restart))
       .withEnvironment(serverEnv)
