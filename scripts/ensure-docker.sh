@@ -7,7 +7,9 @@
 #            only when something is missing AND this is Debian/Ubuntu with root (or sudo) does it
 #            install docker.io / docker-compose. Elsewhere it says what to install and stops.
 #   --tests  the machine set-up for the test suite: the above, plus the tools the tests run
-#            (busybox-static, shellcheck, etcd-server, promtool) — Debian/Ubuntu only.
+#            (busybox-static, shellcheck, etcd-server, promtool, debootstrap, ssh, openssl) and the
+#            "VM" image of the remote recipe's end-to-end test (tcpkv/vm:local, Debian from Debian's
+#            mirror: infra/docker/offline-vm.sh) — Debian/Ubuntu only.
 #
 # A daemon that does not answer yet is waited for (it may be starting), then started the system's
 # way (systemctl, then service), and only when no dockerd runs at all is one started by hand (log in
@@ -71,6 +73,9 @@ if [ "$mode" = tests ]; then
   dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || tools+=(busybox-static)
   command -v shellcheck >/dev/null 2>&1 || tools+=(shellcheck)
   command -v etcd >/dev/null 2>&1 || tools+=(etcd-server)
+  command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || tools+=(debootstrap)
+  { command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1; } || tools+=(openssh-client)
+  command -v openssl >/dev/null 2>&1 || tools+=(openssl)
   [ "${#tools[@]}" -eq 0 ] || apt_install "${tools[@]}"
 # ---- monitoring: promtool (the /metrics test runs `promtool check metrics`) --------------------------
 # Taken out of Debian's prometheus package (static binaries) without installing the package's service.
@@ -176,3 +181,7 @@ if [ "$offline" -eq 1 ] && [ -z "${PROMETHEUS_IMAGE:-}" ]; then
 fi
 echo "PROMETHEUS_IMAGE=$prometheus_image"
 # ---- end of the Prometheus image --------------------------------------------------------------------
+# ---- the "VM" of the remote recipe's end-to-end test (no registry has it: always built here) -------
+"${SUDO[@]}" env PATH="$PATH:/usr/sbin:/sbin" infra/docker/offline-vm.sh >&2  # debootstrap needs root
+echo "VM_IMAGE=tcpkv/vm:local"
+# ---- end of the VM image ----------------------------------------------------------------------------

@@ -59,13 +59,14 @@ async function startScript(file, name, args, { nodeArgs = [], env = {}, nofile }
   return proc;
 }
 
-export function startNodeHttp(opts) {
-  return startScript(NODE_HTTP, 'node-http', [], opts);
+/** `args`: more flags for the script (e.g. `--tls-cert`, `--tls-key`: node:https). */
+export function startNodeHttp({ args = [], ...opts } = {}) {
+  return startScript(NODE_HTTP, 'node-http', args, opts);
 }
 
 /** `bodyBytes`: make each fixed answer's body that long (default: tcpkv's `No data in DB`); `store`: ceiling+Map. */
-export function startCeiling({ bodyBytes, store = false, ...opts } = {}) {
-  const args = bodyBytes === undefined ? [] : ['--body-bytes', String(bodyBytes)];
+export function startCeiling({ bodyBytes, store = false, args: extra = [], ...opts } = {}) {
+  const args = bodyBytes === undefined ? [...extra] : ['--body-bytes', String(bodyBytes), ...extra];
   if (store) args.push('--store');
   return startScript(CEILING, store ? 'ceiling+Map' : 'ceiling', args, opts);
 }

@@ -53,11 +53,11 @@ export function parseWrk(out) {
  * One wrk run against 127.0.0.1:port. `script` is a file in bench/wrk/ (or undefined for a plain GET
  * of `path`); `args` go to the script's init(). Killed if it overruns its duration by 30 s.
  */
-export async function runWrk({ port, path = '/', connections, threads, durationS, script, args = [], timeoutS = 10 }) {
+export async function runWrk({ port, scheme = 'http', path = '/', connections, threads, durationS, script, args = [], timeoutS = 10 }) {
   const t = Math.max(1, Math.min(threads, connections));
   const argv = ['-t', String(t), '-c', String(connections), '-d', `${durationS}s`, '--latency', '--timeout', `${timeoutS}s`];
   if (script) argv.push('-s', SCRIPTS + script);
-  argv.push(`http://127.0.0.1:${port}${path}`);
+  argv.push(`${scheme}://127.0.0.1:${port}${path}`);
   if (args.length > 0) argv.push('--', ...args.map(String));
   let stdout = '';
   const proc = start('wrk', argv, { onLine: (line) => (stdout += line + '\n') });

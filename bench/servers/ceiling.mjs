@@ -11,7 +11,9 @@
 // key is there — the least work a server that stores must do, to compare POST throughput against.
 // Prints one JSON line {"server":"ceiling","port":N,"pid":P,"answerBytes":B} once listening.
 
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 
 const { values: opts } = parseArgs({
@@ -20,6 +22,9 @@ const { values: opts } = parseArgs({
     bind: { type: 'string', default: '127.0.0.1' },
     'body-bytes': { type: 'string' },
     store: { type: 'boolean', default: false },
+    // TLS (the TLS ceiling): the same no-parse answers behind node:tls with this certificate and key
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   },
 });
 
@@ -112,7 +117,7 @@ function storeBodies(chunk) {
   }
 }
 
-const server = net.createServer({ noDelay: true }, (socket) => {
+const onSocket = (socket) => {
   const counter = new EndCounter();
   socket.on('data', (chunk) => {
     const n = counter.count(chunk);
@@ -120,7 +125,11 @@ const server = net.createServer({ noDelay: true }, (socket) => {
     if (n > 0) socket.write(answers(n));
   });
   socket.on('error', () => socket.destroy());
-});
+};
+const server =
+  opts['tls-cert'] !== undefined
+    ? tls.createServer({ cert: readFileSync(opts['tls-cert']), key: readFileSync(opts['tls-key']), noDelay: true, ALPNProtocols: ['http/1.1'] }, onSocket)
+    : net.createServer({ noDelay: true }, onSocket);
 
 server.listen(Number(opts.port), opts.bind, () => {
   const address = server.address();

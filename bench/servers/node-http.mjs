@@ -7,13 +7,18 @@
 //   node bench/servers/node-http.mjs [--port 0] [--bind 127.0.0.1]
 // prints one JSON line {"server":"node-http","port":N,"pid":P} once listening.
 
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { parseArgs } from 'node:util';
 
 const { values: opts } = parseArgs({
   options: {
     port: { type: 'string', default: '0' },
     bind: { type: 'string', default: '127.0.0.1' },
+    // node:https with this certificate and key instead of node:http
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   },
 });
 
@@ -117,7 +122,8 @@ function hostOf(header) {
   return colon < 0 ? header : header.slice(0, colon);
 }
 
-const server = http.createServer({ keepAlive: true }, (req, res) => {
+const tlsOptions = opts['tls-cert'] !== undefined ? { cert: readFileSync(opts['tls-cert']), key: readFileSync(opts['tls-key']) } : undefined;
+const handler = (req, res) => {
   const { method } = req;
   if (method !== 'GET' && method !== 'HEAD' && method !== 'POST' && method !== 'PUT') {
     res.setHeader('Allow', 'HEAD, GET, POST, PUT');
@@ -149,7 +155,8 @@ const server = http.createServer({ keepAlive: true }, (req, res) => {
     if (path === 'create') create(res, body);
     else update(res, body);
   });
-});
+};
+const server = tlsOptions !== undefined ? https.createServer({ ...tlsOptions, keepAlive: true }, handler) : http.createServer({ keepAlive: true }, handler);
 
 // tcpkv keeps idle keep-alive connections for 60 s (TCPKV_IDLE_TIMEOUT_MS); match it rather than
 // Node's 5 s default, so the idle-connection memory figure compares like with like.

@@ -13,17 +13,23 @@ usage() {
 Usage: infra/remote/start-server.sh [--env-file FILE] [--image IMAGE | --build] [--imds] [--no-wait] [--check]
 
 Starts the tcpkv server with infra/remote/server.compose.yml (compose project "tcpkv") and waits
-until the container is healthy. By default it pulls and runs the released server image named in
-server.compose.yml; --build builds Dockerfile.server from this checkout instead.
+until the container is healthy. The image: TCPKV_SERVER_IMAGE (or --image) when set — used as it is
+when it is already on this machine (e.g. sent by deploy-ssh.sh --ship), else pulled; otherwise it is
+built from this checkout (no release of the server image has been published yet).
+TLS is on: the certificate, key and client CA are read from TCPKV_TLS_DIR (default: infra/remote/tls):
+server.crt, server.key and ca.crt, as infra/remote/make-certs.sh makes them.
 
   --env-file FILE  settings (KEY=value lines, see infra/remote/.env.example), read literally:
                    no quotes, no $-expansion, spaces kept; default: infra/remote/.env if it
                    exists, else the environment only
-  --image IMAGE    pull and run this server image (same as TCPKV_SERVER_IMAGE=IMAGE)
-  --build          build the server image from this checkout (Dockerfile.server)
+  --image IMAGE    run this server image (same as TCPKV_SERVER_IMAGE=IMAGE); pulled unless it is
+                   already on this machine
+  --build          build the server image from this checkout (Dockerfile.server); the default
+                   when no image is named
   --imds           on EC2: add this instance's public IPv4 address and DNS name, read from
-                   the instance metadata service (IMDSv2), to TCPKV_ALLOWED_HOSTS
-  --no-wait        do not wait for the health check
+                   the instance metadata service (IMDSv2, at TCPKV_METADATA_URL, default
+                   http://169.254.169.254), to TCPKV_ALLOWED_HOSTS
+  --no-wait        do not wait for the health check (else it waits up to TCPKV_WAIT_SECONDS, 180)
   --check          only read and check the settings, then exit (0 = usable)
   -h, --help       show this help
 
@@ -99,13 +105,18 @@ if [ -n "$env_file" ]; then
   read_settings "$env_file"
 fi
 if [ -n "$image" ]; then export TCPKV_SERVER_IMAGE="$image"; fi
+# Until a release of the server image exists, no image named means: build it from this checkout.
+if [ -z "${TCPKV_SERVER_IMAGE:-}" ]; then build=1; fi
 if [ "$build" = 1 ]; then export TCPKV_SERVER_IMAGE="tcpkv/server:local"; fi
+wait_seconds="${TCPKV_WAIT_SECONDS:-180}"
+[[ "$wait_seconds" =~ ^[1-9][0-9]*$ ]] || die "TCPKV_WAIT_SECONDS must be a positive number of seconds"
 
+metadata_url="${TCPKV_METADATA_URL:-http://169.254.169.254}"
 imds_get() {
   local token
   token="$(curl -fsS -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' \
-    http://169.254.169.254/latest/api/token)" || return 1
-  curl -fsS -m 5 -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
+    "$metadata_url/latest/api/token")" || return 1
+  curl -fsS -m 5 -H "X-aws-ec2-metadata-token: $token" "$metadata_url/latest/meta-data/$1"
 }
 
 if [ "$use_imds" = 1 ]; then
@@ -140,6 +151,21 @@ if [ "$check_only" = 1 ]; then
   exit 0
 fi
 
+# ---- TLS: the files the compose file mounts at /tls ------------------------------------------------
+tls_dir="${TCPKV_TLS_DIR:-$here/tls}"
+case "$tls_dir" in /*) ;; *) tls_dir="$(pwd)/$tls_dir" ;; esac
+export TCPKV_TLS_DIR="$tls_dir"
+for file in server.crt server.key ca.crt; do
+  [ -s "$tls_dir/$file" ] || die "no $tls_dir/$file: TLS needs the server's certificate and key and the clients' CA (make them with infra/remote/make-certs.sh; deploy-ssh.sh does)"
+done
+# The server runs as uid 1000 (the image's user "node"): it must be able to read the key, and nobody
+# else. As root, hand the directory and its files to that uid (mode 0700/0600 as they were made).
+if [ "$(id -u)" = 0 ]; then
+  chown 1000:1000 "$tls_dir" "$tls_dir/server.crt" "$tls_dir/server.key" "$tls_dir/ca.crt"
+  chmod 0700 "$tls_dir"
+  chmod 0600 "$tls_dir/server.key"
+fi
+
 command -v docker > /dev/null || die "docker is not installed"
 if docker compose version > /dev/null 2>&1; then
   compose=(docker compose)
@@ -152,23 +178,27 @@ main=("${compose[@]}" -p "$project" -f "$compose_file")
 trial_project="${project}-trial"
 trial=("${compose[@]}" -p "$trial_project" -f "$compose_file")
 
-# ---- the image: pulled (the released one by default) or built from this checkout ------------------
-if [ "${TCPKV_SERVER_IMAGE:-}" = "tcpkv/server:local" ]; then
-  say "building the server image from $(cd "$here/../.." && pwd)"
+# ---- the image: built from this checkout, already here (shipped), or pulled -------------------------
+if [ "$build" = 1 ]; then
+  [ -f "$here/../../Dockerfile.server" ] || die "no image named and no Dockerfile.server to build one from in $(cd "$here/../.." && pwd) (no release has been published yet: build, or ship an image with deploy-ssh.sh --ship)"
+  say "building the server image from $(cd "$here/../.." && pwd) (no released image named)"
   "${main[@]}" build server
+elif docker image inspect "$TCPKV_SERVER_IMAGE" > /dev/null 2>&1; then
+  say "using the server image $TCPKV_SERVER_IMAGE already on this machine"
 else
-  say "pulling the server image${TCPKV_SERVER_IMAGE:+ $TCPKV_SERVER_IMAGE}"
-  "${main[@]}" pull server
+  say "pulling the server image $TCPKV_SERVER_IMAGE"
+  "${main[@]}" pull server || die "could not pull $TCPKV_SERVER_IMAGE (no release published under that name? build instead: --build, or ship it: deploy-ssh.sh --ship)"
 fi
 
 # health_of CONTAINER: healthy, starting, unhealthy, exited, …
 health_of() {
   docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1" 2>/dev/null || echo gone
 }
-# wait_healthy CONTAINER: 0 once healthy; 1 when unhealthy, exited or still not healthy after 180 s.
+# wait_healthy CONTAINER: 0 once healthy; 1 when unhealthy, exited or still not healthy after
+# TCPKV_WAIT_SECONDS.
 wait_healthy() {
   local status=""
-  for _ in $(seq 90); do
+  for _ in $(seq $(((wait_seconds + 1) / 2))); do
     status="$(health_of "$1")"
     case "$status" in
       healthy) return 0 ;;
@@ -176,7 +206,7 @@ wait_healthy() {
     esac
     sleep 2
   done
-  echo "start-server.sh: the server is $status, not healthy; its last log lines:" >&2
+  echo "start-server.sh: the server is $status, not healthy after at most $wait_seconds s; its last log lines (on a VM set up by Terraform, the whole bootstrap: /var/log/tcpkv-bootstrap.log):" >&2
   docker logs --tail 30 "$1" >&2 2>&1 || true
   return 1
 }
@@ -194,11 +224,12 @@ fi
 cleanup_trial
 trap - EXIT
 
-# ---- 2. the host port: free, or held by this project's own server ----------------------------------
-publish="${TCPKV_PUBLISH:-10000}"
-host_port="${publish##*:}"
+# ---- 2. the host ports: free, or held by this project's own server --------------------------------
+publish="${TCPKV_PUBLISH:-127.0.0.1:10000}"
+tls_publish="${TCPKV_TLS_PUBLISH:-10443}"
 current="$("${main[@]}" ps -q server 2> /dev/null || true)"
-if [ -n "$host_port" ]; then
+for host_port in "${publish##*:}" "${tls_publish##*:}"; do
+  [ -n "$host_port" ] || continue
   holder="$(docker ps -q --filter "publish=$host_port" | head -n 1)"
   if [ -n "$holder" ] && { [ -z "$current" ] || [ "${current:0:12}" != "${holder:0:12}" ]; }; then
     die "port $host_port is already published by container $holder; the running server (if any) is unchanged"
@@ -206,7 +237,7 @@ if [ -n "$host_port" ]; then
   if [ -z "$holder" ] && (exec 3<> "/dev/tcp/127.0.0.1/$host_port") 2> /dev/null; then
     die "port $host_port is in use by another program on this machine; the running server (if any) is unchanged"
   fi
-fi
+done
 
 # ---- 3. replace, and go back to the last good settings if the new server still fails ------------------
 # Every setting is in the environment, which takes precedence over anything compose reads itself.
@@ -223,7 +254,7 @@ if [ "$up_ok" = 1 ] && [ -n "$container" ]; then
     (umask 077 && env | grep -E '^(TCPKV_|NODE_IMAGE=|RUNTIME_IMAGE=)' > "$last_good") || true
     say "allowed hosts: $TCPKV_ALLOWED_HOSTS"
     say "allowed clients: $TCPKV_ALLOWED_CLIENTS (and loopback, for the health check)"
-    say "tcpkv is up (healthy), port $publish"
+    say "tcpkv is up (healthy): TLS on port $tls_publish (client certificates required), plain HTTP on $publish"
     exit 0
   fi
 fi

@@ -6,7 +6,7 @@
 // answer (cannot connect, timed out, reset, closed without an answer), 4 an answer in 5xx.
 
 import { CommanderError } from 'commander';
-import { ConfigError, isHelpOrVersion, prepareEnvironment, settingWarnings } from '../common/settings.js';
+import { ConfigError, expandBareFlags, isHelpOrVersion, prepareEnvironment, settingWarnings } from '../common/settings.js';
 import { refuseUnsupportedNode } from '../common/node-version.js';
 import { formatAddress } from './client.js';
 import { CLIENT_ENV_NAMES, clientSettings } from './client-settings.js';
@@ -40,7 +40,7 @@ async function main(): Promise<number> {
     io.err(`${PROGRAM}: invalid configuration: ${error.message}\n`);
     return 2;
   }
-  const startArgs = process.argv.slice(2);
+  const startArgs = expandBareFlags(process.argv.slice(2), clientSettings);
   let code = 0;
   const program = buildProgram({
     io,

@@ -3,8 +3,10 @@
 // when a connection cannot be made — before anything was sent, so nothing can be applied twice —
 // and never retries once a request may have reached a server.
 
+import { X509Certificate } from 'node:crypto';
 import { connect, isIP, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { checkServerIdentity, connect as connectTls, type TLSSocket } from 'node:tls';
 import { ResponseFormatError, ResponseReader, type ParsedResponse } from '../protocol/response-reader.js';
 
 export type Dialect = 'seed' | 'standard';
@@ -12,6 +14,18 @@ export type Dialect = 'seed' | 'standard';
 export interface ServerAddress {
   readonly host: string;
   readonly port: number;
+}
+
+/** TLS to the server's TLS port (its certificate checked against `ca` and the server's name). */
+export interface ClientTlsOptions {
+  /** PEM: the CAs the server's certificate must chain to; unset = Node's bundled CAs */
+  readonly ca?: string | Buffer | undefined;
+  /** PEM: a client certificate (and chain) for a server that requires one */
+  readonly cert?: string | Buffer | undefined;
+  /** PEM: the client certificate's key */
+  readonly key?: string | Buffer | undefined;
+  /** the name the server's certificate must carry; default: the server address's host */
+  readonly servername?: string | undefined;
 }
 
 export interface ClientOptions {
@@ -27,6 +41,8 @@ export interface ClientOptions {
    * between bytes: a server that dribbles its answer cannot hold the client longer).
    */
   readonly timeoutMs: number;
+  /** set = every connection speaks TLS */
+  readonly tls?: ClientTlsOptions | undefined;
   /** sees each request head, response head and move to the next server (the CLI's --verbose) */
   readonly trace?: ((event: TraceEvent) => void) | undefined;
 }
@@ -82,7 +98,64 @@ export function formatAddress(server: ServerAddress): string {
   return hostForHeader(server.host, server.port);
 }
 
-export type ClientErrorCode = 'CONNECT_FAILED' | 'TIMEOUT' | 'CONNECTION_LOST' | 'BAD_RESPONSE';
+export type ClientErrorCode = 'CONNECT_FAILED' | 'TLS_FAILED' | 'TIMEOUT' | 'CONNECTION_LOST' | 'BAD_RESPONSE';
+
+/** The subject's CN (or the whole subject) of a PEM certificate, for messages; undefined if unreadable. */
+function certificateName(pem: string | Buffer | undefined): string | undefined {
+  if (pem === undefined) return undefined;
+  try {
+    const subject = new X509Certificate(pem).subject;
+    return /(?:^|\n)CN=([^\n]*)/.exec(subject)?.[1] ?? subject.replace(/\n/g, ', ');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A TLS failure as one line naming its cause, or undefined when `error` is not about TLS. Each
+ * cause a person can fix gets its own words: the CA, the name, the dates, the client certificate,
+ * or a plain server where TLS was expected.
+ */
+export function describeTlsFailure(error: NodeJS.ErrnoException & { cert?: { subjectaltname?: string } }, where: string, tls: ClientTlsOptions, host: string): string | undefined {
+  const code = error.code ?? '';
+  const caHint = tls.ca !== undefined ? 'the CA in --ca-file (TCPKV_CLIENT_CA_FILE)' : "the system's CAs (give the server's CA with --ca-file)";
+  switch (code) {
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'CERT_SIGNATURE_FAILURE':
+      return `${where}: TLS: unknown CA: the server's certificate is not signed by ${caHint} (${code})`;
+    case 'ERR_TLS_CERT_ALTNAME_INVALID': {
+      const names = error.cert?.subjectaltname;
+      return `${where}: TLS: name mismatch: the server's certificate is not for "${tls.servername ?? host}"${names ? ` (it names ${names})` : ''}; connect by one of its names or set --servername (TCPKV_CLIENT_SERVERNAME)`;
+    }
+    case 'CERT_HAS_EXPIRED':
+      return `${where}: TLS: expired certificate: the server's certificate has expired; the server must be given a new one (${code})`;
+    case 'CERT_NOT_YET_VALID':
+      return `${where}: TLS: the server's certificate is not valid yet (check both clocks) (${code})`;
+    case 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED':
+    case 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE':
+      if (tls.cert === undefined) return `${where}: TLS: the server requires a client certificate: give one with --cert-file and --key-file (TCPKV_CLIENT_CERT_FILE, TCPKV_CLIENT_KEY_FILE)`;
+      return `${where}: TLS: the server refused the handshake (${code})`;
+    case 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA':
+    case 'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE':
+    case 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED':
+    case 'ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN':
+      return `${where}: TLS: the server refused the client certificate ${JSON.stringify(certificateName(tls.cert) ?? '')}: it must be signed by the CA the server trusts and not expired (${code})`;
+    case 'ERR_SSL_WRONG_VERSION_NUMBER':
+    case 'ERR_SSL_PACKET_LENGTH_TOO_LONG':
+    case 'ERR_SSL_HTTP_REQUEST':
+      return `${where}: TLS: a plain server on a TLS address: it answered without TLS (is this the plain port? use the TLS port, or drop --tls)`;
+    case 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION':
+    case 'ERR_SSL_UNSUPPORTED_PROTOCOL':
+    case 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL':
+      return `${where}: TLS: no protocol in common with the server (${code})`;
+  }
+  if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || /^[A-Z_]+_CERT/.test(code)) return `${where}: TLS: ${error.message.split('\n')[0]} (${code})`;
+  return undefined;
+}
 
 export class ClientError extends Error {
   override readonly name = 'ClientError';
@@ -245,6 +318,7 @@ export class TcpkvClient {
    * it reads goes to `sink`, from one buffer reused for every read (no allocation per read).
    */
   private open(server: ServerAddress, deadline: number, sink: ByteSink): Promise<Socket> {
+    if (this.options.tls !== undefined) return this.openTls(server, this.options.tls, deadline, sink);
     return new Promise((resolve, reject) => {
       const readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
       const onread = (bytes: number) => {
@@ -264,6 +338,48 @@ export class TcpkvClient {
       socket.once('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         reject(new ClientError('CONNECT_FAILED', `cannot connect to ${hostForHeader(server.host, server.port)}: ${e.code ?? e.message}`, false));
+      });
+    });
+  }
+
+  /** A TLS connection, handshake done; every failure before that is one ClientError naming its cause. */
+  private openTls(server: ServerAddress, tls: ClientTlsOptions, deadline: number, sink: ByteSink): Promise<TLSSocket> {
+    const where = hostForHeader(server.host, server.port);
+    const name = tls.servername ?? server.host;
+    return new Promise((resolve, reject) => {
+      const socket = connectTls({
+        host: server.host,
+        port: server.port,
+        // the certificate is checked against this name (or address); a name is also sent as SNI
+        ...(isIP(name) === 0 ? { servername: name } : {}),
+        checkServerIdentity: (_host, certificate) => checkServerIdentity(name, certificate),
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
+        minVersion: 'TLSv1.2',
+        ALPNProtocols: ['http/1.1'],
+      });
+      socket.setNoDelay(true);
+      // decrypted bytes arrive as 'data' (a TLS socket has no onread); bytes read before the caller
+      // attaches are kept by the sink
+      socket.on('data', (chunk: Buffer) => sink.take(chunk));
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new ClientError('CONNECT_FAILED', `cannot connect to ${where}: timed out after ${this.options.timeoutMs} ms (TCP or TLS handshake)`, false));
+      }, Math.max(0, deadline - performance.now()));
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        socket.removeAllListeners('error');
+        resolve(socket);
+      });
+      socket.once('error', (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        const tlsText = describeTlsFailure(e, where, tls, server.host);
+        if (tlsText !== undefined) return reject(new ClientError('TLS_FAILED', tlsText, false));
+        if (e.code === 'ECONNRESET' || /disconnected before secure/.test(e.message)) {
+          return reject(new ClientError('TLS_FAILED', `${where}: TLS: the server closed the connection during the handshake (is this its TLS port, and this address in its TCPKV_ALLOWED_CLIENTS?)`, false));
+        }
+        reject(new ClientError('CONNECT_FAILED', `cannot connect to ${where}: ${e.code ?? e.message}`, false));
       });
     });
   }
@@ -311,6 +427,12 @@ export class TcpkvClient {
         }
       });
       socket.on('end', () => {
+        // tcpkv's TLS port closes at once when it does not accept the client certificate: with TLS
+        // 1.3 the client only learns it now, as a close without a byte of answer
+        if (received === 0 && this.options.tls?.cert !== undefined) {
+          done(new ClientError('TLS_FAILED', `${where}: TLS: the server closed the connection right after the handshake without answering: it did not accept the client certificate ${JSON.stringify(certificateName(this.options.tls.cert) ?? '')} (it must be signed by the CA the server trusts, and not expired)`, false));
+          return;
+        }
         try {
           const response = reader.end();
           done(response ? answered(response) : { kind: 'closed', server });
@@ -319,6 +441,9 @@ export class TcpkvClient {
         }
       });
       socket.on('error', (e: NodeJS.ErrnoException) => {
+        // the server's verdict on the client certificate arrives after the handshake (TLS 1.3)
+        const tlsText = this.options.tls !== undefined && received === 0 ? describeTlsFailure(e, where, this.options.tls, server.host) : undefined;
+        if (tlsText !== undefined) return done(new ClientError('TLS_FAILED', tlsText, false));
         // A reset right after END is how some servers stop; before any byte of an answer it is a loss.
         done(new ClientError('CONNECTION_LOST', `${where}: ${e.code ?? e.message}`, true));
       });

@@ -4,10 +4,11 @@
 
 import { isUtf8 } from 'node:buffer';
 import { Command, CommanderError, Option } from 'commander';
-import { addSettingOptions, isHelpOrVersion, settingValues } from '../common/settings.js';
+import { addSettingOptions, expandBareFlags, isHelpOrVersion, settingValues } from '../common/settings.js';
 import { packageVersion } from '../common/version.js';
+import { readFileSync } from 'node:fs';
 import { keyRefusal, readableKeyRefusal } from '../protocol/key-grammar.js';
-import { ClientError, exitStatus, formatAddress, formatAnswer, TcpkvClient, type Answer, type Dialect, type TraceEvent } from './client.js';
+import { ClientError, exitStatus, formatAddress, formatAnswer, TcpkvClient, type Answer, type ClientTlsOptions, type Dialect, type TraceEvent } from './client.js';
 import { dump, DumpFormatError, readDump, restore, RestoreError } from './backup.js';
 import { clientSettings, type ClientConfig } from './client-settings.js';
 import { formatTable, runScenario } from './scenario.js';
@@ -91,6 +92,26 @@ export function pairHints(body: string): string[] {
     }
   });
   return hints;
+}
+
+/**
+ * The TLS options of the settings: undefined = plain TCP. TLS is on with --tls, or when a TLS file
+ * or --servername is given (unless --tls off). The files are read here: one that cannot be read is
+ * a usage problem (exit 2), not a connection failure.
+ */
+export function tlsOptions(c: ClientConfig): ClientTlsOptions | undefined {
+  const on = c.tls ?? (c.caFile !== undefined || c.certFile !== undefined || c.keyFile !== undefined || c.servername !== undefined);
+  if (!on) return undefined;
+  if ((c.certFile === undefined) !== (c.keyFile === undefined)) throw new UsageError('--cert-file and --key-file go together (TCPKV_CLIENT_CERT_FILE, TCPKV_CLIENT_KEY_FILE)');
+  const read = (file: string | undefined, flag: string): Buffer | undefined => {
+    if (file === undefined) return undefined;
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new UsageError(`${flag} ${file}: cannot read it: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  };
+  return { ca: read(c.caFile, '--ca-file'), cert: read(c.certFile, '--cert-file'), key: read(c.keyFile, '--key-file'), servername: c.servername };
 }
 
 const kvTarget = (key: string) => `/kv/${encodeURIComponent(key)}`;
@@ -191,6 +212,7 @@ export function buildProgram(hooks: ProgramHooks): Command {
       dialect: c.dialect ?? defaultDialect,
       token: c.token,
       timeoutMs: c.timeout,
+      tls: tlsOptions(c),
       trace: output().verbose ? traceTo(io) : undefined,
     });
   };
@@ -472,7 +494,7 @@ export async function runCommandLine(args: readonly string[], hooks: Omit<Progra
   let code = 0;
   const program = buildProgram({ ...hooks, setExit: (c) => (code = c) });
   try {
-    await program.parseAsync(args as string[], { from: 'user' });
+    await program.parseAsync(expandBareFlags(args, clientSettings), { from: 'user' });
   } catch (error) {
     if (error instanceof CommanderError) return isHelpOrVersion(error) ? 0 : 2;
     throw error;

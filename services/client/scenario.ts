@@ -132,6 +132,8 @@ export async function runScenario(client: TcpkvClient, cases: readonly ScenarioC
       const answer = await caseClient.send({ method: c.method, path, body: c.body, targetHost: host });
       outcome = { ...judge(c, dialect, answer), answered: answer.kind === 'response' || c.status[dialect] === 'stopped' };
     } catch (error) {
+      // a TLS failure fails every case alike: said once, by the caller
+      if (error instanceof ClientError && error.code === 'TLS_FAILED') throw error;
       // END: a server that stops may reset the connection instead of closing it
       const stopped = c.status[dialect] === 'stopped' && error instanceof ClientError && error.code === 'CONNECTION_LOST';
       outcome = { ok: stopped, answered: stopped, got: stopped ? 'connection reset (server stopped)' : escapeControls(`error: ${(error as Error).message}`) };

@@ -23,6 +23,8 @@ export interface Setting<T> {
   /** raw text, parsed like any other value; undefined = unset */
   readonly default: string | undefined;
   readonly describe: string;
+  /** set = the value may be left out (`--tls` alone), and then it is this */
+  readonly bareValue?: string;
   /** validates and converts; throws an Error whose message says what is wrong */
   parse(raw: string): T;
 }
@@ -56,6 +58,33 @@ export function readDotenv(path = '.env'): Record<string, string> {
   }
 }
 
+/** `<port>`, or `[on|off]` for a value that may be left out. */
+export function settingValueText(s: Setting<unknown>): string {
+  return s.bareValue !== undefined ? `[${s.valueName}]` : `<${s.valueName}>`;
+}
+
+/**
+ * A flag whose value may be left out (`--tls`) would take the next word as its value (`--tls get`):
+ * written `--tls=on` here unless that word is a value it accepts.
+ */
+export function expandBareFlags(args: readonly string[], settings: Record<string, Setting<unknown>>): string[] {
+  const bare = new Map<string, Setting<unknown>>(Object.values(settings).filter((s) => s.bareValue !== undefined).map((s) => [`--${s.flag}`, s] as const));
+  return args.map((arg, i) => {
+    const s = bare.get(arg);
+    if (s === undefined) return arg;
+    const next = args[i + 1];
+    if (next !== undefined && !next.startsWith('-')) {
+      try {
+        s.parse(next);
+        return arg;
+      } catch {
+        // not a value of this flag: the next command-line word
+      }
+    }
+    return `${arg}=${s.bareValue}`;
+  });
+}
+
 /** `max-body-bytes` → `maxBodyBytes`: the attribute commander stores a flag under. */
 function camelCase(flag: string): string {
   return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -81,7 +110,8 @@ export function addSettingOptions(program: Command, settings: Record<string, Set
   if (groupOf && order) entries = entries.map((e, i) => [e, order.indexOf(groupOf(e[0])), i] as const).sort((a, b) => a[1] - b[1] || a[2] - b[2]).map(([e]) => e);
   for (const [key, s] of entries) {
     if (camelCase(s.flag) !== key) throw new Error(`setting ${key}: flag --${s.flag} must be its kebab-case`);
-    const option = new Option(`--${s.flag} <${s.valueName}>`, s.describe).env(s.env);
+    const option = new Option(`--${s.flag} ${settingValueText(s)}`, s.describe).env(s.env);
+    if (s.bareValue !== undefined) option.preset(s.bareValue);
     const choices = choicesOf(s.parse);
     if (choices) option.choices(choices);
     option.argParser((raw: string) => {

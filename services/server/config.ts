@@ -52,11 +52,28 @@ function factor(raw: string): number {
   return n;
 }
 
+/** A port number, or `off`: no listener on it. */
+function portOrOff(raw: string): number | 'off' {
+  if (raw.trim().toLowerCase() === 'off') return 'off';
+  try {
+    return integer(0, 65535)(raw);
+  } catch {
+    throw new Error('must be a whole number from 0 to 65535, or off');
+  }
+}
+
 const MIB = 1024 * 1024;
 
 export const serverSettings = {
   bind: setting({ env: 'TCPKV_BIND', flag: 'bind', valueName: 'address', default: '127.0.0.1', describe: 'address to listen on (IPv4 or IPv6)', parse: ipAddress }),
-  port: setting({ env: 'TCPKV_PORT', flag: 'port', valueName: 'port', default: '10000', describe: 'TCP port (0 = any free port)', parse: integer(0, 65535) }),
+  port: setting({ env: 'TCPKV_PORT', flag: 'port', valueName: 'port|off', default: '10000', describe: 'plain TCP port (0 = any free port; off = no plain listener, e.g. TLS only)', parse: portOrOff }),
+  tlsPort: setting({ env: 'TCPKV_TLS_PORT', flag: 'tls-port', valueName: 'port', default: undefined, describe: 'TLS port beside the plain one; unset = no TLS listener, 0 = any free port', parse: integer(0, 65535) }),
+  tlsBind: setting({ env: 'TCPKV_TLS_BIND', flag: 'tls-bind', valueName: 'address', default: undefined, describe: 'address the TLS port listens on (default: TCPKV_BIND)', parse: ipAddress }),
+  tlsCertFile: setting({ env: 'TCPKV_TLS_CERT_FILE', flag: 'tls-cert-file', valueName: 'file', default: undefined, describe: "the server's certificate, PEM; intermediates may follow it (a chain)", parse: nonBlank }),
+  tlsKeyFile: setting({ env: 'TCPKV_TLS_KEY_FILE', flag: 'tls-key-file', valueName: 'file', default: undefined, describe: "the certificate's private key, PEM (unencrypted)", parse: nonBlank }),
+  tlsClientCaFile: setting({ env: 'TCPKV_TLS_CLIENT_CA_FILE', flag: 'tls-client-ca-file', valueName: 'file', default: undefined, describe: 'CA certificates, PEM; set = every TLS client must present a certificate they signed (mutual TLS)', parse: nonBlank }),
+  tlsHandshakeTimeoutMs: setting({ env: 'TCPKV_TLS_HANDSHAKE_TIMEOUT_MS', flag: 'tls-handshake-timeout-ms', valueName: 'ms', default: '10000', describe: 'time from accept to a finished TLS handshake; slower clients are cut (counted, logged)', parse: integer(10, 600_000) }),
+  tlsReloadCheckMs: setting({ env: 'TCPKV_TLS_RELOAD_CHECK_MS', flag: 'tls-reload-check-ms', valueName: 'ms', default: '60000', describe: 'how often the certificate files are checked for a change (reloaded when changed; SIGHUP reloads at once); 0 = only on SIGHUP', parse: (raw: string) => (raw.trim() === '0' ? 0 : integer(100, 86_400_000)(raw)) }),
   allowedHosts: setting({ env: 'TCPKV_ALLOWED_HOSTS', flag: 'allowed-hosts', valueName: 'list', default: '127.0.0.1,localhost,::1', describe: 'names accepted in the Host header; * = any', parse: parseHostAllowList }),
   allowedClients: setting({ env: 'TCPKV_ALLOWED_CLIENTS', flag: 'allowed-clients', valueName: 'list', default: '*', describe: 'peer IPs/CIDRs allowed to connect (IPv4 and IPv6); * = any', parse: parseClientAllowList }),
   shutdownToken: setting({ env: 'TCPKV_SHUTDOWN_TOKEN', flag: 'shutdown-token', valueName: 'token', default: undefined, describe: 'token END must carry as Authorization: Bearer <token>; unset = END only from loopback', parse: nonBlank }),
@@ -125,6 +142,7 @@ export function maxKeyBytesOf(config: Pick<ServerConfig, 'maxKeyBytes' | 'maxTar
  */
 export const serverSettingGroup = Object.assign(
   (key: string): string => {
+    if (/^tls/.test(key)) return 'TLS:';
     if (/^(bind|port|admin)/.test(key)) return 'Network:';
     if (/^(allowed|shutdown)/.test(key) && !/TimeoutMs$/.test(key)) return 'Access:';
     if (/^(dataDir|fsync|logRepair|compact|etcd)/.test(key)) return 'Storage:';
@@ -132,5 +150,5 @@ export const serverSettingGroup = Object.assign(
     if (/^(log|accessLog)/.test(key)) return 'Logging:';
     return 'Other:';
   },
-  { order: ['Network:', 'Access:', 'Storage:', 'Limits:', 'Logging:', 'Other:'] as const },
+  { order: ['Network:', 'TLS:', 'Access:', 'Storage:', 'Limits:', 'Logging:', 'Other:'] as const },
 );

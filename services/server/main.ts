@@ -12,8 +12,9 @@ import { isLoopback } from './access.js';
 import { AdminServer } from './admin.js';
 import { crossSettingProblem, maxKeyBytesOf, serverSettingGroup, serverSettings, type ServerConfig } from './config.js';
 import { TcpkvMetrics } from './metrics.js';
-import { TcpkvServer } from './server.js';
+import { TcpkvServer, type TlsPortOptions } from './server.js';
 import { checkLogFile, describeLogCheck } from './store/log-check.js';
+import { TlsConfigError, TlsCredentials } from './tls.js';
 import { openStore, storeLimits } from './store/open-store.js';
 
 const PROGRAM = 'tcpkv-server';
@@ -70,6 +71,27 @@ async function main(): Promise<void> {
   // (the limits as the store will enforce them; openStore logs them, so not here)
   const metrics = config.adminPort !== undefined ? new TcpkvMetrics({ version: packageVersion(), limits: storeLimits(config, logger.child({}, { level: 'silent' })) }) : undefined;
 
+  // the TLS port's credentials: read now, so a missing or broken file stops the start (exit 2)
+  let tls: TlsPortOptions | undefined;
+  if (config.tlsPort !== undefined) {
+    if (config.tlsCertFile === undefined || config.tlsKeyFile === undefined) {
+      exitWithConfigError(PROGRAM, new ConfigError('TCPKV_TLS_PORT is set: TCPKV_TLS_CERT_FILE and TCPKV_TLS_KEY_FILE must name the certificate and its key'));
+    }
+    let credentials: TlsCredentials;
+    try {
+      credentials = new TlsCredentials({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, clientCaFile: config.tlsClientCaFile }, logger, metrics);
+    } catch (error) {
+      if (error instanceof TlsConfigError) exitWithConfigError(PROGRAM, error);
+      throw error;
+    }
+    credentials.startWatching(config.tlsReloadCheckMs);
+    tls = { bind: config.tlsBind ?? config.bind, port: config.tlsPort, credentials, handshakeTimeoutMs: config.tlsHandshakeTimeoutMs, events: metrics };
+  } else if (config.port === 'off') {
+    exitWithConfigError(PROGRAM, new ConfigError('TCPKV_PORT=off and no TCPKV_TLS_PORT: the server would listen nowhere'));
+  } else if (config.tlsCertFile !== undefined || config.tlsClientCaFile !== undefined) {
+    logger.warn('TCPKV_TLS_CERT_FILE or TCPKV_TLS_CLIENT_CA_FILE is set but TCPKV_TLS_PORT is not: no TLS port is open');
+  }
+
   let store;
   try {
     // the store reports its fsyncs, compactions and etcd calls to the metrics (when the admin port is on)
@@ -88,6 +110,7 @@ async function main(): Promise<void> {
   const server = new TcpkvServer({
     bind: config.bind,
     port: config.port,
+    tls,
     limits: {
       maxHeaderBytes: config.maxHeaderBytes,
       maxHeaderCount: config.maxHeaderCount,
@@ -116,27 +139,48 @@ async function main(): Promise<void> {
     address = await server.listen();
   } catch (error) {
     // one line, exit 2, whatever the cause (in use, no such address, not permitted)
-    const e = error as NodeJS.ErrnoException;
-    process.stderr.write(`${PROGRAM}: cannot listen on ${config.bind}:${config.port} (TCPKV_BIND, TCPKV_PORT): ${e.code ?? e.message}\n`);
+    const e = error as NodeJS.ErrnoException & { tlsPort?: boolean };
+    const where = e.tlsPort === true ? `${tls!.bind}:${tls!.port} (TCPKV_TLS_BIND, TCPKV_TLS_PORT)` : `${config.bind}:${config.port} (TCPKV_BIND, TCPKV_PORT)`;
+    process.stderr.write(`${PROGRAM}: cannot listen on ${where}: ${e.code ?? e.message}\n`);
     process.exit(2);
   }
 
-  logger.info(
-    {
-      address: address.address,
-      port: address.port,
-      allowedHosts: config.allowedHosts.text,
-      allowedClients: config.allowedClients.text,
-      shutdown: !config.shutdown ? 'off' : config.shutdownToken ? 'token' : 'loopback only',
-      store: store.constructor.name,
-      version: packageVersion(),
-    },
-    'listening',
-  );
-  if (!isLoopback(config.bind) && config.allowedClients.any && config.shutdownToken === undefined) {
+  const settingsLine = {
+    allowedHosts: config.allowedHosts.text,
+    allowedClients: config.allowedClients.text,
+    shutdown: !config.shutdown ? 'off' : config.shutdownToken ? 'token' : 'loopback only',
+    store: store.constructor.name,
+    version: packageVersion(),
+  };
+  if (config.port !== 'off') logger.info({ address: address.address, port: address.port, ...settingsLine }, 'listening');
+  if (tls !== undefined && server.tlsAddress !== undefined) {
+    const current = tls.credentials.current;
+    logger.info(
+      {
+        address: server.tlsAddress.address,
+        port: server.tlsAddress.port,
+        certificate: current.subject,
+        notAfter: current.notAfter.toISOString(),
+        clientCertificates: tls.credentials.requireClientCertificate ? 'required' : 'not asked',
+        reload: config.tlsReloadCheckMs > 0 ? `SIGHUP, or a file change (checked every ${config.tlsReloadCheckMs} ms)` : 'SIGHUP',
+        ...settingsLine,
+      },
+      'TLS listening',
+    );
+    // `docker kill -s HUP`, `systemctl reload`, a certbot deploy hook: new connections get the new certificate
+    process.on('SIGHUP', () => tls.credentials.reload('SIGHUP'));
+  }
+  if (config.port !== 'off' && !isLoopback(config.bind) && config.allowedClients.any && config.shutdownToken === undefined) {
     logger.warn(
       { bind: config.bind },
       'listening beyond loopback with TCPKV_ALLOWED_CLIENTS=* and no TCPKV_SHUTDOWN_TOKEN: anyone who can reach this port can read and write the data',
+    );
+  }
+
+  if (tls !== undefined && !isLoopback(tls.bind) && config.allowedClients.any && !tls.credentials.requireClientCertificate && config.shutdownToken === undefined) {
+    logger.warn(
+      { tlsBind: tls.bind },
+      'the TLS port listens beyond loopback with TCPKV_ALLOWED_CLIENTS=*, no TCPKV_TLS_CLIENT_CA_FILE and no TCPKV_SHUTDOWN_TOKEN: anyone who can reach it can read and write the data',
     );
   }
 

@@ -8,6 +8,7 @@
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { EndOutcome, RefusalReason, RouteLabel, ServerEvents, StoreEvents } from './events.js';
 import type { Store, StoreLimits } from './store/store.js';
+import { TLS_HANDSHAKE_OUTCOMES, type TlsEvents, type TlsHandshakeOutcome } from './tls.js';
 
 /** One line of a metric family, as prom-client's Registry formats it. */
 interface Sample {
@@ -158,7 +159,7 @@ function storeLimits(store: Store): StoreLimits | undefined {
   return limits && typeof limits.maxKeys === 'number' && typeof limits.maxDataBytes === 'number' ? (limits as StoreLimits) : undefined;
 }
 
-export class TcpkvMetrics implements ServerEvents, StoreEvents {
+export class TcpkvMetrics implements ServerEvents, StoreEvents, TlsEvents {
   readonly registry = new Registry();
   private store: Store | undefined;
 
@@ -180,6 +181,13 @@ export class TcpkvMetrics implements ServerEvents, StoreEvents {
   private readonly limitCodes = new LabelSlots(MAX_LABEL_VALUES);
   private readonly limitHits = new Float64Array(MAX_LABEL_VALUES);
   private readonly ends = new Float64Array(END_OUTCOMES.length);
+
+  // --- TLS ---
+  private readonly handshakes = new Float64Array(TLS_HANDSHAKE_OUTCOMES.length);
+  private handshaking = 0;
+  /** [ok, failed] */
+  private readonly reloads = new Float64Array(2);
+  private certificateNotAfter: number | undefined;
 
   // --- store events ---
   private readonly fsync = new HistogramCounts(IO_BUCKETS, 1);
@@ -216,6 +224,19 @@ export class TcpkvMetrics implements ServerEvents, StoreEvents {
     );
     add('tcpkv_end_attempts_total', 'END requests, by outcome.', 'counter', () =>
       END_OUTCOMES.map((outcome, i) => ({ labels: { outcome }, value: this.ends[i]! })),
+    );
+
+    add('tcpkv_tls_handshakes_total', 'TLS handshakes finished on the TLS port.', 'counter', () => [{ value: this.handshakes[0]!, labels: {} }]);
+    add('tcpkv_tls_handshake_failures_total', 'TLS handshakes that failed, by reason (plain-http: a plain HTTP request on the TLS port).', 'counter', () =>
+      TLS_HANDSHAKE_OUTCOMES.slice(1).map((reason, i) => ({ labels: { reason }, value: this.handshakes[i + 1]! })),
+    );
+    add('tcpkv_tls_handshakes_in_progress', 'TLS handshakes started and not finished (they count against TCPKV_MAX_CONNECTIONS).', 'gauge', () => [{ value: this.handshaking, labels: {} }]);
+    add('tcpkv_tls_certificate_reloads_total', 'Reloads of the TLS certificate files, by result (failed = the previous certificate stays in use).', 'counter', () => [
+      { labels: { result: 'ok' }, value: this.reloads[0]! },
+      { labels: { result: 'failed' }, value: this.reloads[1]! },
+    ]);
+    add('tcpkv_tls_certificate_not_after_seconds', "The serving TLS certificate's expiry (notAfter), seconds since the epoch.", 'gauge', () =>
+      this.certificateNotAfter === undefined ? [] : [{ value: this.certificateNotAfter, labels: {} }],
     );
 
     add('tcpkv_log_fsync_duration_seconds', 'Duration of the log\'s fsyncs.', 'histogram', () => this.fsync.values('tcpkv_log_fsync_duration_seconds', 0, {}));
@@ -329,6 +350,26 @@ export class TcpkvMetrics implements ServerEvents, StoreEvents {
   endAttempt(outcome: EndOutcome): void {
     const i = END_OUTCOMES.indexOf(outcome);
     if (i >= 0) this.ends[i]!++;
+  }
+
+  // ---- TlsEvents ----
+
+  tlsHandshakeStarted(): void {
+    this.handshaking++;
+  }
+
+  tlsHandshakeEnded(outcome: TlsHandshakeOutcome): void {
+    this.handshaking--;
+    const i = TLS_HANDSHAKE_OUTCOMES.indexOf(outcome);
+    this.handshakes[i >= 0 ? i : TLS_HANDSHAKE_OUTCOMES.length - 1]!++;
+  }
+
+  certificateReload(ok: boolean): void {
+    this.reloads[ok ? 0 : 1]!++;
+  }
+
+  certificateExpiry(notAfterSeconds: number): void {
+    this.certificateNotAfter = notAfterSeconds;
   }
 
   // ---- StoreEvents ----

@@ -2,6 +2,7 @@
 // one sweeper for every connection's timers, and graceful shutdown.
 
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { listenOn } from '../common/listen.js';
 import type { ClientAllowList } from './access.js';
@@ -9,15 +10,30 @@ import { Connection, type ConnectionHost, type ConnectionLimits } from './connec
 import { NO_EVENTS, type EndOutcome, type ServerEvents } from './events.js';
 import { Texts, type Policy } from './rules.js';
 import type { Store } from './store/store.js';
+import type { TlsCredentials, TlsEvents } from './tls.js';
+import { TlsListener } from './tls-listener.js';
 
 /** A refused END is logged at most this often per peer… */
 const REFUSED_END_LOG_EVERY_MS = 60_000;
 /** …for at most this many peers at once (then the tally starts over: bounded memory). */
 const REFUSED_END_PEERS = 10_000;
 
-export interface TcpkvServerOptions {
+/** The TLS port (TCPKV_TLS_*), beside the plain one. */
+export interface TlsPortOptions {
   readonly bind: string;
   readonly port: number;
+  readonly credentials: TlsCredentials;
+  readonly handshakeTimeoutMs: number;
+  /** handshake and certificate counters (the admin port's metrics); default: none */
+  readonly events?: TlsEvents | undefined;
+}
+
+export interface TcpkvServerOptions {
+  readonly bind: string;
+  /** the plain port; 'off' = none (TLS only) */
+  readonly port: number | 'off';
+  /** unset = no TLS port */
+  readonly tls?: TlsPortOptions | undefined;
   readonly limits: ConnectionLimits;
   readonly maxConnections: number;
   readonly allowedClients: ClientAllowList;
@@ -44,6 +60,9 @@ export class TcpkvServer implements ConnectionHost {
 
   private readonly options: TcpkvServerOptions;
   private readonly server: Server;
+  private readonly tlsListener: TlsListener | undefined;
+  /** where the TLS port listens, once it does */
+  tlsAddress: AddressInfo | undefined;
   private readonly connections = new Set<Connection>();
   private sweeper: NodeJS.Timeout | undefined;
   private shutdownPromise: Promise<void> | undefined;
@@ -67,14 +86,32 @@ export class TcpkvServer implements ConnectionHost {
     this.server.on('error', (error) => {
       if (this.server.listening) this.logger.error({ err: error.message }, 'listener error');
     });
+    const tls = options.tls;
+    this.tlsListener = tls === undefined ? undefined : new TlsListener(this.tlsHost(), tls);
   }
 
-  /** Starts listening; resolves with the address actually bound (port 0 picks a free one). */
+  /**
+   * Starts listening (the plain port, then the TLS port); resolves with the plain port's address
+   * actually bound (port 0 picks a free one), or the TLS port's when the plain one is off.
+   * A failure names the port that failed in the error's `port` field.
+   */
   async listen(): Promise<AddressInfo> {
-    const address = await listenOn(this.server, this.options.bind, this.options.port);
+    let address: AddressInfo | undefined;
+    if (this.options.port !== 'off') address = await listenOn(this.server, this.options.bind, this.options.port);
+    if (this.tlsListener !== undefined) {
+      try {
+        this.tlsAddress = await this.tlsListener.listen();
+      } catch (error) {
+        if (address !== undefined) this.server.close();
+        throw Object.assign(error as Error, { tlsPort: true });
+      }
+      address ??= this.tlsAddress;
+    }
+    if (address === undefined) throw new Error('no port to listen on: TCPKV_PORT=off and no TCPKV_TLS_PORT');
     const { headersTimeoutMs, bodyTimeoutMs, idleTimeoutMs } = this.limits;
+    const handshakeTimeoutMs = this.options.tls?.handshakeTimeoutMs ?? idleTimeoutMs;
     // Timers are checked a few times per shortest timeout: precise enough, and one timer for all.
-    const every = Math.max(10, Math.min(1000, Math.floor(Math.min(headersTimeoutMs, bodyTimeoutMs, idleTimeoutMs) / 4)));
+    const every = Math.max(10, Math.min(1000, Math.floor(Math.min(headersTimeoutMs, bodyTimeoutMs, idleTimeoutMs, handshakeTimeoutMs) / 4)));
     this.sweeper = setInterval(() => this.sweep(), every);
     this.sweeper.unref();
     return address;
@@ -82,6 +119,50 @@ export class TcpkvServer implements ConnectionHost {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** TLS handshakes in progress (they count against TCPKV_MAX_CONNECTIONS). */
+  get handshakesInProgress(): number {
+    return this.tlsListener?.handshakesInProgress ?? 0;
+  }
+
+  /** What the TLS listener may ask of the server: admission, and serving a secured socket. */
+  private tlsHost() {
+    return {
+      logger: this.logger,
+      connectionHost: this as ConnectionHost,
+      admit: (socket: Socket, pending: number): boolean => {
+        if (this.draining) {
+          this.events.connectionRefused('draining');
+          socket.destroy();
+          return false;
+        }
+        if (this.connections.size + pending >= this.options.maxConnections) {
+          this.logger.warn({ peer: socket.remoteAddress, limit: 'maxConnections', value: this.options.maxConnections, handshakes: pending }, 'limit hit: connection refused');
+          this.events.connectionRefused('max-connections');
+          socket.destroy();
+          return false;
+        }
+        const peer = socket.remoteAddress ?? 'unknown';
+        if (!this.options.allowedClients.allows(peer)) {
+          // before the handshake: a peer outside the allow-list costs no TLS work and sees no certificate
+          this.events.connectionRefused('allow-list');
+          this.logger.warn({ peer, allowed: this.options.allowedClients.text, port: 'tls' }, 'client not allowed');
+          socket.destroy();
+          return false;
+        }
+        return true;
+      },
+      adopt: (socket: TLSSocket, host: ConnectionHost | undefined): void => {
+        if (this.draining) {
+          socket.destroy();
+          return;
+        }
+        const connection = new Connection(socket, host ?? this, performance.now());
+        this.connections.add(connection);
+        this.events.connectionOpened();
+      },
+    };
   }
 
   /** Called with the reason when an authorised END (or a signal, via `shutdown`) starts shutdown. */
@@ -96,7 +177,7 @@ export class TcpkvServer implements ConnectionHost {
       socket.destroy();
       return;
     }
-    if (this.connections.size >= this.options.maxConnections) {
+    if (this.connections.size + this.handshakesInProgress >= this.options.maxConnections) {
       this.logger.warn({ peer: socket.remoteAddress, limit: 'maxConnections', value: this.options.maxConnections }, 'limit hit: connection refused');
       this.events.connectionRefused('max-connections');
       socket.destroy();
@@ -146,6 +227,11 @@ export class TcpkvServer implements ConnectionHost {
   private sweep(): void {
     const now = performance.now();
     for (const connection of this.connections) connection.checkTimers(now);
+    this.tlsListener?.checkHandshakes(now, (peer) => {
+      // cut like a slow client: a line and the limit counter
+      this.logger.warn({ peer, code: 'TCPKV_ERR_TLS_HANDSHAKE_TIMEOUT', value: this.options.tls?.handshakeTimeoutMs }, 'limit hit: TLS handshake not finished in time; connection closed');
+      this.events.limitHit('TCPKV_ERR_TLS_HANDSHAKE_TIMEOUT');
+    });
   }
 
   /**
@@ -157,7 +243,10 @@ export class TcpkvServer implements ConnectionHost {
     this.draining = true;
     this.logger.info({ reason, connections: this.connections.size }, 'shutting down');
     this.shutdownPromise = (async () => {
-      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      const closed = Promise.all([
+        this.server.listening ? new Promise<void>((resolve) => this.server.close(() => resolve())) : undefined,
+        this.tlsListener?.close(),
+      ]);
       for (const connection of this.connections) connection.drain();
       const deadline = performance.now() + this.options.shutdownTimeoutMs;
       while (this.connections.size > 0 && performance.now() < deadline) {

@@ -75,10 +75,21 @@ describe('infra/remote/server.compose.yml', () => {
     expect(env['TCPKV_SHUTDOWN_TOKEN']).toBe(s['TCPKV_SHUTDOWN_TOKEN']);
     expect(env['TCPKV_DATA_DIR']).toBe('/data');
     expect(server.restart).toBe('unless-stopped');
-    expect(server.image).toBe(`ghcr.io/tcpkv/tcpkv-server:${(JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version}`);
+    // no release has been published: the default is the image built from this checkout
+    expect(server.image).toBe('tcpkv/server:local');
     expect(server.build).toMatchObject({ context: repoRoot, dockerfile: 'Dockerfile.server' });
-    expect(server.ports).toEqual([expect.objectContaining({ target: 10000, published: 10000 })]);
-    expect(server.volumes).toEqual([expect.stringMatching(/^tcpkv-data:\/data(:rw)?$/)]);
+    // TLS published on every address; the plain port on the VM's loopback only
+    // (v1 prints a mapping with a host address in the short form)
+    expect(server.ports).toEqual([expect.objectContaining({ target: 10443, published: 10443 }), '127.0.0.1:10000:10000/tcp']);
+    expect(env['TCPKV_TLS_PORT']).toBe('10443');
+    expect(env['TCPKV_TLS_BIND']).toBe('0.0.0.0');
+    expect(env['TCPKV_TLS_CERT_FILE']).toBe('/tls/server.crt');
+    expect(env['TCPKV_TLS_KEY_FILE']).toBe('/tls/server.key');
+    expect(env['TCPKV_TLS_CLIENT_CA_FILE']).toBe('/tls/ca.crt');
+    expect(server.volumes).toEqual([
+      expect.stringMatching(/^tcpkv-data:\/data(:rw)?$/),
+      `${join(remoteDir, 'tls')}:/tls:ro`,
+    ]);
   });
 
   it('runs a given image instead when TCPKV_SERVER_IMAGE is set', () => {
@@ -102,21 +113,37 @@ describe('infra/remote/client.compose.yml', () => {
   });
 
   it('is accepted by docker-compose config with TCPKV_SERVER, and runs the scenario by default', () => {
-    const r = composeConfig(clientComposeFile, { TCPKV_SERVER: 'ec2-203-0-113-10.compute-1.amazonaws.com:10000' });
+    const r = composeConfig(clientComposeFile, { TCPKV_SERVER: 'ec2-203-0-113-10.compute-1.amazonaws.com:10443', TCPKV_CLIENT_TLS_DIR: '/home/me/tls' });
     expect(r.error).toBeUndefined();
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const client = (parseYaml(r.stdout) as Doc).services.client as Doc;
-    expect(client.environment.TCPKV_SERVER).toBe('ec2-203-0-113-10.compute-1.amazonaws.com:10000');
-    expect(client.image).toBe(`ghcr.io/tcpkv/tcpkv-client:${(JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version}`);
+    expect(client.environment.TCPKV_SERVER).toBe('ec2-203-0-113-10.compute-1.amazonaws.com:10443');
+    // TLS with the client certificate, mounted read-only from the directory named
+    expect(client.environment).toMatchObject({
+      TCPKV_CLIENT_TLS: 'on',
+      TCPKV_CLIENT_CA_FILE: '/tls/ca.crt',
+      TCPKV_CLIENT_CERT_FILE: '/tls/client.crt',
+      TCPKV_CLIENT_KEY_FILE: '/tls/client.key',
+    });
+    expect(client.volumes).toEqual(['/home/me/tls:/tls:ro']);
+    expect(client.user).toBe('1000:1000');
+    // no release has been published: the default is the image built from this checkout
+    expect(client.image).toBe('tcpkv/client:local');
     expect(client.build).toMatchObject({ context: repoRoot, dockerfile: 'Dockerfile.client' });
     expect(client.command).toEqual(['scenario']);
   });
 
   it('fails loudly without TCPKV_SERVER', () => {
-    const r = composeConfig(clientComposeFile, {});
+    const r = composeConfig(clientComposeFile, { TCPKV_CLIENT_TLS_DIR: '/home/me/tls' });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain('set TCPKV_SERVER to');
+  });
+
+  it('fails loudly without TCPKV_CLIENT_TLS_DIR (the client certificate)', () => {
+    const r = composeConfig(clientComposeFile, { TCPKV_SERVER: 'vm.example.org:10443' });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain('set TCPKV_CLIENT_TLS_DIR to');
   });
 });
 

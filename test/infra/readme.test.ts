@@ -112,9 +112,11 @@ function matchParen(line: string, open: number): number {
 
 const KNOWN_PROGRAMS = new Set([
   'cd', 'cp', 'curl', 'openssl', 'terraform', 'docker', 'docker-compose', 'sleep', 'npm', 'node', 'git', 'ssh', 'scp', 'grep',
-  'cut', 'mkdir', 'tar', 'tcpkv-client', 'tcpkv-server', 'printf', 'etcdctl', 'head', 'echo', 'cat', 'kill',
-  'command', 'systemctl', 'journalctl', 'sha256sum',
+  'cut', 'mkdir', 'tar', 'tcpkv-client', 'tcpkv-server', 'printf', 'etcdctl', 'head', 'echo', 'cat', 'kill', 'id', 'seq',
+  'umask', 'command', 'systemctl', 'journalctl', 'sha256sum',
 ]);
+/** Commands that start with these are shell control, not programs: `for i in $(seq 30)`, `break`. */
+const SHELL_CONTROL = new Set(['for', 'break']);
 const SHELL_KEYWORDS = new Set(['until', 'while', 'do', 'done', 'then', 'fi', 'if', 'sudo']);
 const TERRAFORM_SUBCOMMANDS = new Set(['init', 'plan', 'apply', 'output', 'destroy', 'validate', 'fmt', 'show']);
 const COMPOSE_SUBCOMMANDS = new Set(['run', 'up', 'down', 'config', 'build', 'ps', 'logs', 'pull', 'stop', 'start']);
@@ -276,7 +278,7 @@ function checkCompose(args: string[], where: string, ck: Checker): void {
 function checkCommand(cmd: Command, where: string, ck: Checker): void {
   let words = [...cmd.words];
   while (words.length && (SHELL_KEYWORDS.has(words[0]!) || /^[A-Za-z_]\w*=/.test(words[0]!))) words = words.slice(1);
-  if (!words.length) return;
+  if (!words.length || SHELL_CONTROL.has(words[0]!)) return;
   const [prog, ...args] = words as [string, ...string[]];
   if (prog.includes('/')) {
     const script = localPath(prog, ck.cwd);
@@ -404,7 +406,9 @@ function pathProblems(doc: string, file: string): string[] {
   const userMade = new Set(['infra/remote/.env', 'infra/remote/.env.last-good', 'infra/cluster/.env']);
   for (const m of doc.matchAll(/(?<![\w/.-])((?:infra|test|services|scripts|docs|bench|\.github|\.ci)\/[\w./-]*\w|Dockerfile\.\w+|docker-compose[\w.-]*\.yml)/g)) {
     const p = m[1]!;
-    if (!userMade.has(p) && !existsSync(join(repoRoot, p))) problems.push(`${file}: no ${p}`);
+    // the certificates and keys the recipes make on the user's machine
+    const madeTls = /^infra\/(remote|terraform\/aws)\/tls(\/|$)/.test(p);
+    if (!userMade.has(p) && !madeTls && !existsSync(join(repoRoot, p))) problems.push(`${file}: no ${p}`);
   }
   for (const m of doc.matchAll(/(\/(?:opt|etc|var)\/[\w./-]*\w)/g)) {
     const p = m[1]!;

@@ -10,11 +10,16 @@
 // Checked: the home client's scenario passes (its END, with the token, stops the server: Docker's
 // restart policy brings it back and the data is still there); a client elsewhere is refused; END
 // without the token is refused and the server keeps serving.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   DockerResources,
+  NODE_UID,
   SERVER_IMAGE,
   SERVER_PORT,
   docker,
@@ -22,8 +27,8 @@ import {
   inspectState,
   runClient,
 } from '../support/docker.js';
-import { readCompose, serviceEnvironment, type ComposeDoc } from './lib/compose.js';
-import { clientComposeFile, serverComposeFile } from './lib/paths.js';
+import { interpolate, readCompose, serviceEnvironment, type ComposeDoc } from './lib/compose.js';
+import { clientComposeFile, remoteDir, serverComposeFile } from './lib/paths.js';
 
 const VM = 'tcpkv-vm';
 const TOKEN = randomBytes(18).toString('hex');
@@ -61,10 +66,17 @@ describe('infra/remote recipe: server.compose.yml on a "VM", client.compose.yml 
   let homeSubnet: string;
   let serverEnv: Record<string, string>;
   let server: StartedTestContainer;
+  let tlsDir: string;
 
   /** What `docker compose -f client.compose.yml run --rm client [args]` runs, from a network. */
   const client = (network: StartedNetwork, args?: string[], token?: string) => {
-    const env = serviceEnvironment(clientDoc, 'client', { TCPKV_SERVER: `${VM}:${SERVER_PORT}`, ...(token ? { TCPKV_SHUTDOWN_TOKEN: token } : {}) });
+    // the plain port (on a VM reached through an SSH tunnel): the compose file's TLS settings left out;
+    // the TLS path from home is test/containers/remote-deploy.test.ts
+    const env = Object.fromEntries(
+      Object.entries(
+        serviceEnvironment(clientDoc, 'client', { TCPKV_SERVER: `${VM}:${SERVER_PORT}`, ...(token ? { TCPKV_SHUTDOWN_TOKEN: token } : {}) }),
+      ).filter(([k]) => !k.startsWith('TCPKV_CLIENT_')),
+    );
     return runClient(args ?? (clientDoc.services.client.command as string[]), { network, env, resources: res });
   };
 
@@ -85,12 +97,20 @@ describe('infra/remote recipe: server.compose.yml on a "VM", client.compose.yml 
     const svc = serverDoc.services.server as ComposeDoc;
     const volume = await res.createVolume('tcpkv-remote-data');
     const dataTarget = String((svc.volumes as string[])[0]).split(':')[1]!;
+    // the TLS files the compose file mounts (made as deploy-ssh.sh makes them; readable by the image's uid)
+    tlsDir = mkdtempSync(join(tmpdir(), 'tcpkv-remote-recipe-tls-'));
+    execFileSync(join(remoteDir, 'make-certs.sh'), [join(tlsDir, 'tls'), VM], { stdio: 'ignore' });
+    execFileSync('chown', ['-R', `${NODE_UID}:${NODE_UID}`, join(tlsDir, 'tls')]);
+    const tlsTarget = interpolate(String((svc.volumes as string[])[1]), { TCPKV_TLS_DIR: join(tlsDir, 'tls') }).split(':')[1]!;
 
     const started = await new ServerWithRestartPolicy(SERVER_IMAGE, String(svc.restart))
       .withEnvironment(serverEnv)
       .withNetwork(home)
       .withNetworkAliases(VM)
-      .withBindMounts([{ source: volume, target: dataTarget, mode: 'rw' }])
+      .withBindMounts([
+        { source: volume, target: dataTarget, mode: 'rw' },
+        { source: join(tlsDir, 'tls'), target: tlsTarget, mode: 'ro' },
+      ])
       .withWaitStrategy(Wait.forHealthCheck())
       .withStartupTimeout(90_000)
       .start();
@@ -100,6 +120,7 @@ describe('infra/remote recipe: server.compose.yml on a "VM", client.compose.yml 
 
   afterAll(async () => {
     await res.cleanup();
+    if (tlsDir) rmSync(tlsDir, { recursive: true, force: true });
   });
 
   it('the server runs with the compose file\'s settings: bound to 0.0.0.0, the allow-lists and token as given, data on the volume', async () => {

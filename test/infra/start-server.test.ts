@@ -5,7 +5,7 @@
 //   1. settings that do not list that address: healthy, bound to 0.0.0.0, the request gets 403;
 //   2. the same run again with the gateway added (re-applying settings, as at boot): 200;
 //   3. a run with settings the server refuses: the running server is kept, same container, still healthy.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +46,8 @@ describe('infra/remote/start-server.sh with Compose and server.compose.yml', () 
         `TCPKV_ALLOWED_CLIENTS=${clients}`,
         `TCPKV_SHUTDOWN_TOKEN=${TOKEN}`,
         'TCPKV_PUBLISH=127.0.0.1:',
+        'TCPKV_TLS_PUBLISH=127.0.0.1:',
+        `TCPKV_TLS_DIR=${join(dir, 'tls')}`,
         `NODE_IMAGE=${inject('tcpkvNodeImage')}`,
         '',
       ].join('\n'),
@@ -56,6 +58,8 @@ describe('infra/remote/start-server.sh with Compose and server.compose.yml', () 
 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'tcpkv-start-server-'));
+    // the recipe's TLS files (server.compose.yml mounts them), made the way deploy-ssh.sh makes them
+    execFileSync(join(remoteDir, 'make-certs.sh'), [join(dir, 'tls'), '127.0.0.1'], { stdio: 'ignore' });
     res.addComposeProject(project);
     res.addComposeProject(`${project}-trial`);
   });
@@ -80,6 +84,8 @@ describe('infra/remote/start-server.sh with Compose and server.compose.yml', () 
     expect(c.Config.Env).toContain('TCPKV_ALLOWED_CLIENTS=127.0.0.1,::1,198.51.100.7/32');
     expect(c.HostConfig.RestartPolicy.Name).toBe('unless-stopped');
     expect(c.HostConfig.PortBindings['10000/tcp']?.[0]?.HostIp).toBe('127.0.0.1');
+    expect(c.Config.Env).toContain('TCPKV_TLS_PORT=10443');
+    expect(c.Config.Env).toContain('TCPKV_TLS_CLIENT_CA_FILE=/tls/ca.crt');
     expect(c.Mounts).toEqual(expect.arrayContaining([expect.objectContaining({ Type: 'volume', Destination: '/data' })]));
   });
 

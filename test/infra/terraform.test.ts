@@ -124,10 +124,12 @@ describe('versions.tf: Terraform and the aws provider are pinned', () => {
 
   it('pins hashicorp/aws to one major version', () => {
     const providers = m.terraform.flatMap((b) => (b.required_providers ?? []) as Hcl[]);
-    const aws = providers.find((p) => p.aws)?.aws as Hcl | undefined;
-    expect(aws?.source).toBe('hashicorp/aws');
-    // "~> 6.0" (or an explicit upper bound such as ">= 6.0, < 7.0"): never an open-ended ">= x".
-    expect(aws?.version).toMatch(/~>\s*\d+\.\d+|<\s*\d+/);
+    for (const name of ['aws', 'tls', 'local']) {
+      const p = providers.find((x) => x[name])?.[name] as Hcl | undefined;
+      expect(p?.source, name).toBe(`hashicorp/${name}`);
+      // "~> 6.0" (or an explicit upper bound such as ">= 6.0, < 7.0"): never an open-ended ">= x".
+      expect(p?.version, name).toMatch(/~>\s*\d+\.\d+|<\s*\d+/);
+    }
   });
 });
 
@@ -161,11 +163,11 @@ describe('variables.tf: the user must say who may connect; the token is a secret
     expect(readFileSync(join(terraformDir, 'terraform.tfvars.example'), 'utf8')).toMatch(/shutdown_token = "replace-with/);
   });
 
-  it('server_image defaults to the released image of this version; empty builds from git', () => {
-    const version = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
-    expect(one(m.variable['server_image'], 'variable server_image').default).toBe(`ghcr.io/tcpkv/tcpkv-server:${version}`);
+  it('server_image defaults to empty (no release has been published): the instance builds from git', () => {
+    expect(one(m.variable['server_image'], 'variable server_image').default).toBe('');
     const built = renderCloudInit(templatefileKeys(String(m.locals['user_data']))).text; // sample server_image: ''
     expect(built).toContain('echo "TCPKV_SERVER_IMAGE=${SERVER_IMAGE:-tcpkv/server:local}"');
+    expect(built).toContain('if [ -z "$SERVER_IMAGE" ]; then start_args+=(--build); fi');
   });
 
   it('has the inputs the issue names', () => {
@@ -194,8 +196,12 @@ describe('variables.tf: the user must say who may connect; the token is a secret
 });
 
 describe('main.tf: security group shape', () => {
-  it('has ingress rules for 10000, and every rule that may admit 10000 comes only from var.allowed_client_cidrs', () => {
-    const rules = ingressRules(m).filter((r) => covers(r, 10000));
+  it('no ingress rule may admit the plain port 10000 (it stays on the instance\'s loopback)', () => {
+    expect(ingressRules(m).filter((r) => covers(r, 10000)).map((r) => r.where)).toEqual([]);
+  });
+
+  it('has ingress rules for the TLS port 10443, and every rule that may admit it comes only from var.allowed_client_cidrs', () => {
+    const rules = ingressRules(m).filter((r) => covers(r, 10443));
     expect(rules.length).toBeGreaterThan(0);
     for (const r of rules) {
       expect(r.sourceText, r.where).toContain('var.allowed_client_cidrs');
@@ -267,6 +273,26 @@ describe('main.tf: the instance', () => {
     expect(readFileSync(join(repoRoot, 'infra/remote/start-server.sh'), 'utf8')).toContain('server.compose.yml');
     // the settings the compose file requires are all written
     for (const name of ['TCPKV_ALLOWED_HOSTS', 'TCPKV_ALLOWED_CLIENTS', 'TCPKV_SHUTDOWN_TOKEN']) expect(text).toContain(`${name}=`);
+  });
+
+  it('the metadata endpoint is a template variable: AWS\'s address comes from main.tf, the template names none', () => {
+    expect(readFileSync(join(terraformDir, 'templates/cloud-init.sh.tftpl'), 'utf8')).not.toMatch(/169\.254\.|fd00:ec2/);
+    expect(m.locals['metadata_url']).toBe('http://169.254.169.254');
+    expect(String(m.locals['user_data'])).toMatch(/metadata_url_b64\s*=\s*base64encode\(local\.metadata_url\)/);
+  });
+
+  it('the server\'s TLS files come from the private CA of tls.tf, and only 10443 is opened for clients', () => {
+    const ud = String(m.locals['user_data']);
+    expect(ud).toMatch(/tls_server_cert_b64\s*=\s*base64encode\(tls_locally_signed_cert\.server\.cert_pem\)/);
+    expect(ud).toMatch(/tls_server_key_b64\s*=\s*base64encode\(tls_private_key\.server\.private_key_pem\)/);
+    expect(ud).toMatch(/tls_ca_cert_b64\s*=\s*base64encode\(tls_self_signed_cert\.ca\.cert_pem\)/);
+    for (const name of ['client_key', 'client_cert', 'ca_cert']) {
+      const f = one(m.resource['local_sensitive_file']?.[name], `local_sensitive_file.${name}`);
+      expect(f.file_permission, name).toBe('0600');
+      expect(f.directory_permission, name).toBe('0700');
+    }
+    // the CA's private key is written to no file
+    expect(JSON.stringify(m.resource['local_sensitive_file'] ?? {})).not.toContain('tls_private_key.ca');
   });
 
   it('the allowed clients given to the server are the same CIDRs as the security group', () => {

@@ -152,7 +152,7 @@ describe('every start-up failure: one line on stderr, exit 2', () => {
     const busy = (occupied.address() as AddressInfo).port;
     try {
       const cases: [string[], Record<string, string>, RegExp][] = [
-        [[], { TCPKV_PORT: 'abc' }, /^error: option '--port <port>' value 'abc' from env 'TCPKV_PORT' is invalid\. must be a whole number from 0 to 65535$/],
+        [[], { TCPKV_PORT: 'abc' }, /^error: option '--port <port\|off>' value 'abc' from env 'TCPKV_PORT' is invalid\. must be a whole number from 0 to 65535, or off$/],
         [['--fsync', 'sometimes'], {}, /^error: option '--fsync <policy>' argument 'sometimes' is invalid\. must be one of always, everysec, no$/],
         [['--frobnicate'], {}, /^error: unknown option '--frobnicate'$/],
         [['--port', '0', '--data-dir', 'a-file'], {}, /^tcpkv-server: cannot open the store in TCPKV_DATA_DIR=a-file: it is not a directory$/],
@@ -174,9 +174,9 @@ describe('--help', () => {
   it('tcpkv-server groups its options and shows each variable and default', async () => {
     const r = await run(SERVER_BIN, ['--help'], scratch(), {});
     expect(r.code).toBe(0);
-    const headings = r.stdout.split('\n').filter((l) => /^[A-Z][a-z]+:$/.test(l));
-    expect(headings).toEqual(['Options:', 'Network:', 'Access:', 'Storage:', 'Limits:', 'Logging:']);
-    expect(r.stdout).toMatch(/--port <port>\s+TCP port \(0 = any free port\) \(default:\s+10000, env: TCPKV_PORT\)/);
+    const headings = r.stdout.split('\n').filter((l) => /^[A-Z][A-Za-z]+:$/.test(l));
+    expect(headings).toEqual(['Options:', 'Network:', 'TLS:', 'Access:', 'Storage:', 'Limits:', 'Logging:']);
+    expect(r.stdout).toMatch(/--port <port\|off>\s+plain TCP port \(0 = any free port; off = no\s+plain listener, e.g. TLS only\) \(default:\s+10000, env: TCPKV_PORT\)/);
     expect(r.stdout).toMatch(/--fsync <policy>[\s\S]*?choices: "always", "everysec", "no",\s+default: everysec, env: TCPKV_FSYNC/);
   });
 });

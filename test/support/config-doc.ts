@@ -2,7 +2,7 @@
 // the document is checked against the code (and rewritten from it with UPDATE_DOCS=1).
 
 import { clientSettings } from '../../services/client/client-settings.js';
-import type { Setting } from '../../services/common/settings.js';
+import { settingValueText, type Setting } from '../../services/common/settings.js';
 import { serverSettingGroup, serverSettings } from '../../services/server/config.js';
 
 const cell = (text: string) => text.replace(/\|/g, '\\|');
@@ -12,7 +12,7 @@ function rows(settings: Record<string, Setting<unknown>>, keys: string[]): strin
     const s = settings[key]!;
     const choices = (s.parse as { choices?: readonly string[] }).choices;
     const what = cell(s.describe) + (choices ? ` (one of ${choices.map((c) => `\`${c}\``).join(', ')})` : '');
-    return `| \`${s.env}\` | \`--${s.flag} <${cell(s.valueName)}>\` | ${s.default === undefined ? 'unset' : `\`${cell(s.default)}\``} | ${what} |`;
+    return `| \`${s.env}\` | \`--${s.flag} ${cell(settingValueText(s))}\` | ${s.default === undefined ? 'unset' : `\`${cell(s.default)}\``} | ${what} |`;
   });
 }
 

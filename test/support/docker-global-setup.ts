@@ -7,7 +7,10 @@
 // 3. Builds tcpkv/server:local and tcpkv/client:local once from Dockerfile.server/Dockerfile.client,
 //    with NODE_IMAGE from the environment (default: tcpkv/node-base:local if that image exists here,
 //    else node:24-bookworm-slim). The build log goes to test-results/docker-build.log.
-// 4. Teardown: fails the run if containers, networks or volumes created during it are still there.
+// 4. The "VM" image of the remote recipe's end-to-end test (tcpkv/vm:local): built by
+//    scripts/ensure-docker.sh --tests (as .ci/run calls it); when it is missing, built here with
+//    infra/docker/offline-vm.sh (needs root and debootstrap; log in test-results/docker-build.log).
+// 5. Teardown: fails the run if containers, networks or volumes created during it are still there.
 
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,11 +21,14 @@ import {
   SERVER_IMAGE,
   buildImage,
   dockerAnswers,
+  imageExists,
+  runStreaming,
   resolveNodeImage,
   snapshot,
   docker,
   type DockerSnapshot,
 } from './docker.js';
+import { VM_IMAGE } from './docker-vm.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -74,6 +80,15 @@ export async function setup(project: TestProject): Promise<void> {
     }
   }
   log(`\nbuilt both images in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+
+  if (!(await imageExists(VM_IMAGE))) {
+    log(`\n=== infra/docker/offline-vm.sh (${VM_IMAGE})\n`);
+    const code = await runStreaming(join(REPO_ROOT, 'infra/docker/offline-vm.sh'), [], {
+      env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` },
+      onOutput: log,
+    });
+    if (code !== 0) throw new Error(`infra/docker/offline-vm.sh exited with ${code} (it needs root and debootstrap); see ${logFile}`);
+  }
 
   project.provide('tcpkvNodeImage', nodeImage);
   project.provide('tcpkvServerImage', SERVER_IMAGE);

@@ -3,7 +3,7 @@
 // (startEtcdCluster). The fault tests over Docker networks use containers (test/containers/).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
@@ -15,8 +15,16 @@ export interface LocalEtcd {
   stop(): Promise<void>;
   /** starts it again on the same ports and data */
   start(): Promise<void>;
-  /** stops it, deletes its data and starts a new cluster on the same ports (a wiped etcd) */
-  wipe(): Promise<void>;
+  /**
+   * stops it, deletes its data and starts a new cluster on the same ports (a wiped etcd); with a new
+   * --initial-cluster-token (a new cluster id) unless `sameToken`, which gives the same cluster and
+   * member ids as before
+   */
+  wipe(options?: { sameToken?: boolean }): Promise<void>;
+  /** stops it, copies its data directory (an offline backup) and starts it again; returns the copy */
+  backup(): Promise<string>;
+  /** stops it, replaces its data with a backup() copy and starts it: same ids, older revisions */
+  restore(backup: string): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -82,10 +90,23 @@ export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEt
     dataDir,
     stop,
     start,
-    wipe: async () => {
+    wipe: async (wipeOptions = {}) => {
       await stop();
       rmSync(join(dataDir, 'member'), { recursive: true, force: true });
-      token++;
+      if (wipeOptions.sameToken !== true) token++;
+      await start();
+    },
+    backup: async () => {
+      await stop();
+      const copy = join(dataDir, `backup-${Date.now()}`);
+      cpSync(join(dataDir, 'member'), copy, { recursive: true });
+      await start();
+      return copy;
+    },
+    restore: async (backup) => {
+      await stop();
+      rmSync(join(dataDir, 'member'), { recursive: true, force: true });
+      cpSync(backup, join(dataDir, 'member'), { recursive: true });
       await start();
     },
     destroy: async () => {

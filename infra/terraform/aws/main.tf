@@ -1,7 +1,8 @@
 # tcpkv on one EC2 instance, reachable from the networks you name and nobody else.
 #
-#   home client --TCP 10000--> security group (allowed_client_cidrs only)
-#     --> instance: Docker publishes 0.0.0.0:10000 --> container: tcpkv bound to 0.0.0.0
+#   home client --TLS, TCP 10443, client certificate--> security group (allowed_client_cidrs only)
+#     --> instance: Docker publishes 0.0.0.0:10443 (plain 10000 on 127.0.0.1 only)
+#     --> container: tcpkv, TLS listener requiring a certificate from this module's private CA (tls.tf)
 #         (TCPKV_ALLOWED_CLIENTS = the same CIDRs, TCPKV_ALLOWED_HOSTS = this instance's public IP
 #          and DNS name, END only with TCPKV_SHUTDOWN_TOKEN)
 #
@@ -32,8 +33,11 @@ data "aws_subnet" "selected" {
 }
 
 locals {
-  # The port is the server's default (SPEC §6) and is fixed in infra/remote/server.compose.yml.
-  tcpkv_port = 10000
+  # The TLS port, fixed in infra/remote/server.compose.yml (the plain port stays on the VM's loopback).
+  tcpkv_tls_port = 10443
+
+  # The instance metadata service the bootstrap asks for the public address (IMDSv2).
+  metadata_url = "http://169.254.169.254"
 
   ami_id = coalesce(var.ami_id, one(data.aws_ssm_parameter.ami[*].insecure_value))
   vpc_id = var.subnet_id == null ? one(data.aws_vpc.default[*].id) : one(data.aws_subnet.selected[*].vpc_id)
@@ -56,16 +60,20 @@ locals {
     node_image_b64      = base64encode(var.node_image)
     log_level           = var.log_level
     expected_public_ip  = var.create_eip ? aws_eip.this[0].public_ip : ""
+    metadata_url_b64    = base64encode(local.metadata_url)
+    tls_ca_cert_b64     = base64encode(tls_self_signed_cert.ca.cert_pem)
+    tls_server_cert_b64 = base64encode(tls_locally_signed_cert.server.cert_pem)
+    tls_server_key_b64  = base64encode(tls_private_key.server.private_key_pem)
   })
 }
 
 ################################################################################
-# Security group: 10000 from allowed_client_cidrs, 22 from ssh_cidrs, nothing else in
+# Security group: 10443 (TLS) from allowed_client_cidrs, 22 from ssh_cidrs, nothing else in
 ################################################################################
 
 resource "aws_security_group" "this" {
   name_prefix = "${var.name}-"
-  description = "tcpkv: TCP 10000 from allowed_client_cidrs, TCP 22 from ssh_cidrs"
+  description = "tcpkv: TCP 10443 (TLS) from allowed_client_cidrs, TCP 22 from ssh_cidrs"
   vpc_id      = local.vpc_id
 
   tags = { Name = var.name }
@@ -81,8 +89,8 @@ resource "aws_vpc_security_group_ingress_rule" "tcpkv" {
   security_group_id = aws_security_group.this.id
   description       = "tcpkv clients ${each.value}"
   ip_protocol       = "tcp"
-  from_port         = 10000
-  to_port           = 10000
+  from_port         = 10443
+  to_port           = 10443
   cidr_ipv4         = strcontains(each.value, ":") ? null : each.value
   cidr_ipv6         = strcontains(each.value, ":") ? each.value : null
 

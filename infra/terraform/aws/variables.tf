@@ -86,9 +86,9 @@ variable "git_ref" {
 }
 
 variable "server_image" {
-  description = "Server image to pull and run: the released image, pinned to a version. Empty = build Dockerfile.server from git_ref on the instance instead (the fallback, e.g. for a fork without published images)."
+  description = "A released (or pushed) server image to pull and run, pinned to a version, e.g. ghcr.io/you/tcpkv-server:1.0.0. Empty (the default: no release has been published yet) = build Dockerfile.server from git_ref on the instance."
   type        = string
-  default     = "ghcr.io/tcpkv/tcpkv-server:0.1.0"
+  default     = ""
 
   validation {
     condition     = can(regex("^[A-Za-z0-9._/:@-]*$", var.server_image))
@@ -115,6 +115,34 @@ variable "log_level" {
   validation {
     condition     = contains(["fatal", "error", "warn", "info", "debug", "trace", "silent"], var.log_level)
     error_message = "log_level must be one of fatal, error, warn, info, debug, trace, silent."
+  }
+}
+
+variable "tls_server_names" {
+  description = "More DNS names for the server's certificate (the Elastic IP and its public DNS name are always in it), e.g. a name of your own pointing at the Elastic IP."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for n in var.tls_server_names : can(regex("^[A-Za-z0-9.-]+$", n))])
+    error_message = "tls_server_names must be DNS names (letters, digits, . -)."
+  }
+}
+
+variable "tls_client_name" {
+  description = "Common name of the client certificate written to tls/ (it appears in the server's log with each request)."
+  type        = string
+  default     = "home"
+}
+
+variable "tls_validity_hours" {
+  description = "Validity of the server's and the client's certificates in hours (the CA's: 10 years)."
+  type        = number
+  default     = 24 * 397
+
+  validation {
+    condition     = var.tls_validity_hours >= 24
+    error_message = "tls_validity_hours must be at least 24."
   }
 }
 

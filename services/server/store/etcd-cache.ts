@@ -4,32 +4,49 @@
 // and says how far it has got.
 //
 //   sync    list <prefix>kv/ and <prefix>ord/ in pages, all at one revision R (never the whole prefix
-//           in one gRPC answer: that is capped at 4 MiB), order the keys, then watch <prefix>kv/ from
+//           in one gRPC answer: the client caps answers, see maxEtcdAnswerBytes), order the keys, then watch <prefix>kv/ from
 //           R+1. Events arrive in revision order and a revision's events in one answer, so each
 //           answer is applied whole and `applied` moves to its last event's revision.
-//   resume  a broken watch reconnects from applied+1; a watch whose start was compacted away, a
-//           cluster id that changed or a revision that went backwards (etcd wiped) lists again.
+//   resume  a broken watch reconnects from applied+1, once a read of the write stamp at `applied`
+//           finds what the copy holds (the stamp's value is unique per write): etcd restored from an
+//           old backup or wiped gives another stamp there, or no such revision, and the copy lists
+//           again; so does a watch whose start was compacted away, or a cluster id that changed.
+//           Until that check, the copy answers no read.
+//   size    the watch asks etcd to split answers over its --max-request-bytes into fragments (a
+//           catch-up after a pause would otherwise come as one answer of any size); fragments of
+//           one answer are applied together.
 //
 // Insertion order: a key created later has a larger create revision, so a watch PUT of a new key
 // appends; keys created in one transaction arrive in the transaction's order. The initial list sorts
 // by (create revision, the n stored in ord/).
 
-import type { Etcd3, IKeyValue, IWatchResponse, IDuplexStream, IWatchRequest } from 'etcd3';
+import type { Etcd3, IEvent, IKeyValue, IWatchResponse, IDuplexStream, IWatchRequest } from 'etcd3';
 import type { Logger } from 'pino';
-import { REMEMBERED_CURSORS, UnknownCursorError, type ListingSnapshot, type Page, type PageRequest, type Pair, type StoreUsage } from './store.js';
+import { MemoryStore } from './memory-store.js';
+import type { ListingSnapshot, Page, PageRequest, Pair, StoreUsage } from './store.js';
 
-/** Keys per range request of the initial list; halved while an answer is over gRPC's 4 MiB. */
+/** Keys per range request of the initial list; made smaller while an answer is over what the client takes. */
 const LIST_PAGE_KEYS = 1000;
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 2000;
+/** A watch that lasted this long without failing counts as healthy: the next reconnect is not delayed. */
+const WATCH_HEALTHY_AFTER_MS = 10_000;
+/** A watch failure (e.g. an answer over the receive limit) is logged at warn level at most this often. */
+const WATCH_FAILURE_LOG_EVERY_MS = 10_000;
 
-interface Entry {
-  readonly key: string;
-  value: string;
-  modRevision: number;
-  /** position in insertion order; increases with every key created */
-  readonly seq: number;
-  dead: boolean;
+/** Watch streams this side ended: their end is no sign of a restarted member. */
+const stoppedHere = new WeakSet<IDuplexStream<IWatchRequest, IWatchResponse>>();
+
+/**
+ * Ends a watch stream from this side. etcd3 counts an error on a stream that is still writable as a
+ * failure of its member (and resets its connection); the cancellation a stop causes is no such
+ * failure, so the writing side is ended first.
+ */
+function stopStream(stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined): void {
+  if (stream === undefined) return;
+  stoppedHere.add(stream);
+  stream.end();
+  stream.cancel();
 }
 
 /** The end of the key range that holds exactly the keys starting with `prefix`. */
@@ -44,127 +61,52 @@ export function prefixEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]);
 }
 
-/** The key/value map in insertion order, with an index for `after` and counters for usage. */
+/**
+ * The key/value map in insertion order, kept as the memory store keeps it (memory-store.ts): blocks
+ * of entries, each rendered again only when one of its entries changes, so a listing after a write
+ * costs the block it touched, not the whole store, and unchanged blocks are shared between listings.
+ * Besides, each key's etcd mod revision (PUT compares it).
+ */
 export class OrderedEntries {
-  private readonly live = new Map<string, Entry>();
-  /** every entry in insertion order, dead ones kept until compacted so a page's `after` still finds its place */
-  private order: Entry[] = [];
-  /**
-   * dead entries by key, for `after` naming a key deleted since the last page (store.ts,
-   * PageRequest.after): the most recent REMEMBERED_CURSORS deletes, oldest first
-   */
-  private readonly graves = new Map<string, Entry>();
-  /** dead entries still in `order` that no grave names any more (dropped from `order` in bulk) */
-  private forgotten = 0;
-  private nextSeq = 0;
-  private dataBytes = 0;
-  private rendered: ListingSnapshot | undefined;
+  private readonly store = new MemoryStore({ limits: { maxKeys: Number.MAX_SAFE_INTEGER, maxDataBytes: Number.MAX_SAFE_INTEGER } });
+  private readonly modRevisions = new Map<string, number>();
 
   get size(): number {
-    return this.live.size;
+    return this.store.size;
   }
 
-  get(key: string): Entry | undefined {
-    return this.live.get(key);
+  get(key: string): { readonly value: string; readonly modRevision: number } | undefined {
+    const modRevision = this.modRevisions.get(key);
+    if (modRevision === undefined) return undefined;
+    return { value: this.store.get(key)!, modRevision };
   }
 
-  set(key: string, value: string, modRevision: number): string | undefined {
-    const entry = this.live.get(key);
-    this.rendered = undefined;
-    if (entry) {
-      const previous = entry.value;
-      this.dataBytes += Buffer.byteLength(value) - Buffer.byteLength(previous);
-      entry.value = value;
-      entry.modRevision = modRevision;
-      return previous;
-    }
-    const created: Entry = { key, value, modRevision, seq: this.nextSeq++, dead: false };
-    this.live.set(key, created);
-    // created again: a new entry at the end; the old place is no cursor's any more
-    if (this.graves.delete(key)) this.forgotten++;
-    this.order.push(created);
-    this.dataBytes += Buffer.byteLength(key) + Buffer.byteLength(value);
-    return undefined;
+  set(key: string, value: string, modRevision: number): void {
+    this.store.restore([[key, value]]);
+    this.modRevisions.set(key, modRevision);
   }
 
   delete(key: string): boolean {
-    const entry = this.live.get(key);
-    if (!entry) return false;
-    this.rendered = undefined;
-    entry.dead = true;
-    this.live.delete(key);
-    this.graves.set(key, entry);
-    this.dataBytes -= Buffer.byteLength(key) + Buffer.byteLength(entry.value);
-    const keep = REMEMBERED_CURSORS;
-    if (this.graves.size > keep) {
-      for (const oldKey of this.graves.keys()) {
-        this.graves.delete(oldKey);
-        this.forgotten++;
-        if (this.graves.size <= keep) break;
-      }
-    }
-    // dead entries no grave names are only dropped in bulk, so each delete costs O(1) amortized
-    if (this.forgotten > 1024 && this.forgotten > this.live.size) {
-      this.order = this.order.filter((e) => !e.dead || this.graves.get(e.key) === e);
-      this.forgotten = 0;
-    }
-    return true;
+    this.modRevisions.delete(key);
+    return this.store.restoreDelete(key);
   }
 
   usage(): StoreUsage {
-    return { keys: this.live.size, dataBytes: this.dataBytes };
+    return this.store.usage();
   }
 
-  /** Rendered once per change and shared by every listing until the next change. */
+  /** Shared by every listing until the next change; after one, only the changed blocks are new. */
   listing(): ListingSnapshot {
-    if (this.rendered) return this.rendered;
-    const slices: Buffer[] = [];
-    let chunk = '';
-    let bytes = 0;
-    const flush = () => {
-      const slice = Buffer.from(chunk, 'utf8');
-      slices.push(slice);
-      bytes += slice.length;
-      chunk = '';
-    };
-    for (const e of this.order) {
-      if (e.dead) continue;
-      chunk += '\n' + e.key + ':' + e.value;
-      if (chunk.length >= 65536) flush();
-    }
-    if (chunk !== '') flush();
-    this.rendered = { count: this.live.size, slices, bytes };
-    return this.rendered;
+    return this.store.listing();
   }
 
   pairs(): Pair[] {
-    return this.order.filter((e) => !e.dead).map((e) => [e.key, e.value] as const);
+    return this.store.list();
   }
 
-  /** O(log n) to find `after` (binary search on seq), then the entries of the page. */
+  /** Pages as the memory store's: `after` found through the map (see docs/store.md). */
   page(request: PageRequest): Page {
-    let from = 0;
-    if (request.after !== undefined) {
-      // a cursor key deleted since: the walk goes on from the place it had
-      const anchor = this.live.get(request.after) ?? this.graves.get(request.after);
-      if (anchor === undefined) throw new UnknownCursorError(request.after);
-      let lo = 0;
-      let hi = this.order.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (this.order[mid]!.seq <= anchor.seq) lo = mid + 1;
-        else hi = mid;
-      }
-      from = lo;
-    }
-    const items: Pair[] = [];
-    for (let i = from; i < this.order.length; i++) {
-      const e = this.order[i]!;
-      if (e.dead || !e.key.startsWith(request.prefix)) continue;
-      if (items.length === request.limit) return { items, next: items[items.length - 1]![0] };
-      items.push([e.key, e.value]);
-    }
-    return { items, next: undefined };
+    return this.store.page(request);
   }
 }
 
@@ -176,8 +118,12 @@ export interface WatchCacheOptions {
   /** deadline of each list call */
   readonly timeoutMs: number;
   readonly logger: Logger;
+  /** the largest answer the client takes (for the message when one is larger) */
+  readonly maxResponseBytes?: number;
   /** every answer's cluster id and revision, for the wiped-etcd check (see EtcdStore) */
   readonly onHeader: (clusterId: string, revision: number, source: string) => void;
+  /** the value of each put of the write stamp the watch brings (see EtcdStore) */
+  readonly onStamp?: (value: Buffer) => void;
   /** a list or watch failure, counted like every etcd call */
   readonly onCall: (operation: string, seconds: number, ok: boolean) => void;
 }
@@ -200,7 +146,22 @@ export class WatchCache {
   private relistWanted = true;
   private backoff = RECONNECT_MIN_MS;
   private lastRestart = 0;
-  private generation = 0;
+  /** changes with every list and every relist: a barrier compares it to tell whether the copy was replaced meanwhile */
+  generation = 0;
+  /** the write stamp (the empty key) as of `applied`, or undefined while it does not exist */
+  private stamp: { readonly modRevision: number; readonly value: Buffer } | undefined;
+  /**
+   * The copy may answer reads: it was just listed, or its watch was checked to continue the history
+   * it was made from. False from the moment a watch breaks until the next one passed that check.
+   */
+  private following = false;
+  /** listed since the last watch began: the next watch starts where the list stopped, without a check */
+  private listedFresh = false;
+  /** a relist for another history is under way (it is logged once) */
+  private historyRelistPending = false;
+  private lastWatchFailureLog = -Infinity;
+  /** ends the wait before the next list or watch attempt early (see wake) */
+  private wakeUp: (() => void) | undefined;
 
   constructor(private readonly options: WatchCacheOptions) {}
 
@@ -212,14 +173,44 @@ export class WatchCache {
 
   close(): void {
     this.closed = true;
-    this.stream?.cancel();
+    stopStream(this.stream);
     this.stream = undefined;
   }
 
-  /** Resolves once `applied` ≥ revision (never rejects; the caller times out). */
+  /** Whether a read that needs `revision` can be answered from the copy now. */
+  serves(revision: number): boolean {
+    return this.following && this.applied >= revision;
+  }
+
+  /** Resolves once the copy serves `revision` (never rejects; the caller times out). */
   reach(revision: number): Promise<void> {
-    if (this.applied >= revision) return Promise.resolve();
+    if (this.serves(revision)) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push({ revision, resolve }));
+  }
+
+  /**
+   * A stamp that etcd answered (a barrier's) against the copy's: the same mod revision with another
+   * value can only come from another history.
+   */
+  stampMatches(modRevision: number, value: Buffer): boolean {
+    return this.stamp === undefined || this.stamp.modRevision !== modRevision || this.stamp.value.equals(value);
+  }
+
+  /**
+   * etcd holds another history than the copy was made from (restored from an old backup, or wiped
+   * and started again): logged once at error level, however many checks notice it, and listed again.
+   */
+  historyChanged(reason: string, details: Record<string, unknown>): void {
+    if (this.historyRelistPending) {
+      this.options.logger.debug({ ...details, reason }, 'etcd cache: another history noticed again; already listing');
+    } else {
+      this.options.logger.error(
+        { ...details, reason },
+        'etcd holds another history than this replica had read (restored from an old backup, or wiped and recreated): tcpkv data written before may be gone; listing it again',
+      );
+    }
+    this.historyRelistPending = true;
+    this.relist(reason);
   }
 
   /** Throws the list away and lists again (etcd was wiped or replaced: the copy is of another history). */
@@ -228,9 +219,19 @@ export class WatchCache {
     this.relistWanted = true;
     // no read may be answered from the old copy: it is of another history
     this.applied = -1;
+    this.following = false;
+    this.stamp = undefined;
     this.generation++;
     this.problem = `the etcd cache is listing again: ${reason}`;
-    this.stream?.cancel();
+    stopStream(this.stream);
+  }
+
+  /**
+   * A read barrier was answered while the watch is down: etcd answers again, so the next attempt
+   * need not wait out its backoff.
+   */
+  wake(): void {
+    this.wakeUp?.();
   }
 
   /**
@@ -243,24 +244,92 @@ export class WatchCache {
     if (now - this.lastRestart < 1000 || !this.stream) return;
     this.lastRestart = now;
     this.options.logger.warn({ applied: this.applied }, 'etcd cache: the watch is behind the read barrier; reconnecting it');
-    this.stream.cancel();
+    stopStream(this.stream);
   }
 
   private async loop(): Promise<void> {
     while (!this.closed) {
+      // only a wait after etcd could not be reached is cut short by a read (see wake): a watch that
+      // etcd opened and that then broke would break again as soon
+      let unreachable = false;
       try {
         if (this.relistWanted) await this.list();
-        await this.watch();
-        this.backoff = RECONNECT_MIN_MS;
+        if (await this.watch()) {
+          this.backoff = RECONNECT_MIN_MS;
+          continue;
+        }
       } catch (error) {
         if (this.closed) return;
         const message = (error as Error).message;
         this.problem ??= `the etcd watch is broken: ${message}`;
         this.options.logger.debug({ err: message }, 'etcd cache: list or watch failed; trying again');
-        await new Promise((r) => setTimeout(r, this.backoff));
-        this.backoff = Math.min(RECONNECT_MAX_MS, this.backoff * 2);
+        unreachable = true;
       }
+      // a watch that broke before it brought anything waits before the next, as a failed list does
+      if (this.closed) return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.backoff);
+        if (!unreachable) return;
+        this.wakeUp = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeUp = undefined;
+      this.backoff = Math.min(RECONNECT_MAX_MS, this.backoff * 2);
     }
+  }
+
+  /** A broken watch: at debug level, and at warn level once in a while (an answer too large for the client: which setting). */
+  private noteWatchFailure(reason: string): void {
+    const tooLarge = /RESOURCE_EXHAUSTED|larger than max/.test(reason);
+    const now = Date.now();
+    if (tooLarge && now - this.lastWatchFailureLog >= WATCH_FAILURE_LOG_EVERY_MS) {
+      this.lastWatchFailureLog = now;
+      this.options.logger.warn(
+        { err: reason, maxResponseBytes: this.options.maxResponseBytes },
+        "etcd cache: an etcd watch answer is larger than this replica takes; set TCPKV_ETCD_MAX_REQUEST_BYTES to etcd's --max-request-bytes",
+      );
+    } else {
+      this.options.logger.debug({ err: reason, applied: this.applied }, 'etcd cache: the watch broke; reconnecting');
+    }
+  }
+
+  /**
+   * Whether etcd still holds the history the copy was made from: the write stamp at revision `at`
+   * (what the copy applied last) must be the one the copy holds. A revision etcd does not have yet
+   * (it went back) or another stamp there (its value is unique per write) is another history.
+   */
+  private async checkHistory(at: number): Promise<boolean> {
+    const started = performance.now();
+    let response;
+    try {
+      response = await this.options.client.kv.range({ key: this.options.kvPrefix, revision: at }, { deadline: Date.now() + this.options.timeoutMs });
+    } catch (error) {
+      const message = (error as Error).message;
+      this.options.onCall('history-check', (performance.now() - started) / 1000, /future revision|compacted/.test(message));
+      if (/future revision/.test(message)) {
+        this.historyChanged(`etcd went back in revisions: it has no revision ${at}, which this copy had applied`, { applied: at });
+        return false;
+      }
+      if (/compacted/.test(message)) {
+        this.relistWanted = true;
+        this.options.logger.warn({ applied: at }, 'etcd cache: the revision the copy is at was compacted; listing again');
+        return false;
+      }
+      throw error;
+    }
+    this.options.onCall('history-check', (performance.now() - started) / 1000, true);
+    this.options.onHeader(response.header.cluster_id, Number(response.header.revision), 'history-check');
+    const kv = response.kvs[0];
+    const same = kv === undefined ? this.stamp === undefined : this.stamp !== undefined && Number(kv.mod_revision) === this.stamp.modRevision && kv.value.equals(this.stamp.value);
+    if (same) return true;
+    this.historyChanged(`the write stamp at revision ${at} is not the one this copy applied`, {
+      applied: at,
+      copyStampRevision: this.stamp?.modRevision,
+      etcdStampRevision: kv === undefined ? undefined : Number(kv.mod_revision),
+    });
+    return false;
   }
 
   /** Lists both ranges in pages at one revision and replaces the copy with what it finds. */
@@ -268,11 +337,22 @@ export class WatchCache {
     const started = performance.now();
     const generation = this.generation;
     let revision = 0;
-    const values: IKeyValue[] = [];
+    // each key as it comes, without the rest of etcd's answer (a big prefix would hold it all twice)
+    const rows: { key: string; value: Buffer; create: number; mod: number; n: number }[] = [];
     const orders = new Map<string, number>();
+    let stamp: { modRevision: number; value: Buffer } | undefined;
     try {
       for (const [prefix, sink] of [
-        [this.options.kvPrefix, (kv: IKeyValue) => values.push(kv)],
+        [
+          this.options.kvPrefix,
+          (kv: IKeyValue) => {
+            const key = kv.key.subarray(this.options.kvPrefix.length).toString('utf8');
+            // the write stamp (see EtcdStore) is not a user key; kept for the history check (a copy:
+            // the decoded value may be a view of the whole answer)
+            if (key === '') stamp = { modRevision: Number(kv.mod_revision), value: Buffer.from(kv.value) };
+            else rows.push({ key, value: kv.value, create: Number(kv.create_revision), mod: Number(kv.mod_revision), n: 0 });
+          },
+        ],
         [this.options.ordPrefix, (kv: IKeyValue) => orders.set(kv.key.subarray(this.options.ordPrefix.length).toString('utf8'), Number(kv.value.toString('latin1')))],
       ] as const) {
         let from: Buffer = prefix;
@@ -305,40 +385,69 @@ export class WatchCache {
     }
     this.options.onCall('list', (performance.now() - started) / 1000, true);
     if (generation !== this.generation) throw new Error('asked to list again while listing');
-    const rows = values
-      .map((kv) => ({ kv, key: kv.key.subarray(this.options.kvPrefix.length).toString('utf8'), create: Number(kv.create_revision) }))
-      .filter((r) => r.key !== '') // the write stamp (see EtcdStore), not a user key
-      .map((r) => ({ ...r, n: orders.get(r.key) ?? 0 }));
+    for (const r of rows) r.n = orders.get(r.key) ?? 0;
+    orders.clear();
     rows.sort((a, b) => (a.create === b.create ? a.n - b.n : a.create - b.create));
     const entries = new OrderedEntries();
-    for (const r of rows) entries.set(r.key, r.kv.value.toString('utf8'), Number(r.kv.mod_revision));
+    for (const r of rows) entries.set(r.key, r.value.toString('utf8'), r.mod);
     this.entries = entries;
+    this.stamp = stamp;
     this.generation++;
     this.relistWanted = false;
+    this.historyRelistPending = false;
+    this.listedFresh = true;
+    this.following = true;
     this.advance(revision, true);
     this.options.logger.info({ keys: entries.size, revision }, 'etcd cache listed the prefix');
   }
 
-  /** Watches from applied+1 until the stream breaks (resolves) or cannot be opened (throws). */
-  private async watch(): Promise<void> {
+  /**
+   * Watches from applied+1 until the stream breaks or cannot be opened (throws). Resolves true if the
+   * watch brought something, lasted, or a list is wanted next; false if it broke at once (the caller
+   * waits before the next).
+   */
+  private async watch(): Promise<boolean> {
     const stream = await this.options.client.watchClient.watch();
     if (this.closed || this.relistWanted) {
-      stream.cancel();
-      return;
+      stopStream(stream);
+      return true;
     }
     this.stream = stream;
     const generation = this.generation;
-    await new Promise<void>((resolve) => {
+    // resuming after a break (not right after a list): the history is checked before anything is applied
+    const from = this.applied;
+    let checked = this.listedFresh;
+    this.listedFresh = false;
+    const openedAt = Date.now();
+    let progressed = false;
+    return new Promise<boolean>((resolve) => {
       let done = false;
+      /** answers that came before the check, applied after it */
+      const held: IWatchResponse[] = [];
+      /** the events of an answer etcd split into fragments, until its last fragment */
+      let fragments: IEvent[] = [];
       const finish = (reason: string | undefined) => {
         if (done) return;
         done = true;
-        if (reason !== undefined && !this.closed) this.problem = `the etcd watch is broken: ${reason}`;
-        stream.cancel();
+        // a stream that broke may have been to a member since restored from a backup: no read is
+        // answered until the next one has checked the history; one this side stopped (nudge) was not
+        if (!stoppedHere.has(stream)) this.following = false;
+        if (reason !== undefined && !this.closed) {
+          this.problem = `the etcd watch is broken: ${reason}`;
+          this.noteWatchFailure(reason);
+        }
+        stopStream(stream);
         if (this.stream === stream) this.stream = undefined;
-        resolve();
+        resolve(progressed || this.relistWanted || Date.now() - openedAt >= WATCH_HEALTHY_AFTER_MS);
+      };
+      const follow = () => {
+        this.following = true;
+        this.problem = undefined;
+        for (const response of held.splice(0)) this.apply(response);
+        this.advance(this.applied, true);
       };
       stream.on('data', (response: IWatchResponse) => {
+        if (done) return;
         if (generation !== this.generation) return finish(undefined);
         this.options.onHeader(response.header.cluster_id, Number(response.header.revision), 'watch');
         if (response.compact_revision !== undefined && response.compact_revision !== '0') {
@@ -348,14 +457,32 @@ export class WatchCache {
         }
         if (response.canceled) return finish(`canceled: ${response.cancel_reason}`);
         if (response.created) {
-          this.problem = undefined;
+          if (checked) return follow();
+          // after `created`: a restore or wipe before it is seen by the check, one after it breaks this stream
+          this.checkHistory(from).then(
+            (same) => {
+              if (done || generation !== this.generation) return;
+              if (!same) return finish(undefined);
+              checked = true;
+              follow();
+            },
+            (error: unknown) => finish(`checking etcd's history: ${(error as Error).message}`),
+          );
           return;
         }
-        this.apply(response);
+        if (response.fragment) {
+          fragments.push(...response.events);
+          return;
+        }
+        const whole = fragments.length === 0 ? response : { ...response, events: [...fragments, ...response.events] };
+        fragments = [];
+        progressed = true;
+        if (checked) this.apply(whole);
+        else held.push(whole);
       });
       stream.on('error', (error: Error) => finish(error.message));
       stream.on('end', () => finish('the stream ended'));
-      stream.write({ create_request: { key: this.options.kvPrefix, range_end: prefixEnd(this.options.kvPrefix), start_revision: this.applied + 1 } });
+      stream.write({ create_request: { key: this.options.kvPrefix, range_end: prefixEnd(this.options.kvPrefix), start_revision: from + 1, fragment: true } });
     });
   }
 
@@ -364,7 +491,13 @@ export class WatchCache {
     for (const event of response.events) {
       const key = event.kv.key.subarray(this.options.kvPrefix.length).toString('utf8');
       last = Math.max(last, Number(event.kv.mod_revision));
-      if (key === '') continue; // the write stamp
+      if (key === '') {
+        // the write stamp: kept for the history check
+        // (a copy: the decoded value may be a view of the whole answer)
+        this.stamp = event.type === 'Delete' ? undefined : { modRevision: Number(event.kv.mod_revision), value: Buffer.from(event.kv.value) };
+        if (event.type !== 'Delete') this.options.onStamp?.(event.kv.value); // this replica's NOSPACE check
+        continue;
+      }
       if (event.type === 'Delete') this.entries.delete(key);
       else this.entries.set(key, event.kv.value.toString('utf8'), Number(event.kv.mod_revision));
     }
@@ -374,7 +507,7 @@ export class WatchCache {
   private advance(revision: number, reset: boolean): void {
     if (!reset && revision <= this.applied) return;
     this.applied = revision;
-    if (this.waiters.length === 0) return;
+    if (this.waiters.length === 0 || !this.following) return;
     const still: Waiter[] = [];
     for (const w of this.waiters) {
       if (w.revision <= revision) w.resolve();

@@ -13,10 +13,20 @@
 // client request is spent on finding out, and while no member has a leader, writes answer 503
 // "nothing was changed" at once instead of each waiting out the deadline.
 //
+// A member that stops answering without a word is found sooner than its calls' deadline: a call it
+// has not answered for `suspectAfterMs`, while it answered nothing else since that call went out,
+// makes it skipped and asked for its status at once (a live member, merely slow on that call, answers
+// in milliseconds and is called again). Without this, every call sent to a silent member until the
+// first deadline ran out would wait out a deadline of its own after that.
+//
+// The store's read barriers to a chosen member run through the same policy as the pooled calls
+// (`policy(member)` is one per member), so a barrier that fails or hangs there makes writes skip the
+// member too, and a barrier never goes to a member that writes skip.
+//
 // With a single endpoint there is no other member to skip to and no one to ask: after a failed call
 // the member is skipped for a while (calls answer 503 at once), then one call tries it again.
 
-import { circuitBreaker, CircuitState, ConsecutiveBreaker, handleWhen, type IPolicy } from 'cockatiel';
+import { circuitBreaker, CircuitState, ConsecutiveBreaker, handleWhen, isBrokenCircuitError, type IPolicy } from 'cockatiel';
 import { isRecoverableError, type Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { StoreEvents } from '../events.js';
@@ -30,6 +40,8 @@ export interface MemberHealthOptions {
   readonly retryMs: number;
   /** how soon a member that answers without a leader is asked again */
   readonly leaderlessRetryMs: number;
+  /** a call unanswered this long, with nothing else answered since it went out, makes the member skipped and asked */
+  readonly suspectAfterMs: number;
   readonly events: StoreEvents;
   readonly logger: Logger;
 }
@@ -37,12 +49,35 @@ export interface MemberHealthOptions {
 export class MemberHealth {
   private closed = false;
   private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly policies = new Map<string, { policy: IPolicy; breaker: ReturnType<typeof circuitBreaker> }>();
+  /** etcd member id → endpoint, from status answers */
+  private readonly endpointOf = new Map<string, string>();
 
   constructor(private readonly options: MemberHealthOptions) {}
 
-  /** The fault policy of one member's connection (etcd3's `faultHandling.host`). */
+  /** The fault policy of one member's connection (etcd3's `faultHandling.host`): one per member. */
   policy(member: string): IPolicy {
-    const { events, retryMs } = this.options;
+    let made = this.policies.get(member);
+    if (made === undefined) {
+      made = this.makePolicy(member);
+      this.policies.set(member, made);
+    }
+    return made.policy;
+  }
+
+  /** The endpoint that answered a status with this member id (see skipUntilItNamesALeader). */
+  learnMember(endpoint: string, memberId: string): void {
+    this.endpointOf.set(memberId, endpoint);
+  }
+
+  /** Whether calls skip the member now. */
+  skipped(member: string): boolean {
+    const made = this.policies.get(member);
+    return made !== undefined && made.breaker.state !== CircuitState.Closed;
+  }
+
+  private makePolicy(member: string): { policy: IPolicy; breaker: ReturnType<typeof circuitBreaker> } {
+    const { events, retryMs, suspectAfterMs } = this.options;
     let held: { dispose(): void } | undefined;
     const breaker = circuitBreaker(
       handleWhen((error) => {
@@ -57,7 +92,31 @@ export class MemberHealth {
       if (state === CircuitState.Closed) held = undefined;
       events.etcdBreaker(member, state === CircuitState.Closed ? 'closed' : state === CircuitState.HalfOpen ? 'half-open' : 'open');
     });
-    return breaker;
+    let answeredAt = -Infinity;
+    const policy: IPolicy = {
+      _altReturn: undefined as never,
+      onSuccess: breaker.onSuccess,
+      onFailure: breaker.onFailure,
+      execute: async (fn, signal) => {
+        const sentAt = performance.now();
+        const timer = setTimeout(() => {
+          if (answeredAt >= sentAt || held !== undefined || this.closed) return;
+          held = this.skipUntilItNamesALeader(member, breaker);
+        }, suspectAfterMs);
+        timer.unref();
+        try {
+          const result = await breaker.execute(fn, signal);
+          answeredAt = performance.now();
+          return result;
+        } catch (error) {
+          if (!isBrokenCircuitError(error) && !memberFailed(error as Error)) answeredAt = performance.now();
+          throw error;
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+    };
+    return { policy, breaker };
   }
 
   /** Stops asking members for their status. */
@@ -71,6 +130,7 @@ export class MemberHealth {
    * Skips the member until its status names a leader; none is made with a single endpoint. A member
    * that answers without a leader (cut off from the others, or during an election) is alive, but a
    * write sent to it would wait out the deadline: it is asked again sooner, since it answers at once.
+   * So is one that names as leader a member that calls skip (it has not noticed its leader is gone).
    */
   private skipUntilItNamesALeader(member: string, breaker: ReturnType<typeof circuitBreaker>): { dispose(): void } | undefined {
     const client = this.options.statusClient(member);
@@ -91,8 +151,13 @@ export class MemberHealth {
       if (this.closed) return;
       client.maintenance.status({ deadline: Date.now() + this.options.statusTimeoutMs }).then(
         (status) => {
-          if (status.leader === '0') {
-            if (said === undefined) this.options.logger.warn({ member }, 'etcd member answers but knows no leader (cut off from the others, or an election): calls skip it until it names one');
+          this.learnMember(member, status.header.member_id);
+          // a leader this replica skips because it does not answer: the member has not noticed yet,
+          // and a write it forwards there waits out the deadline, as with no leader at all
+          const leaderEndpoint = this.endpointOf.get(status.leader);
+          const silentLeader = leaderEndpoint !== undefined && leaderEndpoint !== member && this.skipped(leaderEndpoint);
+          if (status.leader === '0' || silentLeader) {
+            if (said === undefined) this.options.logger.warn({ member }, 'etcd member answers but knows no leader that answers (cut off from the others, or an election): calls skip it until it names one');
             said ??= 'leaderless';
             askAgain(this.options.leaderlessRetryMs);
             return;

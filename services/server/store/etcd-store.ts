@@ -4,8 +4,9 @@
 // (etcd-cache.ts) without giving up linearizability.
 //
 //   <prefix>kv/<key>   the value, as it is
-//   <prefix>kv/        (the empty key, which no client can use) the write stamp: every write puts it,
-//                      so its mod revision is the revision of the latest write
+//   <prefix>kv/        (the empty key, which no client can use) the write stamp: every write but a
+//                      DELETE puts it, so its mod revision is the revision of the latest such write;
+//                      its value names the replica and the write (see appliedDespiteNoSpace)
 //   <prefix>ord/<key>  n, written with the key when it is created with others: keys created in the
 //                      same transaction share a create revision, so keys sort by (create revision, n)
 //                      (a key created alone has no ord/ entry: n = 0).
@@ -23,9 +24,12 @@
 //          previous value), ord/ for the new ones, and the stamp; if not, the failure branch reads the
 //          keys and the transaction runs again with what it read (nothing was applied, so that is
 //          safe). A flat transaction, unlike nested ones, is counted by etcd's space quota.
-//   DELETE if the key exists, delete kv/ and ord/ and put the stamp.
+//   DELETE if the key exists, delete kv/, ord/ and the stamp: a transaction that only deletes is one
+//          etcd's space quota admits, so data can be freed under the NOSPACE alarm.
 //   reads  the read barrier: one linearizable read of the stamp gives the revision W of the latest
-//          write; the answer comes from the copy once it has applied W. Every write acknowledged
+//          write (the stamp is there: no DELETE since the last put of it, and W is its mod revision;
+//          it is not: see revisionWithoutStamp); the answer comes from the copy once it has applied
+//          W. Every write acknowledged
 //          before the read began is ≤ W, and the copy's state at any revision ≥ W was the current
 //          state at some instant after the read began: linearizable. Reads that arrive while no
 //          barrier is waiting to be sent share the next one (one round trip for many reads); a read
@@ -46,6 +50,7 @@
 // reached etcd, so moving it on is safe. Refusals (too large, too many operations, the space quota,
 // permissions) are answers from a healthy member about the request: never counted against a member.
 
+import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { isBrokenCircuitError, NoopPolicy } from 'cockatiel';
@@ -127,6 +132,12 @@ const BARRIER_OVERLAP_AFTER_MS = 20;
 const GATHER_MAX_MS = 5;
 /** How often a replica asks the members which one leads, for its barriers. */
 const LEADER_CHECK_EVERY_MS = 5000;
+/**
+ * A call a member has not answered for this long (ms; at most a quarter of the etcd deadline), while
+ * it answered nothing else meanwhile, makes the member skipped and asked for its status (see
+ * etcd-member-health.ts); a barrier out this long at the leader makes the next ones go to another member.
+ */
+const SUSPECT_AFTER_MS = 250;
 /** Group-commit transactions of POSTs sent and not answered yet, at most. */
 const MAX_CREATE_BATCHES_IN_FLIGHT = 2;
 /** A queued POST with less of its etcd deadline left than this (or a tenth of it) is not sent. */
@@ -136,6 +147,31 @@ const LIMIT_MARGIN_KEYS = 1000;
 const LIMIT_MARGIN_BYTES = 4 * 1024 * 1024;
 /** Protobuf framing per operation, over-estimated, for the request size check. */
 const OP_OVERHEAD_BYTES = 32;
+/** The write stamp's value, at most (see nextStamp: 13 characters and a count). */
+const STAMP_VALUE_MAX_BYTES = 32;
+/** gRPC's default limit on one answer: the client takes at least this much. */
+const GRPC_DEFAULT_RECEIVE_BYTES = 4 * 1024 * 1024;
+/** Room in one answer for what is not the events or values etcd's request limit bounds (headers, framing). */
+const ANSWER_OVERHEAD_BYTES = 1024 * 1024;
+
+/**
+ * The largest answer this replica takes from etcd. A watch answer asks for fragments: etcd splits one
+ * that is over its --max-request-bytes, and a fragment holds at least one event, which came in one
+ * request of at most that size. Range pages shrink until they fit (see etcd-cache.ts), and a PUT's
+ * failure branch reads no values. So etcd's request limit plus framing bounds every answer.
+ */
+export function maxEtcdAnswerBytes(maxRequestBytes: number): number {
+  return Math.min(2 ** 31 - 1, Math.max(GRPC_DEFAULT_RECEIVE_BYTES, maxRequestBytes + ANSWER_OVERHEAD_BYTES));
+}
+
+/** This replica's write stamps the watch brought, at most (the NOSPACE check looks one up). */
+const STAMPS_KEPT = 4096;
+
+/**
+ * etcd answered a write NOSPACE. Whether it applied it is not in the answer (etcd applies the write
+ * that crosses its quota and answers NOSPACE all the same): the write paths find out (see call).
+ */
+class NoSpaceAnswer extends StoreFullError {}
 
 /** A start-up check failed in a way no retry fixes (bad credentials, no rights): one line, exit 2. */
 export class EtcdStartError extends Error {
@@ -205,9 +241,16 @@ export class EtcdStore implements Store {
   /** one client per endpoint, to send barriers to the leader and ask a member for its status (none with a single endpoint) */
   private readonly memberClients: Etcd3[] = [];
   private readonly memberHealth: MemberHealth;
-  private leaderClient: Etcd3 | undefined;
+  /** the members' endpoints, in the order of memberClients */
+  private readonly endpoints: readonly string[];
+  /** the member the majority names as leader (an index into memberClients) */
+  private leader: number | undefined;
   private leaderCheck: Promise<void> | undefined;
   private leaderCheckedAt = -Infinity;
+  /** bumped when a barrier fails at the leader: a leader check started before must not name it again */
+  private leaderEpoch = 0;
+  /** per member, when each barrier out there was sent */
+  private readonly barriersOutAt: number[][] = [];
   private closed = false;
   private readonly kvPrefix: Buffer;
   private readonly ordPrefix: Buffer;
@@ -221,8 +264,11 @@ export class EtcdStore implements Store {
   private readonly barrierMode: 'quorum' | 'none';
   private readonly cache: WatchCache;
   private unavailableSince: number | undefined;
-  /** performance.now() when etcd first answered NOSPACE since the last write it took (see call) */
-  private noSpaceAnsweredAt: number | undefined;
+  /** the start of every write stamp this replica puts: the rest counts its writes */
+  private readonly stampPrefix = `${randomBytes(6).toString('hex')}:`;
+  private stampsPut = 0;
+  /** this replica's stamps that the watch brought, oldest first */
+  private readonly stampsSeen = new Set<string>();
   private lastErrorLog = -Infinity;
   private lastLimitLog = -Infinity;
   private clusterId: string | undefined;
@@ -261,6 +307,7 @@ export class EtcdStore implements Store {
       statusTimeoutMs: Math.min(STATUS_TIMEOUT_MS, options.timeoutMs),
       retryMs: BREAKER_HALF_OPEN_MS,
       leaderlessRetryMs: LEADERLESS_RETRY_MS,
+      suspectAfterMs: Math.min(SUSPECT_AFTER_MS, options.timeoutMs / 4),
       events: this.events,
       logger: this.logger,
     });
@@ -268,6 +315,7 @@ export class EtcdStore implements Store {
       hosts: [...options.endpoints],
       dialTimeout: options.timeoutMs,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + options.timeoutMs }),
+      grpcOptions: { 'grpc.max_receive_message_length': maxEtcdAnswerBytes(this.maxRequestBytes) },
       faultHandling: {
         host: (member) => this.memberHealth.policy(member),
         global: new NoopPolicy(),
@@ -282,9 +330,11 @@ export class EtcdStore implements Store {
       };
     }
     this.client = new Etcd3(config);
+    this.endpoints = [...options.endpoints];
     if (options.endpoints.length > 1) {
       for (const endpoint of options.endpoints) {
         this.memberClients.push(new Etcd3({ ...config, hosts: [endpoint], faultHandling: { host: () => new NoopPolicy(), global: new NoopPolicy() } }));
+        this.barriersOutAt.push([]);
       }
     }
     this.cache = new WatchCache({
@@ -293,7 +343,9 @@ export class EtcdStore implements Store {
       ordPrefix: this.ordPrefix,
       timeoutMs: options.timeoutMs,
       logger: options.logger,
+      maxResponseBytes: maxEtcdAnswerBytes(this.maxRequestBytes),
       onHeader: (clusterId) => this.checkClusterId(clusterId),
+      onStamp: (value) => this.noteStamp(value),
       onCall: (operation, seconds, ok) => this.events.etcdCall(operation, seconds, ok),
     });
   }
@@ -358,14 +410,15 @@ export class EtcdStore implements Store {
     return this.cache.applied < 0 ? undefined : this.cache.entries.usage();
   }
 
+  /** Ready when a read is answered now: the barrier and the copy reaching it, as for a GET. */
   async readiness(): Promise<string | undefined> {
     this.cache.start();
     if (this.cache.problem !== undefined) return this.cache.problem;
     try {
-      await this.barrier();
+      await this.fresh();
       return undefined;
     } catch (error) {
-      return `etcd has no quorum or cannot be reached: ${(error as Error).message}`;
+      return `reads fail (etcd has no quorum, cannot be reached, or the copy is behind): ${(error as Error).message}`;
     }
   }
 
@@ -383,7 +436,8 @@ export class EtcdStore implements Store {
   /** The copy once it has applied `target`, waiting up to the etcd deadline counted from `started`. */
   private async reach(target: number, started: number): Promise<OrderedEntries> {
     this.cache.start();
-    if (this.cache.applied >= target) return this.cache.entries;
+    if (this.cache.serves(target)) return this.cache.entries;
+    this.cache.wake();
     const remaining = Math.max(1, started + this.timeoutMs - Date.now());
     let timer: NodeJS.Timeout | undefined;
     let nudger: NodeJS.Timeout | undefined;
@@ -469,13 +523,21 @@ export class EtcdStore implements Store {
     this.barrierCalls++;
     const sentAt = performance.now();
     this.lastBarrierSentAt = sentAt;
+    const appliedAtSend = this.cache.applied;
+    const copyAtSend = this.cache.generation;
     if (this.memberClients.length > 0 && Date.now() - this.leaderCheckedAt >= LEADER_CHECK_EVERY_MS) this.findLeader();
-    const via = this.leaderClient;
-    this.call('barrier', false, () => (via ?? this.client).kv.range({ key: this.stampKey }))
+    const via = this.barrierMember(sentAt);
+    if (via !== undefined) this.barriersOutAt[via]!.push(sentAt);
+    const epoch = this.leaderEpoch;
+    this.call('barrier', false, () => this.sendBarrierVia(via))
+      .finally(() => {
+        if (via !== undefined) this.barriersOutAt[via]!.splice(this.barriersOutAt[via]!.indexOf(sentAt), 1);
+      })
       .catch((error: unknown) => {
-        if (via !== undefined && this.leaderClient === via) {
+        if (via !== undefined && via === this.leader && epoch === this.leaderEpoch) {
           // the leader failed it: back to any member until the members name a leader again
-          this.leaderClient = undefined;
+          this.leader = undefined;
+          this.leaderEpoch++;
           this.findLeader();
         }
         throw error;
@@ -483,16 +545,19 @@ export class EtcdStore implements Store {
       .then((response) => {
         this.checkClusterId(response.header.cluster_id);
         const current = Number(response.header.revision);
-        if (this.cache.applied > current) {
-          // the same cluster never goes back in revisions: its data was wiped and it started again
-          this.logger.error({ cacheRevision: this.cache.applied, etcdRevision: current }, 'etcd went back in revisions: its data was wiped or restored from an old backup; tcpkv data written before may be gone');
-          this.cache.relist('etcd revision went backwards');
+        const stamp = response.kvs[0];
+        if (copyAtSend === this.cache.generation) {
+          // A linearizable read answers at a revision no older than every write committed before it
+          // was sent, and the copy had applied only committed writes then. The copy being ahead of the
+          // answer now is normal: writes committed meanwhile reach it by the watch, another stream.
+          if (current < appliedAtSend) {
+            this.cache.historyChanged(`etcd went back in revisions: a read barrier answered at revision ${current}, below the ${appliedAtSend} the copy had applied when it was sent`, { applied: appliedAtSend, etcdRevision: current });
+          } else if (stamp && !this.cache.stampMatches(Number(stamp.mod_revision), stamp.value)) {
+            this.cache.historyChanged(`the write stamp at revision ${stamp.mod_revision} is not the one the copy applied`, { etcdRevision: current });
+          }
         }
-        if (response.kvs[0]) return Number(response.kvs[0].mod_revision);
-        // No stamp: a new prefix, or someone deleted it outside tcpkv (etcdctl del --prefix), whose
-        // deletions a revision of 0 would not wait for. Put it: the copy has seen every change up to
-        // that put once it has seen the put.
-        return this.call('barrier', false, () => this.client.kv.put({ key: this.stampKey, value: Buffer.alloc(0) })).then((put) => Number(put.header.revision));
+        if (stamp) return Number(stamp.mod_revision);
+        return this.revisionWithoutStamp(current);
       })
       .then(
         (revision) => {
@@ -515,28 +580,138 @@ export class EtcdStore implements Store {
   }
 
   /**
+   * Where a barrier goes (an index into memberClients; undefined: the pooled client, which skips the
+   * members it skips): the leader, unless a barrier has been out there for SUSPECT_AFTER_MS (then the
+   * member with the fewest barriers out), and never a member that calls skip.
+   */
+  private barrierMember(now: number): number | undefined {
+    if (this.memberClients.length === 0) return undefined;
+    const usable = (i: number) => !this.memberHealth.skipped(this.endpoints[i]!);
+    const leader = this.leader;
+    if (leader !== undefined && usable(leader) && !this.barriersOutAt[leader]!.some((at) => now - at >= SUSPECT_AFTER_MS)) return leader;
+    let best: number | undefined;
+    for (let i = 0; i < this.memberClients.length; i++) {
+      if (i === leader || !usable(i)) continue;
+      if (best === undefined || this.barriersOutAt[i]!.length < this.barriersOutAt[best]!.length) best = i;
+    }
+    return best;
+  }
+
+  /** One barrier read: to that member through its member policy (as pooled calls are), else pooled. */
+  private async sendBarrierVia(via: number | undefined) {
+    if (via === undefined) return this.client.kv.range({ key: this.stampKey });
+    try {
+      return await this.memberHealth.policy(this.endpoints[via]!).execute(() => this.memberClients[via]!.kv.range({ key: this.stampKey }));
+    } catch (error) {
+      // skipped since it was chosen: the call never left, so another member may take it
+      if (isBrokenCircuitError(error)) return this.client.kv.range({ key: this.stampKey });
+      throw error;
+    }
+  }
+
+  /**
    * Asks every member which member leads, and sends barriers to the one a majority names (a member cut
-   * off from the others may still believe it leads); none while there is no such majority.
+   * off from the others may still believe it leads); none while there is no such majority. A check
+   * that a barrier failure at the leader overtook is dropped (its answers may predate the election)
+   * and asked again; a member that calls skip is never named.
    */
   private findLeader(): void {
     if (this.leaderCheck !== undefined || this.closed) return;
     this.leaderCheckedAt = Date.now();
-    this.leaderCheck = Promise.allSettled(this.memberClients.map((client) => client.maintenance.status()))
+    const epoch = this.leaderEpoch;
+    this.leaderCheck = Promise.allSettled(this.memberClients.map((client) => client.maintenance.status({ deadline: Date.now() + Math.min(STATUS_TIMEOUT_MS, this.timeoutMs) })))
       .then((results) => {
+        if (epoch !== this.leaderEpoch) return;
         const named = new Map<string, number>();
-        const byMember = new Map<string, Etcd3>();
+        const byMember = new Map<string, number>();
         results.forEach((result, i) => {
           if (result.status !== 'fulfilled') return;
-          byMember.set(result.value.header.member_id, this.memberClients[i]!);
+          byMember.set(result.value.header.member_id, i);
+          this.memberHealth.learnMember(this.endpoints[i]!, result.value.header.member_id);
           if (result.value.leader !== '0') named.set(result.value.leader, (named.get(result.value.leader) ?? 0) + 1);
         });
         const majority = Math.floor(this.memberClients.length / 2) + 1;
         const leader = [...named].find(([, votes]) => votes >= majority)?.[0];
-        this.leaderClient = leader === undefined ? undefined : byMember.get(leader);
+        const index = leader === undefined ? undefined : byMember.get(leader);
+        this.leader = index !== undefined && !this.memberHealth.skipped(this.endpoints[index]!) ? index : undefined;
       })
       .finally(() => {
         this.leaderCheck = undefined;
+        if (epoch !== this.leaderEpoch) this.findLeader();
       });
+  }
+
+  /**
+   * The barrier's revision when the stamp is gone: the latest write was a DELETE (which deletes it),
+   * or the prefix is new, or someone deleted it outside tcpkv (etcdctl del --prefix). Every write is
+   * at or below `current`, the barrier's revision: a copy that has applied it is fresh. Else (later
+   * revisions may be other keys', which the watch never brings) the stamp is put back, and the copy
+   * is fresh once it has seen that put. Under the NOSPACE alarm that put is refused; then one read
+   * of etcd compares the copy with etcd's state at one revision: the same number of keys and the
+   * most recently written key at the same revision mean the same state (only DELETEs, or writes
+   * whose keys are all gone again, lie between them), and the copy is fresh as it is.
+   */
+  private async revisionWithoutStamp(current: number): Promise<number> {
+    if (this.cache.applied >= current) return current;
+    try {
+      const put = await this.call('barrier', false, () => this.client.kv.put({ key: this.stampKey, value: Buffer.from(this.nextStamp()) }));
+      return Number(put.header.revision);
+    } catch (error) {
+      if (!(error instanceof NoSpaceAnswer)) throw error;
+    }
+    const range = { key: this.kvPrefix, range_end: prefixEnd(this.kvPrefix) };
+    const read = await this.call('barrier', false, () =>
+      this.client.kv.txn({
+        compare: [],
+        success: [
+          { request_range: { key: this.stampKey } },
+          { request_range: { ...range, count_only: true } },
+          { request_range: { ...range, sort_target: 'Mod' as const, sort_order: 'Descend' as const, limit: 1, keys_only: true } },
+        ],
+        failure: [],
+      }),
+    );
+    const [stamp, count, newest] = read.responses.map((r) => r.response_range);
+    if (stamp!.kvs[0]) return Number(stamp!.kvs[0].mod_revision);
+    const latest = newest!.kvs[0];
+    const same =
+      this.cache.entries.size === Number(count!.count) &&
+      (latest === undefined || this.cache.entries.get(latest.key.subarray(this.kvPrefix.length).toString('utf8'))?.modRevision === Number(latest.mod_revision));
+    return same ? Math.min(this.cache.applied, Number(read.header.revision)) : Number(read.header.revision);
+  }
+
+  /**
+   * A new write stamp: this replica's random prefix and a count, unique per write. It tells the NOSPACE
+   * check whether the watch saw this write, and the stamp at a revision tells one etcd history from
+   * another (etcd-cache.ts).
+   */
+  private nextStamp(): string {
+    return `${this.stampPrefix}${++this.stampsPut}`;
+  }
+
+  private noteStamp(value: Buffer): void {
+    const stamp = value.toString('latin1');
+    if (!stamp.startsWith(this.stampPrefix)) return;
+    this.stampsSeen.add(stamp);
+    if (this.stampsSeen.size > STAMPS_KEPT) this.stampsSeen.delete(this.stampsSeen.values().next().value!);
+  }
+
+  /**
+   * Whether etcd applied a write it answered NOSPACE (the one that crossed the quota is applied; one
+   * sent once etcd is over it, or once the alarm is raised, is not): a read barrier, then whether the
+   * copy saw the write's stamp — decided by what etcd holds, the same on every replica. Undecidable
+   * (etcd does not answer the barrier, or the copy was listed again meanwhile): 503 "may or may not".
+   */
+  private async appliedDespiteNoSpace(stamp: string, copy: OrderedEntries): Promise<boolean> {
+    const unknown = new StoreUnavailableError('etcd ran out of space (NOSPACE) with this write and could not be asked whether it applied it: it may or may not have been applied', { indeterminate: true });
+    try {
+      await this.fresh();
+    } catch {
+      throw unknown;
+    }
+    if (this.stampsSeen.has(stamp)) return true;
+    if (this.cache.entries !== copy) throw unknown;
+    return false;
   }
 
   private checkClusterId(clusterId: string): void {
@@ -545,12 +720,9 @@ export class EtcdStore implements Store {
       return;
     }
     if (clusterId === this.clusterId) return;
-    this.logger.error(
-      { was: this.clusterId, now: clusterId },
-      'etcd cluster id changed: these endpoints now lead to another etcd cluster (wiped and recreated, or replaced); tcpkv data written before may be gone',
-    );
+    const was = this.clusterId;
     this.clusterId = clusterId;
-    this.cache.relist('etcd cluster id changed');
+    this.cache.historyChanged('etcd cluster id changed: these endpoints now lead to another etcd cluster (wiped and recreated, or replaced)', { was, now: clusterId });
   }
 
   // ---- writes --------------------------------------------------------------------------------------
@@ -563,7 +735,7 @@ export class EtcdStore implements Store {
       throw new ValueTooLargeError(`A write holds at most ${maxPairs} pairs with this etcd (TCPKV_ETCD_MAX_TXN_OPS=${this.maxTxnOps}); this one has ${pairs.length}`);
     }
     const pairsBytes = this.pairsBytes(pairs);
-    const bytes = OP_OVERHEAD_BYTES + this.stampKey.length + pairsBytes;
+    const bytes = OP_OVERHEAD_BYTES + this.stampKey.length + STAMP_VALUE_MAX_BYTES + pairsBytes;
     if (bytes > this.maxRequestBytes) {
       this.logger.warn({ bytes, maxRequestBytes: this.maxRequestBytes }, 'write refused: larger than one etcd request');
       throw new ValueTooLargeError(`The write needs an etcd request of about ${bytes} bytes; etcd takes at most ${this.maxRequestBytes} (TCPKV_ETCD_MAX_REQUEST_BYTES)`);
@@ -669,7 +841,7 @@ export class EtcdStore implements Store {
     const maxPairs = Math.floor((this.maxTxnOps - 1) / 2);
     const keys = new Set<string>();
     let pairs = 0;
-    let bytes = OP_OVERHEAD_BYTES + this.stampKey.length;
+    let bytes = OP_OVERHEAD_BYTES + this.stampKey.length + STAMP_VALUE_MAX_BYTES;
     let taken = 0;
     for (const create of this.createQueue) {
       if (taken > 0 && (pairs + create.pairs.length > maxPairs || bytes + create.bytes > this.maxRequestBytes || create.pairs.some(([key]) => keys.has(key)))) break;
@@ -693,7 +865,9 @@ export class EtcdStore implements Store {
       success.push({ request_put: { key: kvKeys[n]!, value: Buffer.from(value, 'utf8') } });
       if (ordered) success.push({ request_put: { key: this.ordKey(key), value: Buffer.from(String(n)) } });
     });
-    success.push({ request_put: { key: this.stampKey, value: Buffer.alloc(0) } });
+    const stamp = this.nextStamp();
+    const copy = this.cache.entries;
+    success.push({ request_put: { key: this.stampKey, value: Buffer.from(stamp) } });
     const deadline = Math.min(...batch.map((create) => create.deadline));
     this.call('create', true, () =>
       this.client.kv.txn(
@@ -732,7 +906,19 @@ export class EtcdStore implements Store {
           }
           this.createQueue.unshift(...again);
         },
-        (error: unknown) => {
+        async (error: unknown) => {
+          if (error instanceof NoSpaceAnswer) {
+            try {
+              const applied = await this.appliedDespiteNoSpace(stamp, copy);
+              for (const create of batch) {
+                if (applied) create.resolve(CREATED);
+                else create.reject(new StoreFullError('etcd space quota (NOSPACE alarm)'));
+              }
+            } catch (unknown) {
+              for (const create of batch) create.reject(unknown);
+            }
+            return;
+          }
           if (error instanceof ValueTooLargeError && batch.length > 1) {
             // etcd's own limits are below what tcpkv was told: each POST is sent again alone (counted
             // as a whole request's size, it never shares a transaction) and gets its own answer
@@ -765,10 +951,14 @@ export class EtcdStore implements Store {
       return { newKeys, addedBytes };
     });
     let revisions: (number | undefined)[] = keys.map((key) => this.cache.entries.get(key)?.modRevision);
+    // the values at those revisions: the previous values if the write applies with an answer lost to NOSPACE
+    let held: (string | undefined)[] = keys.map((key) => this.cache.entries.get(key)?.value);
     const ordered = (expected: readonly (number | undefined)[]) => expected.filter((r) => r === undefined).length > 1;
     const deadline = Date.now() + this.timeoutMs;
     for (;;) {
       const expected = revisions;
+      const stamp = this.nextStamp();
+      const copy = this.cache.entries;
       const response = await this.call('update', true, () =>
         this.client.kv.txn({
           compare: keys.map((key, i) =>
@@ -781,11 +971,21 @@ export class EtcdStore implements Store {
               const put = { request_put: { key: this.kvKey(key), value: Buffer.from(values.get(key)!, 'utf8'), prev_kv: true } };
               return expected[i] === undefined && ordered(expected) ? [put, { request_put: { key: this.ordKey(key), value: Buffer.from(String(i)) } }] : [put];
             }),
-            { request_put: { key: this.stampKey, value: Buffer.alloc(0) } },
+            { request_put: { key: this.stampKey, value: Buffer.from(stamp) } },
           ],
-          failure: keys.map((key) => ({ request_range: { key: this.kvKey(key) } })),
+          // mod revisions only: values could make the answer larger than the client takes
+          failure: keys.map((key) => ({ request_range: { key: this.kvKey(key), keys_only: true } })),
         }),
-      );
+      ).catch(async (error: unknown) => {
+        if (!(error instanceof NoSpaceAnswer)) throw error;
+        if (!(await this.appliedDespiteNoSpace(stamp, copy))) throw new StoreFullError('etcd space quota (NOSPACE alarm)');
+        // applied: each key was at the revision compared, so its previous value is the one held then
+        return { succeeded: true, applied: true } as const;
+      });
+      if ('applied' in response) {
+        const previous = new Map(keys.map((key, i) => [key, held[i]] as const));
+        return { previous: pairs.map(([key]) => previous.get(key)) };
+      }
       if (response.succeeded) {
         const previous = new Map<string, string | undefined>();
         let at = 0;
@@ -801,6 +1001,7 @@ export class EtcdStore implements Store {
         const kv = r.response_range.kvs[0];
         return kv ? Number(kv.mod_revision) : undefined;
       });
+      held = response.responses.map((r) => r.response_range.kvs[0]?.value.toString('utf8'));
       if (Date.now() > deadline) throw new StoreUnavailableError('PUT kept losing to concurrent writes of the same keys until the etcd deadline; nothing was applied');
     }
   }
@@ -812,7 +1013,7 @@ export class EtcdStore implements Store {
         success: [
           { request_delete_range: { key: this.kvKey(key) } },
           { request_delete_range: { key: this.ordKey(key) } },
-          { request_put: { key: this.stampKey, value: Buffer.alloc(0) } },
+          { request_delete_range: { key: this.stampKey } },
         ],
         failure: [],
       }),
@@ -849,7 +1050,6 @@ export class EtcdStore implements Store {
     try {
       const result = await run();
       this.events.etcdCall(what, (performance.now() - started) / 1000, true);
-      if (isWrite) this.noSpaceAnsweredAt = undefined; // a write went through: the alarm is gone
       if (this.unavailableSince !== undefined) {
         this.logger.info({ downMs: Date.now() - this.unavailableSince }, 'etcd answers again');
         this.unavailableSince = undefined;
@@ -866,16 +1066,10 @@ export class EtcdStore implements Store {
         case 'too-large':
           this.logger.warn({ op: what, err: message }, 'etcd refused the write as too large; set TCPKV_ETCD_MAX_REQUEST_BYTES to match its --max-request-bytes');
           throw new ValueTooLargeError(`etcd refused the write as too large (over its --max-request-bytes); nothing was applied`);
-        case 'no-space': {
-          // etcd applies the write that takes it past its quota, raises the alarm, and only then
-          // answers NOSPACE; from then on it refuses every write before applying it. So a NOSPACE is
-          // certain to have applied nothing only for a write sent after an earlier NOSPACE answer.
-          const certain = !isWrite || (this.noSpaceAnsweredAt !== undefined && started >= this.noSpaceAnsweredAt);
-          this.noSpaceAnsweredAt ??= performance.now();
+        case 'no-space':
+          // whether a write was applied is decided by the caller (see appliedDespiteNoSpace)
           this.logger.error({ op: what, err: message }, 'etcd is out of space (NOSPACE alarm): writes answer 507 until an operator compacts, defragments and disarms the alarm');
-          if (certain) throw new StoreFullError('etcd space quota (NOSPACE alarm)');
-          throw new StoreUnavailableError(`etcd ran out of space (NOSPACE) with this write: etcd applies the write that crosses its quota before it says so, so it may or may not have been applied`, { indeterminate: true });
-        }
+          throw new NoSpaceAnswer('etcd space quota (NOSPACE alarm)');
         case 'denied':
           this.logger.error({ op: what, err: message }, 'etcd refused the request: check the etcd user and its role');
           throw new StoreUnavailableError(`etcd refused the request (${message}); nothing was applied`);

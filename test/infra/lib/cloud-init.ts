@@ -14,6 +14,10 @@ export const sampleInputs: Record<string, string> = {
   node_image: 'node:24-bookworm-slim',
   log_level: 'info',
   expected_public_ip: '203.0.113.10',
+  metadata_url: 'http://169.254.169.254',
+  tls_ca_cert: '-----BEGIN CERTIFICATE-----\nsample CA\n-----END CERTIFICATE-----\n',
+  tls_server_cert: '-----BEGIN CERTIFICATE-----\nsample server\n-----END CERTIFICATE-----\n',
+  tls_server_key: '-----BEGIN PRIVATE KEY-----\nsample key\n-----END PRIVATE KEY-----\n',
 };
 
 /** Template variables: `x_b64` gets base64(sample x), others the sample itself. */
