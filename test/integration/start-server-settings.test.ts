@@ -3,17 +3,19 @@
 // refused, new settings tried before the running server is touched, a taken port refused, and the last
 // good settings started again when the replacement does not become healthy.
 
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ROOT } from '../support/net.js';
 
 const SCRIPT = join(ROOT, 'infra', 'remote', 'start-server.sh');
 
 let dir: string;
 let record: string;
+/** the recipe's TLS files (TLS is on by default), made once the way deploy-ssh.sh makes them */
+let tlsDir: string;
 
 // docker compose … : `ps -q server` names the running server (main1), `run -d --name N` makes the
 // trial, `up` records the settings it was given. docker inspect answers from SHIM_HEALTH_<name>.
@@ -57,6 +59,7 @@ function run(settings: string[], env: Record<string, string> = {}, args: string[
       SHIM_DIR: dir,
       TCPKV_COMPOSE_PROJECT: 'shimproject',
       TCPKV_LAST_GOOD_SETTINGS: join(dir, 'last-good.env'),
+      TCPKV_TLS_DIR: tlsDir,
       ...env,
     },
     encoding: 'utf8',
@@ -67,6 +70,12 @@ function run(settings: string[], env: Record<string, string> = {}, args: string[
 }
 
 const GOOD = ['TCPKV_ALLOWED_HOSTS=203.0.113.10', 'TCPKV_ALLOWED_CLIENTS=198.51.100.7/32', 'TCPKV_SHUTDOWN_TOKEN=0123456789abcdef0123', 'TCPKV_PUBLISH=127.0.0.1:'];
+
+beforeAll(() => {
+  tlsDir = join(mkdtempSync(join(tmpdir(), 'tcpkv-start-tls-')), 'tls');
+  execFileSync(join(ROOT, 'infra', 'remote', 'make-certs.sh'), [tlsDir, '127.0.0.1'], { stdio: 'ignore' });
+});
+afterAll(() => rmSync(join(tlsDir, '..'), { recursive: true, force: true }));
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'tcpkv-start-shim-'));
