@@ -5,29 +5,22 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEtcd, type LocalEtcd } from '../support/etcd.js';
+import { useLocalEtcd } from '../support/etcd.js';
 import { useChildServers } from '../support/child-servers.js';
 import { CLIENT_BIN, ROOT, runClient, spawnServer, type ChildServer } from '../support/net.js';
 import { useTempDirs } from '../support/temp-dirs.js';
 
 const tempDir = useTempDirs();
 const track = useChildServers();
-let etcd: LocalEtcd;
+const localEtcd = useLocalEtcd();
 let prefixes = 0;
-
-beforeAll(async () => {
-  etcd = await startEtcd();
-});
-afterAll(async () => {
-  await etcd.destroy();
-});
 
 type Kind = 'memory' | 'log' | 'etcd';
 const KINDS: readonly Kind[] = ['memory', 'log', 'etcd'];
 
 async function serverOf(kind: Kind): Promise<ChildServer> {
   const env: Record<string, string> =
-    kind === 'memory' ? {} : kind === 'log' ? { TCPKV_DATA_DIR: tempDir('tcpkv-backup-') } : { TCPKV_ETCD_ENDPOINTS: etcd.endpoint, TCPKV_ETCD_PREFIX: `backup${process.pid}-${++prefixes}/` };
+    kind === 'memory' ? {} : kind === 'log' ? { TCPKV_DATA_DIR: tempDir('tcpkv-backup-') } : { TCPKV_ETCD_ENDPOINTS: localEtcd().endpoint, TCPKV_ETCD_PREFIX: `backup${process.pid}-${++prefixes}/` };
   return track(await spawnServer(env));
 }
 

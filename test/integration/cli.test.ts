@@ -5,14 +5,13 @@
 
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { TcpkvClient } from '../../services/client/client.js';
 import { Texts } from '../../services/protocol/texts.js';
-import { CLIENT_BIN, freePort, ROOT, runClient, spawnServer, startServer, type InProcessServer } from '../support/net.js';
+import { CLIENT_BIN, freePort, ROOT, runClient, spawnServer, startServer, type InProcessServer, tinyServer } from '../support/net.js';
 import { ptySession } from '../support/pty.js';
 
 let server: InProcessServer;
@@ -33,25 +32,6 @@ function runCommand(command: string, args: string[]): Promise<{ status: number |
     proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     proc.on('close', (status) => resolve({ status, stdout, stderr }));
   });
-}
-
-/** A loopback TCP server that does what `onSocket` says with each connection. */
-async function tinyServer(onSocket: (socket: Socket) => void): Promise<{ port: number; server: Server; close(): void }> {
-  const sockets = new Set<Socket>();
-  const s = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    onSocket(socket);
-  });
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  return {
-    port: (s.address() as AddressInfo).port,
-    server: s,
-    close: () => {
-      for (const c of sockets) c.destroy();
-      s.close();
-    },
-  };
 }
 
 /** Accepts, reads the request, closes (FIN) without a byte of answer: a server at its limit, or broken. */

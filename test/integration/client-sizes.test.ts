@@ -6,33 +6,13 @@
 
 import { spawn } from 'node:child_process';
 import { get as httpGet } from 'node:http';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientError, TcpkvClient } from '../../services/client/client.js';
-import { CLIENT_BIN, ROOT, runClient, spawnServer, startServer, type ChildServer, type InProcessServer } from '../support/net.js';
-
-/** A loopback TCP server that does what `onSocket` says with each connection. */
-async function tinyServer(onSocket: (socket: Socket) => void): Promise<{ port: number; server: Server; close(): void }> {
-  const sockets = new Set<Socket>();
-  const s = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    socket.on('close', () => sockets.delete(socket));
-    onSocket(socket);
-  });
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  return {
-    port: (s.address() as AddressInfo).port,
-    server: s,
-    close: () => {
-      for (const c of sockets) c.destroy();
-      s.close();
-    },
-  };
-}
+import { CLIENT_BIN, ROOT, runClient, spawnServer, startServer, type ChildServer, type InProcessServer, tinyServer } from '../support/net.js';
 
 /** Answers every request with `answer`, written in pieces of 16 KiB (so it arrives in many chunks). */
 const answering = (answer: () => Buffer) =>

@@ -3,21 +3,15 @@
 // printed, on every store (docs/store.md, Pages): a cursor key deleted since continues from its place.
 
 import { spawn } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEtcd, type LocalEtcd } from '../support/etcd.js';
+import { describe, expect, it } from 'vitest';
+import { useLocalEtcd } from '../support/etcd.js';
 import { useChildServers } from '../support/child-servers.js';
 import { CLIENT_BIN, openSocket, ROOT, spawnServer } from '../support/net.js';
 import { useTempDirs } from '../support/temp-dirs.js';
 
 const track = useChildServers();
 const tempDir = useTempDirs();
-let etcd: LocalEtcd;
-beforeAll(async () => {
-  etcd = await startEtcd();
-});
-afterAll(async () => {
-  await etcd.destroy();
-});
+const localEtcd = useLocalEtcd();
 
 const JOBS = 300;
 
@@ -65,7 +59,7 @@ describe('keys --prefix job/ --page 1 while each printed key is deleted', () => 
   const stores: [string, () => Promise<Record<string, string>>][] = [
     ['memory', async () => ({})],
     ['log', async () => ({ TCPKV_DATA_DIR: tempDir('tcpkv-walk-') })],
-    ['etcd', async () => ({ TCPKV_ETCD_ENDPOINTS: etcd.endpoint, TCPKV_ETCD_PREFIX: `walk${process.pid}-${Date.now()}/` })],
+    ['etcd', async () => ({ TCPKV_ETCD_ENDPOINTS: localEtcd().endpoint, TCPKV_ETCD_PREFIX: `walk${process.pid}-${Date.now()}/` })],
   ];
   for (const [name, env] of stores) {
     it(`${name} store: all ${JOBS} keys are printed, and none is left`, async () => {

@@ -2,12 +2,11 @@
 // on real files, and etcd through a real local etcd.
 
 import { pino } from 'pino';
-import { afterAll, beforeAll } from 'vitest';
 import { EtcdStore } from '../../services/server/store/etcd-store.js';
 import { LogStore } from '../../services/server/store/log-store.js';
 import { MemoryStore } from '../../services/server/store/memory-store.js';
 import type { Store, StoreLimits } from '../../services/server/store/store.js';
-import { startEtcd, type LocalEtcd } from '../support/etcd.js';
+import { useLocalEtcd } from '../support/etcd.js';
 import { runStoreContract } from '../support/store-contract.js';
 import { useTempDirs } from '../support/temp-dirs.js';
 
@@ -34,18 +33,12 @@ runStoreContract('LogStore', {
   dispose: (store: Store) => store.close(),
 });
 
-let etcd: LocalEtcd;
+const localEtcd = useLocalEtcd();
 let prefixes = 0;
-beforeAll(async () => {
-  etcd = await startEtcd();
-});
-afterAll(async () => {
-  await etcd.destroy();
-});
 
 const etcdPrefixes = new WeakMap<Store, { prefix: string; limits: StoreLimits | undefined }>();
 async function openEtcd(prefix: string, limits: StoreLimits | undefined): Promise<EtcdStore> {
-  const store = new EtcdStore({ endpoints: [etcd.endpoint], prefix, timeoutMs: 3000, logger: quiet, limits });
+  const store = new EtcdStore({ endpoints: [localEtcd().endpoint], prefix, timeoutMs: 3000, logger: quiet, limits });
   etcdPrefixes.set(store, { prefix, limits });
   await store.start();
   const started = Date.now();

@@ -2,7 +2,7 @@
 // exchanges, and the seed client's exact request bytes.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -298,4 +298,24 @@ export async function portOutsideEphemeralRange(): Promise<number> {
     });
     if (free) return port;
   }
+}
+
+/** A loopback TCP server that does what `onSocket` says with each connection. */
+export async function tinyServer(onSocket: (socket: Socket) => void): Promise<{ port: number; server: Server; close(): void }> {
+  const sockets = new Set<Socket>();
+  const s = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+    onSocket(socket);
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return {
+    port: (s.address() as AddressInfo).port,
+    server: s,
+    close: () => {
+      for (const c of sockets) c.destroy();
+      s.close();
+    },
+  };
 }
