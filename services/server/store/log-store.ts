@@ -30,7 +30,7 @@ import type { Logger } from 'pino';
 import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { lockDirectory, type DirectoryLock } from './dir-lock.js';
 import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeRecord, fileSource, FORMAT_VERSION, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, snapshotRecords, surveyDamage, type FormatVersion, type ReplayResult } from './log-format.js';
-import { MemoryStore } from './memory-store.js';
+import { MemoryStore, type FrozenPairs } from './memory-store.js';
 import {
   repeatedKey,
   StoreUnavailableError,
@@ -562,7 +562,7 @@ export class LogStore implements Store {
       if ('refusal' in d) d.refusal();
       else d.op.resolve(d.result);
     }
-    this.maybeCompact();
+    await this.maybeCompact();
   }
 
   private async timedSync(): Promise<void> {
@@ -594,28 +594,38 @@ export class LogStore implements Store {
 
   // ---- compaction --------------------------------------------------------------------------------------
 
-  private maybeCompact(): void {
+  /** Called only from inside the chain: the next batch waits until the snapshot is taken. */
+  private async maybeCompact(): Promise<void> {
     if (this.rewriting || this.closed || Date.now() < this.compactNotBefore) return;
     if (this.size < this.options.compactMinBytes || this.size < this.options.compactFactor * (this.liveBytes + MAGIC.length)) return;
-    this.startRewrite();
+    await this.startRewrite();
   }
 
   /** Starts a rewrite now (tests and operators may want one); resolves when it is done (ok or not). */
   async compact(): Promise<void> {
     // the snapshot must be taken between two batches, so no write is half way to memory
     await this.run(async () => {
-      if (!this.rewriting) this.startRewrite();
+      if (!this.rewriting) await this.startRewrite();
     });
     await this.rewriteDone;
   }
 
-  /** Called only from inside the chain. */
-  private startRewrite(): void {
-    // the pairs as of now, decoded only as the rewrite writes them, between its writes
-    const snapshot = this.memory.frozenPairs();
-    const coveredBytes = this.size;
+  /**
+   * Called only from inside the chain, which it holds until the snapshot is taken (no batch can change
+   * memory while the copy of the keys gives the event loop back); the rewrite itself runs after.
+   */
+  private async startRewrite(): Promise<void> {
     this.rewriting = true;
     const started = performance.now();
+    const coveredBytes = this.size;
+    let snapshot: FrozenPairs;
+    try {
+      // the pairs as of now, decoded only as the rewrite writes them, between its writes
+      snapshot = await this.memory.frozenPairs();
+    } catch (error) {
+      this.rewriting = false;
+      throw error;
+    }
     const tmp = this.rewritePath;
     this.rewriteDone = (async () => {
       let out: FileHandle | undefined;

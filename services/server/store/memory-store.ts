@@ -29,7 +29,7 @@
 //                                           returns the StoreFullError to throw (and logs it, at most
 //                                           once a minute), or undefined
 //   usage(), limits, size, list(), entries()
-//   frozenPairs()                            every pair as of now, read later (compaction)
+//   frozenPairs()                            every pair as of now, read later (compaction; async)
 //   utf8Bytes(s)                             exported helper: UTF-8 length of a string
 
 import { getHeapStatistics } from 'node:v8';
@@ -43,6 +43,8 @@ const BLOCK_BYTES = 16 * 1024;
 const MAX_DIRTY_BLOCKS = 64;
 /** Entries one page may look at (prefix filtering): a page may come back short, with a `next`. */
 const PAGE_SCAN_BUDGET = 10_000;
+/** frozenPairs copies for at most this long before it lets other work run. */
+const FREEZE_SLICE_MS = 8;
 /** At most one "store full" warning per this many milliseconds. */
 const FULL_WARNING_EVERY_MS = 60_000;
 
@@ -254,12 +256,15 @@ export class MemoryStore implements Store {
    * Every pair as of now, in insertion order, to be read later (the log's compaction writes it while
    * writes go on). Taking it renders the changed blocks and keeps, per block, its buffer (never
    * changed once rendered: a later change renders a new one) with its keys and value offsets — no
-   * value is decoded until the pairs are read, so the event loop is held for the keys, not the data.
+   * value is decoded until the pairs are read. Copying a million keys' places still takes a tenth of a
+   * second or more, so it gives the event loop back every `sliceMs`: the caller must keep writes out
+   * until it resolves (the log store holds its write chain), or the copy would mix two moments.
    */
-  frozenPairs(): FrozenPairs {
+  async frozenPairs(sliceMs = FREEZE_SLICE_MS): Promise<FrozenPairs> {
     this.renderDirty();
     const blocks: { wire: Buffer; keys: string[]; offsets: Int32Array }[] = [];
     let count = 0;
+    let sliceStarted = performance.now();
     for (let b = this.head; b !== undefined; b = b.next) {
       if (b.live === 0) continue;
       const keys: string[] = [];
@@ -272,6 +277,10 @@ export class MemoryStore implements Store {
       }
       blocks.push({ wire: b.wire, keys, offsets });
       count += keys.length;
+      if (performance.now() - sliceStarted >= sliceMs) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStarted = performance.now();
+      }
     }
     return {
       count,
