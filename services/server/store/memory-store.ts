@@ -49,16 +49,13 @@ const FREEZE_SLICE_MS = 8;
 const FULL_WARNING_EVERY_MS = 60_000;
 
 // Heap the store may take by default, as a share of the heap the process actually has, and what a key
-// and a byte cost there (measured on Node 24 by bench/memory.mjs and docs/store.md's table):
-//   per key   88–96 B of heap besides its bytes (map slot, key string header, its ids and offsets,
-//             its share of a block)
-//   per byte  1 B for a value's byte (in its block's buffer, outside the heap), and a key's bytes twice
-//             (its string in the map: up to 2 B per byte for text beyond Latin-1, and 1 B in its
-//             block's buffer): at worst 3 B per byte
-// Each limit alone may take a sixth of the heap at those worst costs, so both together stay under a
-// third of `heap_size_limit` — which counts the young generation too (with --max-old-space-size=128,
-// heap_size_limit is 320 MiB on Node 24): the rest is for connections, request bodies, answers in
-// flight and the garbage collector's headroom.
+// and a byte are charged there: the charges are upper bounds of the costs bench/memory.mjs measures
+// (docs/store.md lists them). A key costs its map slot, its string header, its ids and offsets and its
+// share of a block; a value's byte lives once in its block's buffer, outside the heap; a key's byte
+// twice (its string in the map — two bytes per character beyond Latin-1 — and once in the block).
+// Each limit alone may take a sixth of the heap at those charges, so both together stay under a third
+// of `heap_size_limit` — which counts the young generation too: the rest is for connections, request
+// bodies, answers in flight and the garbage collector's headroom.
 const HEAP_SHARE_PER_LIMIT = 1 / 6;
 export const HEAP_PER_KEY = 128;
 export const HEAP_PER_DATA_BYTE = 3;
