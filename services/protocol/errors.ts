@@ -10,7 +10,10 @@ import { Texts } from './texts.js';
 interface CodeSpec {
   readonly status: number;
   readonly message: string;
-  /** a configured or built-in limit refused the request: logged at warn and counted (limitHit) */
+  /**
+   * a configured or built-in limit: a rule's answer with this code is logged at warn and counted
+   * (limitHit); the parser's and the connection's refusals are all logged and counted
+   */
   readonly limit?: true;
   /** false: the connection closes without an answer (there is no session to answer in) */
   readonly answered?: false;
@@ -57,7 +60,7 @@ export const ProtocolErrors = {
 
 export type ProtocolErrorCode = keyof typeof ProtocolErrors;
 
-/** Whether hitting this code is a limit: logged at warn and counted. */
+/** Whether this code is a limit: a rule's answer carrying it is logged at warn and counted. */
 export function isLimit(code: ProtocolErrorCode): boolean {
   return (ProtocolErrors[code] as CodeSpec).limit === true;
 }
