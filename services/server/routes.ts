@@ -14,27 +14,32 @@ export interface RouteRow {
   /** the metrics label of every request this row matches */
   readonly label: RouteLabel;
   /** matches only this method (undefined: any) */
-  readonly method?: string;
+  readonly method: string | undefined;
   /** matches only this path, without its leading `/` (undefined: any) */
-  readonly path?: string;
+  readonly path: string | undefined;
   /** matches only this kind of `/kv` route (undefined: any request, `/kv` or not) */
-  readonly kv?: 'key' | 'page';
+  readonly kv: 'key' | 'page' | undefined;
   readonly rule: (call: RuleCall) => MaybePromise<Answer>;
+}
+
+/** A row; every row has every field, so matching reads one shape of object. */
+function row(label: RouteLabel, match: { method?: string; path?: string; kv?: 'key' | 'page' }, rule: RouteRow['rule']): RouteRow {
+  return Object.freeze({ label, method: match.method, path: match.path, kv: match.kv, rule });
 }
 
 /** The routes, first match wins; the last row matches everything. */
 export const ROUTES: readonly RouteRow[] = Object.freeze([
-  { label: 'end', method: 'END', rule: endRule },
-  { label: 'kv-key', kv: 'key', rule: kvKeyRule },
-  { label: 'kv-page', kv: 'page', rule: kvPageRule },
-  { label: 'create', path: 'create', method: 'POST', rule: createRule },
-  { label: 'other', path: 'create', rule: createNeedsPostRule },
-  { label: 'update', path: 'update', method: 'PUT', rule: updateRule },
-  { label: 'other', path: 'update', rule: updateNeedsPutRule },
-  { label: 'listing', method: 'GET', rule: listingRule },
-  { label: 'head', method: 'HEAD', rule: headRule },
-  { label: 'other', rule: noRouteRule },
-] satisfies RouteRow[]);
+  row('end', { method: 'END' }, endRule),
+  row('kv-key', { kv: 'key' }, kvKeyRule),
+  row('kv-page', { kv: 'page' }, kvPageRule),
+  row('create', { path: 'create', method: 'POST' }, createRule),
+  row('other', { path: 'create' }, createNeedsPostRule),
+  row('update', { path: 'update', method: 'PUT' }, updateRule),
+  row('other', { path: 'update' }, updateNeedsPutRule),
+  row('listing', { method: 'GET' }, listingRule),
+  row('head', { method: 'HEAD' }, headRule),
+  row('other', {}, noRouteRule),
+]);
 
 /** A request matched to its row, with what its rule is given. */
 export interface RouteCall extends RuleCall {
