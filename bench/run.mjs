@@ -5,7 +5,7 @@
 //
 //   node bench/run.mjs [--quick]
 //   BENCH_DURATION=5 BENCH_ROUNDS=3 BENCH_CONNECTIONS=64 BENCH_THREADS=1 BENCH_WARMUP=1
-//   BENCH_QUICK=1 (= --quick: 1 round, 2 s runs)   BENCH_ONLY=compare,durability,replay,scale
+//   BENCH_QUICK=1 (= --quick: 1 round, 2 s runs)   BENCH_ONLY=compare,redis,durability,replay,scale
 //   BENCH_IDLE_CONNECTIONS=5000 BENCH_SCALE_KEYS=100000 BENCH_REPLAY_RECORDS=1000000
 
 import { execFileSync } from 'node:child_process';
@@ -18,6 +18,7 @@ import { exchange, httpRequest, sendMany } from './lib/client.mjs';
 import { measure, probeArgs } from './lib/mem.mjs';
 import { json, start, stop, stopAll, waitForLine } from './lib/procs.mjs';
 import { fmt, median, ratio, summarise, table } from './lib/report.mjs';
+import { redisVersion, runRedisBenchmark, startRedis } from './lib/redis.mjs';
 import { removeServerCwd, ROOT, startCeiling, startNodeHttp, startTcpkv, TCPKV_MAIN } from './lib/servers.mjs';
 import { runWrk, wrkVersion } from './lib/wrk.mjs';
 
@@ -51,7 +52,7 @@ const cfg = {
   scaleLatencyConnections: 8,
   scaleConnectionCounts: [1, 4, 16, 64, 256],
   replayRecords: setting('BENCH_REPLAY_RECORDS', 1_000_000),
-  sections: (env.BENCH_ONLY || 'compare,durability,replay,scale').split(',').map((s) => s.trim()),
+  sections: (env.BENCH_ONLY || 'compare,redis,durability,replay,scale').split(',').map((s) => s.trim()),
 };
 
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
@@ -134,27 +135,53 @@ async function preload(port, n, what) {
   if (statuses[200] !== n) throw new Error(`preloading ${what}: ${JSON.stringify(statuses)}`);
 }
 
+/** A process's CPU time so far, µs (utime + stime from /proc/PID/stat, in clock ticks of 10 ms). */
+function cpuMicros(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return undefined; // not Linux
+  }
+}
+
 /**
- * Runs `subjects` (name → { port, wrk options }) round-robin: in round r the order is rotated by r,
- * so no subject always goes first. A warm-up run of each comes first and is not counted.
+ * Runs `subjects` (name → { port, wrk options } or { run(durationS) }) round-robin: in round r the
+ * order is rotated by r, so no subject always goes first. A warm-up run of each comes first and is
+ * not counted. A subject with a `pid` also gets its server's CPU time per request (from /proc): a
+ * figure that other work on the machine disturbs far less than req/s.
  */
 async function rounds(subjects, { connections = cfg.connections, label }) {
   const names = Object.keys(subjects);
   const runs = Object.fromEntries(names.map((n) => [n, []]));
-  const wrkFor = (name, durationS) => {
+  const runFor = async (name, durationS) => {
     const s = subjects[name];
-    const args = typeof s.args === 'function' ? s.args() : (s.args ?? []);
-    return runWrk({ port: s.port, connections: s.connections ?? connections, threads: cfg.threads, durationS, script: s.script, args, path: s.path });
+    const before = s.pid !== undefined ? cpuMicros(s.pid) : undefined;
+    let result;
+    if (s.run) result = await s.run(durationS);
+    else {
+      const args = typeof s.args === 'function' ? s.args() : (s.args ?? []);
+      result = await runWrk({ port: s.port, connections: s.connections ?? connections, threads: cfg.threads, durationS, script: s.script, args, path: s.path });
+    }
+    const after = before !== undefined ? cpuMicros(s.pid) : undefined;
+    if (after !== undefined && result.requests) result.cpuUsPerRequest = (after - before) / result.requests;
+    return result;
   };
-  for (const name of names) await wrkFor(name, cfg.warmupS);
+  for (const name of names) await runFor(name, cfg.warmupS);
   for (let r = 0; r < cfg.rounds; r++) {
     for (const name of rotate(names, r)) {
-      const result = await wrkFor(name, cfg.durationS);
+      const result = await runFor(name, cfg.durationS);
       runs[name].push(result);
-      progress(`${label}: round ${r + 1}/${cfg.rounds} ${name}: ${fmt.int(result.rps)} req/s, p50 ${fmt.ms(result.p50)} ms, p99 ${fmt.ms(result.p99)} ms${result.errors ? `, ${result.errors} errors` : ''}`);
+      const cpu = result.cpuUsPerRequest !== undefined ? `, ${result.cpuUsPerRequest.toFixed(1)} µs CPU/req` : '';
+      progress(`${label}: round ${r + 1}/${cfg.rounds} ${name}: ${fmt.int(result.rps)} req/s, p50 ${fmt.ms(result.p50)} ms, p99 ${fmt.ms(result.p99)} ms${cpu}${result.errors ? `, ${result.errors} errors` : ''}`);
     }
   }
-  return Object.fromEntries(names.map((n) => [n, { median: summarise(runs[n]), runs: runs[n] }]));
+  return Object.fromEntries(names.map((n) => [n, { median: { ...summarise(runs[n]), cpuUs: median(runs[n].map((r) => r.cpuUsPerRequest).filter((x) => x !== undefined)) }, runs: runs[n] }]));
+}
+
+/** How many requests `a` serves in the CPU time `b` takes for one: b's CPU per request / a's. */
+function cpuRatio(a, b) {
+  return a.median.cpuUs && b.median.cpuUs ? b.median.cpuUs / a.median.cpuUs : undefined;
 }
 
 // ---- 1. tcpkv vs node:http vs the ceiling ------------------------------------------------------------
@@ -200,6 +227,7 @@ async function compareWorkload(w) {
     if (storing) procs.push(storing);
     const subject = (p, script = w.script) => ({
       port: p.port,
+      pid: p.pid,
       script,
       args: w.post ? () => [nextRunId()] : w.args,
     });
@@ -224,6 +252,9 @@ async function compareWorkload(w) {
         tcpkvToCeiling: ratio(res.tcpkv.median.rps, res.ceiling.median.rps),
         p99TcpkvToNodeHttp: ratio(res.tcpkv.median.p99, res['node:http'].median.p99),
         tcpkvToStoringCeiling: storing ? ratio(res.tcpkv.median.rps, res['ceiling+Map'].median.rps) : undefined,
+        cpuTcpkvToNodeHttp: cpuRatio(res.tcpkv, res['node:http']),
+        cpuTcpkvToCeiling: cpuRatio(res.tcpkv, res.ceiling),
+        cpuTcpkvToStoringCeiling: storing ? cpuRatio(res.tcpkv, res['ceiling+Map']) : undefined,
       },
     };
   } finally {
@@ -246,13 +277,18 @@ function printCompare(list) {
         fmt.ms(m.p50),
         pipelined ? 'n/a ‡' : fmt.ms(m.p99),
         m.errors ? String(m.errors) : '0',
-        name === 'tcpkv' ? fmt.x(w.ratios.tcpkvToNodeHttp) : '',
-        name === 'tcpkv' ? fmt.x(w.ratios.tcpkvToCeiling) : name === 'ceiling+Map' ? `(${fmt.x(w.ratios.tcpkvToStoringCeiling)}) §` : '',
+        m.cpuUs === undefined ? 'n/a' : m.cpuUs.toFixed(1),
+        name === 'tcpkv' ? `${fmt.x(w.ratios.tcpkvToNodeHttp)} (${fmt.x(w.ratios.cpuTcpkvToNodeHttp)})` : '',
+        name === 'tcpkv'
+          ? `${fmt.x(w.ratios.tcpkvToCeiling)} (${fmt.x(w.ratios.cpuTcpkvToCeiling)})`
+          : name === 'ceiling+Map'
+            ? `[${fmt.x(w.ratios.tcpkvToStoringCeiling)} (${fmt.x(w.ratios.cpuTcpkvToStoringCeiling)})] §`
+            : '',
       ]);
     });
   }
   say(
-    table(['workload', 'server', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'errors', 'tcpkv/node:http', 'tcpkv/ceiling'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']),
+    table(['workload', 'server', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'errors', 'µs CPU/req', 'tcpkv/node:http', 'tcpkv/ceiling'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']),
   );
   say(`medians of ${cfg.rounds} round(s) of ${cfg.durationS} s per server, servers alternating; wrk -t${cfg.threads} -c${cfg.connections} --latency`);
   say('† tcpkv gets the seed client\'s bytes (target `/`, `Host: 127.0.0.1/`, header block ended by `\\r\\n\\n`);');
@@ -260,9 +296,75 @@ function printCompare(list) {
   say(`‡ pipelined: wrk records one latency per batch of ${cfg.pipelineDepth} (p50 is per batch) and its coordinated-omission`);
   say('  correction is meaningless there, so no p99. req/s counts answers.');
   say('§ ceiling+Map: the ceiling that also inserts each POST body\'s key into a Map (the least a storing server');
-  say('  does); in brackets, tcpkv / ceiling+Map.');
+  say('  does); in square brackets, tcpkv / ceiling+Map.');
   say('spread = (max − min) / median of req/s over the rounds. errors = non-2xx answers + socket errors');
-  say('(connect, read, write, timeout), summed over the rounds.');
+  say('(connect, read, write, timeout), summed over the rounds. µs CPU/req = the server process\'s CPU time');
+  say('(/proc) over the requests of a run, median over the rounds; the ratios in round brackets are by it');
+  say('(the other\'s CPU per request / tcpkv\'s): what the ratio of req/s would be on an otherwise idle core.');
+}
+
+// ---- 1b. the far anchor: one key, tcpkv's /kv/<key> against redis-server's GET and SET ---------------
+
+// redis-benchmark without -r uses one fixed key; tcpkv gets one fixed key too (its keys hold no `:`)
+const TCPKV_KEY = 'key';
+
+async function redisAnchor() {
+  const version = redisVersion();
+  if (version === undefined) return { skipped: 'not installed' };
+  const procs = [];
+  try {
+    const redis = await startRedis(tempDir('tcpkv-bench-redis-'));
+    procs.push(redis);
+    const tcpkv = await startTcpkv();
+    procs.push(tcpkv);
+    const kvPath = `/kv/${TCPKV_KEY}`;
+    await expectOk(tcpkv.port, httpRequest('PUT', kvPath, 'xxx'), 'tcpkv PUT /kv/<key>');
+    // redis-benchmark runs a number of requests, not a time: sized from its last run's rate
+    const redisSubject = (test) => {
+      let rate = 20_000;
+      return {
+        pid: redis.pid,
+        run: async (durationS) => {
+          const r = await runRedisBenchmark({ port: redis.port, test, connections: cfg.connections, requests: Math.max(10_000, Math.round(rate * durationS)) });
+          rate = r.rps;
+          return r;
+        },
+      };
+    };
+    const workloads = {};
+    // SET first, so that GET finds the key
+    workloads.set = await rounds(
+      { tcpkv: { port: tcpkv.port, pid: tcpkv.pid, script: 'put-kv.lua', args: [TCPKV_KEY] }, redis: redisSubject('set') },
+      { label: 'PUT /kv/<key> vs SET' },
+    );
+    workloads.get = await rounds({ tcpkv: { port: tcpkv.port, pid: tcpkv.pid, path: kvPath }, redis: redisSubject('get') }, { label: 'GET /kv/<key> vs GET' });
+    return {
+      version,
+      workloads: Object.fromEntries(
+        Object.entries(workloads).map(([id, res]) => [id, { servers: res, tcpkvToRedis: ratio(res.tcpkv.median.rps, res.redis.median.rps), cpuTcpkvToRedis: cpuRatio(res.tcpkv, res.redis) }]),
+      ),
+    };
+  } finally {
+    await stopAll(procs);
+  }
+}
+
+function printRedis(r) {
+  if (r.skipped !== undefined) {
+    say(`redis: ${r.skipped}, skipped`);
+    return;
+  }
+  const titles = { set: 'PUT /kv/<key> | SET', get: 'GET /kv/<key> | GET' };
+  const rows = [];
+  for (const [id, w] of Object.entries(r.workloads)) {
+    for (const [name, s] of Object.entries(w.servers)) {
+      const m = s.median;
+      rows.push([name === 'tcpkv' ? titles[id] : '', name, fmt.int(m.rps), fmt.pct(m.spread), fmt.ms(m.p50), fmt.ms(m.p99), m.cpuUs === undefined ? 'n/a' : m.cpuUs.toFixed(1), name === 'tcpkv' ? `${fmt.x(w.tcpkvToRedis)} (${fmt.x(w.cpuTcpkvToRedis)})` : '']);
+    }
+  }
+  say(table(['one key, 3-byte value', 'server', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'µs CPU/req', 'tcpkv/redis'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r']));
+  say(`${r.version.split(' ').slice(0, 3).join(' ')} on 127.0.0.1, no persistence; redis-benchmark -c ${cfg.connections} -P 1 -d 3 -t set|get (one fixed key)`);
+  say('against wrk with the same connections; ratios as above (in round brackets: by CPU per request).');
 }
 
 // ---- 2. durability: POST with unique keys, memory vs the log's fsync policies ------------------------
@@ -547,6 +649,12 @@ async function main() {
         results.compare.push(await compareWorkload(w));
       }
       printCompare(results.compare);
+      say('');
+    }
+    if (cfg.sections.includes('redis')) {
+      progress('redis');
+      results.redis = await redisAnchor();
+      printRedis(results.redis);
       say('');
     }
     if (cfg.sections.includes('durability')) {

@@ -18,6 +18,7 @@
 
 import { createHash, type Hash } from 'node:crypto';
 import { Texts } from '../protocol/texts.js';
+import { ClientSideError } from '../protocol/errors.js';
 import { formatAddress, type Answer, type TcpkvClient } from './client.js';
 
 export const DUMP_FORMAT = 'tcpkv-dump';
@@ -42,10 +43,18 @@ export interface DumpTrailer {
 export type Entry = readonly [key: string, value: string];
 
 /** A dump file's problem: refused before anything is written. */
-export class DumpFormatError extends Error {}
+export class DumpFormatError extends ClientSideError {
+  constructor(message: string) {
+    super('DUMP_FORMAT', message);
+  }
+}
 
 /** A target, or an answer, that stops a restore. */
-export class RestoreError extends Error {}
+export class RestoreError extends ClientSideError {
+  constructor(message: string) {
+    super('RESTORE_FAILED', message);
+  }
+}
 
 /** Writes a dump as lines, hashing as it goes; hands `write` about 64 KiB at a time. */
 export class DumpWriter {

@@ -7,6 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import { connect, isIP, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { checkServerIdentity, connect as connectTls, type TLSSocket } from 'node:tls';
+import { ClientSideError } from '../protocol/errors.js';
 import { ResponseFormatError, ResponseReader, type ParsedResponse } from '../protocol/response-reader.js';
 
 export type Dialect = 'seed' | 'standard';
@@ -157,14 +158,14 @@ export function describeTlsFailure(error: NodeJS.ErrnoException & { cert?: { sub
   return undefined;
 }
 
-export class ClientError extends Error {
+/** No answer from the server (exit 3): connecting, TLS, a timeout, a lost connection, or junk. */
+export class ClientError extends ClientSideError {
   override readonly name = 'ClientError';
-  readonly code: ClientErrorCode;
+  declare readonly code: ClientErrorCode;
   /** true when the request may have reached the server (so it must not be retried blindly) */
   readonly maybeApplied: boolean;
   constructor(code: ClientErrorCode, message: string, maybeApplied: boolean) {
-    super(message);
-    this.code = code;
+    super(code, message);
     this.maybeApplied = maybeApplied;
   }
 }

@@ -8,6 +8,7 @@ import { addSettingOptions, expandBareFlags, isHelpOrVersion, settingValues } fr
 import { packageVersion } from '../common/version.js';
 import { readFileSync } from 'node:fs';
 import { keyRefusal, readableKeyRefusal } from '../protocol/key-grammar.js';
+import { ClientSideError } from '../protocol/errors.js';
 import { ClientError, exitStatus, formatAddress, formatAnswer, TcpkvClient, type Answer, type ClientTlsOptions, type Dialect, type TraceEvent } from './client.js';
 import { dump, DumpFormatError, readDump, restore, RestoreError } from './backup.js';
 import { clientSettings, type ClientConfig } from './client-settings.js';
@@ -44,7 +45,11 @@ export interface OutputMode {
 export const COMMAND_NAMES = Object.freeze(['get', 'put', 'delete', 'keys', 'head', 'create', 'update', 'shutdown', 'raw', 'scenario', 'dump', 'restore', 'help']);
 
 /** Thrown by a command for a usage problem the parser cannot see (exit 2). */
-class UsageError extends Error {}
+class UsageError extends ClientSideError {
+  constructor(message: string) {
+    super('USAGE', message);
+  }
+}
 
 /** What `--json` prints for one answer (documented in docs/client.md). */
 export function answerJson(answer: Answer): Record<string, unknown> {

@@ -7,6 +7,8 @@
 // known in bytes). An answer of tens of MiB arrives in hundreds of chunks; joining what has come on
 // every chunk would copy it hundreds of times. The reader copies what it keeps, so a caller may hand
 // it the same read buffer again and again.
+import { ClientSideError } from './errors.js';
+
 
 export interface ParsedResponse {
   readonly version: string;
@@ -22,8 +24,12 @@ export interface ParsedResponse {
   readonly seedFraming: boolean;
 }
 
-export class ResponseFormatError extends Error {
+/** An answer that is not HTTP as tcpkv speaks it: the client reports it as BAD_RESPONSE. */
+export class ResponseFormatError extends ClientSideError {
   override readonly name = 'ResponseFormatError';
+  constructor(message: string) {
+    super('BAD_RESPONSE', message);
+  }
 }
 
 const LF = 0x0a;

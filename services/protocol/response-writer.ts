@@ -20,8 +20,6 @@ export interface Response {
   readonly more?: BodySlices;
   /** Content-Type when not `text/plain; charset=utf-8` */
   readonly contentType?: string;
-  /** A limit refused the request: its stable error code (TCPKV_ERR_…), for the counters. */
-  readonly limit?: string;
   /** Extra header lines, e.g. `Allow` on a 405. */
   readonly headers?: readonly (readonly [string, string])[];
   /** The connection must close after this response. */

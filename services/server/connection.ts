@@ -12,14 +12,19 @@
 // answer rather than a reset) starts when the answer has been handed to the kernel ('finish'). A peer
 // that half-closes (a request, then FIN) gets every answer before we close.
 
+//
+// What is logged and counted about each request (access line, limits, END, metrics) is the request
+// observer's (request-observer.ts): this file says when, the observer says what.
+
 import type { Socket } from 'node:net';
-import type { Logger } from 'pino';
 import { ProtocolError, ProtocolErrors, type ProtocolErrorCode } from '../protocol/errors.js';
 import { EXPECT_CONTINUE, NEED_MORE, RequestParser, type ParsedRequest, type ParserLimits } from '../protocol/request-parser.js';
 import { CONTINUE_BYTES, writeResponse, type Response, type WireBytes } from '../protocol/response-writer.js';
-import { Texts } from '../protocol/texts.js';
-import type { EndOutcome, RouteLabel, ServerEvents } from './events.js';
-import { handle, routeOf, type Policy } from './rules.js';
+import type { RouteLabel } from './events.js';
+import type { Answer } from './render.js';
+import { RequestObserver, type ObserverHost, type RequestRecord } from './request-observer.js';
+import { matchRoute, runRoute } from './routes.js';
+import type { Policy } from './rules.js';
 import { isPromise, type Store } from './store/store.js';
 
 export interface ConnectionLimits extends ParserLimits {
@@ -37,24 +42,15 @@ export interface ConnectionLimits extends ParserLimits {
 export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
 export const DEFAULT_SEND_TIMEOUT_MS = 60_000;
 
-/** What a connection needs from its server. */
-export interface ConnectionHost {
+/** What a connection needs from its server (and its request observer from it). */
+export interface ConnectionHost extends ObserverHost {
   readonly limits: ConnectionLimits;
   readonly store: Store;
   readonly policy: Policy;
-  readonly logger: Logger;
-  /** counters of the admin port (NO_EVENTS when off) */
-  readonly events: ServerEvents;
-  /** false when `events` is NO_EVENTS: the per-request measuring is skipped */
-  readonly counting: boolean;
   /** true once the server is shutting down: answer what is in flight, then close */
   readonly draining: boolean;
-  /** one access line per answered request, at this level; undefined = none (fixed at start) */
-  readonly accessLog: 'info' | 'debug' | undefined;
   /** a number for each new connection: with the request's sequence it makes the request id in log lines */
   nextConnectionId(): number;
-  /** a refused END: logged at warn, at most once a minute per peer (the server keeps the tally) */
-  noteRefusedEnd(peer: string, outcome: EndOutcome, requestId: string): void;
   /** an authorised END was answered */
   requestShutdown(peer: string): void;
   /** the connection is gone (closed or destroyed) */
@@ -62,27 +58,15 @@ export interface ConnectionHost {
 }
 
 /** A response waiting for its turn: pipelined answers leave in request order. */
-interface Slot {
+interface Slot extends RequestRecord {
   bytes: WireBytes | undefined;
   /** slices written after `bytes` (a listing), from `next` on */
   more: readonly Buffer[] | undefined;
   next: number;
   /** head and body written */
   started: boolean;
-  /** all bytes of the answer, counted against maxOutputBytes while queued */
-  size: number;
   close: boolean;
   shutdown: boolean;
-  // for the events (only filled when counting)
-  method: string;
-  route: RouteLabel;
-  status: number;
-  startedAt: number;
-  bytesIn: number;
-  /** `<connection>.<sequence>`: in every log line about this request */
-  id: string;
-  /** for the access line */
-  target: string | undefined;
   /** a `100 Continue` waiting for the answers before it: no answer of its own, not counted */
   interim: boolean;
 }
@@ -101,6 +85,7 @@ export class Connection {
   readonly id: number;
   private readonly host: ConnectionHost;
   private readonly parser: RequestParser;
+  private readonly observer: RequestObserver;
 
   private readonly slots: Slot[] = [];
   /** no further requests are read: an error, Connection: close, a limit, or shutdown */
@@ -133,6 +118,7 @@ export class Connection {
     this.peer = socket.remoteAddress ?? 'unknown';
     this.id = host.nextConnectionId();
     this.parser = new RequestParser(host.limits);
+    this.observer = new RequestObserver(host, this.peer);
     this.stageSince = this.lastActivity = this.lastProgress = now;
 
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -237,7 +223,7 @@ export class Connection {
       }
       if (result instanceof ProtocolError) {
         this.limitHit(result.code, result.message);
-        this.enqueue({ status: result.status, body: result.message, close: true }, false, undefined, this.parser.failedOnHead);
+        this.enqueue({ status: result.status, body: result.message, close: true }, false, undefined, undefined, this.parser.failedOnHead);
         break;
       }
       parsedAny = true;
@@ -260,32 +246,33 @@ export class Connection {
     const max = host.limits.maxRequestsPerConnection;
     let keepAlive = request.keepAlive && !host.draining;
     if (max > 0 && this.requests >= max) {
-      if (keepAlive) host.logger.info({ req: this.requestId(this.requests), peer: this.peer, limit: 'maxRequestsPerConnection', value: max }, 'limit hit: closing after this request');
+      if (keepAlive) this.observer.lastRequest(this.requestId(this.requests), max);
       keepAlive = false;
     }
     if (!keepAlive) this.closing = true;
 
+    const call = matchRoute(request, host.store, host.policy, this.peer);
     let answer;
     try {
-      answer = handle(request, host.store, host.policy, this.peer);
+      answer = runRoute(call);
     } catch (error) {
       // a store's synchronous unknown failure is answered like its asynchronous one
-      host.logger.error({ req: this.requestId(this.requests), peer: this.peer, err: (error as Error)?.message }, 'request failed');
+      this.observer.failed(this.requestId(this.requests), error);
       answer = INTERNAL_ERROR;
     }
     if (isPromise(answer)) {
-      const slot = this.newSlot(request);
+      const slot = this.newSlot(request, call.row.label);
       slot.close = !keepAlive;
       this.slots.push(slot);
       answer.then(
         (response) => this.complete(slot, request, response, keepAlive),
         (error: unknown) => {
-          host.logger.error({ req: slot.id, peer: this.peer, err: (error as Error)?.message }, 'request failed');
+          this.observer.failed(slot.id, error);
           this.complete(slot, request, INTERNAL_ERROR, false);
         },
       );
     } else {
-      this.enqueue(answer, keepAlive, request);
+      this.enqueue(answer, keepAlive, request, call.row.label);
     }
   }
 
@@ -294,9 +281,7 @@ export class Connection {
     return `${this.id}.${sequence}`;
   }
 
-  private newSlot(request: ParsedRequest | undefined): Slot {
-    const counting = this.host.counting && request !== undefined;
-    const timing = counting || (this.host.accessLog !== undefined && request !== undefined);
+  private newSlot(request: ParsedRequest | undefined, route: RouteLabel = 'other'): Slot {
     return {
       bytes: undefined,
       more: undefined,
@@ -306,9 +291,9 @@ export class Connection {
       close: false,
       shutdown: false,
       method: request?.method ?? '',
-      route: counting ? routeOf(request) : 'other',
+      route,
       status: 0,
-      startedAt: timing ? performance.now() : 0,
+      startedAt: request !== undefined ? this.observer.startTime() : 0,
       bytesIn: request?.body.length ?? 0,
       id: request !== undefined ? this.requestId(this.requests) : this.requestId(),
       target: request?.target,
@@ -316,8 +301,8 @@ export class Connection {
     };
   }
 
-  private enqueue(response: Response, keepAlive: boolean, request?: ParsedRequest, head = request?.method === 'HEAD'): void {
-    const slot = this.newSlot(request);
+  private enqueue(response: Answer, keepAlive: boolean, request?: ParsedRequest, route?: RouteLabel, head = request?.method === 'HEAD'): void {
+    const slot = this.newSlot(request, route);
     this.slots.push(slot);
     this.fill(slot, response, keepAlive, request, head);
   }
@@ -327,7 +312,7 @@ export class Connection {
    * nothing pipelined behind it is parsed, run or counted. A HEAD answer never has a body, whatever
    * path produced it (RFC 9110 §9.3.2).
    */
-  private fill(slot: Slot, response: Response, keepAlive: boolean, request: ParsedRequest | undefined, head = request?.method === 'HEAD'): void {
+  private fill(slot: Slot, response: Answer, keepAlive: boolean, request: ParsedRequest | undefined, head = request?.method === 'HEAD'): void {
     const close = !keepAlive || response.close === true;
     if (close) this.closing = true;
     let bytes = writeResponse(response, !close, head);
@@ -346,16 +331,11 @@ export class Connection {
     slot.close = close;
     slot.shutdown = response.shutdown === true;
     slot.status = response.status;
-    if (response.limit !== undefined) this.ruleLimit(response.limit, response.body, slot.id);
-    if (request !== undefined && request.method === 'END' && (response.status === 200 || response.status === 403)) {
-      const outcome = endOutcome(response);
-      if (this.host.counting) this.host.events.endAttempt(outcome);
-      if (outcome !== 'accepted') this.host.noteRefusedEnd(this.peer, outcome, slot.id);
-    }
+    if (request !== undefined) this.observer.answered(slot, response);
   }
 
   /** An asynchronous answer arrived: queue it, and carry on if the connection was waiting on it. */
-  private complete(slot: Slot, request: ParsedRequest, response: Response, keepAlive: boolean): void {
+  private complete(slot: Slot, request: ParsedRequest, response: Answer, keepAlive: boolean): void {
     try {
       this.fill(slot, response, keepAlive, request);
       if (this.socket.destroyed) return;
@@ -410,8 +390,7 @@ export class Connection {
         if (!flushed) this.writeBlocked = true;
         continue;
       }
-      if (this.host.counting) this.host.events.requestDone(slot.method, slot.route, slot.status, (performance.now() - slot.startedAt) / 1000, slot.bytesIn, slot.size);
-      if (this.host.accessLog !== undefined && slot.target !== undefined) this.accessLine(slot);
+      this.observer.done(slot);
       if (slot.shutdown) {
         this.host.requestShutdown(this.peer);
       }
@@ -522,24 +501,8 @@ export class Connection {
     this.closeOurSide(performance.now());
   }
 
-  /** One line per answered request: who, what, the outcome, how long until handed to the socket, bytes. */
-  private accessLine(slot: Slot): void {
-    const ms = Math.round((performance.now() - slot.startedAt) * 1000) / 1000;
-    this.host.logger[this.host.accessLog!]({ req: slot.id, peer: this.peer, method: slot.method, target: slot.target, status: slot.status, ms, bytesIn: slot.bytesIn, bytesOut: slot.size }, 'request');
-  }
-
   private limitHit(code: ProtocolErrorCode, message: string): void {
-    this.host.logger.warn({ req: this.requestId(), peer: this.peer, code }, message);
-    this.host.events.limitHit(code);
-  }
-
-  /**
-   * A limit the rules applied. The store logs its own (507 at most once a minute); the others are
-   * logged here, like every limit the connection applies.
-   */
-  private ruleLimit(code: string, message: string, requestId: string): void {
-    if (code !== 'TCPKV_ERR_STORE_FULL') this.host.logger.warn({ req: requestId, peer: this.peer, code }, `limit hit: ${message}`);
-    this.host.events.limitHit(code);
+    this.observer.limitHit(code, message, this.requestId());
   }
 
   private crash(error: unknown): void {
@@ -550,19 +513,12 @@ export class Connection {
   }
 }
 
-const INTERNAL_ERROR: Response = Object.freeze({ status: 500, body: 'Internal error', close: true });
+const INTERNAL_ERROR: Answer = Object.freeze({ status: 500, body: 'Internal error', close: true });
 
 /** `100 Continue` for a request whose turn has not come yet; written when the answers before it are. */
 function interimSlot(id: string): Slot {
   const size = CONTINUE_BYTES.length;
   return { bytes: CONTINUE_BYTES, more: undefined, next: 0, started: false, size, close: false, shutdown: false, method: '', route: 'other', status: 100, startedAt: 0, bytesIn: 0, id, target: undefined, interim: true };
-}
-
-function endOutcome(response: Response): EndOutcome {
-  if (response.shutdown === true) return 'accepted';
-  if (response.body === Texts.shutdownDisabled) return 'disabled';
-  if (response.body === Texts.shutdownNotLoopback) return 'not-loopback';
-  return 'bad-token';
 }
 
 /** The head (latin1 characters, one per byte) and the slices as one Buffer. */

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Texts } from '../../services/protocol/texts.js';
-import { handle } from '../../services/server/rules.js';
+import { handle } from '../../services/server/routes.js';
 import { EtcdStore } from '../../services/server/store/etcd-store.js';
 import { StoreUnavailableError } from '../../services/server/store/store.js';
 import { startEtcd, type LocalEtcd } from '../support/etcd.js';

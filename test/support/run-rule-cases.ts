@@ -8,7 +8,8 @@ import { NEED_MORE, RequestParser, type ParsedRequest } from '../../services/pro
 import { ResponseReader, type ParsedResponse } from '../../services/protocol/response-reader.js';
 import { wireBuffer, writeResponse, type Response } from '../../services/protocol/response-writer.js';
 import { parseHostAllowList } from '../../services/server/access.js';
-import { handle, type Policy } from '../../services/server/rules.js';
+import { handle } from '../../services/server/routes.js';
+import type { Policy } from '../../services/server/rules.js';
 import type { Store } from '../../services/server/store/store.js';
 import { RULE_CASES } from './rule-cases.js';
 

@@ -1,15 +1,19 @@
 // The README is what a newcomer reads first: short, starting with the two commands. Every error code
-// is documented in docs/errors.md with its status (as fastify checks its FST_ERR_* codes). The
+// is documented in docs/errors.md with its status, and nothing documented there is missing from the
+// code (both ways, as fastify checks its FST_ERR_* codes). The
 // settings are checked against docs/configuration.md by configuration-doc.test.ts, and every command,
 // path and link of the README and docs/ by test/infra/readme.test.ts.
 
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ProtocolErrors } from '../../services/protocol/errors.js';
+import { ClientErrors, ProtocolErrors } from '../../services/protocol/errors.js';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 const errors = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
-const rows = errors.split('\n').filter((l) => l.startsWith('| `'));
+const clientSection = errors.indexOf('## Client error codes');
+const serverRows = errors.slice(0, clientSection).split('\n').filter((l) => l.startsWith('| `'));
+const clientRows = errors.slice(clientSection).split('\n').filter((l) => l.startsWith('| `'));
+const codeOf = (row: string) => /^\| `([A-Z0-9_]+)` \|/.exec(row)?.[1];
 
 describe('README', () => {
   it('is under 10 KB', () => {
@@ -32,9 +36,25 @@ describe('README', () => {
 });
 
 describe('docs/errors.md', () => {
-  it.each(Object.entries(ProtocolErrors))('documents %s with its status', (code, { status }) => {
-    const row = rows.find((r) => r.startsWith(`| \`${code}\` |`));
-    expect(row, `${code} is missing from docs/errors.md`).toBeDefined();
+  it.each(Object.entries(ProtocolErrors))('documents %s with its status (— when nothing is answered)', (code, spec) => {
+    const row = serverRows.find((r) => codeOf(r) === code);
+    expect(row, `${code} is missing from the first table of docs/errors.md`).toBeDefined();
+    expect(row).toContain('answered' in spec && spec.answered === false ? '| — |' : `| ${spec.status} |`);
+  });
+
+  it.each(Object.entries(ClientErrors))('documents the client code %s with its exit status', (code, { status }) => {
+    const row = clientRows.find((r) => codeOf(r) === code);
+    expect(row, `${code} is missing from the client table of docs/errors.md`).toBeDefined();
     expect(row).toContain(`| ${status} |`);
+  });
+
+  it('documents no code that does not exist', () => {
+    expect(clientSection).toBeGreaterThan(0);
+    const documentedServer = serverRows.map(codeOf);
+    const documentedClient = clientRows.map(codeOf);
+    expect(documentedServer.filter((c) => c === undefined || !(c in ProtocolErrors))).toEqual([]);
+    expect(documentedClient.filter((c) => c === undefined || !(c in ClientErrors))).toEqual([]);
+    expect(new Set(documentedServer).size).toBe(documentedServer.length);
+    expect(new Set(documentedClient).size).toBe(documentedClient.length);
   });
 });

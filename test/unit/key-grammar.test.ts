@@ -7,7 +7,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { keyBytesForTarget, keyRefusal, targetBytesForKeys } from '../../services/protocol/key-grammar.js';
-import { parsePairs, percentDecode } from '../../services/server/rules.js';
+import { parsePairs } from '../../services/server/pairs.js';
+import { percentDecode } from '../../services/server/targets.js';
 
 const keyChar = fc.oneof(
   fc.constantFrom('a', 'Z', '/', '&', '%', '+', '?', '#', '=', ' ', ':', '\t', '\n', '\u3000', '\u00a0', '가', '🚀', '\u2028', '\u0085'),

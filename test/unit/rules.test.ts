@@ -1,7 +1,9 @@
 // The seed's rules (rules.ts), pure: request bytes → RequestParser → handle() → response, no sockets.
 
 import { describe, expect, it } from 'vitest';
-import { handle, parsePairs, Texts, type Policy } from '../../services/server/rules.js';
+import { parsePairs } from '../../services/server/pairs.js';
+import { handle } from '../../services/server/routes.js';
+import { Texts, type Policy } from '../../services/server/rules.js';
 import { MemoryStore } from '../../services/server/store/memory-store.js';
 import { StoreUnavailableError, ValueTooLargeError, type Store } from '../../services/server/store/store.js';
 import { pureRulesTarget, runRuleCases, TEST_POLICY } from '../support/run-rule-cases.js';

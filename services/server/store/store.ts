@@ -22,6 +22,8 @@
 //               close resolves too; a store that keeps data shows every acknowledged write when
 //               opened again
 
+import { RequestError } from '../../protocol/errors.js';
+
 export type Pair = readonly [key: string, value: string];
 
 export type CreateResult = { readonly ok: true } | { readonly ok: false; readonly existingKey: string };
@@ -129,40 +131,43 @@ export interface Store {
  * unless `indeterminate`: a write whose confirmation was lost may have been (a remote store cannot
  * always know), and the answer says so.
  */
-export class StoreUnavailableError extends Error {
+export class StoreUnavailableError extends RequestError {
   override readonly name = 'StoreUnavailableError';
   readonly indeterminate: boolean;
   constructor(message: string, options: { indeterminate?: boolean } = {}) {
-    super(message);
+    super(options.indeterminate === true ? 'TCPKV_ERR_STORE_INDETERMINATE' : 'TCPKV_ERR_STORE_UNAVAILABLE', message);
     this.indeterminate = options.indeterminate ?? false;
   }
 }
 
 /** A write would take the store past a limit (docs/store.md, Limits): answered 507, nothing applied. */
-export class StoreFullError extends Error {
+export class StoreFullError extends RequestError {
   override readonly name = 'StoreFullError';
   /** which limit, as the 507 body names it, e.g. `TCPKV_MAX_KEYS=1000000` */
   readonly limit: string;
   constructor(limit: string) {
-    super(`Storage is full: ${limit}`);
+    super('TCPKV_ERR_STORE_FULL', `Storage is full: ${limit}`);
     this.limit = limit;
   }
 }
 
 /** One key or value is larger than this store can ever hold (a log record, an etcd request): 413, nothing applied. */
-export class ValueTooLargeError extends Error {
+export class ValueTooLargeError extends RequestError {
   override readonly name = 'ValueTooLargeError';
+  constructor(message: string) {
+    super('TCPKV_ERR_VALUE_TOO_LARGE', message);
+  }
 }
 
 /** Deleted keys whose place every store keeps for a page's `after` (see PageRequest.after). */
 export const REMEMBERED_CURSORS = 10_000;
 
 /** A page's `after` names a key the store has no place for (PageRequest.after): answered 400. */
-export class UnknownCursorError extends Error {
+export class UnknownCursorError extends RequestError {
   override readonly name = 'UnknownCursorError';
   readonly after: string;
   constructor(after: string) {
-    super(`no place known for the cursor key ${JSON.stringify(after)}`);
+    super('TCPKV_ERR_UNKNOWN_CURSOR', `no place known for the cursor key ${JSON.stringify(after)}`);
     this.after = after;
   }
 }

@@ -1,0 +1,110 @@
+// Request targets of the standard dialect: percent decoding, where the path lies, the `/kv` routes'
+// match, and a page's query (`prefix`, `after`, `limit`). Pure decoding: the rules decide the answers.
+
+import type { PageRequest } from './store/store.js';
+
+export const PAGE_LIMIT_DEFAULT = 100;
+export const PAGE_LIMIT_MAX = 1000;
+
+const HEX = new Int8Array(128).fill(-1);
+for (let c = 0; c <= 9; c++) HEX[0x30 + c] = c;
+for (let c = 0; c < 6; c++) {
+  HEX[0x41 + c] = 10 + c;
+  HEX[0x61 + c] = 10 + c;
+}
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Percent-decodes text[from, to) into UTF-8 bytes and decodes those (`plus`: `+` is a space, as in
+ * query strings). Undefined for a bad escape or bytes that are not UTF-8. The result is always a
+ * fresh string of its own.
+ */
+export function percentDecode(text: string, from = 0, to = text.length, plus = false): string | undefined {
+  const bytes = Buffer.allocUnsafe(to - from);
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x25 /* % */) {
+      const hi = i + 2 < to ? HEX[text.charCodeAt(i + 1) & 0x7f]! : -1;
+      const lo = i + 2 < to ? HEX[text.charCodeAt(i + 2) & 0x7f]! : -1;
+      if (hi < 0 || lo < 0 || text.charCodeAt(i + 1) > 0x7f || text.charCodeAt(i + 2) > 0x7f) return undefined;
+      bytes[n++] = hi * 16 + lo;
+      i += 2;
+    } else if (c > 0x7f) {
+      return undefined; // the parser admits only ASCII targets; anything else is not ours to guess
+    } else {
+      bytes[n++] = plus && c === 0x2b /* + */ ? 0x20 : c;
+    }
+  }
+  try {
+    return strictUtf8.decode(bytes.subarray(0, n));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where a standard request target's path starts and ends (origin-form or absolute-form). */
+function pathBounds(target: string): { from: number; to: number; query: number } {
+  let from = 0;
+  if (target.charCodeAt(0) !== 0x2f) {
+    const scheme = target.indexOf('://');
+    const slash = scheme < 0 ? -1 : target.indexOf('/', scheme + 3);
+    from = slash < 0 ? target.length : slash;
+  }
+  let to = target.length;
+  const hash = target.indexOf('#', from);
+  if (hash >= 0) to = hash;
+  const q = target.indexOf('?', from);
+  const query = q >= 0 && q < to ? q : -1;
+  if (query >= 0) to = query;
+  return { from, to, query };
+}
+
+/**
+ * A `/kv` route: one key (the raw, still encoded key is target[from, to)), or a page (`emptyKey`: the
+ * path was `/kv/`, the key route with no key — a page for GET and HEAD, 400 for writes).
+ */
+export type KvRoute = { readonly kind: 'key'; readonly from: number; readonly to: number } | { readonly kind: 'page'; readonly query: number; readonly end: number; readonly emptyKey: boolean };
+
+/** `/kv/<key>` or `/kv` (with or without a trailing slash), standard dialect only; else undefined. */
+export function kvRoute(target: string): KvRoute | undefined {
+  const { from, to, query } = pathBounds(target);
+  if (!target.startsWith('/kv', from)) return undefined;
+  const after = from + 3;
+  if (after === to || (after + 1 === to && target.charCodeAt(after) === 0x2f)) return { kind: 'page', query, end: target.length, emptyKey: after !== to };
+  if (target.charCodeAt(after) !== 0x2f) return undefined; // `/kvx`: not ours
+  return { kind: 'key', from: after + 1, to };
+}
+
+/** A query parameter that could not be read: `limit` out of range, or a bad escape in `name`. */
+export type PageQueryRefusal = { readonly badLimit: true } | { readonly badEncoding: string };
+
+/** The page a `/kv` query asks for (unknown parameters are ignored), or why it cannot be read. */
+export function pageQuery(target: string, route: { readonly query: number; readonly end: number }): PageRequest | PageQueryRefusal {
+  let prefix = '';
+  let after: string | undefined;
+  let limit = PAGE_LIMIT_DEFAULT;
+  if (route.query >= 0) {
+    const hash = target.indexOf('#', route.query);
+    const end = hash >= 0 ? hash : route.end;
+    for (let from = route.query + 1; from < end; ) {
+      let amp = target.indexOf('&', from);
+      if (amp < 0 || amp > end) amp = end;
+      const eq = target.indexOf('=', from);
+      const nameEnd = eq >= 0 && eq < amp ? eq : amp;
+      const name = target.slice(from, nameEnd);
+      if (name === 'prefix' || name === 'after' || name === 'limit') {
+        const value = nameEnd === amp ? '' : percentDecode(target, nameEnd + 1, amp, true);
+        if (value === undefined) return { badEncoding: name };
+        if (name === 'prefix') prefix = value;
+        else if (name === 'after') after = value === '' ? undefined : value;
+        else {
+          if (!/^[0-9]{1,4}$/.test(value) || Number(value) < 1 || Number(value) > PAGE_LIMIT_MAX) return { badLimit: true };
+          limit = Number(value);
+        }
+      }
+      from = amp + 1;
+    }
+  }
+  return { prefix, after, limit };
+}
