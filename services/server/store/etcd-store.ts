@@ -235,6 +235,7 @@ function refusal(message: string): Refusal {
 }
 
 export class EtcdStore implements Store {
+  readonly kind = 'etcd';
   /** a shared store cannot tell without a round trip whether another replica wrote */
   readonly revision = undefined;
   private readonly client: Etcd3;
@@ -260,7 +261,7 @@ export class EtcdStore implements Store {
   private readonly timeoutMs: number;
   private readonly maxTxnOps: number;
   private readonly maxRequestBytes: number;
-  private readonly limits: StoreLimits | undefined;
+  readonly limits: StoreLimits | undefined;
   private readonly barrierMode: 'quorum' | 'none';
   private readonly cache: WatchCache;
   private unavailableSince: number | undefined;

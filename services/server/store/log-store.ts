@@ -41,6 +41,7 @@ import {
   type PageRequest,
   type Pair,
   type Store,
+  type StoreGauges,
   type StoreLimits,
   type StoreUsage,
   type UpsertResult,
@@ -139,6 +140,7 @@ type PendingWrite =
 const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 
 export class LogStore implements Store {
+  readonly kind = 'log';
   private readonly memory: MemoryStore;
   private readonly options: LogStoreOptions;
   private readonly logger: Logger;
@@ -217,6 +219,14 @@ export class LogStore implements Store {
   /** bytes in the log file now */
   get logBytes(): number {
     return this.size;
+  }
+
+  get limits(): StoreLimits {
+    return this.memory.limits;
+  }
+
+  gauges(): StoreGauges {
+    return { logBytes: this.size };
   }
 
   /** UTF-8 bytes a compaction would write for the live data now (without record headers) */
