@@ -27,6 +27,7 @@ import { constants, closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, rm
 import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { StartupError } from '../../common/errors.js';
 import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { lockDirectory, type DirectoryLock } from './dir-lock.js';
 import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeRecord, fileSource, FORMAT_VERSION, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, snapshotRecords, surveyDamage, type FormatVersion, type ReplayResult } from './log-format.js';
@@ -122,12 +123,11 @@ export interface LogStoreOptions {
 }
 
 /** Start-up refused: the log is damaged or not a log. The message names the file and the offset. */
-export class LogOpenError extends Error {
-  override readonly name = 'LogOpenError';
+export class LogOpenError extends StartupError {
   readonly file: string;
   readonly offset: number | undefined;
   constructor(message: string, file: string, offset?: number) {
-    super(message);
+    super('TCPKV_ERR_LOG_DAMAGED', message, 'TCPKV_DATA_DIR');
     this.file = file;
     this.offset = offset;
   }
