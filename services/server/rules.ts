@@ -11,6 +11,7 @@ import { authorizeShutdown, type HostAllowList, type ShutdownPolicy } from './ac
 import type { RouteLabel } from './events.js';
 import { isUtf8 } from 'node:buffer';
 import { isPromise, StoreFullError, StoreUnavailableError, UnknownCursorError, ValueTooLargeError, type CreateResult, type ListingSnapshot, type MaybePromise, type Pair, type Store } from './store/store.js';
+import { numericDefault, SERVER_SETTING_NAMES as S } from '../common/setting-names.js';
 
 export { Texts };
 
@@ -37,7 +38,7 @@ export interface Policy {
  * applying them is one synchronous step of the event loop (tens of ms per 10,000 pairs on a loaded
  * machine): every other connection waits for it. Bounded like etcd bounds operations per transaction.
  */
-export const DEFAULT_MAX_PAIRS = 10_000;
+export const DEFAULT_MAX_PAIRS = numericDefault(S.maxPairs);
 
 const ALLOWED_METHODS = 'HEAD, GET, POST, PUT, END';
 const ALLOW_HEADER = [['Allow', ALLOWED_METHODS]] as const;
