@@ -6,10 +6,11 @@
 // answer (cannot connect, timed out, reset, closed without an answer), 4 an answer in 5xx.
 
 import { CommanderError } from 'commander';
+import { KNOWN_ENV_NAMES } from '../common/setting-names.js';
 import { ConfigError, expandBareFlags, isHelpOrVersion, prepareEnvironment, settingWarnings } from '../common/settings.js';
 import { refuseUnsupportedNode } from '../common/node-version.js';
 import { formatAddress } from './client.js';
-import { CLIENT_ENV_NAMES, clientSettings } from './client-settings.js';
+import { clientSettings } from './client-settings.js';
 import { buildProgram, PROGRAM, type Io } from './commands.js';
 import { startPrompt } from './repl.js';
 
@@ -52,13 +53,9 @@ async function main(): Promise<number> {
       code = await startPrompt(startArgs, io, formatAddress(config.server[0]!));
     },
   });
-  program.hook('preAction', async () => {
-    // The server's names are loaded only when some TCPKV_ name is not the client's (a .env shared
-    // with a server): loading them costs a sixth of the client's start.
-    const foreign = Object.keys(process.env).some((name) => name.startsWith('TCPKV_') && !CLIENT_ENV_NAMES.includes(name));
-    const serverNames = foreign ? Object.values((await import('../server/config.js')).serverSettings).map((s) => s.env) : [];
-    const known = [...CLIENT_ENV_NAMES, ...serverNames];
-    for (const warning of settingWarnings(program, clientSettings, known, fromDotenv)) io.err(`${PROGRAM}: warning: ${warning}\n`);
+  program.hook('preAction', () => {
+    // every name of both programs is known (a .env shared with a server holds the server's)
+    for (const warning of settingWarnings(program, clientSettings, KNOWN_ENV_NAMES, fromDotenv)) io.err(`${PROGRAM}: warning: ${warning}\n`);
   });
   try {
     await program.parseAsync(startArgs, { from: 'user' });

@@ -13,6 +13,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { parse as parseDotenv } from 'dotenv';
+import { StartupError } from './errors.js';
+import { CLIENT_SETTING_NAMES, SERVER_SETTING_NAMES, type SettingName } from './setting-names.js';
 
 export interface Setting<T> {
   /** TCPKV_… */
@@ -25,6 +27,8 @@ export interface Setting<T> {
   readonly describe: string;
   /** set = the value may be left out (`--tls` alone), and then it is this */
   readonly bareValue?: string;
+  /** honoured, but left out of --help and docs/configuration.md (a test switch) */
+  readonly hidden?: true;
   /** validates and converts; throws an Error whose message says what is wrong */
   parse(raw: string): T;
 }
@@ -33,8 +37,11 @@ export type SettingValues<S extends Record<string, Setting<unknown>>> = {
   readonly [K in keyof S]: S[K] extends Setting<infer T> ? (S[K]['default'] extends string ? T : T | undefined) : never;
 };
 
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
+/** A setting (or a combination of settings) a program cannot start with; `setting` names it when one does. */
+export class ConfigError extends StartupError {
+  constructor(message: string, setting?: string, options?: ErrorOptions) {
+    super('TCPKV_ERR_CONFIG', message, setting, options);
+  }
 }
 
 /** Declares a setting; keeps whether it has a default in its type, so defaulted values are never undefined. */
@@ -44,6 +51,11 @@ export function setting<T, D extends string | undefined>(s: Setting<T> & { reado
 
 /** Variables holding secrets: each may be given as `<NAME>_FILE` instead, and a flag for it draws a warning. */
 export const SECRET_ENV = Object.freeze(['TCPKV_SHUTDOWN_TOKEN', 'TCPKV_ETCD_PASSWORD']);
+
+/** Test switches: honoured from the process environment only, never from a `.env` file left behind. */
+const HIDDEN_ENV: ReadonlySet<string> = new Set(
+  ([...Object.values(SERVER_SETTING_NAMES), ...Object.values(CLIENT_SETTING_NAMES)] as SettingName[]).filter((s) => s.hidden).map((s) => s.env),
+);
 
 /** Names used by the compose files and deployment scripts, not by either program: never "unknown". */
 const DEPLOYMENT_ENV = /^TCPKV_(SERVER_IMAGE|CLIENT_IMAGE|COMPOSE_PROJECT|PUBLISH(_\d+)?)$/;
@@ -123,6 +135,7 @@ export function addSettingOptions(program: Command, settings: Record<string, Set
     });
     if (s.default !== undefined) option.default(s.parse(s.default), s.default);
     if (groupOf) option.helpGroup(groupOf(key));
+    if (s.hidden) option.hideHelp();
     program.addOption(option);
   }
 }
@@ -136,6 +149,7 @@ export function prepareEnvironment(env: NodeJS.ProcessEnv = process.env, dotenv:
   const fromDotenv = new Set<string>();
   for (const [name, value] of Object.entries(dotenv)) {
     // only tcpkv's own names: a .env shared with other tools must not change this process otherwise
+    if (HIDDEN_ENV.has(name)) throw new ConfigError(`${name} in .env: a test switch is read from the environment only`, name);
     if (name.startsWith('TCPKV_') && (env[name] === undefined || env[name] === '') && value !== '') {
       env[name] = value;
       fromDotenv.add(name);
@@ -259,6 +273,26 @@ export function oneOf<T extends string>(...values: T[]): ChoiceParser<T> {
     return v as T;
   };
   return Object.assign(parse, { choices: Object.freeze([...values]) });
+}
+
+export function onOff(raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (v === 'on' || v === 'true' || v === '1') return true;
+  if (v === 'off' || v === 'false' || v === '0') return false;
+  throw new Error('must be on or off');
+}
+
+/**
+ * A file or directory name: any text but blank, and no control characters (a line break in a path is
+ * almost always a mistake in a compose file). Spaces inside are kept (`/srv/tcpkv data`); spaces
+ * around it are trimmed, as in every setting.
+ */
+export function path(raw: string): string {
+  const v = raw.trim();
+  if (v === '') throw new Error('must name a path');
+  // eslint-disable-next-line no-control-regex -- control characters are what this refuses
+  if (/[\x00-\x1f\x7f]/.test(v)) throw new Error('must be a path without line breaks or control characters');
+  return v;
 }
 
 export function nonBlank(raw: string): string {

@@ -21,6 +21,7 @@
 
 import { seedAddressed } from './dialect.js';
 import { ProtocolError } from './errors.js';
+import { numericDefault, SERVER_SETTING_NAMES as S } from '../common/setting-names.js';
 
 export interface ParserLimits {
   /** request line + header lines + the closing empty line, in bytes (431) */
@@ -34,10 +35,10 @@ export interface ParserLimits {
 }
 
 export const DEFAULT_PARSER_LIMITS: ParserLimits = Object.freeze({
-  maxHeaderBytes: 16 * 1024,
-  maxHeaderCount: 100,
-  maxTargetBytes: 8 * 1024,
-  maxBodyBytes: 1024 * 1024,
+  maxHeaderBytes: numericDefault(S.maxHeaderBytes),
+  maxHeaderCount: numericDefault(S.maxHeaderCount),
+  maxTargetBytes: numericDefault(S.maxTargetBytes),
+  maxBodyBytes: numericDefault(S.maxBodyBytes),
 });
 
 export interface ParsedRequest {

@@ -26,6 +26,7 @@ import { RequestObserver, type ObserverHost, type RequestRecord } from './reques
 import { matchRoute, runRoute } from './routes.js';
 import type { Policy } from './rules.js';
 import { isPromise, type Store } from './store/store.js';
+import { numericDefault, SERVER_SETTING_NAMES as S } from '../common/setting-names.js';
 
 export interface ConnectionLimits extends ParserLimits {
   readonly headersTimeoutMs: number;
@@ -39,8 +40,8 @@ export interface ConnectionLimits extends ParserLimits {
   readonly sendTimeoutMs?: number;
 }
 
-export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
-export const DEFAULT_SEND_TIMEOUT_MS = 60_000;
+export const DEFAULT_MAX_OUTPUT_BYTES = numericDefault(S.maxOutputBytes);
+export const DEFAULT_SEND_TIMEOUT_MS = numericDefault(S.sendTimeoutMs);
 
 /** What a connection needs from its server (and its request observer from it). */
 export interface ConnectionHost extends ObserverHost {

@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 // `tcpkv-server`: reads the configuration, opens the store, listens, and shuts down gracefully on END,
 // SIGTERM or SIGINT (exit 0). Bad configuration: one line naming the setting, exit 2.
+//
+// The composition root: the one place that reads the settings and builds the parts from them — the
+// store limits (computed once, given to the store and the metrics), the metrics, the TLS credentials,
+// the store (through its driver), the server and the admin port. Nothing below reads a setting.
 
 import { Command } from 'commander';
 import { pino } from 'pino';
-import { CLIENT_ENV_NAMES } from '../client/client-settings.js';
+import { StartupError, STARTUP_EXIT_CODE } from '../common/errors.js';
+import { KNOWN_ENV_NAMES } from '../common/setting-names.js';
 import { addSettingOptions, ConfigError, exitWithConfigError, parseCommandLine, prepareEnvironment, settingValues, settingWarnings } from '../common/settings.js';
 import { refuseUnsupportedNode } from '../common/node-version.js';
 import { packageVersion } from '../common/version.js';
@@ -16,6 +21,7 @@ import { TcpkvServer, type TlsPortOptions } from './server.js';
 import { checkLogFile, describeLogCheck } from './store/log-check.js';
 import { TlsConfigError, TlsCredentials } from './tls.js';
 import { openStore, storeLimits } from './store/open-store.js';
+import type { Store } from './store/store.js';
 
 const PROGRAM = 'tcpkv-server';
 
@@ -39,11 +45,13 @@ async function readConfig(argv: readonly string[]): Promise<{ config: ServerConf
     throw error;
   }
   await parseCommandLine(program, argv);
-  configWarnings = settingWarnings(program, serverSettings, [...Object.values(serverSettings).map((s) => s.env), ...CLIENT_ENV_NAMES], fromDotenv);
+  configWarnings = settingWarnings(program, serverSettings, KNOWN_ENV_NAMES, fromDotenv);
   const config = settingValues(program, serverSettings);
-  const problem = crossSettingProblem(config);
+  const checkLog = program.opts<{ checkLog?: string }>().checkLog;
+  // --check-log starts nothing: the checks between the server's settings do not apply to it
+  const problem = checkLog === undefined ? crossSettingProblem(config) : undefined;
   if (problem !== undefined) exitWithConfigError(PROGRAM, new ConfigError(problem));
-  return { config, checkLog: program.opts<{ checkLog?: string }>().checkLog };
+  return { config, checkLog };
 }
 
 /** --check-log: the report on stdout; exit 0 (loads), 1 (damaged or not a log), 2 (cannot read it). */
@@ -67,16 +75,14 @@ async function main(): Promise<void> {
   const logger = pino({ name: PROGRAM, level: config.logLevel, timestamp: pino.stdTimeFunctions.isoTime });
   for (const warning of configWarnings) logger.warn(warning);
 
+  // the store limits, once: the store enforces them, the metrics show them
+  const limits = storeLimits(config);
   // Metrics are counted only when the admin port is on; otherwise the data path reports to nothing.
-  // (the limits as the store will enforce them; openStore logs them, so not here)
-  const metrics = config.adminPort !== undefined ? new TcpkvMetrics({ version: packageVersion(), limits: storeLimits(config, logger.child({}, { level: 'silent' })) }) : undefined;
+  const metrics = config.adminPort !== undefined ? new TcpkvMetrics({ version: packageVersion(), limits }) : undefined;
 
   // the TLS port's credentials: read now, so a missing or broken file stops the start (exit 2)
   let tls: TlsPortOptions | undefined;
-  if (config.tlsPort !== undefined) {
-    if (config.tlsCertFile === undefined || config.tlsKeyFile === undefined) {
-      exitWithConfigError(PROGRAM, new ConfigError('TCPKV_TLS_PORT is set: TCPKV_TLS_CERT_FILE and TCPKV_TLS_KEY_FILE must name the certificate and its key'));
-    }
+  if (config.tlsPort !== undefined && config.tlsCertFile !== undefined && config.tlsKeyFile !== undefined) {
     let credentials: TlsCredentials;
     try {
       credentials = new TlsCredentials({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, clientCaFile: config.tlsClientCaFile }, logger, metrics);
@@ -86,24 +92,22 @@ async function main(): Promise<void> {
     }
     credentials.startWatching(config.tlsReloadCheckMs);
     tls = { bind: config.tlsBind ?? config.bind, port: config.tlsPort, credentials, handshakeTimeoutMs: config.tlsHandshakeTimeoutMs, events: metrics };
-  } else if (config.port === 'off') {
-    exitWithConfigError(PROGRAM, new ConfigError('TCPKV_PORT=off and no TCPKV_TLS_PORT: the server would listen nowhere'));
   } else if (config.tlsCertFile !== undefined || config.tlsClientCaFile !== undefined) {
     logger.warn('TCPKV_TLS_CERT_FILE or TCPKV_TLS_CLIENT_CA_FILE is set but TCPKV_TLS_PORT is not: no TLS port is open');
   }
 
-  let store;
+  let store: Store;
   try {
     // the store reports its fsyncs, compactions and etcd calls to the metrics (when the admin port is on)
-    store = await openStore(config, logger, metrics);
+    store = await openStore(config, { limits, logger, events: metrics });
   } catch (error) {
     if (error instanceof ConfigError) exitWithConfigError(PROGRAM, error);
     // any other refusal to open the store is a start-up failure too: one line, exit 2
-    const e = error as NodeJS.ErrnoException;
-    const where = config.etcdEndpoints !== undefined ? 'in etcd (TCPKV_ETCD_ENDPOINTS)' : `in TCPKV_DATA_DIR=${config.dataDir}`;
-    const why = e.code === 'EEXIST' || e.code === 'ENOTDIR' ? 'it is not a directory' : (e.message ?? String(error));
-    process.stderr.write(`${PROGRAM}: cannot open the store ${where}: ${why}\n`);
-    process.exit(2);
+    if (error instanceof StartupError) {
+      process.stderr.write(`${PROGRAM}: ${error.message}\n`);
+      process.exit(STARTUP_EXIT_CODE);
+    }
+    throw error;
   }
   metrics?.attachStore(store);
 
@@ -149,7 +153,7 @@ async function main(): Promise<void> {
     allowedHosts: config.allowedHosts.text,
     allowedClients: config.allowedClients.text,
     shutdown: !config.shutdown ? 'off' : config.shutdownToken ? 'token' : 'loopback only',
-    store: store.constructor.name,
+    store: store.kind,
     version: packageVersion(),
   };
   if (config.port !== 'off') logger.info({ address: address.address, port: address.port, ...settingsLine }, 'listening');

@@ -144,21 +144,6 @@ export interface MetricsOptions {
   readonly defaultMetrics?: boolean;
 }
 
-/** The log store's size, read at scrape time when the store has it. */
-interface HasLogBytes {
-  readonly logBytes: number;
-}
-
-function hasLogBytes(store: Store): store is Store & HasLogBytes {
-  return typeof (store as Partial<HasLogBytes>).logBytes === 'number';
-}
-
-/** The limits a store enforces, when it shows them (the memory store does). */
-function storeLimits(store: Store): StoreLimits | undefined {
-  const limits = (store as { limits?: Partial<StoreLimits> }).limits;
-  return limits && typeof limits.maxKeys === 'number' && typeof limits.maxDataBytes === 'number' ? (limits as StoreLimits) : undefined;
-}
-
 export class TcpkvMetrics implements ServerEvents, StoreEvents, TlsEvents {
   readonly registry = new Registry();
   private store: Store | undefined;
@@ -271,10 +256,10 @@ export class TcpkvMetrics implements ServerEvents, StoreEvents, TlsEvents {
       return usage ? [{ value: usage.dataBytes, labels: {} }] : [];
     });
     add('tcpkv_log_bytes', 'Size of the append-only log file (log store only).', 'gauge', () => {
-      const store = this.store;
-      return store && hasLogBytes(store) ? [{ value: store.logBytes, labels: {} }] : [];
+      const logBytes = this.store?.gauges?.().logBytes;
+      return logBytes === undefined ? [] : [{ value: logBytes, labels: {} }];
     });
-    const limits = () => options.limits ?? (this.store ? storeLimits(this.store) : undefined);
+    const limits = () => options.limits ?? this.store?.limits;
     add('tcpkv_store_max_keys', 'The store\'s key limit (TCPKV_MAX_KEYS).', 'gauge', () => {
       const l = limits();
       return l ? [{ value: l.maxKeys, labels: {} }] : [];

@@ -14,6 +14,7 @@ import { ALLOW_ANY, ALLOW_KV_KEY, ALLOW_KV_PAGE, createdAnswer, END_ANSWERS, lis
 import { guard } from './store-answers.js';
 import type { MaybePromise, Pair, Store } from './store/store.js';
 import { pageQuery, percentDecode, type KvRoute } from './targets.js';
+import { numericDefault, SERVER_SETTING_NAMES as S } from '../common/setting-names.js';
 
 export { Texts };
 
@@ -40,7 +41,7 @@ export interface Policy {
  * applying them is one synchronous step of the event loop (tens of ms per 10,000 pairs on a loaded
  * machine): every other connection waits for it. Bounded like etcd bounds operations per transaction.
  */
-export const DEFAULT_MAX_PAIRS = 10_000;
+export const DEFAULT_MAX_PAIRS = numericDefault(S.maxPairs);
 
 /** What a route's rule is given: the request, where it is addressed, and the server's store and policy. */
 export interface RuleCall {

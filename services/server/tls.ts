@@ -9,6 +9,7 @@ import { X509Certificate, constants as cryptoConstants } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
+import { StartupError } from '../common/errors.js';
 
 export interface TlsFiles {
   readonly certFile: string;
@@ -69,8 +70,11 @@ export const TLS_PROTOCOL_OPTIONS: SecureContextOptions = Object.freeze({
   secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION | cryptoConstants.SSL_OP_CIPHER_SERVER_PREFERENCE,
 });
 
-export class TlsConfigError extends Error {
-  override readonly name = 'TlsConfigError';
+/** A TLS file the server cannot use; the message names the setting (TCPKV_TLS_CERT_FILE, …). */
+export class TlsConfigError extends StartupError {
+  constructor(message: string, setting?: string) {
+    super('TCPKV_ERR_TLS_CONFIG', message, setting);
+  }
 }
 
 /** The loaded credentials: the context for new connections and what is logged about them. */

@@ -21,7 +21,8 @@ const HEADER = ['| variable | flag | default | meaning |', '|---|---|---|---|'];
 /** The generated part of docs/configuration.md: the server's settings by help group, then the client's. */
 export function renderSettingsTables(): string {
   const groups = new Map<string, string[]>(serverSettingGroup.order.map((g) => [g.replace(/:$/, ''), []]));
-  for (const key of Object.keys(serverSettings)) {
+  // a hidden row (a test switch) is honoured but documented nowhere users look
+  for (const key of Object.keys(serverSettings).filter((k) => !serverSettings[k as keyof typeof serverSettings].hidden)) {
     const group = serverSettingGroup(key).replace(/:$/, '');
     groups.set(group, [...(groups.get(group) ?? []), key]);
   }

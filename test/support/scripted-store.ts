@@ -15,8 +15,13 @@ export interface Script {
 }
 
 export class ScriptedStore implements Store {
+  readonly kind = 'scripted';
   readonly memory = new MemoryStore();
   constructor(public script: Script = {}) {}
+
+  get limits() {
+    return this.memory.limits;
+  }
 
   get revision(): number | undefined {
     return undefined;

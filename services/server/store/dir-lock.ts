@@ -23,6 +23,7 @@ import { closeSync, linkSync, openSync, readdirSync, unlinkSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { StartupError } from '../../common/errors.js';
 
 /** The name an older tcpkv-server locked with; a live one is respected, a stale one removed. */
 export const LEGACY_LOCK_NAME = 'tcpkv.lock';
@@ -32,8 +33,11 @@ const PRIVATE_PREFIX = 'tcpkv.lock.tmp.';
 const MAX_SOCKET_PATH = 107;
 const ATTEMPTS = 50;
 
-export class DirectoryLockedError extends Error {
-  override readonly name = 'DirectoryLockedError';
+/** Another server holds the data directory: this one cannot start on it. */
+export class DirectoryLockedError extends StartupError {
+  constructor(message: string) {
+    super('TCPKV_ERR_DATA_DIR_LOCKED', message, 'TCPKV_DATA_DIR');
+  }
 }
 
 export interface DirectoryLock {

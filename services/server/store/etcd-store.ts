@@ -75,6 +75,7 @@ import {
   type StoreUsage,
   type UpsertResult,
 } from './store.js';
+import { numericDefault, SERVER_SETTING_NAMES as S } from '../../common/setting-names.js';
 
 export interface EtcdStoreOptions {
   readonly endpoints: readonly string[];
@@ -102,8 +103,8 @@ export interface EtcdStoreOptions {
   readonly unsafeReadBarrier?: 'quorum' | 'none' | undefined;
 }
 
-export const ETCD_DEFAULT_MAX_TXN_OPS = 128;
-export const ETCD_DEFAULT_MAX_REQUEST_BYTES = 1_572_864;
+export const ETCD_DEFAULT_MAX_TXN_OPS = numericDefault(S.etcdMaxTxnOps);
+export const ETCD_DEFAULT_MAX_REQUEST_BYTES = numericDefault(S.etcdMaxRequestBytes);
 /** How long a failed member is skipped before it is asked again (a single endpoint: one call tries it). */
 const BREAKER_HALF_OPEN_MS = 2000;
 /** Deadline of the status request that decides whether a member whose call failed is alive. */
@@ -235,6 +236,7 @@ function refusal(message: string): Refusal {
 }
 
 export class EtcdStore implements Store {
+  readonly kind = 'etcd';
   /** a shared store cannot tell without a round trip whether another replica wrote */
   readonly revision = undefined;
   private readonly client: Etcd3;
@@ -260,7 +262,7 @@ export class EtcdStore implements Store {
   private readonly timeoutMs: number;
   private readonly maxTxnOps: number;
   private readonly maxRequestBytes: number;
-  private readonly limits: StoreLimits | undefined;
+  readonly limits: StoreLimits | undefined;
   private readonly barrierMode: 'quorum' | 'none';
   private readonly cache: WatchCache;
   private unavailableSince: number | undefined;

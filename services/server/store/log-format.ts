@@ -27,6 +27,7 @@
 import { readSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import type { Pair } from './store.js';
+import { numericDefault, SERVER_SETTING_NAMES as S } from '../../common/setting-names.js';
 
 /** The header of the format this version writes. */
 export const MAGIC = Buffer.from('TCPKV-LOG v2\n', 'latin1');
@@ -40,7 +41,7 @@ export const TYPE_DELETE = 2;
 /** The largest payload replay accepts; a length field beyond it is damage. Writers stay at or below it. */
 export const MAX_RECORD_BYTES = 256 * 1024 * 1024;
 /** The writer's default payload limit (TCPKV_MAX_LOG_RECORD_BYTES). */
-export const DEFAULT_RECORD_LIMIT = 64 * 1024 * 1024;
+export const DEFAULT_RECORD_LIMIT = numericDefault(S.maxLogRecordBytes);
 
 /** Fills in a record's header: `out` holds the payload from RECORD_HEADER_BYTES on. */
 function sealRecord(out: Buffer, type: number, payloadBytes: number): Buffer {

@@ -27,6 +27,7 @@ import { constants, closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, rm
 import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { StartupError } from '../../common/errors.js';
 import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { lockDirectory, type DirectoryLock } from './dir-lock.js';
 import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeRecord, fileSource, FORMAT_VERSION, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, snapshotRecords, surveyDamage, type FormatVersion, type ReplayResult } from './log-format.js';
@@ -41,6 +42,7 @@ import {
   type PageRequest,
   type Pair,
   type Store,
+  type StoreGauges,
   type StoreLimits,
   type StoreUsage,
   type UpsertResult,
@@ -121,12 +123,11 @@ export interface LogStoreOptions {
 }
 
 /** Start-up refused: the log is damaged or not a log. The message names the file and the offset. */
-export class LogOpenError extends Error {
-  override readonly name = 'LogOpenError';
+export class LogOpenError extends StartupError {
   readonly file: string;
   readonly offset: number | undefined;
   constructor(message: string, file: string, offset?: number) {
-    super(message);
+    super('TCPKV_ERR_LOG_DAMAGED', message, 'TCPKV_DATA_DIR');
     this.file = file;
     this.offset = offset;
   }
@@ -139,6 +140,7 @@ type PendingWrite =
 const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 
 export class LogStore implements Store {
+  readonly kind = 'log';
   private readonly memory: MemoryStore;
   private readonly options: LogStoreOptions;
   private readonly logger: Logger;
@@ -217,6 +219,14 @@ export class LogStore implements Store {
   /** bytes in the log file now */
   get logBytes(): number {
     return this.size;
+  }
+
+  get limits(): StoreLimits {
+    return this.memory.limits;
+  }
+
+  gauges(): StoreGauges {
+    return { logBytes: this.size };
   }
 
   /** UTF-8 bytes a compaction would write for the live data now (without record headers) */

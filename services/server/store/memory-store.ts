@@ -103,6 +103,7 @@ export interface MemoryStoreOptions {
 }
 
 export class MemoryStore implements Store {
+  readonly kind: string = 'memory';
   readonly limits: StoreLimits;
   private readonly logger: Logger | undefined;
   /** key → entry id */

@@ -1,22 +1,36 @@
-// The storage contract every store meets (memory, append-only log, etcd). One call per request, with
-// the seed's batch semantics, so that a remote store can make each one a single transaction. Results
-// may be plain values or promises: the memory store answers synchronously and the hot path never
-// waits on a microtask it does not need.
+// The storage contract every store meets (memory, append-only log, etcd, SQLite). One call per request,
+// with the seed's batch semantics, so that a remote store can make each one a single transaction.
+// Results may be plain values or promises: the memory store answers synchronously and the hot path
+// never waits on a microtask it does not need.
 //
 // Failures are typed: StoreUnavailableError (503: I/O error, lost quorum; nothing applied unless
 // `indeterminate`), StoreFullError (507: a store limit; nothing applied), ValueTooLargeError (413: a
 // single key or value no store of this kind can hold; nothing applied), UnknownCursorError (400: a
-// page's `after` the store has no place for).
+// page's `after` the store has no place for). Anything else thrown is a defect (answered 500).
 //
 // The semantics below are the contract every store meets; test/support/store-contract.ts checks each
-// one against every store (memory, log, etcd). A new store passes that table before it is wired in.
+// one against every store. A new store passes that table before it is wired in (docs/store.md, "Adding
+// a store": one driver file, services/server/store/*-driver.ts, and a line in drivers.ts).
 //   order       entries are in insertion order; an update keeps its entry's place; a key deleted and
 //               created again is a new entry at the end
-//   cursors     see PageRequest.after
-//   repeats     see createAll and upsertAll
+//   cursors     a page continues after its `after` key's place, or, when that key was deleted since,
+//               after the place it stood; the places of the last REMEMBERED_CURSORS deleted keys are
+//               kept; a key with no known place throws UnknownCursorError (see PageRequest.after)
+//   repeats     a key twice in one createAll refuses the call like an existing key; twice in one
+//               upsertAll: the last value wins, at the first one's place (see createAll, upsertAll)
 //   all or none a write is applied whole or not at all, whatever it throws or answers
-//   limits      StoreFullError only for a write that grows the keys or bytes past a limit; deletes and
-//               writes that do not grow a measure always pass (a store loaded over its limits shrinks)
+//   limits      the store owns its limits (`limits`, given at open from TCPKV_MAX_KEYS and
+//               TCPKV_MAX_DATA_BYTES; the rules never count): StoreFullError only for a write that
+//               grows the keys or bytes past a limit; deletes and writes that do not grow a measure
+//               always pass (a store loaded over its limits shrinks)
+//   start       a driver's open(config, deps) (store/driver.ts) resolves with a store that answers
+//               requests: it has loaded its data, or, for a remote store whose service does not answer
+//               yet, reports that through readiness() until it does; a setting or file it cannot use
+//               is a StartupError naming the setting, and it holds nothing when it throws
+//   deadlines   a call never waits without bound: a store that waits on a network keeps a deadline
+//               per call (etcd: TCPKV_ETCD_TIMEOUT_MS) and past it throws StoreUnavailableError — a
+//               write whose outcome it cannot know with `indeterminate`; a local store's calls end
+//               with its I/O (an I/O error is StoreUnavailableError)
 //   readiness   an open store that can take writes answers undefined (or has no readiness())
 //   close       resolves once every acknowledged write is as durable as the store makes it; a second
 //               close resolves too; a store that keeps data shows every acknowledged write when
@@ -87,7 +101,19 @@ export interface StoreLimits {
   readonly maxDataBytes: number;
 }
 
+/** Figures a store shows about its own upkeep, read at scrape time (the metrics' gauges). */
+export interface StoreGauges {
+  /** bytes of the log file now (a store that keeps an append-only log) */
+  readonly logBytes?: number;
+}
+
 export interface Store {
+  /** the driver that opened it ('memory', 'log', 'etcd', 'sqlite'): the start-up log and metrics name it */
+  readonly kind: string;
+  /** the limits it enforces (see "limits" above); undefined = it enforces none */
+  readonly limits: StoreLimits | undefined;
+  /** its own figures for the metrics; absent = none */
+  gauges?(): StoreGauges;
   /** The listing as rendered slices (see ListingSnapshot). */
   listing(): MaybePromise<ListingSnapshot>;
   /** One key's value; undefined = no such key. */

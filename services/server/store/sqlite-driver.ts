@@ -1,0 +1,307 @@
+// The SQLite store and its driver, through Node's built-in `node:sqlite`: the data in one file
+// (TCPKV_SQLITE_FILE) that other tools can read and back up (`sqlite3 data.db .backup copy.db`), with
+// no dependency to install. It is the example of adding a store: this one file, a line in drivers.ts,
+// and the contract suite (test/support/store-contract.ts) passing against it (docs/store.md).
+//
+// Each entry is a row whose integer `seq` is its place in insertion order (AUTOINCREMENT never hands a
+// number out twice, so a key created again lands at the end); an update keeps the row. A deleted
+// key's place is kept in `graves` for the last REMEMBERED_CURSORS deletes (store.ts, cursors). Every
+// write is one transaction, committed with synchronous=FULL in WAL mode before it is answered: an
+// acknowledged write survives a crash or power loss. The database is opened in exclusive locking mode
+// and written once at open, so a second server on the same file is refused at start. The node:sqlite
+// API is synchronous: a write holds the event loop for its commit, which suits a small deployment; the
+// log store (group commit) is the one for write-heavy ones.
+
+import type { Logger } from 'pino';
+import { SERVER_SETTING_NAMES } from '../../common/setting-names.js';
+import { ConfigError, path, setting } from '../../common/settings.js';
+import { storeDriver } from './driver.js';
+import {
+  CREATED,
+  REMEMBERED_CURSORS,
+  repeatedKey,
+  StoreFullError,
+  StoreUnavailableError,
+  UnknownCursorError,
+  ValueTooLargeError,
+  type CreateResult,
+  type ListingSnapshot,
+  type Page,
+  type PageRequest,
+  type Pair,
+  type Store,
+  type StoreLimits,
+  type StoreUsage,
+  type UpsertResult,
+} from './store.js';
+
+/** The part of node:sqlite this store uses (the @types/node of the oldest supported Node lacks it). */
+interface Statement {
+  run(...params: unknown[]): { changes: number | bigint };
+  get(...params: unknown[]): Record<string, unknown> | undefined;
+  all(...params: unknown[]): Record<string, unknown>[];
+}
+interface Database {
+  exec(sql: string): void;
+  prepare(sql: string): Statement;
+  close(): void;
+}
+interface SqliteModule {
+  DatabaseSync: new (file: string, options?: { timeout?: number }) => Database;
+}
+
+const FULL_WARNING_EVERY_MS = 60_000;
+const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, value TEXT NOT NULL, bytes INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS graves (n INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL);
+`;
+
+export interface SqliteStoreOptions {
+  readonly file: string;
+  readonly limits: StoreLimits;
+  readonly logger?: Logger;
+}
+
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite';
+  readonly limits: StoreLimits;
+  private readonly db: Database;
+  private readonly logger: Logger | undefined;
+  private readonly sql: Record<'get' | 'place' | 'grave' | 'pageAll' | 'pagePrefix' | 'all' | 'insert' | 'update' | 'remove' | 'bury' | 'unbury' | 'forget', Statement>;
+  private keys: number;
+  private dataBytes: number;
+  private rev = 0;
+  private snapshot: { revision: number; listing: ListingSnapshot } | undefined;
+  private closed = false;
+  private lastFullWarning = -Infinity;
+
+  private constructor(db: Database, options: SqliteStoreOptions) {
+    this.db = db;
+    this.limits = options.limits;
+    this.logger = options.logger;
+    const p = (sql: string) => db.prepare(sql);
+    this.sql = {
+      get: p('SELECT value, bytes FROM entries WHERE key = ?'),
+      place: p('SELECT seq FROM entries WHERE key = ?'),
+      grave: p('SELECT seq FROM graves WHERE key = ?'),
+      pageAll: p('SELECT key, value FROM entries WHERE seq > ? ORDER BY seq LIMIT ?'),
+      // bytes compared as bytes: a prefix is a prefix of the key's UTF-8
+      pagePrefix: p('SELECT key, value FROM entries WHERE seq > ? AND substr(CAST(key AS BLOB), 1, ?) = ? ORDER BY seq LIMIT ?'),
+      all: p('SELECT key, value FROM entries ORDER BY seq'),
+      insert: p('INSERT INTO entries (key, value, bytes) VALUES (?, ?, ?)'),
+      update: p('UPDATE entries SET value = ?, bytes = ? WHERE key = ?'),
+      remove: p('DELETE FROM entries WHERE key = ? RETURNING seq, bytes'),
+      bury: p('INSERT INTO graves (key, seq) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET seq = excluded.seq'),
+      unbury: p('DELETE FROM graves WHERE key = ?'),
+      forget: p(`DELETE FROM graves WHERE n <= (SELECT max(n) FROM graves) - ${REMEMBERED_CURSORS}`),
+    };
+    const usage = p('SELECT count(*) AS keys, coalesce(sum(bytes), 0) AS bytes FROM entries').get()!;
+    this.keys = Number(usage.keys);
+    this.dataBytes = Number(usage.bytes);
+  }
+
+  /** Opens (or creates) the database file; refuses a file another process holds. */
+  static open(sqlite: SqliteModule, options: SqliteStoreOptions): SqliteStore {
+    const db = new sqlite.DatabaseSync(options.file, { timeout: 0 });
+    try {
+      db.exec('PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
+      // a write at open takes the exclusive lock now, not at the first request
+      db.exec(`BEGIN IMMEDIATE; ${SCHEMA} COMMIT;`);
+      return new SqliteStore(db, options);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  }
+
+  get revision(): number {
+    return this.rev;
+  }
+
+  listing(): ListingSnapshot {
+    if (this.snapshot?.revision === this.rev) return this.snapshot.listing;
+    const rows = this.read(() => this.sql.all.all());
+    const lines = rows.map((r) => `\n${r.key as string}:${r.value as string}`);
+    const wire = Buffer.from(lines.join(''), 'utf8');
+    const listing: ListingSnapshot = { count: rows.length, slices: wire.length ? [wire] : [], bytes: wire.length };
+    this.snapshot = { revision: this.rev, listing };
+    return listing;
+  }
+
+  get(key: string): string | undefined {
+    return this.read(() => this.sql.get.get(key)?.value as string | undefined);
+  }
+
+  page({ prefix, after, limit }: PageRequest): Page {
+    return this.read(() => {
+      let from = 0;
+      if (after !== undefined) {
+        const place = this.sql.place.get(after) ?? this.sql.grave.get(after);
+        if (place === undefined) throw new UnknownCursorError(after);
+        from = Number(place.seq);
+      }
+      const prefixBytes = Buffer.from(prefix, 'utf8');
+      const rows = prefix === '' ? this.sql.pageAll.all(from, limit + 1) : this.sql.pagePrefix.all(from, prefixBytes.length, prefixBytes, limit + 1);
+      const items = rows.slice(0, limit).map((r): Pair => [r.key as string, r.value as string]);
+      return { items, next: rows.length > limit ? items[items.length - 1]![0] : undefined };
+    });
+  }
+
+  createAll(pairs: readonly Pair[]): CreateResult {
+    const repeated = repeatedKey(pairs);
+    if (repeated !== undefined) return { ok: false, existingKey: repeated };
+    for (const [key] of pairs) if (this.sql.place.get(key) !== undefined) return { ok: false, existingKey: key };
+    let added = 0;
+    for (const [key, value] of pairs) added += utf8(key) + utf8(value);
+    this.checkGrowth(pairs.length, added);
+    this.write(() => {
+      for (const [key, value] of pairs) {
+        this.sql.insert.run(key, value, utf8(key) + utf8(value));
+        this.sql.unbury.run(key);
+      }
+    });
+    this.keys += pairs.length;
+    this.dataBytes += added;
+    return CREATED;
+  }
+
+  upsertAll(pairs: readonly Pair[]): UpsertResult {
+    // per distinct key, in the order of first appearance: what it held, and its last value
+    const before = new Map<string, { value: string; bytes: number } | undefined>();
+    const last = new Map<string, string>();
+    for (const [key, value] of pairs) {
+      if (!before.has(key)) {
+        const row = this.read(() => this.sql.get.get(key));
+        before.set(key, row === undefined ? undefined : { value: row.value as string, bytes: Number(row.bytes) });
+      }
+      last.set(key, value);
+    }
+    let newKeys = 0;
+    let added = 0;
+    for (const [key, value] of last) {
+      const old = before.get(key);
+      if (old === undefined) newKeys++;
+      added += utf8(key) + utf8(value) - (old?.bytes ?? 0);
+    }
+    this.checkGrowth(newKeys, added);
+    this.write(() => {
+      for (const [key, value] of last) {
+        const bytes = utf8(key) + utf8(value);
+        if (before.get(key) === undefined) {
+          this.sql.insert.run(key, value, bytes);
+          this.sql.unbury.run(key);
+        } else {
+          this.sql.update.run(value, bytes, key);
+        }
+      }
+    });
+    this.keys += newKeys;
+    this.dataBytes += added;
+    return { previous: pairs.map(([key]) => before.get(key)?.value) };
+  }
+
+  delete(key: string): boolean {
+    let removed: Record<string, unknown> | undefined;
+    this.write(() => {
+      removed = this.sql.remove.get(key);
+      if (removed === undefined) return;
+      this.sql.bury.run(key, removed.seq);
+      this.sql.forget.run();
+    });
+    if (removed === undefined) return false;
+    this.keys -= 1;
+    this.dataBytes -= Number(removed.bytes);
+    return true;
+  }
+
+  usage(): StoreUsage {
+    return { keys: this.keys, dataBytes: this.dataBytes };
+  }
+
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.db.close();
+    }
+    return Promise.resolve();
+  }
+
+  private checkGrowth(addedKeys: number, addedBytes: number): void {
+    let limit: string | undefined;
+    if (addedKeys > 0 && this.keys + addedKeys > this.limits.maxKeys) limit = `TCPKV_MAX_KEYS=${this.limits.maxKeys}`;
+    else if (addedBytes > 0 && this.dataBytes + addedBytes > this.limits.maxDataBytes) limit = `TCPKV_MAX_DATA_BYTES=${this.limits.maxDataBytes}`;
+    if (limit === undefined) return;
+    const now = Date.now();
+    if (now - this.lastFullWarning >= FULL_WARNING_EVERY_MS) {
+      this.lastFullWarning = now;
+      this.logger?.warn({ limit, keys: this.keys, dataBytes: this.dataBytes, addedKeys, addedBytes }, 'limit hit: storage is full; writes that grow the store answer 507 (logged at most once a minute)');
+    }
+    throw new StoreFullError(limit);
+  }
+
+  private read<T>(call: () => T): T {
+    try {
+      return call();
+    } catch (error) {
+      throw this.storeError(error);
+    }
+  }
+
+  /** One transaction: committed whole before it returns, or rolled back and thrown as a store error. */
+  private write(apply: () => void): void {
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        apply();
+        this.db.exec('COMMIT');
+      } catch (error) {
+        try {
+          this.db.exec('ROLLBACK');
+        } catch {
+          // a failed COMMIT may have rolled back already
+        }
+        throw error;
+      }
+    } catch (error) {
+      throw this.storeError(error);
+    }
+    this.rev++;
+  }
+
+  private storeError(error: unknown): Error {
+    if (error instanceof UnknownCursorError) return error;
+    const message = (error as Error).message;
+    if (/too big|too large/i.test(message)) return new ValueTooLargeError(`SQLite cannot hold it: ${message}`);
+    return new StoreUnavailableError(`SQLite: ${message}`);
+  }
+}
+
+export const sqliteDriver = storeDriver({
+  name: 'sqlite',
+  settings: {
+    sqliteFile: setting({ ...SERVER_SETTING_NAMES.sqliteFile, flag: 'sqlite-file', valueName: 'file', describe: 'the SQLite database file of the sqlite store (created if missing; needs Node 22.13 or later); set = data kept there', parse: path }),
+  },
+  impliedBy: (config) => config.sqliteFile !== undefined,
+  settingsProblem: (config) => (config.sqliteFile === undefined ? 'TCPKV_STORE=sqlite needs TCPKV_SQLITE_FILE: the database file' : undefined),
+  async open(config, { limits, logger }) {
+    const file = config.sqliteFile!;
+    if (config.dataDir !== undefined) logger.warn({ dataDir: config.dataDir }, 'TCPKV_DATA_DIR is ignored: with TCPKV_SQLITE_FILE the data lives in that file');
+    const moduleName = 'node:sqlite';
+    let sqlite: SqliteModule;
+    try {
+      sqlite = (await import(moduleName)) as SqliteModule;
+    } catch (error) {
+      throw new ConfigError(`TCPKV_STORE=sqlite needs Node's built-in node:sqlite (Node 22.13 or later); this is Node ${process.version}`, 'TCPKV_STORE', { cause: error });
+    }
+    try {
+      return SqliteStore.open(sqlite, { file, limits, logger });
+    } catch (error) {
+      const message = (error as Error).message;
+      const why = /locked|busy/i.test(message) ? 'the file is in use by another process' : message;
+      throw new ConfigError(`TCPKV_SQLITE_FILE=${file}: ${why}`, 'TCPKV_SQLITE_FILE', { cause: error });
+    }
+  },
+  location: (config) => `in TCPKV_SQLITE_FILE=${config.sqliteFile}`,
+});
