@@ -58,7 +58,7 @@ describe('etcd store defects, default etcd', () => {
       expect(await writer.createAll(pairs)).toEqual({ ok: true });
     }
     // a replica starting now lists it all; another that was running follows it by the watch
-    const fresh = newStore(etcd, { prefix: (writer as unknown as { kvPrefix: Buffer }).kvPrefix.toString().slice(0, -3) });
+    const fresh = newStore(etcd, { prefix: writer.prefix });
     const started = Date.now();
     expect(await fresh.readiness()).toMatch(/not synced/);
     while ((await fresh.readiness()) !== undefined && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 100));
@@ -97,7 +97,7 @@ describe('etcd store defects, default etcd', () => {
   it('DELETE is one transaction: removed from listing, get and pages; a second DELETE says there was no such key', async () => {
     const [a, b] = [newStore(etcd), undefined];
     void b;
-    const other = newStore(etcd, { prefix: (a as unknown as { kvPrefix: Buffer }).kvPrefix.toString().slice(0, -3) });
+    const other = newStore(etcd, { prefix: a.prefix });
     await a.createAll([['x', '1'], ['y', '2'], ['z', '3']]);
     expect(await a.delete('y')).toBe(true);
     expect(await other.delete('y')).toBe(false);
@@ -133,7 +133,7 @@ describe('etcd store defects, default etcd', () => {
 
   it('the prefix deleted outside tcpkv (etcdctl del --prefix): the next read waits for the deletions, never the old copy', async () => {
     const store = newStore(etcd);
-    const prefix = (store as unknown as { kvPrefix: Buffer }).kvPrefix.toString().slice(0, -3);
+    const prefix = store.prefix;
     await store.createAll(Array.from({ length: 50 }, (_, i) => [`w${i}`, 'x'] as const));
     expect((await store.listing()).count).toBe(50);
     const admin = new Etcd3({ hosts: etcd.endpoint });
