@@ -7,6 +7,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { isBrokenCircuitError } from 'cockatiel';
+import { EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdPermissionDeniedError, EtcdUserNotFoundError } from 'etcd3';
 import type { Logger } from 'pino';
 import type { StoreEvents } from '../events.js';
 import { StoreFullError, StoreUnavailableError, ValueTooLargeError } from './store.js';
@@ -22,13 +23,23 @@ export class NoSpaceAnswer extends StoreFullError {}
 
 export type Refusal = 'too-many-ops' | 'too-large' | 'no-space' | 'denied' | undefined;
 
-/** An answer from a healthy member refusing this request (retrying it never helps). */
+/** etcd3's typed errors for a user or token etcd does not accept, or rights the user lacks. */
+const DENIED_ERRORS = [EtcdPermissionDeniedError, EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdUserNotFoundError];
+
+/**
+ * An answer from a healthy member refusing this request (retrying it never helps). etcd3 types the
+ * refusals of credentials and rights; the others share a gRPC code with unrelated errors (too many
+ * operations and too large are INVALID_ARGUMENT, NOSPACE is RESOURCE_EXHAUSTED, as is an answer over
+ * the client's receive limit), so etcd's own text tells them apart.
+ */
 export function refusal(error: unknown): Refusal {
+  if (DENIED_ERRORS.some((type) => error instanceof type)) return 'denied';
   const message = (error as Error)?.message ?? '';
   if (/too many operations in txn/.test(message)) return 'too-many-ops';
   if (/request is too large|larger than max/.test(message)) return 'too-large';
   if (/database space exceeded|NOSPACE/.test(message)) return 'no-space';
-  if (/permission denied|authentication failed|invalid auth token|user name not found|invalid user ID or password|authentication is not enabled/i.test(message)) return 'denied';
+  // etcd3 has no type for this one: credentials given to an etcd without authentication
+  if (/authentication is not enabled/.test(message)) return 'denied';
   return undefined;
 }
 
