@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdStore, checkEtcdPrefix, type EtcdStoreOptions } from '../../services/server/store/etcd-store.js';
 import { StoreFullError, StoreUnavailableError, ValueTooLargeError, type Pair } from '../../services/server/store/store.js';
+import { StartupError } from '../../services/common/errors.js';
 import { REPO_ROOT } from '../support/docker.js';
 import { startEtcd, type LocalEtcd } from '../support/etcd.js';
 
@@ -324,5 +325,14 @@ describe('etcd store start-up check (the server process: one line, exit 2)', () 
     const stranger = newStore(etcd, { prefix: 'app/', username: 'stranger', password: 'stranger-pw' });
     await expect(stranger.start()).rejects.toThrow(/permission denied/);
     await expect(stranger.createAll([['k2', 'v']])).rejects.toSatisfy((e: unknown) => e instanceof StoreUnavailableError && !e.indeterminate);
+  });
+
+  it('a refused start is a StartupError with a code and the setting to look at', async () => {
+    const wrong = newStore(etcd, { prefix: 'app/', username: 'app', password: 'wrong' });
+    const error = await wrong.start().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StartupError);
+    expect(error).toMatchObject({ code: 'TCPKV_ERR_ETCD_ACCESS_REFUSED', setting: 'TCPKV_ETCD_USERNAME' });
+    expect((error as Error).message).toMatch(/authentication failed|invalid user ID or password/);
+    await wrong.close();
   });
 });

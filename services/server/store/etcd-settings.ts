@@ -5,6 +5,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { NoopPolicy, type IPolicy } from 'cockatiel';
 import type { IOptions } from 'etcd3';
 import type { Logger } from 'pino';
+import { StartupError } from '../../common/errors.js';
 import type { StoreEvents } from '../events.js';
 import type { StoreLimits } from './store.js';
 
@@ -51,9 +52,14 @@ export function maxEtcdAnswerBytes(maxRequestBytes: number): number {
   return Math.min(2 ** 31 - 1, Math.max(GRPC_DEFAULT_RECEIVE_BYTES, maxRequestBytes + ANSWER_OVERHEAD_BYTES));
 }
 
-/** A start-up check failed in a way no retry fixes (bad credentials, no rights): one line, exit 2. */
-export class EtcdStartError extends Error {
-  override readonly name = 'EtcdStartError';
+/**
+ * A start-up check against etcd failed in a way no retry fixes (bad credentials, no rights on the
+ * prefix): one line, exit 2. `setting` names the variable to look at first.
+ */
+export class EtcdStartError extends StartupError {
+  constructor(message: string, setting: string, options?: ErrorOptions) {
+    super('TCPKV_ERR_ETCD_ACCESS_REFUSED', message, setting, options);
+  }
 }
 
 /**

@@ -213,18 +213,13 @@ export class EtcdStore implements Store {
     } catch (error) {
       const message = (error as Error).message;
       if (refusal(error) === 'denied') {
-        throw new EtcdStartError(`etcd refused to let this user read the prefix ${kvPrefix.toString('utf8')}: ${message} (check TCPKV_ETCD_USERNAME, TCPKV_ETCD_PASSWORD and the user's role)`);
+        throw new EtcdStartError(`etcd refused to let this user read the prefix ${kvPrefix.toString('utf8')}: ${message} (check TCPKV_ETCD_USERNAME, TCPKV_ETCD_PASSWORD and the user's role)`, 'TCPKV_ETCD_USERNAME', { cause: error });
       }
       this.logger.warn({ err: message }, 'etcd is not reachable yet: the replica is not ready, and answers 503, until it is');
       reachable = false;
     }
     this.cache.start();
     return reachable;
-  }
-
-  /** Kept for callers of the earlier API: the start-up check without the refusal. */
-  async probe(): Promise<boolean> {
-    return this.start();
   }
 
   // ---- reads ---------------------------------------------------------------------------------------
