@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdStore, checkEtcdPrefix, type EtcdStoreOptions } from '../../services/server/store/etcd-store.js';
 import { StoreFullError, StoreUnavailableError, ValueTooLargeError, type Pair } from '../../services/server/store/store.js';
+import { StartupError } from '../../services/common/errors.js';
 import { REPO_ROOT } from '../support/docker.js';
 import { startEtcd, type LocalEtcd } from '../support/etcd.js';
 
@@ -58,7 +59,7 @@ describe('etcd store defects, default etcd', () => {
       expect(await writer.createAll(pairs)).toEqual({ ok: true });
     }
     // a replica starting now lists it all; another that was running follows it by the watch
-    const fresh = newStore(etcd, { prefix: (writer as unknown as { kvPrefix: Buffer }).kvPrefix.toString().slice(0, -3) });
+    const fresh = newStore(etcd, { prefix: writer.prefix });
     const started = Date.now();
     expect(await fresh.readiness()).toMatch(/not synced/);
     while ((await fresh.readiness()) !== undefined && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 100));
@@ -97,7 +98,7 @@ describe('etcd store defects, default etcd', () => {
   it('DELETE is one transaction: removed from listing, get and pages; a second DELETE says there was no such key', async () => {
     const [a, b] = [newStore(etcd), undefined];
     void b;
-    const other = newStore(etcd, { prefix: (a as unknown as { kvPrefix: Buffer }).kvPrefix.toString().slice(0, -3) });
+    const other = newStore(etcd, { prefix: a.prefix });
     await a.createAll([['x', '1'], ['y', '2'], ['z', '3']]);
     expect(await a.delete('y')).toBe(true);
     expect(await other.delete('y')).toBe(false);
@@ -133,7 +134,7 @@ describe('etcd store defects, default etcd', () => {
 
   it('the prefix deleted outside tcpkv (etcdctl del --prefix): the next read waits for the deletions, never the old copy', async () => {
     const store = newStore(etcd);
-    const prefix = (store as unknown as { kvPrefix: Buffer }).kvPrefix.toString().slice(0, -3);
+    const prefix = store.prefix;
     await store.createAll(Array.from({ length: 50 }, (_, i) => [`w${i}`, 'x'] as const));
     expect((await store.listing()).count).toBe(50);
     const admin = new Etcd3({ hosts: etcd.endpoint });
@@ -324,5 +325,14 @@ describe('etcd store start-up check (the server process: one line, exit 2)', () 
     const stranger = newStore(etcd, { prefix: 'app/', username: 'stranger', password: 'stranger-pw' });
     await expect(stranger.start()).rejects.toThrow(/permission denied/);
     await expect(stranger.createAll([['k2', 'v']])).rejects.toSatisfy((e: unknown) => e instanceof StoreUnavailableError && !e.indeterminate);
+  });
+
+  it('a refused start is a StartupError with a code and the setting to look at', async () => {
+    const wrong = newStore(etcd, { prefix: 'app/', username: 'app', password: 'wrong' });
+    const error = await wrong.start().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StartupError);
+    expect(error).toMatchObject({ code: 'TCPKV_ERR_ETCD_ACCESS_REFUSED', setting: 'TCPKV_ETCD_USERNAME' });
+    expect((error as Error).message).toMatch(/authentication failed|invalid user ID or password/);
+    await wrong.close();
   });
 });
