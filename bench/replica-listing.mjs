@@ -16,7 +16,7 @@
 // within 1.5× its time without, a one-key GET's p99 under 50 ms, RSS within 3× the data.
 // Loopback only; every process started is stopped at the end.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3 } from 'etcd3';
 import { exchange, httpRequest } from './lib/client.mjs';
-import { measure, probeArgs, rssBytes } from './lib/mem.mjs';
+import { probe, probeArgs, rssBytes } from './lib/mem.mjs';
 import { start, stopAll } from './lib/procs.mjs';
 import { removeServerCwd, startTcpkv } from './lib/servers.mjs';
 
@@ -172,6 +172,19 @@ const quantile = (values, q) => {
 };
 const round = (x) => Math.round(x * 10) / 10;
 
+/** Resident bytes by kind of mapping: malloc's heap ([heap]), anonymous maps (the V8 heap, large malloc blocks), the rest. */
+function rssByKind(pid) {
+  const kinds = { mallocHeap: 0, anonymous: 0, other: 0 };
+  let kind = 'other';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) kind = head[1] === '[heap]' ? 'mallocHeap' : head[1] === '' ? 'anonymous' : 'other';
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) kinds[kind] += Number(rss[1]) * 1024;
+  }
+  return Object.fromEntries(Object.entries(kinds).map(([k, v]) => [k, round(v / 2 ** 20)]));
+}
+
 /** One phase: GET / in a loop, one-key GETs in a loop, and (if asked) PUTs at a fixed rate. */
 async function phase(port, writesPerS) {
   const listing = connection(port);
@@ -248,7 +261,9 @@ try {
 
   t0 = performance.now();
   const probeFile = join(dir, 'probe.json');
-  const replica = await startTcpkv({ nodeArgs: probeArgs(), env: { TCPKV_ETCD_ENDPOINTS: etcd.endpoint, TCPKV_ETCD_PREFIX: PREFIX, BENCH_MEM_FILE: probeFile } });
+  // BENCH_REPLICA_NODE_ARGS: more Node flags for the replica (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`)
+  const extraNodeArgs = (process.env.BENCH_REPLICA_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const replica = await startTcpkv({ nodeArgs: [...probeArgs(), ...extraNodeArgs], env: { TCPKV_ETCD_ENDPOINTS: etcd.endpoint, TCPKV_ETCD_PREFIX: PREFIX, BENCH_MEM_FILE: probeFile } });
   procs.push(replica);
   for (;;) {
     const a = await exchange(replica.port, httpRequest('GET', `/kv/${keyOf(KEYS - 1)}`));
@@ -263,7 +278,10 @@ try {
   const busy = await phase(replica.port, WRITES_PER_S);
   const rss = rssBytes(replica.pid);
   // after a full GC: what the replica holds, apart from garbage not yet collected
-  const held = await measure(replica.pid, probeFile);
+  await sleep(500);
+  const usage = (await probe(replica.pid, probeFile)) ?? {};
+  await sleep(300);
+  const held = { rss: rssBytes(replica.pid), heapUsed: usage.heapUsed, heapTotal: usage.heapTotal, arrayBuffers: usage.arrayBuffers };
   const result = {
     bench: 'replica listing under writes',
     keys: KEYS,
@@ -276,7 +294,13 @@ try {
     listingWithWritesRatio: round(busy.listingMedianMs / quiet.listingMedianMs),
     rssToData: round(rss / dataBytes),
     rssGrowthToData: round((rss - emptyRss) / dataBytes),
-    afterGc: { rssMB: round(held.rss / 2 ** 20), heapUsedMB: round(held.heapUsed / 2 ** 20), arrayBuffersMB: round(held.arrayBuffers / 2 ** 20) },
+    afterGc: {
+      rssMB: round(held.rss / 2 ** 20),
+      heapUsedMB: round(held.heapUsed / 2 ** 20),
+      heapTotalMB: round(held.heapTotal / 2 ** 20),
+      arrayBuffersMB: round(held.arrayBuffers / 2 ** 20),
+      rssMBByKind: rssByKind(replica.pid),
+    },
     heldToData: round((held.heapUsed + held.arrayBuffers) / dataBytes),
     holds: {
       listingWithin1_5x: busy.listingMedianMs <= 1.5 * quiet.listingMedianMs,

@@ -4,8 +4,10 @@
 // and says how far it has got.
 //
 //   sync    list <prefix>kv/ and <prefix>ord/ in pages, all at one revision R (never the whole prefix
-//           in one gRPC answer: the client caps answers, see maxEtcdAnswerBytes), order the keys, then watch <prefix>kv/ from
-//           R+1. Events arrive in revision order and a revision's events in one answer, so each
+//           in one gRPC answer: the client caps answers, see maxEtcdAnswerBytes), order the keys, then
+//           watch <prefix>kv/ from R+1. Pages are sized by bytes, as large as the client safely takes:
+//           etcd 3.4 walks its index over the whole rest of the range for every page, whatever its
+//           limit, so a big prefix listed in small pages costs pages × keys. Events arrive in revision order and a revision's events in one answer, so each
 //           answer is applied whole and `applied` moves to its last event's revision.
 //   resume  a broken watch reconnects from applied+1, once a read of the write stamp at `applied`
 //           finds what the copy holds (the stamp's value is unique per write): etcd restored from an
@@ -25,8 +27,20 @@ import type { Logger } from 'pino';
 import { MemoryStore } from './memory-store.js';
 import type { ListingSnapshot, Page, PageRequest, Pair, StoreUsage } from './store.js';
 
-/** Keys per range request of the initial list; made smaller while an answer is over what the client takes. */
-const LIST_PAGE_KEYS = 1000;
+/** Keys of the first range request of a list; the next pages are sized by the bytes the first one brought. */
+const LIST_FIRST_PAGE_KEYS = 1000;
+/** Keys per range request, at most (keys of a few bytes would otherwise make one page a huge count of objects). */
+const LIST_PAGE_MAX_KEYS = 50_000;
+/** A list page aims at this share of the largest answer the client takes (keys differ in size). */
+const LIST_PAGE_SHARE = 0.5;
+/** Bytes of an etcd KeyValue in an answer besides its key and value (revisions, version, framing). */
+const KV_OVERHEAD_BYTES = 32;
+/** Without a configured receive limit: gRPC's default one. */
+const DEFAULT_RECEIVE_BYTES = 4 * 1024 * 1024;
+/** Building the copy from a list gives the event loop back after this long. */
+const BUILD_SLICE_MS = 8;
+/** Pairs put into the copy at once while it is built from a list (a batch's values are strings until rendered). */
+const BUILD_BATCH = 4096;
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 2000;
 /** A watch that lasted this long without failing counts as healthy: the next reconnect is not delayed. */
@@ -84,6 +98,31 @@ export class OrderedEntries {
   set(key: string, value: string, modRevision: number): void {
     this.store.restore([[key, value]]);
     this.modRevisions.set(key, modRevision);
+  }
+
+  /**
+   * A copy of `count` entries, in this order, from `entry(i)`: put in batches, as bytes (the store
+   * renders the blocks they filled as it goes, and the rest at the end: the copy keeps no view of the
+   * buffers given), giving the event loop back every BUILD_SLICE_MS.
+   */
+  static async build(count: number, entry: (i: number) => readonly [key: string, value: Buffer, modRevision: number]): Promise<OrderedEntries> {
+    const entries = new OrderedEntries();
+    let sliceStarted = performance.now();
+    for (let from = 0; from < count; from += BUILD_BATCH) {
+      const batch: [string, Buffer][] = [];
+      for (let i = from; i < Math.min(count, from + BUILD_BATCH); i++) {
+        const [key, value, modRevision] = entry(i);
+        batch.push([key, value]);
+        entries.modRevisions.set(key, modRevision);
+      }
+      entries.store.restoreBytes(batch);
+      if (performance.now() - sliceStarted >= BUILD_SLICE_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStarted = performance.now();
+      }
+    }
+    entries.store.listing();
+    return entries;
   }
 
   delete(key: string): boolean {
@@ -337,26 +376,46 @@ export class WatchCache {
     const started = performance.now();
     const generation = this.generation;
     let revision = 0;
-    // each key as it comes, without the rest of etcd's answer (a big prefix would hold it all twice)
-    const rows: { key: string; value: Buffer; create: number; mod: number; n: number }[] = [];
+    // each key as it comes, without the rest of etcd's answer (a big prefix would hold it all twice);
+    // a value stays where it is in its page's answer (the page's buffer, an offset and a length: no
+    // object per value) until the copy renders it into its blocks
+    const keys: string[] = [];
+    const pages: Buffer[] = [];
+    const pageOf: number[] = [];
+    const starts: number[] = [];
+    const lengths: number[] = [];
+    const creates: number[] = [];
+    const mods: number[] = [];
     const orders = new Map<string, number>();
     let stamp: { modRevision: number; value: Buffer } | undefined;
+    const pageBytes = (this.options.maxResponseBytes ?? DEFAULT_RECEIVE_BYTES) * LIST_PAGE_SHARE;
     try {
       for (const [prefix, sink] of [
         [
           this.options.kvPrefix,
           (kv: IKeyValue) => {
-            const key = kv.key.subarray(this.options.kvPrefix.length).toString('utf8');
+            const key = kv.key.toString('utf8', this.options.kvPrefix.length);
             // the write stamp (see EtcdStore) is not a user key; kept for the history check (a copy:
-            // the decoded value may be a view of the whole answer)
-            if (key === '') stamp = { modRevision: Number(kv.mod_revision), value: Buffer.from(kv.value) };
-            else rows.push({ key, value: kv.value, create: Number(kv.create_revision), mod: Number(kv.mod_revision), n: 0 });
+            // the decoded value is a view of the whole answer)
+            if (key === '') {
+              stamp = { modRevision: Number(kv.mod_revision), value: Buffer.from(kv.value) };
+              return;
+            }
+            const value = kv.value;
+            const page = pages[pages.length - 1];
+            if (page === undefined || page.buffer !== value.buffer) pages.push(Buffer.from(value.buffer));
+            keys.push(key);
+            pageOf.push(pages.length - 1);
+            starts.push(value.byteOffset);
+            lengths.push(value.length);
+            creates.push(Number(kv.create_revision));
+            mods.push(Number(kv.mod_revision));
           },
         ],
-        [this.options.ordPrefix, (kv: IKeyValue) => orders.set(kv.key.subarray(this.options.ordPrefix.length).toString('utf8'), Number(kv.value.toString('latin1')))],
+        [this.options.ordPrefix, (kv: IKeyValue) => orders.set(kv.key.toString('utf8', this.options.ordPrefix.length), Number(kv.value.toString('latin1')))],
       ] as const) {
         let from: Buffer = prefix;
-        let limit = LIST_PAGE_KEYS;
+        let limit = LIST_FIRST_PAGE_KEYS;
         for (;;) {
           let response;
           try {
@@ -374,9 +433,15 @@ export class WatchCache {
           }
           if (revision === 0) revision = Number(response.header.revision);
           this.options.onHeader(response.header.cluster_id, Number(response.header.revision), 'list');
-          for (const kv of response.kvs) sink(kv);
+          let bytes = 0;
+          for (const kv of response.kvs) {
+            bytes += kv.key.length + kv.value.length + KV_OVERHEAD_BYTES;
+            sink(kv);
+          }
           if (!response.more || response.kvs.length === 0) break;
           from = Buffer.concat([response.kvs[response.kvs.length - 1]!.key, Buffer.from([0])]);
+          // the next page as large as the client safely takes, judged by this one's keys
+          limit = Math.max(1, Math.min(LIST_PAGE_MAX_KEYS, Math.floor((pageBytes * response.kvs.length) / bytes)));
         }
       }
     } catch (error) {
@@ -385,11 +450,24 @@ export class WatchCache {
     }
     this.options.onCall('list', (performance.now() - started) / 1000, true);
     if (generation !== this.generation) throw new Error('asked to list again while listing');
-    for (const r of rows) r.n = orders.get(r.key) ?? 0;
+    // insertion order: create revision, then the place in its transaction
+    const count = keys.length;
+    const places = new Float64Array(count);
+    let ordered = true;
+    for (let i = 0; i < count; i++) {
+      places[i] = orders.get(keys[i]!) ?? 0;
+      if (i > 0 && (creates[i]! < creates[i - 1]! || (creates[i] === creates[i - 1] && places[i]! < places[i - 1]!))) ordered = false;
+    }
     orders.clear();
-    rows.sort((a, b) => (a.create === b.create ? a.n - b.n : a.create - b.create));
-    const entries = new OrderedEntries();
-    for (const r of rows) entries.set(r.key, r.value.toString('utf8'), r.mod);
+    const order = new Uint32Array(count);
+    for (let i = 0; i < count; i++) order[i] = i;
+    if (!ordered) order.sort((a, b) => creates[a]! - creates[b]! || places[a]! - places[b]!);
+    const entries = await OrderedEntries.build(count, (i) => {
+      const at = order[i]!;
+      const start = starts[at]!;
+      return [keys[at]!, pages[pageOf[at]!]!.subarray(start, start + lengths[at]!), mods[at]!];
+    });
+    if (generation !== this.generation || this.closed) throw new Error('asked to list again while listing');
     this.entries = entries;
     this.stamp = stamp;
     this.generation++;
@@ -398,7 +476,7 @@ export class WatchCache {
     this.listedFresh = true;
     this.following = true;
     this.advance(revision, true);
-    this.options.logger.info({ keys: entries.size, revision }, 'etcd cache listed the prefix');
+    this.options.logger.info({ keys: entries.size, revision, ms: Math.round(performance.now() - started) }, 'etcd cache listed the prefix');
   }
 
   /**

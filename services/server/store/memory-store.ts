@@ -17,7 +17,7 @@
 // id's place (block, slot) and its value's offsets — a million entries are a million keys for the
 // garbage collector to trace, not three million objects. A value lives in exactly one place: inside
 // its block's rendered bytes (at its byte offsets, outside the JavaScript heap), or, between a write
-// and the next render of its block, as the string given (in `pending`). A block's buffer is its own
+// and the next render of its block, as the string (or bytes) given (in `pending`). A block's buffer is its own
 // allocation, so it pins nothing else, and a read decodes a fresh string from it. Keys are kept as
 // given: callers pass independent strings (the rules decode each key from its own bytes; a log replay
 // parses fresh ones), never slices of a larger string.
@@ -122,8 +122,8 @@ export class MemoryStore implements Store {
   private readonly graves = new Map<string, number>();
   private freeIds: number[] = [];
   private nextId = 0;
-  /** values written since their block was last rendered, by entry id */
-  private readonly pending = new Map<number, string>();
+  /** values written since their block was last rendered, by entry id (bytes: see restoreBytes) */
+  private readonly pending = new Map<number, string | Buffer>();
   private head: Block | undefined;
   private tail: Block | undefined;
   private dirtyBlocks: Block[] = [];
@@ -185,7 +185,7 @@ export class MemoryStore implements Store {
     const block = this.blockOf[id]!;
     if (block.dirty) {
       const pending = this.pending.get(id);
-      if (pending !== undefined) return pending;
+      if (pending !== undefined) return typeof pending === 'string' ? pending : pending.toString('utf8');
     }
     return block.wire.toString('utf8', this.startOf[id], this.endOf[id]);
   }
@@ -358,6 +358,19 @@ export class MemoryStore implements Store {
     this.changed();
   }
 
+  /**
+   * As restore, with each value as its UTF-8 bytes (a copy built from bytes never makes a string of
+   * them). The buffers are read until their blocks are rendered: they must not change before.
+   */
+  restoreBytes(pairs: readonly (readonly [key: string, value: Buffer])[]): void {
+    for (const [key, value] of pairs) {
+      const id = this.map.get(key);
+      if (id === undefined) this.append(key, value);
+      else this.replace(id, value);
+    }
+    this.changed();
+  }
+
   /** Removes a key without the checks (replay of a delete). */
   restoreDelete(key: string): boolean {
     return this.delete(key);
@@ -392,11 +405,11 @@ export class MemoryStore implements Store {
     return id;
   }
 
-  private append(key: string, value: string): void {
+  private append(key: string, value: string | Buffer): void {
     // a key created again is a new entry at the end: its old place is no cursor's any more (store.ts)
     const grave = this.graves.get(key);
     if (grave !== undefined) this.forget(key, grave);
-    const bytes = utf8Bytes(key) + utf8Bytes(value);
+    const bytes = utf8Bytes(key) + (typeof value === 'string' ? utf8Bytes(value) : value.length);
     let block = this.tail;
     if (block === undefined || block.ids.length >= BLOCK_ENTRIES || (block.bytes >= BLOCK_BYTES && block.ids.length > 0)) {
       block = { ids: [], live: 0, graves: 0, wire: EMPTY, bytes: 0, dirty: false, prev: this.tail, next: undefined };
@@ -418,8 +431,8 @@ export class MemoryStore implements Store {
     this.markDirty(block);
   }
 
-  private replace(id: number, value: string): void {
-    const bytes = utf8Bytes(this.keyOf[id]!) + utf8Bytes(value);
+  private replace(id: number, value: string | Buffer): void {
+    const bytes = utf8Bytes(this.keyOf[id]!) + (typeof value === 'string' ? utf8Bytes(value) : value.length);
     const block = this.blockOf[id]!;
     this.pending.set(id, value);
     block.bytes += bytes - this.bytesOf[id]!;
@@ -514,7 +527,7 @@ export class MemoryStore implements Store {
       if (value === undefined) pos += old.copy(buf, pos, this.startOf[id], this.endOf[id]);
       else {
         this.pending.delete(id);
-        pos += buf.write(value, pos, 'utf8');
+        pos += typeof value === 'string' ? buf.write(value, pos, 'utf8') : value.copy(buf, pos);
       }
       this.startOf[id] = start;
       this.endOf[id] = pos;
