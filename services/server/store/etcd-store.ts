@@ -55,6 +55,7 @@ import {
   type PageRequest,
   type Pair,
   type Store,
+  type StoreLimits,
   type StoreUsage,
   type UpsertResult,
 } from './store.js';
@@ -99,6 +100,7 @@ const MIN_CREATE_TIME_LEFT_MS = 250;
 
 export class EtcdStore implements Store {
   readonly kind = 'etcd';
+  readonly limits: StoreLimits | undefined;
   /** a shared store cannot tell without a round trip whether another replica wrote */
   readonly revision = undefined;
   private readonly client: Etcd3;
@@ -168,6 +170,7 @@ export class EtcdStore implements Store {
       onStamp: (value) => this.stamps.note(value),
       onCall: (operation, seconds, ok) => this.events.etcdCall(operation, seconds, ok),
     });
+    this.limits = options.limits;
     this.writeLimits = new WriteLimits({
       keyspace: this.keyspace,
       maxTxnOps,
