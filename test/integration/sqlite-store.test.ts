@@ -98,6 +98,21 @@ describe.runIf(hasSqlite)('tcpkv-server with TCPKV_STORE=sqlite', () => {
     expect([get.responses[0]!.status, get.responses[0]!.body]).toEqual([200, 'hello']);
   });
 
+  it('an answered write survives the server killed at once (SIGKILL)', async () => {
+    const file = join(tempDir('tcpkv-sqlite-'), 'data.db');
+    const env = { TCPKV_SQLITE_FILE: file };
+    const first = track(await spawnServer(env));
+    const writes = Array.from({ length: 20 }, (_, i) => `PUT /kv/k${i} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nv${i % 10}`);
+    const put = await exchange(first.port, writes.join(''), writes.length);
+    expect(put.responses.map((r) => r.status).every((s) => s < 300)).toBe(true);
+    first.kill('SIGKILL');
+    await first.exited;
+    const again = track(await spawnServer(env));
+    const reads = Array.from({ length: 20 }, (_, i) => `GET /kv/k${i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    const got = await exchange(again.port, reads.join(''), reads.length);
+    expect(got.responses.map((r) => [r.status, r.body])).toEqual(Array.from({ length: 20 }, (_, i) => [200, `v${i % 10}`]));
+  });
+
   it('TCPKV_STORE=sqlite without TCPKV_SQLITE_FILE: one line naming both, exit 2', () => {
     const r = spawnSync(process.execPath, [SERVER_BIN, '--port', '0'], { env: { PATH: process.env.PATH ?? '', TCPKV_STORE: 'sqlite' }, encoding: 'utf8', timeout: 10_000 });
     expect([r.status, r.stderr.trim()]).toEqual([2, 'tcpkv-server: invalid configuration: TCPKV_STORE=sqlite needs TCPKV_SQLITE_FILE: the database file']);
