@@ -12,9 +12,9 @@ import { NO_STORE_EVENTS, type StoreEvents } from '../../services/server/events.
 import { EtcdStore } from '../../services/server/store/etcd-store.js';
 import { StoreUnavailableError } from '../../services/server/store/store.js';
 import { startEtcdCluster, type EtcdMember } from '../support/etcd.js';
+import { sleep } from '../support/sleep.js';
 
 const TIMEOUT_MS = 1000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Write {
   readonly sent: number;

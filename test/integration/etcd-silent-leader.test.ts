@@ -11,10 +11,10 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdStore } from '../../services/server/store/etcd-store.js';
 import { startEtcdCluster, type EtcdMember } from '../support/etcd.js';
+import { sleep } from '../support/sleep.js';
 
 const TIMEOUT_MS = 3000;
 const RUNS = 3;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Op {
   readonly kind: 'get' | 'put';

@@ -231,6 +231,4 @@ export async function restartStopped(members: readonly EtcdMember[]): Promise<vo
   await waitForHealthy(members, 60_000);
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { sleep } from './sleep.js';

@@ -256,7 +256,7 @@ function readOne(reader: ResponseReader, buf: Buffer): { response: ParsedRespons
   return { response, used: headerEnd + body };
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { sleep } from './sleep.js';
 
 /** The seed client's request bytes (`request_formate` in the report): `\r\n\n` before the body. */
 export function seedRequestBytes(method: string, hostPath: string, body = ''): string {

@@ -4,8 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import { expect } from 'vitest';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from './sleep.js';
 
 export async function ptySession(commandLine: string, env: Record<string, string>, lines: string[]): Promise<string> {
   const proc = spawn('script', ['-qfec', commandLine, '/dev/null'], { env: { PATH: process.env.PATH ?? '', TERM: 'xterm', ...env } });

@@ -1,7 +1,8 @@
 // The Store contract (services/server/store/store.ts) as one table of cases, run against every store
 // (hono's runTest idea, one level down from the rule cases): cursors over deletes and re-creates,
-// repeated keys in one call, all-or-nothing, 507 only when the store grows, readiness, close. A new
-// store passes this table before it is wired in.
+// repeated keys in one call, all-or-nothing, 507 only when the store grows, the limits it shows,
+// readiness, close. A new store passes this table before it is wired in (docs/store.md, "Adding a
+// store").
 
 import { describe, expect, it } from 'vitest';
 import { StoreFullError, type Pair, type Store, type StoreLimits } from '../../services/server/store/store.js';
@@ -183,6 +184,14 @@ export const STORE_CASES: readonly ContractCase[] = [
       expect(await store.delete('b')).toBe(true);
       expect(await store.createAll([['c', '1']])).toEqual({ ok: true });
       expect(await pairsOf(store)).toEqual([['a', '1'], ['c', '1']]);
+    },
+  },
+  {
+    name: 'the store shows its kind and the limits it enforces (the metrics read them from the interface)',
+    limits: { maxKeys: 7, maxDataBytes: 700 },
+    async run(store) {
+      expect(store.kind).toMatch(/^[a-z][a-z0-9-]*$/);
+      expect(store.limits).toEqual({ maxKeys: 7, maxDataBytes: 700 });
     },
   },
   {

@@ -206,9 +206,10 @@ export class SqliteStore implements Store {
     let removed: Record<string, unknown> | undefined;
     this.write(() => {
       removed = this.sql.remove.get(key);
-      if (removed === undefined) return;
+      if (removed === undefined) return false;
       this.sql.bury.run(key, removed.seq);
       this.sql.forget.run();
+      return true;
     });
     if (removed === undefined) return false;
     this.keys -= 1;
@@ -249,12 +250,16 @@ export class SqliteStore implements Store {
     }
   }
 
-  /** One transaction: committed whole before it returns, or rolled back and thrown as a store error. */
-  private write(apply: () => void): void {
+  /**
+   * One transaction: committed whole before it returns, or rolled back and thrown as a store error.
+   * `apply` returns false when it changed nothing (the revision stays).
+   */
+  private write(apply: () => boolean | void): void {
+    let changed: boolean | void;
     try {
       this.db.exec('BEGIN IMMEDIATE');
       try {
-        apply();
+        changed = apply();
         this.db.exec('COMMIT');
       } catch (error) {
         try {
@@ -267,7 +272,7 @@ export class SqliteStore implements Store {
     } catch (error) {
       throw this.storeError(error);
     }
-    this.rev++;
+    if (changed !== false) this.rev++;
   }
 
   private storeError(error: unknown): Error {

@@ -1,4 +1,4 @@
-// The storage contract every store meets (memory, append-only log, etcd, SQLite). One call per request,
+// The storage contract every store meets (drivers.ts lists them). One call per request,
 // with the seed's batch semantics, so that a remote store can make each one a single transaction.
 // Results may be plain values or promises: the memory store answers synchronously and the hot path
 // never waits on a microtask it does not need.
@@ -108,7 +108,7 @@ export interface StoreGauges {
 }
 
 export interface Store {
-  /** the driver that opened it ('memory', 'log', 'etcd', 'sqlite'): the start-up log and metrics name it */
+  /** the name of the driver that opened it ('memory', 'log', …): the start-up log names it */
   readonly kind: string;
   /** the limits it enforces (see "limits" above); undefined = it enforces none */
   readonly limits: StoreLimits | undefined;
