@@ -63,7 +63,7 @@ export function answerJson(answer: Answer): Record<string, unknown> {
 
 function errorJson(error: ClientError | UsageError): Record<string, unknown> {
   if (error instanceof ClientError) return { error: { code: error.code, message: error.message, maybeApplied: error.maybeApplied } };
-  return { error: { code: 'USAGE', message: error.message } };
+  return { error: { code: error.code, message: error.message } };
 }
 
 /** A refused or unreachable server, said so a person knows what to try. */
@@ -256,7 +256,7 @@ export function buildProgram(hooks: ProgramHooks): Command {
       if (error instanceof ClientError || error instanceof UsageError) {
         if (output().json) io.out(JSON.stringify(errorJson(error)) + '\n');
         io.err(`${PROGRAM}: ${error instanceof ClientError ? describeClientError(error) : error.message}\n`);
-        hooks.setExit(error instanceof ClientError ? 3 : 2);
+        hooks.setExit(error.status);
         return;
       }
       throw error;
@@ -438,7 +438,7 @@ export function buildProgram(hooks: ProgramHooks): Command {
         } catch (error) {
           if (error instanceof DumpFormatError) {
             io.err(`${PROGRAM}: nothing restored: ${error.message}\n`);
-            return 2;
+            return error.status;
           }
           throw error;
         }
@@ -450,7 +450,7 @@ export function buildProgram(hooks: ProgramHooks): Command {
         } catch (error) {
           if (error instanceof RestoreError) {
             io.err(`${PROGRAM}: ${error.message}\n`);
-            return 1;
+            return error.status;
           }
           throw error;
         }

@@ -108,15 +108,32 @@ export function writeResponse(response: Response, keepAlive: boolean, headOnly =
   const now = Date.now();
   if (!response.reusable) return serialize(response, keepAlive, headOnly, now);
   const second = Math.floor(now / 1000);
-  const memo = memos.get(response);
-  if (memo !== undefined && memo.second === second && memo.keepAlive === keepAlive && memo.headOnly === headOnly) return memo.bytes;
+  // the answer given last is usually the one given again (a GET on unchanged data): checked first
+  let memo = last;
+  if (memo === undefined || memo.response !== response) memo = memos.get(response);
+  if (memo !== undefined && memo.second === second && memo.keepAlive === keepAlive && memo.headOnly === headOnly) {
+    last = memo;
+    return memo.bytes;
+  }
   // kept as a Buffer: a large listing written many times is copied once, here
   const bytes = wireBuffer(serialize(response, keepAlive, headOnly, now));
-  memos.set(response, { second, keepAlive, headOnly, bytes });
+  memo = { response, second, keepAlive, headOnly, bytes };
+  memos.set(response, memo);
+  last = memo;
   return bytes;
 }
 
-const memos = new WeakMap<Response, { second: number; keepAlive: boolean; headOnly: boolean; bytes: Buffer }>();
+interface Memo {
+  readonly response: Response;
+  readonly second: number;
+  readonly keepAlive: boolean;
+  readonly headOnly: boolean;
+  readonly bytes: Buffer;
+}
+
+const memos = new WeakMap<Response, Memo>();
+/** The memo used last (it holds its response; a reusable response lives as long as its rules anyway). */
+let last: Memo | undefined;
 
 function serialize(response: Response, keepAlive: boolean, headOnly: boolean, now: number): WireBytes {
   const body = response.body;

@@ -8,7 +8,7 @@ import type { Answer } from './render.js';
 import { admission, createNeedsPostRule, createRule, endRule, headRule, kvKeyRule, kvPageRule, listingRule, noRouteRule, updateNeedsPutRule, updateRule, type Policy, type RuleCall, type RuleRequest } from './rules.js';
 import { storeFailure } from './store-answers.js';
 import type { MaybePromise, Store } from './store/store.js';
-import { kvRoute } from './targets.js';
+import { kvRoute, type KvRoute } from './targets.js';
 
 export interface RouteRow {
   /** the metrics label of every request this row matches */
@@ -51,9 +51,19 @@ export function matchRoute(request: RuleRequest, store: Store, policy: Policy, p
   const address = resolveAddress(request.target, request.host);
   // the one-key routes and pages (docs/store.md), under /kv, in the standard dialect only
   const kv = address.dialect === 'standard' && address.path.startsWith('kv') ? kvRoute(request.target) : undefined;
-  const method = request.method;
-  const path = address.path;
-  const kind = kv?.kind;
+  return { request, address, kv, store, policy, peer, row: rowFor(request.method, address.path, kv?.kind) };
+}
+
+// The last match, checked first: a client sends the same request again and again, and the parser
+// hands out the very same method and path strings for a repeated request line.
+let lastMethod: string | undefined;
+let lastPath: string | undefined;
+let lastKind: KvRoute['kind'] | undefined;
+let lastRow: RouteRow = ROUTES[ROUTES.length - 1]!;
+
+/** The first row that matches. */
+function rowFor(method: string, path: string, kind: KvRoute['kind'] | undefined): RouteRow {
+  if (method === lastMethod && path === lastPath && kind === lastKind) return lastRow;
   let row = ROUTES[ROUTES.length - 1]!;
   for (const candidate of ROUTES) {
     if ((candidate.kv === undefined || candidate.kv === kind) && (candidate.method === undefined || candidate.method === method) && (candidate.path === undefined || candidate.path === path)) {
@@ -61,7 +71,11 @@ export function matchRoute(request: RuleRequest, store: Store, policy: Policy, p
       break;
     }
   }
-  return { request, address, kv, store, policy, peer, row };
+  lastMethod = method;
+  lastPath = path;
+  lastKind = kind;
+  lastRow = row;
+  return row;
 }
 
 /** Answers a matched request: the shared checks, then the row's rule. */

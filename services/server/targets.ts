@@ -22,13 +22,14 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 export function percentDecode(text: string, from = 0, to = text.length, plus = false): string | undefined {
   const bytes = Buffer.allocUnsafe(to - from);
   let n = 0;
+  let high = 0; // the decoded bytes OR-ed: below 0x80, they are ASCII
   for (let i = from; i < to; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x25 /* % */) {
       const hi = i + 2 < to ? HEX[text.charCodeAt(i + 1) & 0x7f]! : -1;
       const lo = i + 2 < to ? HEX[text.charCodeAt(i + 2) & 0x7f]! : -1;
       if (hi < 0 || lo < 0 || text.charCodeAt(i + 1) > 0x7f || text.charCodeAt(i + 2) > 0x7f) return undefined;
-      bytes[n++] = hi * 16 + lo;
+      high |= bytes[n++] = hi * 16 + lo;
       i += 2;
     } else if (c > 0x7f) {
       return undefined; // the parser admits only ASCII targets; anything else is not ours to guess
@@ -36,6 +37,8 @@ export function percentDecode(text: string, from = 0, to = text.length, plus = f
       bytes[n++] = plus && c === 0x2b /* + */ ? 0x20 : c;
     }
   }
+  // ASCII is UTF-8 as it is: no validating decoder needed
+  if (high < 0x80) return bytes.toString('latin1', 0, n);
   try {
     return strictUtf8.decode(bytes.subarray(0, n));
   } catch {
