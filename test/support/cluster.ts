@@ -30,7 +30,7 @@ export interface EtcdMember {
 }
 
 /** The flags of one member of a static 3-member cluster whose members are named by network alias. */
-export function etcdCommand(name: string, names: readonly string[] = ETCD_NAMES, clusterToken = 'tcpkv-test', flags: readonly string[] = []): string[] {
+export function etcdCommand(name: string, names: readonly string[] = ETCD_NAMES, clusterToken = 'tcpkv-test'): string[] {
   return [
     '/usr/local/bin/etcd',
     `--name=${name}`,
@@ -46,7 +46,6 @@ export function etcdCommand(name: string, names: readonly string[] = ETCD_NAMES,
     '--auto-compaction-mode=revision',
     '--auto-compaction-retention=10000',
     '--quota-backend-bytes=1073741824',
-    ...flags,
   ];
 }
 
@@ -54,11 +53,11 @@ export function etcdCommand(name: string, names: readonly string[] = ETCD_NAMES,
  * Starts the members at once (each waits for the others before it is ready), then waits until every
  * one of them reports healthy (a read committed through Raft).
  */
-export async function startEtcdCluster(network: StartedNetwork, resources: DockerResources, names: readonly string[] = ETCD_NAMES, flags: readonly string[] = []): Promise<EtcdMember[]> {
+export async function startEtcdCluster(network: StartedNetwork, resources: DockerResources, names: readonly string[] = ETCD_NAMES): Promise<EtcdMember[]> {
   const members = await Promise.all(
     names.map(async (name) => {
       const container = await new GenericContainer(ETCD_IMAGE)
-        .withCommand(etcdCommand(name, names, undefined, flags))
+        .withCommand(etcdCommand(name, names))
         .withNetwork(network)
         .withNetworkAliases(name)
         .withWaitStrategy(Wait.forLogMessage(ETCD_READY))
@@ -245,7 +244,7 @@ export function sleep(ms: number): Promise<void> {
  * replicas' TCPKV_ETCD_MAX_TXN_OPS must admit it), `inFlight` at once per replica, each retried until
  * it answers 200 (an upsert of the same pairs again is harmless). Resolves with the milliseconds it took.
  */
-export async function preloadKeys(replicas: readonly Reachable[], count: number, { keyPrefix = 'pre', pairsPerWrite = 63, inFlight = 2 } = {}): Promise<number> {
+export async function preloadKeys(replicas: readonly Reachable[], count: number, { keyPrefix = 'pre', pairsPerWrite = 63, inFlight = 4 } = {}): Promise<number> {
   const started = performance.now();
   let next = 0;
   const worker = async (replica: Reachable) => {
