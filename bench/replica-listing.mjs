@@ -176,12 +176,21 @@ const round = (x) => Math.round(x * 10) / 10;
 function rssByKind(pid) {
   const kinds = { mallocHeap: 0, anonymous: 0, other: 0 };
   let kind = 'other';
+  let range = '';
+  const anonymous = [];
   for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
-    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
-    if (head) kind = head[1] === '[heap]' ? 'mallocHeap' : head[1] === '' ? 'anonymous' : 'other';
+    const head = /^([0-9a-f]+-[0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      range = head[1];
+      kind = head[2] === '[heap]' ? 'mallocHeap' : head[2] === '' ? 'anonymous' : 'other';
+    }
     const rss = /^Rss:\s+(\d+) kB/.exec(line);
-    if (rss) kinds[kind] += Number(rss[1]) * 1024;
+    if (rss) {
+      kinds[kind] += Number(rss[1]) * 1024;
+      if (kind === 'anonymous') anonymous.push([range, Number(rss[1])]);
+    }
   }
+  if (process.env.BENCH_VERBOSE) log(`largest anonymous mappings (kB resident): ${JSON.stringify(anonymous.sort((x, y) => y[1] - x[1]).slice(0, 12))} of ${anonymous.length}`);
   return Object.fromEntries(Object.entries(kinds).map(([k, v]) => [k, round(v / 2 ** 20)]));
 }
 

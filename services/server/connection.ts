@@ -78,6 +78,12 @@ const LINGER_MS = 2000;
 const SMALL_ANSWER_BYTES = 32 * 1024;
 /** Unparsed input kept while we are not pulling requests; beyond it the socket is paused. */
 const MAX_UNPARSED_BYTES = 64 * 1024;
+/**
+ * Listing bytes one connection hands to its socket per turn of the event loop. A socket that takes
+ * each write at once (loopback, a fast reader) drains synchronously, and the next slices would follow
+ * within the same turn until the whole listing is written: every other request waits meanwhile.
+ */
+const LISTING_BYTES_PER_TURN = 1024 * 1024;
 
 export class Connection {
   readonly socket: Socket;
@@ -107,6 +113,8 @@ export class Connection {
   /** progress of pending output, for the send timeout */
   private lastProgress: number;
   private lastWritable = 0;
+  /** listing bytes written in this turn of the event loop (reset by a setImmediate) */
+  private turnBytes = 0;
 
   // timers, checked by the server's sweeper rather than one setTimeout per connection
   private stage: 'idle' | 'headers' | 'body' | 'dead' = 'idle';
@@ -378,10 +386,17 @@ export class Connection {
         // the store's slices, as the socket takes them: at most one past the high-water mark, corked
         // so that each high-water mark's worth leaves in one writev rather than a write per slice
         socket.cork();
-        while (slot.next < more.length && flushed) flushed = socket.write(more[slot.next++]!);
+        while (slot.next < more.length && flushed && this.turnBytes < LISTING_BYTES_PER_TURN) {
+          const slice = more[slot.next++]!;
+          if (this.turnBytes === 0) setImmediate(() => (this.turnBytes = 0));
+          this.turnBytes += slice.length;
+          flushed = socket.write(slice);
+        }
         socket.uncork();
         if (slot.next < more.length) {
           this.writeBlocked = true;
+          // this turn's share written and the socket still takes more: the rest after other work
+          if (flushed) setImmediate(() => !socket.destroyed && this.onDrain());
           return;
         }
       }

@@ -10,7 +10,8 @@
 
 import { GenericContainer, Wait, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
 import { ClientError, TcpkvClient, type Answer } from '../../services/client/client.js';
-import { DockerResources, SERVER_PORT, inspectState, startServer } from './docker.js';
+import { DockerResources, SERVER_PORT, docker, inspectState, startServer } from './docker.js';
+import { HttpConn, percentile } from './http-conn.js';
 import { parseListing } from './write-load.js';
 
 /** The etcd image: the official one where a registry is reachable, else infra/docker/offline-etcd.sh's. */
@@ -232,3 +233,99 @@ export async function restartStopped(members: readonly EtcdMember[]): Promise<vo
 }
 
 export { sleep } from './sleep.js';
+
+// ---- a store of real size ---------------------------------------------------------------------------
+
+/**
+ * Writes `count` keys (`<keyPrefix>000000`…, values of 8 bytes) through the replicas: PUT /update of
+ * `pairsPerWrite` pairs each (a write of n pairs is 2n+1 etcd operations: etcd's --max-txn-ops and the
+ * replicas' TCPKV_ETCD_MAX_TXN_OPS must admit it), `inFlight` at once per replica, each retried until
+ * it answers 200 (an upsert of the same pairs again is harmless). Resolves with the milliseconds it took.
+ */
+export async function preloadKeys(replicas: readonly Reachable[], count: number, { keyPrefix = 'pre', pairsPerWrite = 63, inFlight = 4 } = {}): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  const worker = async (replica: Reachable) => {
+    let conn = await HttpConn.open(replica.port());
+    try {
+      for (;;) {
+        const from = next;
+        if (from >= count) return;
+        next = Math.min(count, from + pairsPerWrite);
+        const body: string[] = [];
+        for (let i = from; i < next; i++) body.push(`${keyPrefix}${String(i).padStart(6, '0')}: v${String(i).padStart(7, '0')}`);
+        for (let attempt = 1; ; attempt++) {
+          const answer = await conn.request('PUT', '/update', body.join('&')).catch((error: Error) => ({ status: error.message, body: Buffer.alloc(0) }));
+          if (answer.status === 200) break;
+          if (attempt >= 20) throw new Error(`preload: PUT /update of ${next - from} pairs → ${answer.status} ${answer.body.toString().slice(0, 200)}`);
+          if (typeof answer.status === 'string') {
+            conn.close();
+            conn = await HttpConn.open(replica.port());
+          }
+          await sleep(200);
+        }
+      }
+    } finally {
+      conn.close();
+    }
+  };
+  await Promise.all(replicas.flatMap((replica) => Array.from({ length: inFlight }, () => worker(replica))));
+  return performance.now() - started;
+}
+
+/** A replica's log lines (pino JSON) whose message matches. */
+export async function replicaLogLines(replica: Replica, pattern: RegExp): Promise<{ level: number; msg: string }[]> {
+  const r = await docker(['logs', replica.container.getId()]);
+  return (r.stdout + r.stderr)
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { level: number; msg: string })
+    .filter((l) => pattern.test(l.msg));
+}
+
+/** The lists of the prefix a replica made (its first, at start, and every reload since): its log says each. */
+export async function replicaLists(replica: Replica): Promise<number> {
+  return (await replicaLogLines(replica, /^etcd cache listed the prefix$/)).length;
+}
+
+/**
+ * `ms` of one client PUTting `key` in a loop through `writer` while another GETs it in a loop through
+ * `reader`, each on one keep-alive connection. The reader must never see an older value than it saw
+ * before. Resolves with the GET latencies, the PUT count and the answers that were not 200.
+ */
+export async function putGetLoop(writer: Reachable, reader: Reachable, key: string, ms: number): Promise<{ getMs: number[]; puts: number; failures: string[]; p99: number }> {
+  const [w, r] = [await HttpConn.open(writer.port()), await HttpConn.open(reader.port())];
+  const until = performance.now() + ms;
+  const getMs: number[] = [];
+  const failures: string[] = [];
+  let puts = 0;
+  try {
+    await Promise.all([
+      (async () => {
+        while (performance.now() < until) {
+          const a = await w.request('PUT', `/kv/${key}`, String(puts + 1));
+          if (a.status === 200) puts++;
+          else failures.push(`PUT ${a.status}`);
+        }
+      })(),
+      (async () => {
+        let last = 0;
+        while (performance.now() < until) {
+          const started = performance.now();
+          const a = await r.request('GET', `/kv/${key}`);
+          getMs.push(performance.now() - started);
+          if (a.status !== 200 && a.status !== 404) failures.push(`GET ${a.status}`);
+          else if (a.status === 200) {
+            const seen = Number(a.body.toString());
+            if (seen < last) failures.push(`GET went back from ${last} to ${seen}`);
+            last = seen;
+          }
+        }
+      })(),
+    ]);
+  } finally {
+    w.close();
+    r.close();
+  }
+  return { getMs, puts, failures, p99: percentile(getMs, 99) };
+}
