@@ -6,13 +6,16 @@
 
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { StartupErrors } from '../../services/common/errors.js';
 import { ClientErrors, ProtocolErrors } from '../../services/protocol/errors.js';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 const errors = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
 const clientSection = errors.indexOf('## Client error codes');
 const serverRows = errors.slice(0, clientSection).split('\n').filter((l) => l.startsWith('| `'));
-const clientRows = errors.slice(clientSection).split('\n').filter((l) => l.startsWith('| `'));
+const startupSection = errors.indexOf('## Start-up error codes');
+const clientRows = errors.slice(clientSection, startupSection).split('\n').filter((l) => l.startsWith('| `'));
+const startupRows = errors.slice(startupSection).split('\n').filter((l) => l.startsWith('| `'));
 const codeOf = (row: string) => /^\| `([A-Z0-9_]+)` \|/.exec(row)?.[1];
 
 describe('README', () => {
@@ -48,8 +51,18 @@ describe('docs/errors.md', () => {
     expect(row).toContain(`| ${status} |`);
   });
 
+  it.each(Object.keys(StartupErrors))('documents the start-up code %s with exit status 2', (code) => {
+    const row = startupRows.find((r) => codeOf(r) === code);
+    expect(row, `${code} is missing from the start-up table of docs/errors.md`).toBeDefined();
+    expect(row).toContain('| 2 |');
+  });
+
   it('documents no code that does not exist', () => {
     expect(clientSection).toBeGreaterThan(0);
+    expect(startupSection).toBeGreaterThan(clientSection);
+    const documentedStartup = startupRows.map(codeOf);
+    expect(documentedStartup.filter((c) => c === undefined || !(c in StartupErrors))).toEqual([]);
+    expect(new Set(documentedStartup).size).toBe(documentedStartup.length);
     const documentedServer = serverRows.map(codeOf);
     const documentedClient = clientRows.map(codeOf);
     expect(documentedServer.filter((c) => c === undefined || !(c in ProtocolErrors))).toEqual([]);
