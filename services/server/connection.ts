@@ -17,6 +17,7 @@
 // observer's (request-observer.ts): this file says when, the observer says what.
 
 import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
 import { ProtocolError, ProtocolErrors, type ProtocolErrorCode } from '../protocol/errors.js';
 import { EXPECT_CONTINUE, NEED_MORE, RequestParser, type ParsedRequest, type ParserLimits } from '../protocol/request-parser.js';
 import { CONTINUE_BYTES, writeResponse, type Response, type WireBytes } from '../protocol/response-writer.js';
@@ -91,6 +92,7 @@ export class Connection {
   /** the connection's number in log lines (`conn`, and the first part of each request id) */
   readonly id: number;
   private readonly host: ConnectionHost;
+  private readonly logger: Logger;
   private readonly parser: RequestParser;
   private readonly observer: RequestObserver;
 
@@ -121,13 +123,15 @@ export class Connection {
   private stageSince: number;
   private lastActivity: number;
 
-  constructor(socket: Socket, host: ConnectionHost, now: number) {
+  /** `logger`: the connection's own, when its lines must say more than the host's (a TLS client's name) */
+  constructor(socket: Socket, host: ConnectionHost, now: number, logger: Logger = host.logger) {
     this.socket = socket;
     this.host = host;
+    this.logger = logger;
     this.peer = socket.remoteAddress ?? 'unknown';
     this.id = host.nextConnectionId();
     this.parser = new RequestParser(host.limits);
-    this.observer = new RequestObserver(host, this.peer);
+    this.observer = new RequestObserver(host, this.peer, logger);
     this.stageSince = this.lastActivity = this.lastProgress = now;
 
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -140,7 +144,7 @@ export class Connection {
     socket.on('error', (error: NodeJS.ErrnoException) => {
       // resets and broken pipes are the peer's business; anything else is worth a line
       const level = error.code === 'ECONNRESET' || error.code === 'EPIPE' ? 'debug' : 'warn';
-      host.logger[level]({ conn: this.id, peer: this.peer, err: error.message, code: error.code }, 'connection error');
+      logger[level]({ conn: this.id, peer: this.peer, err: error.message, code: error.code }, 'connection error');
     });
     socket.on('close', () => host.forget(this));
   }
@@ -503,7 +507,7 @@ export class Connection {
       return;
     }
     if (now - this.lastActivity > limits.idleTimeoutMs) {
-      this.host.logger.debug({ conn: this.id, peer: this.peer, idleMs: now - this.lastActivity }, 'idle connection closed');
+      this.logger.debug({ conn: this.id, peer: this.peer, idleMs: now - this.lastActivity }, 'idle connection closed');
       this.closing = true;
       this.socket.destroy();
     }
@@ -523,7 +527,7 @@ export class Connection {
 
   private crash(error: unknown): void {
     // One connection's failure stays that connection's: log it and close it, nothing else.
-    this.host.logger.error({ conn: this.id, peer: this.peer, err: (error as Error)?.stack ?? String(error) }, 'connection failed; closed');
+    this.logger.error({ conn: this.id, peer: this.peer, err: (error as Error)?.stack ?? String(error) }, 'connection failed; closed');
     this.closing = true;
     this.socket.destroy();
   }

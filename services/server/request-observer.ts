@@ -41,12 +41,15 @@ export interface RequestRecord {
 export class RequestObserver {
   private readonly host: ObserverHost;
   private readonly peer: string;
+  /** the host's logger, or the connection's own (a TLS client's lines name its certificate) */
+  private readonly logger: Logger;
   /** requests are timed: for the metrics or the access line */
   private readonly timing: boolean;
 
-  constructor(host: ObserverHost, peer: string) {
+  constructor(host: ObserverHost, peer: string, logger: Logger = host.logger) {
     this.host = host;
     this.peer = peer;
+    this.logger = logger;
     this.timing = host.counting || host.accessLog !== undefined;
   }
 
@@ -72,24 +75,24 @@ export class RequestObserver {
     if (host.counting) host.events.requestDone(record.method, record.route, record.status, (performance.now() - record.startedAt) / 1000, record.bytesIn, record.size);
     if (host.accessLog !== undefined && record.target !== undefined) {
       const ms = Math.round((performance.now() - record.startedAt) * 1000) / 1000;
-      host.logger[host.accessLog]({ req: record.id, peer: this.peer, method: record.method, target: record.target, status: record.status, ms, bytesIn: record.bytesIn, bytesOut: record.size }, 'request');
+      this.logger[host.accessLog]({ req: record.id, peer: this.peer, method: record.method, target: record.target, status: record.status, ms, bytesIn: record.bytesIn, bytesOut: record.size }, 'request');
     }
   }
 
   /** A limit of the parser or the connection stopped a request or the connection. */
   limitHit(code: ProtocolErrorCode, message: string, requestId: string): void {
-    this.host.logger.warn({ req: requestId, peer: this.peer, code }, message);
+    this.logger.warn({ req: requestId, peer: this.peer, code }, message);
     this.host.events.limitHit(code);
   }
 
   /** TCPKV_MAX_REQUESTS_PER_CONNECTION reached: this request is the connection's last. */
   lastRequest(requestId: string, max: number): void {
-    this.host.logger.info({ req: requestId, peer: this.peer, limit: 'maxRequestsPerConnection', value: max }, 'limit hit: closing after this request');
+    this.logger.info({ req: requestId, peer: this.peer, limit: 'maxRequestsPerConnection', value: max }, 'limit hit: closing after this request');
   }
 
   /** A request failed in a way no rule answers (answered 500). */
   failed(requestId: string, error: unknown): void {
-    this.host.logger.error({ req: requestId, peer: this.peer, err: (error as Error)?.message }, 'request failed');
+    this.logger.error({ req: requestId, peer: this.peer, err: (error as Error)?.message }, 'request failed');
   }
 
   /**
@@ -97,7 +100,7 @@ export class RequestObserver {
    * are logged here, like every limit the connection applies.
    */
   private ruleLimit(code: ProtocolErrorCode, message: string, requestId: string): void {
-    if (code !== 'TCPKV_ERR_STORE_FULL') this.host.logger.warn({ req: requestId, peer: this.peer, code }, `limit hit: ${message}`);
+    if (code !== 'TCPKV_ERR_STORE_FULL') this.logger.warn({ req: requestId, peer: this.peer, code }, `limit hit: ${message}`);
     this.host.events.limitHit(code);
   }
 }

@@ -130,7 +130,6 @@ export class TcpkvServer implements ConnectionHost {
   private tlsHost() {
     return {
       logger: this.logger,
-      connectionHost: this as ConnectionHost,
       admit: (socket: Socket, pending: number): boolean => {
         if (this.draining) {
           this.events.connectionRefused('draining');
@@ -153,12 +152,12 @@ export class TcpkvServer implements ConnectionHost {
         }
         return true;
       },
-      adopt: (socket: TLSSocket, host: ConnectionHost | undefined): void => {
+      adopt: (socket: TLSSocket, logger: Logger | undefined): void => {
         if (this.draining) {
           socket.destroy();
           return;
         }
-        const connection = new Connection(socket, host ?? this, performance.now());
+        const connection = new Connection(socket, this, performance.now(), logger);
         this.connections.add(connection);
         this.events.connectionOpened();
       },

@@ -10,7 +10,6 @@ import { createServer as createTlsServer, type Server as TlsServer, type TLSSock
 import type { Logger } from 'pino';
 import { listenOn } from '../common/listen.js';
 import { writeResponse } from '../protocol/response-writer.js';
-import type { ConnectionHost } from './connection.js';
 import type { TlsCredentials, TlsEvents, TlsHandshakeOutcome } from './tls.js';
 import { NO_TLS_EVENTS } from './tls.js';
 
@@ -32,10 +31,8 @@ export interface TlsListenerHost {
    * host, and the socket destroyed.
    */
   admit(socket: Socket, pending: number): boolean;
-  /** A finished handshake: serve the socket. `host` carries the logger that names the client certificate. */
-  adopt(socket: TLSSocket, host: ConnectionHost | undefined): void;
-  /** the host the connection gets when there is no client certificate to name */
-  readonly connectionHost: ConnectionHost;
+  /** A finished handshake: serve the socket; `logger` names the client certificate (undefined: none). */
+  adopt(socket: TLSSocket, logger: Logger | undefined): void;
 }
 
 export interface TlsListenerOptions {
@@ -70,41 +67,6 @@ export function handshakeOutcome(error: NodeJS.ErrnoException, authorizationErro
   if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE' || /hang up|disconnected/.test(error.message)) return 'closed';
   if (code.startsWith('ERR_SSL_')) return 'malformed';
   return 'other';
-}
-
-/**
- * The host of a connection whose client presented a certificate: the server's, with a logger that
- * names the certificate's subject on every line (so each request id in the log comes with it).
- */
-function hostNaming(host: ConnectionHost, logger: Logger): ConnectionHost {
-  return {
-    get limits() {
-      return host.limits;
-    },
-    get store() {
-      return host.store;
-    },
-    get policy() {
-      return host.policy;
-    },
-    logger,
-    get events() {
-      return host.events;
-    },
-    get counting() {
-      return host.counting;
-    },
-    get draining() {
-      return host.draining;
-    },
-    get accessLog() {
-      return host.accessLog;
-    },
-    nextConnectionId: () => host.nextConnectionId(),
-    noteRefusedEnd: (peer, outcome, requestId) => host.noteRefusedEnd(peer, outcome, requestId),
-    requestShutdown: (peer) => host.requestShutdown(peer),
-    forget: (connection) => host.forget(connection),
-  };
 }
 
 export class TlsListener {
@@ -221,13 +183,14 @@ export class TlsListener {
     }
     this.end(handshake, 'ok');
     this.handshakes.delete(handshake.raw);
-    let host: ConnectionHost | undefined;
+    // a client with a certificate: every line of its connection names the certificate's subject
+    let logger: Logger | undefined;
     if (this.options.credentials.requireClientCertificate) {
       const subject = socket.getPeerCertificate().subject;
       const name = subject ? Object.entries(subject).map(([k, v]) => `${k}=${String(v)}`).join(', ') : 'unknown';
-      host = hostNaming(this.host.connectionHost, this.host.logger.child({ tlsClient: name }));
+      logger = this.host.logger.child({ tlsClient: name });
     }
-    this.host.adopt(socket, host);
+    this.host.adopt(socket, logger);
   }
 
   private failed(error: NodeJS.ErrnoException, socket: TLSSocket): void {
