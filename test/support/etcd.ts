@@ -53,6 +53,8 @@ export interface LocalEtcdOptions {
   readonly flags?: readonly string[];
 }
 
+const ETCD_START_WAIT_MS = 45_000;
+
 export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEtcd> {
   let token = 1;
   const dataDir = mkdtempSync(join(tmpdir(), 'tcpkv-etcd-'));
@@ -71,12 +73,15 @@ export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEt
     );
     let err = '';
     proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-    for (let i = 0; i < 100; i++) {
+    // a readiness wait, not a bound: while the suites run beside each other on 2 cores, etcd has
+    // taken over 10 s to answer its first /health
+    const started = performance.now();
+    while (performance.now() - started < ETCD_START_WAIT_MS) {
       if (await answers(endpoint)) return;
       if (proc.exitCode !== null) throw new Error(`etcd exited: ${err}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error(`etcd did not answer within 10 s: ${err}`);
+    throw new Error(`etcd did not answer within ${ETCD_START_WAIT_MS / 1000} s: ${err}`);
   };
   const stop = async () => {
     if (!proc || proc.exitCode !== null) return;
