@@ -174,7 +174,11 @@ export class LogStore implements Store {
   private closed = false;
   private lastRecordWarning = -Infinity;
   /** counters for tests and the durability notes */
-  readonly stats = { compactions: 0, failedCompactions: 0, bytesWritten: 0 };
+  private readonly counts = { compactions: 0, failedCompactions: 0, bytesWritten: 0 };
+  /** what the store has done since it opened (a copy: for tests and diagnostics) */
+  get stats(): Readonly<{ compactions: number; failedCompactions: number; bytesWritten: number }> {
+    return { ...this.counts };
+  }
 
   private constructor(options: LogStoreOptions) {
     this.options = options;
@@ -368,9 +372,9 @@ export class LogStore implements Store {
   /** Rewrites a log of an older format in the current one, before any write (a compaction of it). */
   private async upgradeFormat(from: FormatVersion): Promise<void> {
     this.logger.warn({ file: this.path, from, to: FORMAT_VERSION }, `${this.path} is in log format v${from}: rewriting it in v${FORMAT_VERSION} (a tcpkv-server older than format v${FORMAT_VERSION} cannot read it)`);
-    const failed = this.stats.failedCompactions;
+    const failed = this.counts.failedCompactions;
     await this.compact();
-    if (this.stats.failedCompactions !== failed) throw new LogOpenError(`${this.path}: could not rewrite it in log format v${FORMAT_VERSION} (see the error logged above); the log stays in format v${from}`, this.path);
+    if (this.counts.failedCompactions !== failed) throw new LogOpenError(`${this.path}: could not rewrite it in log format v${FORMAT_VERSION} (see the error logged above); the log stays in format v${from}`, this.path);
     this.compactNotBefore = 0;
   }
 
@@ -560,7 +564,7 @@ export class LogStore implements Store {
       return;
     }
     this.size += block.length;
-    this.stats.bytesWritten += block.length;
+    this.counts.bytesWritten += block.length;
     this.lastFailure = undefined;
     this.dirty = this.options.fsync !== 'always';
     for (const d of decided) {
@@ -680,7 +684,7 @@ export class LogStore implements Store {
             this.dirSyncPending = true;
             this.logger.error({ dir: this.options.dir, err: (error as Error).message }, 'directory fsync after compaction failed: writes are refused until it works');
           }
-          this.stats.compactions++;
+          this.counts.compactions++;
           // `after` includes the writes that arrived during the rewrite; `snapshot` is the live data alone
           this.logger.info({ file: this.path, before: coveredBytes, snapshot: snapshotBytes, after: bytes, keys: snapshot.count, ms: Math.round(performance.now() - started) }, 'log compacted');
         });
@@ -690,7 +694,7 @@ export class LogStore implements Store {
           this.logger.error({ err: e.message }, 'after the compacted log was in place');
           return;
         }
-        this.stats.failedCompactions++;
+        this.counts.failedCompactions++;
         this.compactNotBefore = Date.now() + COMPACT_RETRY_MS;
         this.logger.error({ file: tmp, code: e.code, err: e.message }, 'log compaction failed; the log is unchanged and stays in use');
         if (out) await this.ops.close(out, tmp).catch(() => undefined);
