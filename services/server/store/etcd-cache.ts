@@ -24,6 +24,7 @@
 
 import type { Etcd3, IEvent, IKeyValue, IWatchResponse, IDuplexStream, IWatchRequest } from 'etcd3';
 import type { Logger } from 'pino';
+import { TimeSlicer } from '../../common/time-slice.js';
 import { MemoryStore } from './memory-store.js';
 import type { ListingSnapshot, Page, PageRequest, Pair, StoreUsage } from './store.js';
 
@@ -37,8 +38,6 @@ const LIST_PAGE_SHARE = 0.5;
 const KV_OVERHEAD_BYTES = 32;
 /** Without a configured receive limit: gRPC's default one. */
 const DEFAULT_RECEIVE_BYTES = 4 * 1024 * 1024;
-/** Building the copy from a list gives the event loop back after this long. */
-const BUILD_SLICE_MS = 8;
 /** Pairs put into the copy at once while it is built from a list (a batch's values are strings until rendered). */
 const BUILD_BATCH = 4096;
 const RECONNECT_MIN_MS = 100;
@@ -103,11 +102,11 @@ export class OrderedEntries {
   /**
    * A copy of `count` entries, in this order, from `entry(i)`: put in batches, as bytes (the store
    * renders the blocks they filled as it goes, and the rest at the end: the copy keeps no view of the
-   * buffers given), giving the event loop back every BUILD_SLICE_MS.
+   * buffers given), giving the event loop back between slices (TimeSlicer).
    */
   static async build(count: number, entry: (i: number) => readonly [key: string, value: Buffer, modRevision: number]): Promise<OrderedEntries> {
     const entries = new OrderedEntries();
-    let sliceStarted = performance.now();
+    const slicer = new TimeSlicer();
     for (let from = 0; from < count; from += BUILD_BATCH) {
       const batch: [string, Buffer][] = [];
       for (let i = from; i < Math.min(count, from + BUILD_BATCH); i++) {
@@ -116,10 +115,7 @@ export class OrderedEntries {
         entries.modRevisions.set(key, modRevision);
       }
       entries.store.restoreBytes(batch);
-      if (performance.now() - sliceStarted >= BUILD_SLICE_MS) {
-        await new Promise((resolve) => setImmediate(resolve));
-        sliceStarted = performance.now();
-      }
+      await slicer.pause();
     }
     entries.store.listing();
     return entries;

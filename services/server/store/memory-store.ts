@@ -33,6 +33,7 @@
 //   utf8Bytes(s)                             exported helper: UTF-8 length of a string
 
 import { getHeapStatistics } from 'node:v8';
+import { DEFAULT_SLICE_MS, TimeSlicer } from '../../common/time-slice.js';
 import type { Logger } from 'pino';
 import { CREATED, REMEMBERED_CURSORS, StoreFullError, UnknownCursorError, type CreateResult, type ListingSnapshot, type Page, type PageRequest, type Pair, type Store, type StoreLimits, type StoreUsage, type UpsertResult } from './store.js';
 
@@ -43,8 +44,6 @@ const BLOCK_BYTES = 16 * 1024;
 const MAX_DIRTY_BLOCKS = 64;
 /** Entries one page may look at (prefix filtering): a page may come back short, with a `next`. */
 const PAGE_SCAN_BUDGET = 10_000;
-/** frozenPairs copies for at most this long before it lets other work run. */
-const FREEZE_SLICE_MS = 8;
 /** At most one "store full" warning per this many milliseconds. */
 const FULL_WARNING_EVERY_MS = 60_000;
 
@@ -258,11 +257,11 @@ export class MemoryStore implements Store {
    * second or more, so it gives the event loop back every `sliceMs`: the caller must keep writes out
    * until it resolves (the log store holds its write chain), or the copy would mix two moments.
    */
-  async frozenPairs(sliceMs = FREEZE_SLICE_MS): Promise<FrozenPairs> {
+  async frozenPairs(sliceMs = DEFAULT_SLICE_MS): Promise<FrozenPairs> {
     this.renderDirty();
     const blocks: { wire: Buffer; keys: string[]; offsets: Int32Array }[] = [];
     let count = 0;
-    let sliceStarted = performance.now();
+    const slicer = new TimeSlicer(sliceMs);
     for (let b = this.head; b !== undefined; b = b.next) {
       if (b.live === 0) continue;
       const keys: string[] = [];
@@ -275,10 +274,7 @@ export class MemoryStore implements Store {
       }
       blocks.push({ wire: b.wire, keys, offsets });
       count += keys.length;
-      if (performance.now() - sliceStarted >= sliceMs) {
-        await new Promise((resolve) => setImmediate(resolve));
-        sliceStarted = performance.now();
-      }
+      await slicer.pause();
     }
     return {
       count,
