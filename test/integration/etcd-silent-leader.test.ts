@@ -1,6 +1,6 @@
 // Three replicas (three stores in this process) over three etcd members on loopback, reading and
 // writing all the time, while the etcd leader stops answering without closing its connections
-// (SIGSTOP: a machine that died or was cut off). etcd elects a new leader within about two seconds;
+// (SIGSTOP: a machine that died or was cut off). etcd usually elects a new leader within two seconds;
 // each replica may spend one etcd deadline on the calls it had sent to the silent member, and no more:
 // its read barriers go through the same member handling as its writes (a barrier that failed on the
 // silent member makes writes skip it too), and a leader check never names the silent member again
@@ -48,22 +48,38 @@ function load(store: EtcdStore, tag: string): { ops: Op[]; stop(): Promise<void>
   };
 }
 
-async function leaderOf(members: readonly EtcdMember[]): Promise<EtcdMember> {
+async function statusOf(m: EtcdMember, deadlineMs: number) {
+  const client = new Etcd3({ hosts: m.clientUrl });
+  try {
+    return await client.maintenance.status({ deadline: Date.now() + deadlineMs });
+  } catch {
+    return undefined;
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * When the members other than `silent` first name a leader that is not `silent` (etcd's own answer,
+ * polled every 50 ms): until then no replica can serve, whatever it does.
+ */
+async function electedAfter(members: readonly EtcdMember[], silent: EtcdMember, silentId: string, untilMs: number): Promise<number | undefined> {
+  const others = members.filter((m) => m !== silent);
+  while (Date.now() < untilMs) {
+    const statuses = await Promise.all(others.map((m) => statusOf(m, 300)));
+    if (statuses.some((s) => s !== undefined && s.leader !== '0' && s.leader !== silentId)) return Date.now();
+    await sleep(50);
+  }
+  return undefined;
+}
+
+async function leaderOf(members: readonly EtcdMember[]): Promise<{ member: EtcdMember; id: string }> {
   for (let attempt = 0; attempt < 100; attempt++) {
-    const statuses = await Promise.all(
-      members.map(async (m) => {
-        const client = new Etcd3({ hosts: m.clientUrl });
-        try {
-          return await client.maintenance.status({ deadline: Date.now() + 500 });
-        } catch {
-          return undefined;
-        } finally {
-          client.close();
-        }
-      }),
-    );
+    const statuses = await Promise.all(members.map((m) => statusOf(m, 500)));
     const leader = statuses.findIndex((s) => s !== undefined && s.leader !== '0' && s.header.member_id === s.leader);
-    if (leader >= 0 && statuses.every((s) => s !== undefined && s.leader === statuses[leader]!.leader)) return members[leader]!;
+    if (leader >= 0 && statuses.every((s) => s !== undefined && s.leader === statuses[leader]!.leader)) {
+      return { member: members[leader]!, id: statuses[leader]!.leader };
+    }
     await sleep(100);
   }
   throw new Error('no etcd leader that all members follow within 10 s');
@@ -88,9 +104,9 @@ describe('etcd store: a silently dead leader (SIGSTOP) costs each replica at mos
   });
 
   it(`${RUNS} runs: GETs and PUTs answer 503 for at most one deadline after the pause on every replica`, async () => {
-    const windows: { run: number; replica: number; getFailMs: number; putFailMs: number; gets503: number; puts503: number }[] = [];
+    const windows: { run: number; replica: number; electedMs: number; getFailMs: number; putFailMs: number; gets503: number; puts503: number }[] = [];
     for (let run = 0; run < RUNS; run++) {
-      const silent = await leaderOf(cluster.members);
+      const { member: silent, id: silentId } = await leaderOf(cluster.members);
       // every replica serves before the pause
       for (const store of stores) {
         for (let i = 0; i < 100 && (await store.get('k').then(() => false, () => true)); i++) await sleep(100);
@@ -99,23 +115,29 @@ describe('etcd store: a silently dead leader (SIGSTOP) costs each replica at mos
       await sleep(1500);
       const pausedAt = Date.now();
       silent.pause();
-      await sleep(3 * TIMEOUT_MS + 2000);
+      const elected = await electedAfter(cluster.members, silent, silentId, pausedAt + 3 * TIMEOUT_MS);
+      expect(elected, `the other members elect a leader in run ${run}`).toBeDefined();
+      const electedMs = elected! - pausedAt;
+      await sleep(Math.max(0, pausedAt + 3 * TIMEOUT_MS + 2000 - Date.now()));
       await Promise.all(loads.map((l) => l.stop()));
       silent.resume();
       loads.forEach(({ ops }, replica) => {
         // how long after the pause the replica still answered 503 (0: never)
         const failWindow = (kind: Op['kind']) => Math.max(0, ...ops.filter((o) => o.kind === kind && !o.ok && o.answered >= pausedAt).map((o) => o.answered - pausedAt));
         const failed = (kind: Op['kind']) => ops.filter((o) => o.kind === kind && !o.ok && o.answered >= pausedAt).length;
-        windows.push({ run, replica, getFailMs: failWindow('get'), putFailMs: failWindow('put'), gets503: failed('get'), puts503: failed('put') });
+        windows.push({ run, replica, electedMs, getFailMs: failWindow('get'), putFailMs: failWindow('put'), gets503: failed('get'), puts503: failed('put') });
         // and it serves again: the last second of the run went through
         expect(ops.filter((o) => o.sent >= pausedAt + 3 * TIMEOUT_MS + 1000 && o.ok).length, `replica ${replica} serves again in run ${run}`).toBeGreaterThan(0);
       });
       await leaderOf(cluster.members);
     }
     console.log(JSON.stringify({ test: 'silent etcd leader, 503 window per replica', timeoutMs: TIMEOUT_MS, windows }));
-    // one deadline (the calls already sent to the silent member run out), plus a little scheduling slack
+    // One deadline (the calls already sent to the silent member run out), or the election if etcd took
+    // longer than that (a loaded machine can need a second round of voting: 5.1 s seen once in CI; no
+    // replica can serve without a leader), plus a little scheduling slack.
     const slack = 750;
-    expect(windows.filter((w) => w.getFailMs > TIMEOUT_MS + slack)).toEqual([]);
-    expect(windows.filter((w) => w.putFailMs > TIMEOUT_MS + slack)).toEqual([]);
+    const bound = (w: (typeof windows)[number]) => Math.max(TIMEOUT_MS, w.electedMs) + slack;
+    expect(windows.filter((w) => w.getFailMs > bound(w))).toEqual([]);
+    expect(windows.filter((w) => w.putFailMs > bound(w))).toEqual([]);
   }, 120_000);
 });
