@@ -35,6 +35,13 @@
 //   close       resolves once every acknowledged write is as durable as the store makes it; a second
 //               close resolves too; a store that keeps data shows every acknowledged write when
 //               opened again
+//   versions    every accepted write (createAll, upsertAll, a delete that removed its key, putKey,
+//               deleteKey) takes the next value of one store-wide counter, its revision, and every key
+//               it sets gets that revision as its version; versions only grow, survive restarts of a
+//               store that keeps data (and its compactions), and are never reused; a refused write
+//               takes none (etcd: its revision, which other writers to the cluster move too)
+//   conditions  putKey/deleteKey decide their Condition against the key's version at the instant the
+//               write applies, in the same step (etcd: the same transaction): never a read, then a write
 
 import { RequestError } from '../../protocol/errors.js';
 
@@ -71,6 +78,8 @@ export interface PageRequest {
 
 export interface Page {
   readonly items: readonly Pair[];
+  /** each item's version, aligned with `items` */
+  readonly versions: readonly number[];
   /** the key to pass as `after` for the next page; undefined = this was the last page */
   readonly next: string | undefined;
 }
@@ -87,6 +96,54 @@ export interface ListingSnapshot {
   readonly slices: readonly Buffer[];
   readonly bytes: number;
 }
+
+/** A key's value and its version: the revision of the write that last set the key (see "versions"). */
+export interface Versioned {
+  readonly value: string;
+  readonly version: number;
+}
+
+/**
+ * What a one-key write requires of the key's version when it applies (RFC 9110 §13.1, the rules read it
+ * from If-Match / If-None-Match):
+ *   any       no condition
+ *   exists    the key exists (If-Match: *)
+ *   absent    the key does not exist: create only (If-None-Match: *)
+ *   versions  the key exists at one of these versions (If-Match: "7", "9")
+ */
+export type Condition =
+  | { readonly kind: 'any' }
+  | { readonly kind: 'exists' }
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'versions'; readonly versions: readonly number[] };
+
+export const UNCONDITIONAL: Condition = Object.freeze({ kind: 'any' });
+
+/** Whether `condition` holds for a key whose version is `current` (undefined: no such key). */
+export function conditionHolds(condition: Condition, current: number | undefined): boolean {
+  switch (condition.kind) {
+    case 'any':
+      return true;
+    case 'exists':
+      return current !== undefined;
+    case 'absent':
+      return current === undefined;
+    case 'versions':
+      return current !== undefined && condition.versions.includes(current);
+  }
+}
+
+/**
+ * putKey's result: applied, with the write's revision (the key's new version) and whether the key was
+ * new; or not applied because the condition failed, with the key's version then (undefined: no key).
+ */
+export type KeyPutResult = { readonly ok: true; readonly version: number; readonly created: boolean } | { readonly ok: false; readonly current: number | undefined };
+
+/**
+ * deleteKey's result: removed, with the delete's revision; or not applied, with the key's version then
+ * (undefined: no key — whether the condition held, a missing key is never "deleted").
+ */
+export type KeyDeleteResult = { readonly ok: true; readonly version: number } | { readonly ok: false; readonly current: number | undefined };
 
 /** What the store holds now, for limits, metrics and readiness. */
 export interface StoreUsage {
@@ -118,6 +175,8 @@ export interface Store {
   listing(): MaybePromise<ListingSnapshot>;
   /** One key's value; undefined = no such key. */
   get(key: string): MaybePromise<string | undefined>;
+  /** One key's value and version; undefined = no such key. */
+  getVersioned(key: string): MaybePromise<Versioned | undefined>;
   /** A page of entries in insertion order (see PageRequest). Must not cost O(position of `after`). */
   page(request: PageRequest): MaybePromise<Page>;
   /**
@@ -135,6 +194,13 @@ export interface Store {
   upsertAll(pairs: readonly Pair[]): MaybePromise<UpsertResult>;
   /** Removes one key; false = there was no such key. Durable like every write. */
   delete(key: string): MaybePromise<boolean>;
+  /**
+   * Sets one key if `condition` holds for its version when the write applies (see "conditions");
+   * otherwise changes nothing and reports the version it found. Limits as upsertAll.
+   */
+  putKey(key: string, value: string, condition: Condition): MaybePromise<KeyPutResult>;
+  /** Removes one key if it exists and `condition` holds for its version when the delete applies. */
+  deleteKey(key: string, condition: Condition): MaybePromise<KeyDeleteResult>;
   /** keys and bytes held now; undefined where the store cannot tell without a round trip */
   usage(): StoreUsage | undefined;
   /**
