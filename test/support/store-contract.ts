@@ -5,7 +5,7 @@
 // store").
 
 import { describe, expect, it } from 'vitest';
-import { StoreFullError, type Pair, type Store, type StoreLimits } from '../../services/server/store/store.js';
+import { StoreFullError, UNCONDITIONAL, type Condition, type Page, type Pair, type Store, type StoreLimits } from '../../services/server/store/store.js';
 
 export interface StoreDriver {
   /** a fresh, empty store (limits: the store limits to enforce, where the case needs them) */
@@ -47,6 +47,18 @@ async function pairsOf(store: Store): Promise<Pair[]> {
   }
 }
 
+/** A page's items and next (the older cases predate versions; the version cases check those). */
+async function pageOf(store: Store, request: { prefix: string; after: string | undefined; limit: number }): Promise<Omit<Page, 'versions'>> {
+  const { items, next } = await store.page(request);
+  return { items, next };
+}
+
+async function versionOf(store: Store, key: string): Promise<number | undefined> {
+  return (await store.getVersioned(key))?.version;
+}
+
+const ifVersions = (...versions: number[]): Condition => ({ kind: 'versions', versions });
+
 const range = (n: number, name: (i: number) => string) => Array.from({ length: n }, (_, i) => name(i));
 
 /** Walks `prefix` one key per page, deleting each key it is given before asking for the next page. */
@@ -72,8 +84,8 @@ export const STORE_CASES: readonly ContractCase[] = [
       await store.createAll([['b', '1'], ['a', '2'], ['ab', '3']]);
       await store.createAll([['c', '4']]);
       await store.upsertAll([['a', '20']]);
-      expect(await store.page({ prefix: '', after: undefined, limit: 2 })).toEqual({ items: [['b', '1'], ['a', '20']], next: 'a' });
-      expect(await store.page({ prefix: '', after: 'a', limit: 2 })).toEqual({ items: [['ab', '3'], ['c', '4']], next: undefined });
+      expect(await pageOf(store, { prefix: '', after: undefined, limit: 2 })).toEqual({ items: [['b', '1'], ['a', '20']], next: 'a' });
+      expect(await pageOf(store, { prefix: '', after: 'a', limit: 2 })).toEqual({ items: [['ab', '3'], ['c', '4']], next: undefined });
       expect((await store.page({ prefix: 'a', after: undefined, limit: 10 })).items).toEqual([['a', '20'], ['ab', '3']]);
     },
   },
@@ -102,7 +114,7 @@ export const STORE_CASES: readonly ContractCase[] = [
       const first = await store.page({ prefix: '', after: undefined, limit: 3 });
       expect(first.next).toBe('c');
       for (const k of ['b', 'c', 'd']) await store.delete(k);
-      expect(await store.page({ prefix: '', after: 'c', limit: 3 })).toEqual({ items: [['e', 'e'], ['f', 'f'], ['g', 'g']], next: 'g' });
+      expect(await pageOf(store, { prefix: '', after: 'c', limit: 3 })).toEqual({ items: [['e', 'e'], ['f', 'f'], ['g', 'g']], next: 'g' });
     },
   },
   {
@@ -113,8 +125,8 @@ export const STORE_CASES: readonly ContractCase[] = [
       await store.delete('b');
       await store.delete('a');
       await store.createAll([['a', '2']]);
-      expect(await store.page({ prefix: '', after: 'b', limit: 3 })).toEqual({ items: [['c', '1'], ['d', '1'], ['e', '1']], next: 'e' });
-      expect(await store.page({ prefix: '', after: 'e', limit: 3 })).toEqual({ items: [['a', '2']], next: undefined });
+      expect(await pageOf(store, { prefix: '', after: 'b', limit: 3 })).toEqual({ items: [['c', '1'], ['d', '1'], ['e', '1']], next: 'e' });
+      expect(await pageOf(store, { prefix: '', after: 'e', limit: 3 })).toEqual({ items: [['a', '2']], next: undefined });
     },
   },
   {
@@ -124,7 +136,7 @@ export const STORE_CASES: readonly ContractCase[] = [
       await store.delete('b');
       await store.createAll([['x', '1']]);
       await store.upsertAll([['b', '2']]);
-      expect(await store.page({ prefix: '', after: 'b', limit: 5 })).toEqual({ items: [], next: undefined });
+      expect(await pageOf(store, { prefix: '', after: 'b', limit: 5 })).toEqual({ items: [], next: undefined });
       expect(await keysOf(store)).toEqual(['a', 'c', 'x', 'b']);
     },
   },
@@ -221,6 +233,147 @@ export const STORE_CASES: readonly ContractCase[] = [
       const again = await driver.reopen(store);
       try {
         expect(await pairsOf(again)).toEqual([['a', '3']]);
+      } finally {
+        await driver.dispose(again);
+      }
+    },
+  },
+  {
+    name: 'versions: every accepted write takes a larger version, shared by the keys it sets; getVersioned and pages agree',
+    async run(store) {
+      await store.createAll([['a', '1'], ['b', '2']]);
+      const v1 = (await versionOf(store, 'a'))!;
+      expect(v1).toBeGreaterThan(0);
+      expect(await versionOf(store, 'b')).toBe(v1);
+      await store.upsertAll([['a', '3'], ['n', '4']]);
+      const v2 = (await versionOf(store, 'a'))!;
+      expect(v2).toBeGreaterThan(v1);
+      expect(await versionOf(store, 'n')).toBe(v2);
+      expect(await versionOf(store, 'b')).toBe(v1);
+      const put = await store.putKey('c', '5', UNCONDITIONAL);
+      expect(put).toMatchObject({ ok: true, created: true });
+      const v3 = (put as { version: number }).version;
+      expect(v3).toBeGreaterThan(v2);
+      expect(await store.getVersioned('c')).toEqual({ value: '5', version: v3 });
+      const again = await store.putKey('c', '6', UNCONDITIONAL);
+      expect(again).toMatchObject({ ok: true, created: false });
+      const v4 = (again as { version: number }).version;
+      expect(v4).toBeGreaterThan(v3);
+      const page = await store.page({ prefix: '', after: undefined, limit: 10 });
+      expect(page.items).toEqual([['a', '3'], ['b', '2'], ['n', '4'], ['c', '6']]);
+      expect(page.versions).toEqual([v2, v1, v2, v4]);
+      // a delete takes a version too: the key created again later has a larger one
+      expect(await store.delete('a')).toBe(true);
+      const removed = await store.deleteKey('n', UNCONDITIONAL);
+      expect(removed).toMatchObject({ ok: true });
+      expect((removed as { version: number }).version).toBeGreaterThan(v4);
+      const back = await store.putKey('a', '7', UNCONDITIONAL);
+      expect((back as { version: number }).version).toBeGreaterThan((removed as { version: number }).version);
+      expect(await store.getVersioned('n')).toBeUndefined();
+    },
+  },
+  {
+    name: 'refused writes change no version: an existing key to createAll, a failed condition, a missing key to deleteKey',
+    async run(store) {
+      await store.createAll([['a', '1']]);
+      const v = (await versionOf(store, 'a'))!;
+      expect(await store.createAll([['a', '2']])).toEqual({ ok: false, existingKey: 'a' });
+      expect(await store.putKey('a', '2', { kind: 'absent' })).toEqual({ ok: false, current: v });
+      expect(await store.putKey('a', '2', ifVersions(v + 1000))).toEqual({ ok: false, current: v });
+      expect(await store.deleteKey('a', ifVersions(v + 1000))).toEqual({ ok: false, current: v });
+      expect(await store.deleteKey('missing', UNCONDITIONAL)).toEqual({ ok: false, current: undefined });
+      expect(await store.getVersioned('a')).toEqual({ value: '1', version: v });
+      expect(await pairsOf(store)).toEqual([['a', '1']]);
+    },
+  },
+  {
+    name: 'putKey conditions: absent creates only, exists updates only, versions updates only from one of them',
+    async run(store) {
+      const created = await store.putKey('k', '1', { kind: 'absent' });
+      expect(created).toMatchObject({ ok: true, created: true });
+      const v1 = (created as { version: number }).version;
+      expect(await store.putKey('k', '2', { kind: 'absent' })).toEqual({ ok: false, current: v1 });
+      expect(await store.putKey('missing', '1', { kind: 'exists' })).toEqual({ ok: false, current: undefined });
+      expect(await store.putKey('missing', '1', ifVersions(v1))).toEqual({ ok: false, current: undefined });
+      const updated = await store.putKey('k', '3', { kind: 'exists' });
+      expect(updated).toMatchObject({ ok: true, created: false });
+      const v2 = (updated as { version: number }).version;
+      // the version read before the last write no longer matches; either of two does
+      expect(await store.putKey('k', '4', ifVersions(v1))).toEqual({ ok: false, current: v2 });
+      const swapped = await store.putKey('k', '5', ifVersions(v1, v2));
+      expect(swapped).toMatchObject({ ok: true, created: false });
+      expect(await store.get('k')).toBe('5');
+      expect(await store.get('missing')).toBeUndefined();
+    },
+  },
+  {
+    name: 'deleteKey conditions: removes only at a matching version; the deleted key stays a cursor',
+    async run(store) {
+      await store.createAll([['a', '1'], ['b', '2'], ['c', '3']]);
+      const v = (await versionOf(store, 'b'))!;
+      expect(await store.deleteKey('b', { kind: 'absent' })).toEqual({ ok: false, current: v });
+      expect(await store.deleteKey('b', ifVersions(v - 1))).toEqual({ ok: false, current: v });
+      expect(await store.get('b')).toBe('2');
+      const removed = await store.deleteKey('b', ifVersions(v));
+      expect(removed).toMatchObject({ ok: true });
+      expect((removed as { version: number }).version).toBeGreaterThan(v);
+      expect(await store.getVersioned('b')).toBeUndefined();
+      expect(await store.deleteKey('b', { kind: 'exists' })).toEqual({ ok: false, current: undefined });
+      expect(await pageOf(store, { prefix: '', after: 'b', limit: 5 })).toEqual({ items: [['c', '3']], next: undefined });
+    },
+  },
+  {
+    name: 'putKey keeps insertion order: a new key goes to the end, an update keeps its place',
+    async run(store) {
+      await store.createAll([['a', '1'], ['b', '2']]);
+      await store.putKey('c', '3', { kind: 'absent' });
+      await store.putKey('a', '4', { kind: 'exists' });
+      expect(await pairsOf(store)).toEqual([['a', '4'], ['b', '2'], ['c', '3']]);
+    },
+  },
+  {
+    name: 'putKey and the limits: 507 only when it grows the store, nothing applied',
+    limits: { maxKeys: 1, maxDataBytes: 6 },
+    async run(store) {
+      expect(await store.putKey('a', '1234', UNCONDITIONAL)).toMatchObject({ ok: true });
+      const v = (await versionOf(store, 'a'))!;
+      await expect(Promise.resolve().then(() => store.putKey('b', '1', UNCONDITIONAL))).rejects.toBeInstanceOf(StoreFullError);
+      await expect(Promise.resolve().then(() => store.putKey('a', '123456', ifVersions(v)))).rejects.toBeInstanceOf(StoreFullError);
+      expect(await store.getVersioned('a')).toEqual({ value: '1234', version: v });
+      expect(await store.putKey('a', '12', ifVersions(v))).toMatchObject({ ok: true });
+    },
+  },
+  {
+    name: 'compare-and-set under contention: of 8 writes expecting the same version, exactly one applies and the rest see its version',
+    async run(store) {
+      await store.createAll([['counter', '0']]);
+      const v = (await versionOf(store, 'counter'))!;
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => Promise.resolve(store.putKey('counter', `w${i}`, ifVersions(v)))));
+      const winners = results.filter((r) => r.ok);
+      expect(winners).toHaveLength(1);
+      const won = winners[0] as { version: number };
+      for (const r of results) if (!r.ok) expect(r).toEqual({ ok: false, current: won.version });
+      expect(await store.getVersioned('counter')).toEqual({ value: `w${results.findIndex((r) => r.ok)}`, version: won.version });
+    },
+  },
+  {
+    name: 'versions are kept: opened again, every key has its version, and the next write outgrows the last delete',
+    async run(store, driver) {
+      await store.createAll([['a', '1'], ['b', '2']]);
+      await store.putKey('a', '3', UNCONDITIONAL);
+      await store.deleteKey('b', UNCONDITIONAL);
+      await store.putKey('z', '9', UNCONDITIONAL);
+      // the last write is a delete: its version belongs to no key, and the counter must still keep it
+      const last = (await store.deleteKey('z', UNCONDITIONAL)) as { ok: true; version: number };
+      expect(last.ok).toBe(true);
+      const kept = await store.page({ prefix: '', after: undefined, limit: 10 });
+      await store.close();
+      if (driver.reopen === undefined) return;
+      const again = await driver.reopen(store);
+      try {
+        expect(await again.page({ prefix: '', after: undefined, limit: 10 })).toEqual(kept);
+        const next = (await again.putKey('n', '1', UNCONDITIONAL)) as { ok: true; version: number };
+        expect(next.version).toBeGreaterThan(last.version);
       } finally {
         await driver.dispose(again);
       }
