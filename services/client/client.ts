@@ -62,6 +62,8 @@ export interface KvRequest {
   readonly targetHost?: string;
   /** standard dialect only: the request target as sent (e.g. `/kv/a%20b`), instead of `/<path>` */
   readonly target?: string;
+  /** standard dialect only: header lines to add (e.g. If-Match); names and values must be one line each */
+  readonly headers?: readonly (readonly [name: string, value: string])[];
 }
 
 export type Answer =
@@ -221,9 +223,14 @@ export function buildRequest(request: KvRequest, dialect: Dialect, targetHost: s
       `${auth}Content-Length: ${[...body.toString('utf8')].length}\r\n\n`;
   } else {
     const target = request.target ?? (request.path === undefined ? '?' : `/${request.path}`);
+    let extra = '';
+    for (const [name, value] of request.headers ?? []) {
+      if (/[\r\n]/.test(name + value)) throw new RangeError(`header ${JSON.stringify(name)} holds a line break`);
+      extra += `${name}: ${value}\r\n`;
+    }
     head =
       `${request.method} ${target} HTTP/1.1\r\nHost: ${hostForHeader(targetHost, port)}\r\n` +
-      `Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n${auth}Content-Length: ${bodyBytes}\r\n\r\n`;
+      `Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n${auth}${extra}Content-Length: ${bodyBytes}\r\n\r\n`;
   }
   return Buffer.concat([Buffer.from(head, 'utf8'), body]);
 }

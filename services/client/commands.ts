@@ -240,6 +240,14 @@ export function buildProgram(hooks: ProgramHooks): Command {
     } else io.out(formatAnswer(answer));
     return code;
   };
+  /** If-Match / If-None-Match for --if-version and --create. */
+  const conditionHeaders = (opts: { ifVersion?: string; create?: boolean }): [string, string][] => {
+    if (opts.ifVersion !== undefined) {
+      if (!/^[1-9][0-9]{0,15}$/.test(opts.ifVersion)) throw new UsageError(`--if-version takes a version number (the ETag of get or put: --json shows it), not ${JSON.stringify(opts.ifVersion)}`);
+      return [['If-Match', `"${opts.ifVersion}"`]];
+    }
+    return opts.create === true ? [['If-None-Match', '*']] : [];
+  };
   /** A body as formatAnswer prints it (a line break added if it lacks one), its bytes as they came. */
   const printBody = (bytes: Buffer) => {
     if (bytes.length === 0) return;
@@ -304,27 +312,31 @@ export function buildProgram(hooks: ProgramHooks): Command {
     .command('put')
     .argument('<key>')
     .argument('[value]', 'the value as it is (may hold & and :); - or absent: read it from stdin')
-    .description('store one key, new or not (PUT /kv/<key>)')
-    .action((key: string, value?: string) =>
+    .addOption(new Option('--if-version <version>', 'write only if the key is at this version (If-Match; 412 and exit 1 if not)').conflicts('create'))
+    .addOption(new Option('--create', 'write only if the key does not exist yet (If-None-Match: *; 412 and exit 1 if it does)'))
+    .description('store one key, new or not (PUT /kv/<key>); the answer\'s ETag is its new version')
+    .action((key: string, value: string | undefined, opts: { ifVersion?: string; create?: boolean }) =>
       act(async () => {
         needStandard('put');
         checkKey(key, true);
+        const headers = conditionHeaders(opts);
         let body: string | Buffer;
         if (value !== undefined && value !== '-') body = value;
         else if (hooks.atPrompt || !hooks.readStdin) throw new UsageError('put at the prompt needs the value: put KEY VALUE');
         else body = stdinValue(await hooks.readStdin());
-        return print(await client('standard').send({ method: 'PUT', path: '', target: kvTarget(key), body }), 'PUT');
+        return print(await client('standard').send({ method: 'PUT', path: '', target: kvTarget(key), body, headers }), 'PUT');
       })(),
     );
   program
     .command('delete')
     .argument('<key>')
+    .addOption(new Option('--if-version <version>', 'delete only if the key is at this version (If-Match; 412 and exit 1 if not)'))
     .description('remove one key (DELETE /kv/<key>)')
-    .action((key: string) =>
+    .action((key: string, opts: { ifVersion?: string }) =>
       act(async () => {
         needStandard('delete');
         checkKey(key, false);
-        return print(await client('standard').send({ method: 'DELETE', path: '', target: kvTarget(key) }), 'DELETE');
+        return print(await client('standard').send({ method: 'DELETE', path: '', target: kvTarget(key), headers: conditionHeaders(opts) }), 'DELETE');
       })(),
     );
   program

@@ -56,6 +56,8 @@ export const ProtocolErrors = {
   TCPKV_ERR_STORE_UNAVAILABLE: { status: 503, message: Texts.storeUnavailable },
   TCPKV_ERR_STORE_INDETERMINATE: { status: 503, message: Texts.storeIndeterminate },
   TCPKV_ERR_UNKNOWN_CURSOR: { status: 400, message: 'No place known for the page cursor' },
+  TCPKV_ERR_PRECONDITION_FAILED: { status: 412, message: "The key's version does not meet the request's If-Match or If-None-Match" },
+  TCPKV_ERR_BAD_CONDITION: { status: 400, message: 'Malformed or unsupported If-Match / If-None-Match' },
 } as const satisfies Record<string, CodeSpec>;
 
 export type ProtocolErrorCode = keyof typeof ProtocolErrors;

@@ -36,11 +36,13 @@ export interface Response {
 export const REASONS: Readonly<Record<number, string>> = Object.freeze({
   100: 'CONTINUE',
   200: 'OK',
+  304: 'NOT_MODIFIED',
   400: 'BAD_REQUEST',
   403: 'FORBIDDEN',
   404: 'NOT_FOUND',
   405: 'METHOD_NOT_ALLOWED',
   408: 'REQUEST_TIMEOUT',
+  412: 'PRECONDITION_FAILED',
   413: 'CONTENT_TOO_LARGE',
   414: 'URI_TOO_LONG',
   431: 'REQUEST_HEADER_FIELDS_TOO_LARGE',

@@ -39,6 +39,11 @@ export const Texts = Object.freeze({
   badQueryEncoding: (name: string) => `The query parameter ${name} is not valid percent-encoded UTF-8.`,
   badLimit: 'limit must be a whole number from 1 to 1000.',
   unknownCursor: (after: string) => `after=${after}: this server has no place for that key (never stored, or deleted too long ago); walk again from the start (without after).`,
+  preconditionFailed: (key: string, current: number | undefined) =>
+    current === undefined ? `Precondition failed: no such key: ${key}` : `Precondition failed: ${key} is at version ${current}`,
+  badCondition: (header: string) => `${header} must be * or a list of entity tags ("7", "9").`,
+  conditionBoth: 'A write takes If-Match or If-None-Match, not both.',
+  noneMatchTags: 'A write takes If-None-Match only as * (create only); to write only at a version, use If-Match.',
   valueTooLarge: (detail: string) => `Too large for this store: ${detail}`,
   tooManyPairs: (max: number) => `Too many pairs in one request: at most ${max} (TCPKV_MAX_PAIRS)`,
 });

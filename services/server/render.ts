@@ -63,13 +63,14 @@ export const END_ANSWERS: Readonly<Record<EndOutcome, Answer>> = Object.freeze({
 
 const JSON_TYPE = 'application/json';
 
-/** `{"items":[{"key":…,"value":…},…],"next":…}` */
+/** `{"items":[{"key":…,"value":…,"version":…},…],"next":…}` */
 export function pageAnswer(page: Page, head: boolean): Answer {
   let body = '{"items":[';
   const items = page.items;
+  const versions = page.versions;
   for (let i = 0; i < items.length; i++) {
     const [key, value] = items[i]!;
-    body += (i === 0 ? '{"key":' : ',{"key":') + JSON.stringify(key) + ',"value":' + JSON.stringify(value) + '}';
+    body += (i === 0 ? '{"key":' : ',{"key":') + JSON.stringify(key) + ',"value":' + JSON.stringify(value) + ',"version":' + String(versions[i]) + '}';
   }
   body += '],"next":' + (page.next === undefined ? 'null' : JSON.stringify(page.next)) + '}';
   return head ? { status: 200, body, contentType: JSON_TYPE, headersOnly: true } : { status: 200, body, contentType: JSON_TYPE };

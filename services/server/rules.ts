@@ -12,7 +12,8 @@ import { isUtf8 } from 'node:buffer';
 import { keyRefused, nonAscii, parsePairs, type Refusal } from './pairs.js';
 import { ALLOW_ANY, ALLOW_KV_KEY, ALLOW_KV_PAGE, createdAnswer, END_ANSWERS, listingAnswer, methodNotAllowed, pageAnswer, refused, SEED_HEAD, text, updatedAnswer, type Answer } from './render.js';
 import { guard } from './store-answers.js';
-import type { MaybePromise, Pair, Store } from './store/store.js';
+import { conditionHolds, type Condition, type MaybePromise, type Pair, type Store } from './store/store.js';
+import { etagOf, readPreconditions, readOutcome, writeCondition } from './conditions.js';
 import { pageQuery, percentDecode, type KvRoute } from './targets.js';
 import { numericDefault, SERVER_SETTING_NAMES as S } from '../common/setting-names.js';
 
@@ -25,6 +26,8 @@ export interface RuleRequest {
   readonly host: string | undefined;
   readonly authorization: string | undefined;
   readonly body: Buffer;
+  /** header names lower-cased and values, flattened (the one-key routes read If-Match / If-None-Match) */
+  readonly headers?: readonly string[];
 }
 
 export interface Policy {
@@ -151,16 +154,52 @@ export function kvKeyRule(call: RuleCall): MaybePromise<Answer> {
   // reads and deletes name any key a write could ever have stored; writes follow the whole grammar
   const refusal = method === 'PUT' ? keyRefusal(key, call.policy.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES) : readableKeyRefusal(key);
   if (refusal !== undefined) return refusalAnswer(keyRefused(refusal), head);
+  const preconditions = readPreconditions(request.headers);
+  if ('bad' in preconditions) return badCondition(Texts.badCondition(preconditions.bad), head);
   if (method === 'GET' || method === 'HEAD') {
-    return guard(store.get(key), (value) => (value === undefined ? text(404, Texts.noSuchKey(key), head) : text(200, value, head)));
+    return guard(store.getVersioned(key), (found) => {
+      const outcome = readOutcome(preconditions, found?.version);
+      if (outcome === 'precondition-failed') return preconditionFailed(key, found?.version, head);
+      if (found === undefined) return text(404, Texts.noSuchKey(key), head);
+      const headers = [['ETag', etagOf(found.version)]] as const;
+      if (outcome === 'not-modified') return { status: 304, body: '', headers, headersOnly: true };
+      return head ? { status: 200, body: found.value, headers, headersOnly: true } : { status: 200, body: found.value, headers };
+    });
   }
-  if (method === 'DELETE') return guard(store.delete(key), (had) => (had ? text(200, Texts.deleted(key)) : text(404, Texts.noSuchKey(key))));
+  const condition = writeCondition(preconditions);
+  if ('refusal' in condition) return badCondition(condition.refusal === 'both' ? Texts.conditionBoth : Texts.noneMatchTags, false);
+  if (method === 'DELETE') {
+    return guard(store.deleteKey(key, condition), (result) => {
+      if (result.ok) return { status: 200, body: Texts.deleted(key), headers: [['Tcpkv-Revision', String(result.version)]] };
+      // nothing to delete where the condition allowed it (none, or If-None-Match: *): 404
+      return missingOrFailed(key, condition, result.current);
+    });
+  }
   // PUT: the body is the value, raw (it may hold `&` and `:`), decoded into a string of its own
   const body = request.body;
   if (!isUtf8(body)) return text(400, Texts.badUtf8);
   const value = body.toString(nonAscii(body, 0, body.length) ? 'utf8' : 'latin1');
   if (hasControlCharacters(value, true)) return text(400, Texts.controlCharacters);
-  return guard(store.upsertAll([[key, value]]), ({ previous }) => text(200, previous[0] === undefined ? Texts.createdKey(key) : Texts.updatedKey(key)));
+  return guard(store.putKey(key, value, condition), (result) => {
+    if (!result.ok) return preconditionFailed(key, result.current, false);
+    return { status: 200, body: result.created ? Texts.createdKey(key) : Texts.updatedKey(key), headers: [['ETag', etagOf(result.version)]] };
+  });
+}
+
+/** 412 with the version found as its ETag (none: there was no such key); nothing was applied. */
+function preconditionFailed(key: string, current: number | undefined, head: boolean): Answer {
+  const body = Texts.preconditionFailed(key, current);
+  const headers = current === undefined ? undefined : ([['ETag', etagOf(current)]] as const);
+  return { status: 412, body, code: 'TCPKV_ERR_PRECONDITION_FAILED', ...(headers && { headers }), ...(head && { headersOnly: true }) };
+}
+
+function badCondition(body: string, head: boolean): Answer {
+  return { status: 400, body, code: 'TCPKV_ERR_BAD_CONDITION', ...(head && { headersOnly: true }) };
+}
+
+/** A delete that removed nothing: 404 when its condition held (the key is simply not there), else 412. */
+function missingOrFailed(key: string, condition: Condition, current: number | undefined): Answer {
+  return current === undefined && conditionHolds(condition, undefined) ? text(404, Texts.noSuchKey(key)) : preconditionFailed(key, current, false);
 }
 
 export function kvPageRule(call: RuleCall): MaybePromise<Answer> {

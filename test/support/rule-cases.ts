@@ -26,11 +26,20 @@ export interface RuleCase {
   readonly dialects?: readonly ('seed' | 'standard')[];
   /** a raw request target instead of `/path` (standard dialect) */
   readonly target?: string;
-  /** headers the answer must carry (names lower-cased) */
-  readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * headers the answer must carry (names lower-cased): a value exactly (`$k` is key k's ETag after the
+   * setup), a pattern, or ABSENT
+   */
+  readonly headers?: Readonly<Record<string, string | RegExp | typeof ABSENT>>;
+  /** headers the request carries (`$k` as above) */
+  readonly requestHeaders?: Readonly<Record<string, string>>;
   /** the body parsed as JSON equals this */
   readonly json?: unknown;
 }
+
+/** The answer must not carry this header. */
+export const ABSENT = Symbol('absent');
+const ETAG = /^"[1-9][0-9]*"$/;
 
 const STD = ['standard'] as const;
 const SEED = ['seed'] as const;
@@ -112,6 +121,32 @@ export const RULE_CASES: readonly RuleCase[] = [
   { name: 'HEAD /kv/<key> of a missing key → 404', dialects: STD, method: 'HEAD', path: 'kv/a', status: 404 },
   { name: 'DELETE /kv/<key> removes it from the listing', dialects: STD, setup: 'a: 1&b: 2&c: 3', method: 'DELETE', path: 'kv/b', status: 200, body_is: 'Deleted b', listing: listing('a:1', 'c:3') },
   { name: 'DELETE /kv/<key> of a missing key → 404', dialects: STD, setup: 'a: 1', method: 'DELETE', path: 'kv/z', status: 404, body_is: 'No such key: z', listing: listing('a:1') },
+  // versions and conditions (RFC 9110 §13): `$a` is key a's ETag after the setup
+  { name: 'GET /kv/<key> answers its version as ETag', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv/a', status: 200, body_is: '1', headers: { etag: ETAG } },
+  { name: 'HEAD /kv/<key> answers the ETag too', dialects: STD, setup: 'a: 1', method: 'HEAD', path: 'kv/a', status: 200, headers: { etag: '$a' } },
+  { name: 'PUT /kv/<key> answers the new version as ETag', dialects: STD, method: 'PUT', path: 'kv/a', body: 'v', status: 200, headers: { etag: ETAG } },
+  { name: 'PUT with If-Match: its version → 200', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/a', body: '2', requestHeaders: { 'If-Match': '$a' }, status: 200, body_is: 'Updated a', listing: listing('a:2') },
+  { name: 'PUT with If-Match: one of several tags → 200', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/a', body: '2', requestHeaders: { 'If-Match': '"999999999", $a' }, status: 200, listing: listing('a:2') },
+  { name: 'PUT with If-Match: another version → 412, nothing applied, ETag the current one', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/a', body: '2', requestHeaders: { 'If-Match': '"999999999"' }, status: 412, headers: { etag: '$a' }, listing: listing('a:1') },
+  { name: 'PUT with If-Match: a weak tag never matches → 412', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/a', body: '2', requestHeaders: { 'If-Match': 'W/$a' }, status: 412, listing: listing('a:1') },
+  { name: 'PUT with If-Match: a tag that is no version ("nope") → 412', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/a', body: '2', requestHeaders: { 'If-Match': '"nope"' }, status: 412, listing: listing('a:1') },
+  { name: 'PUT with If-Match: * on a missing key → 412 without ETag', dialects: STD, method: 'PUT', path: 'kv/n', body: '1', requestHeaders: { 'If-Match': '*' }, status: 412, headers: { etag: ABSENT }, body_is: 'Precondition failed: no such key: n', listing: listing() },
+  { name: 'PUT with If-Match: * on an existing key → 200', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/a', body: '2', requestHeaders: { 'If-Match': '*' }, status: 200, listing: listing('a:2') },
+  { name: 'PUT with If-None-Match: * creates → 200', dialects: STD, method: 'PUT', path: 'kv/n', body: '1', requestHeaders: { 'If-None-Match': '*' }, status: 200, body_is: 'Created n', listing: listing('n:1') },
+  { name: 'PUT with If-None-Match: * on an existing key → 412', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/a', body: '2', requestHeaders: { 'If-None-Match': '*' }, status: 412, headers: { etag: '$a' }, listing: listing('a:1') },
+  { name: 'PUT with If-None-Match: a tag → 400 (writes take only *)', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/a', body: '2', requestHeaders: { 'If-None-Match': '$a' }, status: 400, body_is: Texts.noneMatchTags, listing: listing('a:1') },
+  { name: 'PUT with both If-Match and If-None-Match → 400', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/a', body: '2', requestHeaders: { 'If-Match': '$a', 'If-None-Match': '*' }, status: 400, body_is: Texts.conditionBoth, listing: listing('a:1') },
+  { name: 'PUT with a malformed If-Match (no quotes) → 400', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/a', body: '2', requestHeaders: { 'If-Match': '7' }, status: 400, body_is: Texts.badCondition('If-Match'), listing: listing('a:1') },
+  { name: 'DELETE with If-Match: its version → 200 with the delete\'s revision', dialects: STD, setup: 'a: 1&b: 2', method: 'DELETE', path: 'kv/a', requestHeaders: { 'If-Match': '$a' }, status: 200, headers: { 'tcpkv-revision': /^[1-9][0-9]*$/ }, listing: listing('b:2') },
+  { name: 'DELETE with If-Match: another version → 412, nothing removed', dialects: STD, setup: 'a: 1', method: 'DELETE', path: 'kv/a', requestHeaders: { 'If-Match': '"999999999"' }, status: 412, headers: { etag: '$a' }, listing: listing('a:1') },
+  { name: 'DELETE with If-Match: * of a missing key → 412', dialects: STD, method: 'DELETE', path: 'kv/z', requestHeaders: { 'If-Match': '*' }, status: 412 },
+  { name: 'DELETE with If-None-Match: * of an existing key → 412', dialects: STD, setup: 'a: 1', method: 'DELETE', path: 'kv/a', requestHeaders: { 'If-None-Match': '*' }, status: 412, listing: listing('a:1') },
+  { name: 'GET with If-None-Match: its version → 304, no body', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv/a', requestHeaders: { 'If-None-Match': '$a' }, status: 304, body_is: '', headers: { etag: '$a' } },
+  { name: 'GET with If-None-Match: its weak tag → 304 (weak comparison for reads)', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv/a', requestHeaders: { 'If-None-Match': 'W/$a' }, status: 304 },
+  { name: 'GET with If-None-Match: another version → 200', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv/a', requestHeaders: { 'If-None-Match': '"999999999"' }, status: 200, body_is: '1' },
+  { name: 'GET with If-Match: another version → 412', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv/a', requestHeaders: { 'If-Match': '"999999999"' }, status: 412, headers: { etag: '$a' } },
+  { name: 'GET with a malformed If-None-Match → 400', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv/a', requestHeaders: { 'If-None-Match': '"a", *' }, status: 400, body_is: Texts.badCondition('If-None-Match') },
+  { name: 'the seed routes ignore conditions', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'update', body: 'a: 2', requestHeaders: { 'If-Match': '"999999999"' }, status: 200, listing: listing('a:2') },
   { name: 'the key is percent-decoded UTF-8', dialects: STD, method: 'PUT', path: 'kv/%EC%9D%B4%EB%A6%84%20%2F%26', body: '김민식', status: 200, body_is: 'Created 이름 /&', listing: listing('이름 /&:김민식') },
   { name: 'a bad percent escape → 400', dialects: STD, method: 'GET', path: 'kv/a%ZZ', status: 400, body_is: Texts.badKeyEncoding },
   { name: 'a key that is not UTF-8 → 400', dialects: STD, method: 'PUT', path: 'kv/%FF', body: 'v', status: 400, body_is: Texts.badKeyEncoding, listing: listing() },

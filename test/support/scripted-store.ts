@@ -3,7 +3,7 @@
 // unknown, synchronously or not. Everything else is the real MemoryStore.
 
 import { MemoryStore } from '../../services/server/store/memory-store.js';
-import { StoreUnavailableError, type MaybePromise, type PageRequest, type Pair, type Store } from '../../services/server/store/store.js';
+import { StoreUnavailableError, type Condition, type MaybePromise, type PageRequest, type Pair, type Store } from '../../services/server/store/store.js';
 
 export interface Script {
   /** every call answers after this long (0 = the memory store's synchronous answers) */
@@ -61,6 +61,9 @@ export class ScriptedStore implements Store {
   get(key: string) {
     return this.read(() => this.memory.get(key));
   }
+  getVersioned(key: string) {
+    return this.read(() => this.memory.getVersioned(key));
+  }
   page(request: PageRequest) {
     return this.read(() => this.memory.page(request));
   }
@@ -72,6 +75,12 @@ export class ScriptedStore implements Store {
   }
   delete(key: string) {
     return this.write([key], () => this.memory.delete(key));
+  }
+  putKey(key: string, value: string, condition: Condition) {
+    return this.write([key], () => this.memory.putKey(key, value, condition));
+  }
+  deleteKey(key: string, condition: Condition) {
+    return this.write([key], () => this.memory.deleteKey(key, condition));
   }
   usage() {
     return this.memory.usage();

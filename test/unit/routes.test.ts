@@ -75,7 +75,7 @@ describe('route table', () => {
 
   it('a store failure is answered by its code, whatever its class', async () => {
     // not a StoreFullError: the base request error with the store-full code
-    const store = { ...new MemoryStore(), upsertAll: () => Promise.reject(new RequestError('TCPKV_ERR_STORE_FULL', 'Storage is full: TCPKV_MAX_KEYS=1')) } as unknown as Store;
+    const store = { ...new MemoryStore(), putKey: () => Promise.reject(new RequestError('TCPKV_ERR_STORE_FULL', 'Storage is full: TCPKV_MAX_KEYS=1')) } as unknown as Store;
     const answer = await runRoute(matchRoute(req('PUT', '/kv/a', '127.0.0.1', 'v'), store, TEST_POLICY, '127.0.0.1'));
     expect(answer).toMatchObject({ status: ProtocolErrors.TCPKV_ERR_STORE_FULL.status, code: 'TCPKV_ERR_STORE_FULL', body: 'Storage is full: TCPKV_MAX_KEYS=1' });
   });

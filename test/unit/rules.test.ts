@@ -51,7 +51,7 @@ describe('rules details', () => {
         if (async) return Promise.reject(new StoreUnavailableError('disk on fire'));
         throw new StoreUnavailableError('disk on fire');
       };
-      return { revision: undefined, listing: fail, get: fail, page: fail, delete: fail, usage: () => undefined, createAll: fail, upsertAll: fail, close: async () => {} } as unknown as Store;
+      return { revision: undefined, listing: fail, get: fail, getVersioned: fail, page: fail, delete: fail, putKey: fail, deleteKey: fail, usage: () => undefined, createAll: fail, upsertAll: fail, close: async () => {} } as unknown as Store;
     };
     for (const async of [false, true]) {
       expect((await handle(req('POST', '/create', '127.0.0.1', 'a: 1'), failing(async), policy, '127.0.0.1')).status).toBe(503);
@@ -80,7 +80,7 @@ describe('rules details', () => {
     expect((await handle(req('PUT', '/kv/a', '127.0.0.1', 'x'.repeat(2000)), store, policy, '127.0.0.1')).body).toBe('Storage is full: TCPKV_MAX_DATA_BYTES=1000');
     expect((await handle(req('DELETE', '/kv/a', '127.0.0.1'), store, policy, '127.0.0.1')).status).toBe(200);
     expect(store.usage()).toEqual({ keys: 1, dataBytes: 2 });
-    const tooLarge = { ...store, upsertAll: () => { throw new ValueTooLargeError('a record is at most 64 MiB'); } } as unknown as Store;
+    const tooLarge = { ...store, putKey: () => { throw new ValueTooLargeError('a record is at most 64 MiB'); } } as unknown as Store;
     expect(await handle(req('PUT', '/kv/a', '127.0.0.1', 'v'), tooLarge, policy, '127.0.0.1')).toMatchObject({ status: 413, body: 'Too large for this store: a record is at most 64 MiB' });
   });
 
