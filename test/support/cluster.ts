@@ -197,19 +197,22 @@ export interface Outcome {
   readonly port?: number;
   /** false only when the request certainly never reached a server */
   readonly maybeApplied: boolean;
+  /** the answer's ETag, when it had one */
+  readonly etag?: string;
 }
 
 /** One request; a client error becomes an outcome instead of a throw. */
-export async function request(client: TcpkvClient, method: string, path: string, body = ''): Promise<Outcome> {
+export async function request(client: TcpkvClient, method: string, path: string, body = '', headers?: [string, string][]): Promise<Outcome> {
   let answer: Answer;
   try {
-    answer = await client.send({ method, path, body });
+    answer = await client.send({ method, path, body, ...(headers ? { headers } : {}) });
   } catch (error) {
     if (error instanceof ClientError) return { status: error.code, body: error.message, maybeApplied: error.maybeApplied };
     throw error;
   }
   if (answer.kind === 'closed') return { status: 'CLOSED', body: '', port: answer.server.port, maybeApplied: true };
-  return { status: answer.response.status, body: answer.response.body, port: answer.server.port, maybeApplied: true };
+  const etag = answer.response.headers.find(([n]) => n.toLowerCase() === 'etag')?.[1];
+  return { status: answer.response.status, body: answer.response.body, port: answer.server.port, maybeApplied: true, ...(etag !== undefined ? { etag } : {}) };
 }
 
 /**
