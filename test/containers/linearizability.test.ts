@@ -2,8 +2,9 @@
 // first (the replicas' copies, every listing and every relist hold them). Then, without a fault, a
 // PUT loop through one replica and a GET loop through another: no reload of either copy, GET p99
 // under the memory store's big-data bound. Then 6 concurrent clients through 3 replicas (two per
-// replica) send POST /create, PUT /update, GET /, GET /kv/<key> and DELETE /kv/<key> on 4 keys for
-// 22 s each run, recording each operation's invocation and completion on the host's clock, while one
+// replica) send POST /create, PUT /update, GET /, GET /kv/<key>, DELETE /kv/<key> and compare-and-set
+// (a GET of the key's version, then PUT or DELETE with If-Match at it, or PUT with If-None-Match: *
+// when it was absent; a 412 is an observation of the version then) on 4 keys for 22 s each run, recording each operation's invocation and completion on the host's clock, while one
 // fault is injected: the etcd leader killed, one member cut off its network and reconnected, a
 // replica killed, a replica paused for longer than the etcd deadline. The checker
 // (test/support/linearizability.ts) must find every history linearizable — and must reject the
@@ -33,7 +34,7 @@ import {
 } from '../support/cluster.js';
 import { DockerResources, dockerOk } from '../support/docker.js';
 import { percentile, startThreadProbe } from '../support/http-conn.js';
-import { checkHistory, describeHistory, type HistoryOp, type KvPair } from '../support/linearizability.js';
+import { checkHistory, describeHistory, type HistoryOp, type KvPair, type Operation } from '../support/linearizability.js';
 import { parseListing } from '../support/write-load.js';
 
 const TOKEN = 'linearizability-token';
@@ -53,6 +54,67 @@ const GET_P99_MS = 50;
 interface Recorded {
   readonly history: HistoryOp[];
   dropped: number;
+  /** conditional writes as answered; made into history operations once every version's value is known */
+  readonly conditional: RawConditional[];
+  /** key → version → the value that version holds, from every answer that showed both */
+  readonly versions: Map<string, Map<number, string>>;
+}
+
+/** A PUT or DELETE with If-Match (the version a GET just read) or If-None-Match: * (the GET found nothing). */
+interface RawConditional {
+  readonly client: number;
+  readonly call: number;
+  /** Infinity: the outcome is unknown */
+  readonly ret: number;
+  readonly kind: 'put' | 'delete';
+  readonly key: string;
+  readonly value: string;
+  /** what the condition expects: the value at the version read, or the key absent */
+  readonly expected: { readonly value: string } | 'absent';
+  /** 412: the version the answer named (undefined: no key); 200: undefined */
+  readonly failed?: { readonly current: number | undefined };
+}
+
+const versionOf = (etag: string | undefined): number | undefined => (etag === undefined ? undefined : Number(/^"([0-9]+)"$/.exec(etag)?.[1]));
+
+function learnVersion(out: Recorded, key: string, etag: string | undefined, value: string): void {
+  const version = versionOf(etag);
+  if (version === undefined || Number.isNaN(version)) return;
+  let known = out.versions.get(key);
+  if (known === undefined) out.versions.set(key, (known = new Map()));
+  known.set(version, value);
+}
+
+/**
+ * The conditional writes as checker operations. Every write writes a value no other write writes, so
+ * per key a version stands for exactly one value and "the key is at version v" is "the key holds the
+ * value written at v". A 412 naming a version whose value no answer showed is left out: it applied
+ * nothing, so leaving it out loses an observation, never hides a violation.
+ */
+function conditionalOps(out: Recorded): { ops: HistoryOp[]; unexplained: number } {
+  const ops: HistoryOp[] = [];
+  let unexplained = 0;
+  for (const c of out.conditional) {
+    const expected = c.expected === 'absent' ? undefined : c.expected.value;
+    let result: { ok: true } | { ok: false; current: string | undefined } | undefined;
+    if (!Number.isFinite(c.ret)) result = undefined;
+    else if (c.failed === undefined) result = { ok: true };
+    else if (c.failed.current === undefined) result = { ok: false, current: undefined };
+    else {
+      const current = out.versions.get(c.key)?.get(c.failed.current);
+      if (current === undefined) {
+        unexplained++;
+        continue;
+      }
+      result = { ok: false, current };
+    }
+    const op: Operation =
+      c.kind === 'put'
+        ? { kind: 'cas-put', key: c.key, expected, value: c.value, ...(result !== undefined ? { result } : {}) }
+        : { kind: 'cas-delete', key: c.key, expected, ...(result !== undefined ? { result } : {}) };
+    ops.push({ client: c.client, call: c.call, ret: c.ret, op });
+  }
+  return { ops, unexplained };
 }
 
 const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!;
@@ -92,12 +154,43 @@ async function clientLoop(client: number, replica: () => Replica, tag: string, s
     const target = replica();
     const api = clientFor([target], { timeoutMs: 10_000 });
     const call = performance.now();
-    if (r < 0.3) {
+    if (r < 0.22) {
       const key = pick(keys);
       const o = await request(api, 'GET', `kv/${key}`);
       const ret = performance.now();
       if (o.status === 200 || o.status === 404) out.history.push({ client, call, ret, op: { kind: 'get', key, result: { value: o.status === 200 ? o.body : undefined } } });
       else out.dropped++;
+      if (o.status === 200) learnVersion(out, key, o.etag, o.body);
+    } else if (r < 0.36) {
+      // compare-and-set: read the key's version, then write (or delete) only at that version — or,
+      // when it was not there, create it only if it still is not
+      const key = pick(keys);
+      const read = await request(api, 'GET', `kv/${key}`);
+      const readRet = performance.now();
+      if (read.status !== 200 && read.status !== 404) {
+        out.dropped++;
+      } else {
+        out.history.push({ client, call, ret: readRet, op: { kind: 'get', key, result: { value: read.status === 200 ? read.body : undefined } } });
+        if (read.status === 200) learnVersion(out, key, read.etag, read.body);
+        const expected = read.status === 200 ? { value: read.body } : ('absent' as const);
+        const remove = read.status === 200 && Math.random() < 0.3;
+        const headers: [string, string][] = read.status === 200 ? [['If-Match', read.etag!]] : [['If-None-Match', '*']];
+        const writeCall = performance.now();
+        const o = await request(api, remove ? 'DELETE' : 'PUT', `kv/${key}`, remove ? '' : value, headers);
+        const ret = performance.now();
+        const base = { client, call: writeCall, kind: remove ? ('delete' as const) : ('put' as const), key, value, expected };
+        if (o.status === 200) {
+          if (!remove) learnVersion(out, key, o.etag, value);
+          out.conditional.push({ ...base, ret });
+        } else if (o.status === 412) {
+          out.conditional.push({ ...base, ret, failed: { current: versionOf(o.etag) } });
+        } else {
+          const fate = writeFate(o);
+          if (fate === 'not-applied') out.dropped++;
+          else if (fate === 'unknown') out.conditional.push({ ...base, ret: Infinity });
+          else throw new Error(`unexpected answer to a conditional ${remove ? 'DELETE' : 'PUT'}: ${o.status} ${o.body}`);
+        }
+      }
     } else if (r < 0.42) {
       const o = await request(api, 'GET', '');
       const ret = performance.now();
@@ -153,7 +246,7 @@ async function clientLoop(client: number, replica: () => Replica, tag: string, s
 
 /** Runs the workload for RUN_MS with `fault` at FAULT_AT_MS and `heal` at HEAL_AT_MS; returns the history. */
 async function record(tag: string, replicas: readonly Replica[], fault: () => Promise<void>, heal: () => Promise<void>): Promise<Recorded> {
-  const out: Recorded = { history: [], dropped: 0 };
+  const out: Recorded = { history: [], dropped: 0, conditional: [], versions: new Map() };
   const started = performance.now();
   const stopAt = started + RUN_MS;
   const clients = Array.from({ length: CLIENTS }, (_, c) => clientLoop(c, () => replicas[c % replicas.length]!, tag, stopAt, out));
@@ -164,6 +257,9 @@ async function record(tag: string, replicas: readonly Replica[], fault: () => Pr
     await heal();
   })();
   await Promise.all([...clients, faults]);
+  const { ops, unexplained } = conditionalOps(out);
+  out.history.push(...ops);
+  out.dropped += unexplained;
   return out;
 }
 
@@ -173,6 +269,8 @@ function summary(fault: string, recorded: Recorded, checkMs: number, verdict: bo
     fault,
     operations: ops.length,
     reads: ops.filter((h) => h.op.kind === 'get' || h.op.kind === 'list').length,
+    conditionalWrites: ops.filter((h) => h.op.kind === 'cas-put' || h.op.kind === 'cas-delete').length,
+    conditionalFailed: ops.filter((h) => (h.op.kind === 'cas-put' || h.op.kind === 'cas-delete') && h.op.result?.ok === false).length,
     writesAcknowledged: ops.filter((h) => h.op.kind !== 'get' && h.op.kind !== 'list' && Number.isFinite(h.ret)).length,
     writesUnknown: ops.filter((h) => !Number.isFinite(h.ret)).length,
     answeredNotApplied: recorded.dropped,

@@ -1,6 +1,6 @@
 // A linearizability checker for tcpkv's model: a map of registers with create-if-absent (POST),
-// multi-key all-or-nothing writes (POST, PUT), one-key DELETE, and reads of one key or of the whole
-// map. The search is Wing & Gong's, with Lowe's memo of (set of operations linearized, state) that
+// multi-key all-or-nothing writes (POST, PUT), one-key DELETE, one-key compare-and-set PUT and DELETE
+// (If-Match / If-None-Match: *), and reads of one key or of the whole map. The search is Wing & Gong's, with Lowe's memo of (set of operations linearized, state) that
 // Porcupine also uses; histories are split into independent parts first (connected components of
 // the keys operations touch — a multi-key write joins its keys, a whole-map read joins everything).
 //
@@ -28,7 +28,18 @@ export type Operation =
   | { readonly kind: 'delete'; readonly key: string; readonly result?: { readonly deleted: boolean } }
   /** value undefined = no such key */
   | { readonly kind: 'get'; readonly key: string; readonly result: { readonly value: Value | undefined } }
-  | { readonly kind: 'list'; readonly result: { readonly pairs: readonly KvPair[] } };
+  | { readonly kind: 'list'; readonly result: { readonly pairs: readonly KvPair[] } }
+  /**
+   * PUT /kv/<key> with a condition: applied only if the key holds `expected` (undefined: only if it is
+   * absent — If-None-Match: *). Versions are modelled by values: every write writes a value of its
+   * own, so "at the version that wrote X" is "holds X". A failed one (412) observed `current`.
+   */
+  | { readonly kind: 'cas-put'; readonly key: string; readonly expected: Value | undefined; readonly value: Value; readonly result?: CasResult }
+  /** DELETE /kv/<key> with If-Match: removes the key only if it holds `expected` */
+  | { readonly kind: 'cas-delete'; readonly key: string; readonly expected: Value; readonly result?: CasResult };
+
+/** A conditional write's answer: applied, or refused (412) with the value the key held (undefined: none). */
+export type CasResult = { readonly ok: true } | { readonly ok: false; readonly current: Value | undefined };
 
 export interface HistoryOp {
   readonly client: number;
@@ -83,6 +94,21 @@ export function step(state: State, op: Operation): State | undefined {
       for (const [k, v] of op.result.pairs) if (state.get(k) !== v) return undefined;
       return state;
     }
+    case 'cas-put':
+    case 'cas-delete': {
+      const current = state.get(op.key);
+      const holds = op.expected === undefined ? current === undefined : current === op.expected;
+      const applied = (): State => {
+        const next = new Map(state);
+        if (op.kind === 'cas-put') next.set(op.key, op.value);
+        else next.delete(op.key);
+        return next;
+      };
+      // unknown outcome: where it takes effect, it does what the condition there says
+      if (op.result === undefined) return holds ? applied() : state;
+      if (op.result.ok) return holds ? applied() : undefined;
+      return !holds && current === op.result.current ? state : undefined;
+    }
   }
 }
 
@@ -103,6 +129,8 @@ function keysOf(op: Operation): readonly string[] | 'all' {
       return op.pairs.map(([k]) => k);
     case 'delete':
     case 'get':
+    case 'cas-put':
+    case 'cas-delete':
       return [op.key];
     case 'list':
       return 'all';
@@ -271,7 +299,7 @@ function shrink(ops: readonly HistoryOp[], budget: number): HistoryOp[] {
   return best.sort((a, b) => a.call - b.call);
 }
 
-type Write = Extract<Operation, { kind: 'create' | 'upsert' | 'delete' }>;
+type Write = Extract<Operation, { kind: 'create' | 'upsert' | 'delete' | 'cas-put' | 'cas-delete' }>;
 
 const isUnknownWrite = (h: HistoryOp): h is HistoryOp & { readonly op: Write } => !Number.isFinite(h.ret) && h.op.kind !== 'get' && h.op.kind !== 'list';
 
@@ -282,8 +310,23 @@ function observedValues(ops: readonly HistoryOp[]): Set<Value> {
     if (op.kind === 'get' && op.result.value !== undefined) seen.add(op.result.value);
     else if (op.kind === 'list') for (const [, v] of op.result.pairs) seen.add(v);
     else if (op.kind === 'upsert' && op.result) for (const v of op.result.previous) if (v !== undefined) seen.add(v);
+    else if ((op.kind === 'cas-put' || op.kind === 'cas-delete') && op.result?.ok === false && op.result.current !== undefined) seen.add(op.result.current);
+    if ((op.kind === 'cas-put' || op.kind === 'cas-delete') && op.expected !== undefined) seen.add(op.expected);
   }
   return seen;
+}
+
+/** Whether an unknown write must stay in the cheap settling: a delete (no value), or a value seen. */
+function wroteSomethingSeen(op: Write, seen: Set<Value>): boolean {
+  switch (op.kind) {
+    case 'delete':
+    case 'cas-delete':
+      return true;
+    case 'cas-put':
+      return seen.has(op.value);
+    default:
+      return op.pairs.some(([, v]) => seen.has(v));
+  }
 }
 
 /**
@@ -297,7 +340,7 @@ function partLinearizable(part: readonly HistoryOp[], budget: number): boolean {
   if (!part.some(isUnknownWrite)) return linearizable(part, new Map(), budget);
   if (linearizable(part.filter((h) => !isUnknownWrite(h)), new Map(), budget)) return true;
   const seen = observedValues(part);
-  const needed = part.filter((h) => !isUnknownWrite(h) || h.op.kind === 'delete' || h.op.pairs.some(([, v]) => seen.has(v)));
+  const needed = part.filter((h) => !isUnknownWrite(h) || wroteSomethingSeen(h.op, seen));
   if (needed.length < part.length && linearizable(needed, new Map(), budget)) return true;
   return linearizable(part, new Map(), budget);
 }

@@ -9,6 +9,54 @@ let clock = 0;
 const op = (client: number, call: number, ret: number, o: Operation): HistoryOp => ({ client, call, ret, op: o });
 const U = Infinity;
 
+describe('linearizability checker: compare-and-set (If-Match, If-None-Match: *)', () => {
+  const put = (v: string) => op(9, 0, 1, { kind: 'upsert', pairs: [['k', v]], result: { previous: [undefined] } });
+
+  it('a legal history: create-only, a CAS from the value read, a 412 naming the value then, a conditional delete', () => {
+    const h = [
+      op(1, 0, 1, { kind: 'cas-put', key: 'k', expected: undefined, value: 'a', result: { ok: true } }),
+      op(2, 2, 3, { kind: 'cas-put', key: 'k', expected: undefined, value: 'b', result: { ok: false, current: 'a' } }),
+      op(1, 4, 5, { kind: 'cas-put', key: 'k', expected: 'a', value: 'c', result: { ok: true } }),
+      op(2, 6, 7, { kind: 'cas-put', key: 'k', expected: 'a', value: 'd', result: { ok: false, current: 'c' } }),
+      op(1, 8, 9, { kind: 'cas-delete', key: 'k', expected: 'c', result: { ok: true } }),
+      op(2, 10, 11, { kind: 'cas-delete', key: 'k', expected: 'c', result: { ok: false, current: undefined } }),
+      op(2, 12, 13, { kind: 'get', key: 'k', result: { value: undefined } }),
+    ];
+    expect(checkHistory(h)).toMatchObject({ linearizable: true });
+  });
+
+  it('two concurrent CAS from the same value that both succeed are rejected; one of them failing is fine', () => {
+    const both = [put('a'), op(1, 2, 5, { kind: 'cas-put', key: 'k', expected: 'a', value: 'x', result: { ok: true } }), op(2, 2, 5, { kind: 'cas-put', key: 'k', expected: 'a', value: 'y', result: { ok: true } })];
+    expect(checkHistory(both).linearizable).toBe(false);
+    const one = [put('a'), op(1, 2, 5, { kind: 'cas-put', key: 'k', expected: 'a', value: 'x', result: { ok: true } }), op(2, 2, 5, { kind: 'cas-put', key: 'k', expected: 'a', value: 'y', result: { ok: false, current: 'x' } })];
+    expect(checkHistory(one).linearizable).toBe(true);
+  });
+
+  it('a 412 must name the value some order gives the key at that point', () => {
+    // nothing ever wrote "z"
+    expect(checkHistory([put('a'), op(1, 2, 3, { kind: 'cas-put', key: 'k', expected: 'b', value: 'x', result: { ok: false, current: 'z' } })]).linearizable).toBe(false);
+    // a 412 although the key held the expected value for the whole operation
+    expect(checkHistory([put('a'), op(1, 2, 3, { kind: 'cas-put', key: 'k', expected: 'a', value: 'x', result: { ok: false, current: 'a' } })]).linearizable).toBe(false);
+    // a 412 "absent" from a conditional delete after an acknowledged write
+    expect(checkHistory([put('a'), op(1, 2, 3, { kind: 'cas-delete', key: 'k', expected: 'b', result: { ok: false, current: undefined } })]).linearizable).toBe(false);
+  });
+
+  it('an unknown CAS may take effect or not, but only where its condition holds', () => {
+    const lost = op(1, 2, U, { kind: 'cas-put', key: 'k', expected: 'a', value: 'x' });
+    expect(checkHistory([put('a'), lost, op(2, 10, 11, { kind: 'get', key: 'k', result: { value: 'x' } })]).linearizable).toBe(true);
+    expect(checkHistory([put('a'), lost, op(2, 10, 11, { kind: 'get', key: 'k', result: { value: 'a' } })]).linearizable).toBe(true);
+    // it expected "b", which the key never held: its value can never appear
+    const wrong = op(1, 2, U, { kind: 'cas-put', key: 'k', expected: 'b', value: 'x' });
+    expect(checkHistory([put('a'), wrong, op(2, 10, 11, { kind: 'get', key: 'k', result: { value: 'x' } })]).linearizable).toBe(false);
+  });
+
+  it('step: a create-only CAS needs the key absent', () => {
+    expect(step(new Map(), { kind: 'cas-put', key: 'k', expected: undefined, value: 'v', result: { ok: true } })).toEqual(new Map([['k', 'v']]));
+    expect(step(new Map([['k', 'a']]), { kind: 'cas-put', key: 'k', expected: undefined, value: 'v', result: { ok: true } })).toBeUndefined();
+    expect(step(new Map([['k', 'a']]), { kind: 'cas-put', key: 'k', expected: undefined, value: 'v', result: { ok: false, current: 'a' } })).toEqual(new Map([['k', 'a']]));
+  });
+});
+
 describe('linearizability checker: hand-made histories', () => {
   it('a sequential history that follows the model is linearizable', () => {
     const h = [
