@@ -64,6 +64,8 @@ export interface KvRequest {
   readonly target?: string;
   /** standard dialect only: header lines to add (e.g. If-Match); names and values must be one line each */
   readonly headers?: readonly (readonly [name: string, value: string])[];
+  /** how long the server may hold the answer on purpose (a watch's wait), on top of the timeout */
+  readonly waitMs?: number;
 }
 
 export type Answer =
@@ -394,7 +396,7 @@ export class TcpkvClient {
 
   private async sendTo(server: ServerAddress, request: KvRequest): Promise<Answer> {
     // a monotonic clock: a change of the wall clock neither shortens nor stretches the wait
-    const deadline = performance.now() + this.options.timeoutMs;
+    const deadline = performance.now() + this.options.timeoutMs + (request.waitMs ?? 0);
     const sink = new ByteSink();
     const socket = await this.open(server, deadline, sink);
     const targetHost = request.targetHost ?? this.options.targetHost ?? server.host;
@@ -422,7 +424,7 @@ export class TcpkvClient {
         else resolve(result);
       };
       const timer = setTimeout(() => {
-        const ms = this.options.timeoutMs;
+        const ms = this.options.timeoutMs + (request.waitMs ?? 0);
         done(new ClientError('TIMEOUT', received === 0 ? `no answer from ${where} within ${ms} ms` : `no complete answer from ${where} within ${ms} ms (${received} bytes received)`, true));
       }, Math.max(0, deadline - performance.now()));
       sink.attach((chunk) => {

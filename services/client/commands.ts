@@ -42,7 +42,7 @@ export interface OutputMode {
 }
 
 /** Names of the commands, for completion at the prompt. */
-export const COMMAND_NAMES = Object.freeze(['get', 'put', 'delete', 'keys', 'head', 'create', 'update', 'shutdown', 'raw', 'scenario', 'dump', 'restore', 'help']);
+export const COMMAND_NAMES = Object.freeze(['get', 'put', 'delete', 'keys', 'watch', 'head', 'create', 'update', 'shutdown', 'raw', 'scenario', 'dump', 'restore', 'help']);
 
 /** Thrown by a command for a usage problem the parser cannot see (exit 2). */
 class UsageError extends ClientSideError {
@@ -372,6 +372,47 @@ export function buildProgram(hooks: ProgramHooks): Command {
             return 0;
           }
           after = page.next;
+        }
+      })(),
+    );
+  program
+    .command('watch')
+    .argument('[prefix]', 'only keys starting with this', '')
+    .option('--since <revision>', 'changes after this revision (a listing\'s or an earlier watch\'s); default: from now')
+    .option('--wait <seconds>', 'how long each request waits for a change before asking again', '30')
+    .option('--count <n>', 'stop after this many changes (default: watch until interrupted)')
+    .description('print each change under a prefix as it happens, one line each: REVISION PUT key: value, or REVISION DELETE key (GET /kv?watch)')
+    .action((prefix: string, opts: { since?: string; wait: string; count?: string }) =>
+      act(async () => {
+        needStandard('watch');
+        const whole = (flag: string, text: string | undefined, min: number) => {
+          if (text === undefined) return undefined;
+          if (!/^[0-9]{1,15}$/.test(text) || Number(text) < min) throw new UsageError(`${flag} takes a whole number${min > 0 ? ` of at least ${min}` : ''}, not ${JSON.stringify(text)}`);
+          return Number(text);
+        };
+        let since = whole('--since', opts.since, 0);
+        const count = whole('--count', opts.count, 1);
+        if (!/^[0-9]{1,5}(\.[0-9]{1,3})?$/.test(opts.wait)) throw new UsageError(`--wait takes seconds (e.g. 30 or 0.5), not ${JSON.stringify(opts.wait)}`);
+        const waitMs = Math.round(Number(opts.wait) * 1000);
+        const c = client('standard');
+        let printed = 0;
+        for (;;) {
+          const query = `watch&prefix=${encodeURIComponent(prefix)}&wait=${opts.wait}${since === undefined ? '' : `&since=${since}`}`;
+          const answer = await c.send({ method: 'GET', path: '', target: `/kv?${query}`, waitMs });
+          if (answer.kind !== 'response' || answer.response.status !== 200) return print(answer, 'GET');
+          let batch: { changes: { key: string; value?: string; deleted?: true; version: number }[]; revision: number };
+          try {
+            batch = JSON.parse(answer.response.body) as typeof batch;
+            if (!Array.isArray(batch.changes) || typeof batch.revision !== 'number') throw new Error('no changes');
+          } catch {
+            throw new ClientError('BAD_RESPONSE', `${formatAddress(answer.server)}: the answer is not the JSON {"changes":[…],"revision":…}`, false);
+          }
+          for (const change of batch.changes) {
+            if (output().json) io.out(JSON.stringify(change) + '\n');
+            else io.out(change.deleted === true ? `${change.version} DELETE ${change.key}\n` : `${change.version} PUT ${change.key}: ${change.value ?? ''}\n`);
+            if (count !== undefined && ++printed >= count) return 0;
+          }
+          since = batch.revision;
         }
       })(),
     );

@@ -57,6 +57,7 @@ export const ProtocolErrors = {
   TCPKV_ERR_STORE_INDETERMINATE: { status: 503, message: Texts.storeIndeterminate },
   TCPKV_ERR_UNKNOWN_CURSOR: { status: 400, message: 'No place known for the page cursor' },
   TCPKV_ERR_PRECONDITION_FAILED: { status: 412, message: "The key's version does not meet the request's If-Match or If-None-Match" },
+  TCPKV_ERR_WATCH_GONE: { status: 410, message: 'The changes after the watch\'s revision are no longer kept' },
   TCPKV_ERR_BAD_CONDITION: { status: 400, message: 'Malformed or unsupported If-Match / If-None-Match' },
 } as const satisfies Record<string, CodeSpec>;
 

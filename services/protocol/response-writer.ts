@@ -42,6 +42,7 @@ export const REASONS: Readonly<Record<number, string>> = Object.freeze({
   404: 'NOT_FOUND',
   405: 'METHOD_NOT_ALLOWED',
   408: 'REQUEST_TIMEOUT',
+  410: 'GONE',
   412: 'PRECONDITION_FAILED',
   413: 'CONTENT_TOO_LARGE',
   414: 'URI_TOO_LONG',

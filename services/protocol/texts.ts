@@ -44,6 +44,9 @@ export const Texts = Object.freeze({
   badCondition: (header: string) => `${header} must be * or a list of entity tags ("7", "9").`,
   conditionBoth: 'A write takes If-Match or If-None-Match, not both.',
   noneMatchTags: 'A write takes If-None-Match only as * (create only); to write only at a version, use If-Match.',
+  badWatchParameter: (name: string) =>
+    name === 'since' ? 'since must be a revision (a whole number).' : name === 'wait' ? 'wait must be a number of seconds (up to 3 decimals).' : 'limit must be a whole number from 1 to 1000.',
+  watchGone: (since: number, oldest: number) => `The changes after revision ${since} are no longer kept (the oldest watch this server serves starts after ${oldest}): list the keys again and watch from the revision of that listing.`,
   valueTooLarge: (detail: string) => `Too large for this store: ${detail}`,
   tooManyPairs: (max: number) => `Too many pairs in one request: at most ${max} (TCPKV_MAX_PAIRS)`,
 });

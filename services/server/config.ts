@@ -49,6 +49,9 @@ export const serverSettings = {
   maxKeyBytes: setting({ ...SERVER_SETTING_NAMES.maxKeyBytes, flag: 'max-key-bytes', valueName: 'bytes', describe: `UTF-8 bytes of a key to be written (400 beyond); every route must carry it: TCPKV_MAX_TARGET_BYTES ≥ 6 × this + 29; unset = ${DEFAULT_MAX_KEY_BYTES}, or what TCPKV_MAX_TARGET_BYTES carries if less`, parse: integer(1, 1 * MIB) }),
   maxPairs: setting({ ...SERVER_SETTING_NAMES.maxPairs, flag: 'max-pairs', valueName: 'n', describe: 'pairs one POST /create or PUT /update may carry (413 beyond): applying a request holds every other connection', parse: integer(1, 1_000_000) }),
   maxOutputBytes: setting({ ...SERVER_SETTING_NAMES.maxOutputBytes, flag: 'max-output-bytes', valueName: 'bytes', describe: 'answers one connection may have queued or unsent before its further requests wait unread', parse: integer(1024, 1024 * MIB) }),
+  watchHistoryChanges: setting({ ...SERVER_SETTING_NAMES.watchHistoryChanges, flag: 'watch-history-changes', valueName: 'n', describe: 'changes kept for watchers (GET /kv?watch); a watcher from before the oldest gets 410 and lists again', parse: integer(1, 100_000_000) }),
+  watchHistoryBytes: setting({ ...SERVER_SETTING_NAMES.watchHistoryBytes, flag: 'watch-history-bytes', valueName: 'bytes', describe: 'heap the changes kept for watchers may take (approximately); the oldest are dropped past it', parse: integer(1024, 64 * 1024 * MIB) }),
+  watchMaxWaitMs: setting({ ...SERVER_SETTING_NAMES.watchMaxWaitMs, flag: 'watch-max-wait-ms', valueName: 'ms', describe: 'longest a watch waits for a change before it answers with none (its wait= is capped to this)', parse: integer(0, 3_600_000) }),
   sendTimeoutMs: setting({ ...SERVER_SETTING_NAMES.sendTimeoutMs, flag: 'send-timeout-ms', valueName: 'ms', describe: 'a client that takes none of an answer for this long is disconnected (logged)', parse: integer(10, 3_600_000) }),
   maxHeaderBytes: setting({ ...SERVER_SETTING_NAMES.maxHeaderBytes, flag: 'max-header-bytes', valueName: 'bytes', describe: 'request line + headers, in bytes (431)', parse: integer(256, 1 * MIB) }),
   maxHeaderCount: setting({ ...SERVER_SETTING_NAMES.maxHeaderCount, flag: 'max-header-count', valueName: 'n', describe: 'header lines per request (431)', parse: integer(1, 10_000) }),
@@ -104,7 +107,7 @@ export const serverSettingGroup = Object.assign(
     if (/^(allowed|shutdown)/.test(key) && !/TimeoutMs$/.test(key)) return 'Access:';
     // a store's own rows, but for its limits (TCPKV_MAX_LOG_RECORD_BYTES), which sit with the other limits
     if (key in storeSettings && !/^max/.test(key)) return 'Storage:';
-    if (/^max|TimeoutMs$/.test(key)) return 'Limits:';
+    if (/^(max|watch)|TimeoutMs$/.test(key)) return 'Limits:';
     if (/^(log|accessLog)/.test(key)) return 'Logging:';
     return 'Other:';
   },

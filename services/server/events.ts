@@ -13,7 +13,7 @@ export type EndOutcome = 'accepted' | 'disabled' | 'not-loopback' | 'bad-token';
  * The route a request took, a small fixed set (never the raw path: unbounded label values would make
  * the metrics themselves a resource a client can grow).
  */
-export type RouteLabel = 'listing' | 'head' | 'create' | 'update' | 'kv-key' | 'kv-page' | 'end' | 'other';
+export type RouteLabel = 'listing' | 'head' | 'create' | 'update' | 'kv-key' | 'kv-page' | 'kv-watch' | 'end' | 'other';
 
 export interface ServerEvents {
   connectionOpened(): void;

@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     },
     maxConnections: config.maxConnections,
     allowedClients: config.allowedClients,
-    policy: { allowedHosts: config.allowedHosts, shutdown: { enabled: config.shutdown, token: config.shutdownToken }, maxPairs: config.maxPairs, maxKeyBytes: maxKeyBytesOf(config) },
+    policy: { allowedHosts: config.allowedHosts, shutdown: { enabled: config.shutdown, token: config.shutdownToken }, maxPairs: config.maxPairs, maxKeyBytes: maxKeyBytesOf(config), watchMaxWaitMs: config.watchMaxWaitMs },
     store,
     logger,
     shutdownTimeoutMs: config.shutdownTimeoutMs,

@@ -21,7 +21,7 @@ interface Sample {
 type FamilyType = 'counter' | 'gauge' | 'histogram';
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'END', 'other'] as const;
-const ROUTES: readonly RouteLabel[] = ['listing', 'head', 'create', 'update', 'kv-key', 'kv-page', 'end', 'other'];
+const ROUTES: readonly RouteLabel[] = ['listing', 'head', 'create', 'update', 'kv-key', 'kv-page', 'kv-watch', 'end', 'other'];
 const REFUSALS: readonly RefusalReason[] = ['allow-list', 'max-connections', 'draining'];
 const END_OUTCOMES: readonly EndOutcome[] = ['accepted', 'disabled', 'not-loopback', 'bad-token'];
 
@@ -58,8 +58,9 @@ function routeIndex(route: RouteLabel): number {
     case 'update': return 3;
     case 'kv-key': return 4;
     case 'kv-page': return 5;
-    case 'end': return 6;
-    default: return 7;
+    case 'kv-watch': return 6;
+    case 'end': return 7;
+    default: return 8;
   }
 }
 

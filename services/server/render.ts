@@ -6,6 +6,7 @@ import { ProtocolErrors, type ProtocolErrorCode } from '../protocol/errors.js';
 import type { Response } from '../protocol/response-writer.js';
 import { Texts } from '../protocol/texts.js';
 import type { EndOutcome } from './events.js';
+import type { Change } from './store/change-feed.js';
 import type { ListingSnapshot, Page, Pair } from './store/store.js';
 
 /** A rule's answer: the response, and what it means for the logs and counters. */
@@ -28,6 +29,7 @@ export function refused(code: ProtocolErrorCode, body: string): Answer {
 export const ALLOW_ANY = [['Allow', 'HEAD, GET, POST, PUT, END']] as const;
 export const ALLOW_KV_KEY = [['Allow', 'GET, HEAD, PUT, DELETE']] as const;
 export const ALLOW_KV_PAGE = [['Allow', 'GET, HEAD']] as const;
+export const ALLOW_KV_WATCH = [['Allow', 'GET']] as const;
 
 export function methodNotAllowed(allow: readonly (readonly [string, string])[]): Answer {
   return { status: 405, body: Texts.methodNotAllowed, headers: allow };
@@ -96,4 +98,21 @@ export function updatedAnswer(pairs: readonly Pair[], previous: readonly (string
   if (updated !== '') out += Texts.updatedHeader + updated + '\n';
   if (created !== '') out += Texts.createdHeader + created + '\n';
   return { status: 200, body: out + Texts.putOk };
+}
+
+/** A watch's answer: `{"changes":[{"key":…,"value":…,"version":…} or {"key":…,"deleted":true,"version":…},…],"revision":…}` */
+export function changesAnswer(changes: readonly Change[], revision: number): Answer {
+  let body = '{"changes":[';
+  for (let i = 0; i < changes.length; i++) {
+    const c = changes[i]!;
+    body += (i === 0 ? '{"key":' : ',{"key":') + JSON.stringify(c.key) + (c.value === undefined ? ',"deleted":true' : ',"value":' + JSON.stringify(c.value)) + ',"version":' + String(c.version) + '}';
+  }
+  body += '],"revision":' + String(revision) + '}';
+  return { status: 200, body, contentType: JSON_TYPE };
+}
+
+/** 410: the changes after `since` are no longer held; `oldest` is the earliest `since` served. */
+export function watchGoneAnswer(since: number, oldest: number): Answer {
+  const body = JSON.stringify({ error: Texts.watchGone(since, oldest), oldest });
+  return { status: 410, body, contentType: JSON_TYPE, code: 'TCPKV_ERR_WATCH_GONE' };
 }

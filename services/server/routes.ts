@@ -5,7 +5,7 @@
 import { resolveAddress } from '../protocol/dialect.js';
 import type { RouteLabel } from './events.js';
 import type { Answer } from './render.js';
-import { admission, createNeedsPostRule, createRule, endRule, headRule, kvKeyRule, kvPageRule, listingRule, noRouteRule, updateNeedsPutRule, updateRule, type Policy, type RuleCall, type RuleRequest } from './rules.js';
+import { admission, createNeedsPostRule, createRule, endRule, headRule, kvKeyRule, kvPageRule, kvWatchRule, listingRule, noRouteRule, updateNeedsPutRule, updateRule, type Policy, type RuleCall, type RuleRequest } from './rules.js';
 import { storeFailure } from './store-answers.js';
 import type { MaybePromise, Store } from './store/store.js';
 import { kvRoute, type KvRoute } from './targets.js';
@@ -18,12 +18,12 @@ export interface RouteRow {
   /** matches only this path, without its leading `/` (undefined: any) */
   readonly path: string | undefined;
   /** matches only this kind of `/kv` route (undefined: any request, `/kv` or not) */
-  readonly kv: 'key' | 'page' | undefined;
+  readonly kv: KvRoute['kind'] | undefined;
   readonly rule: (call: RuleCall) => MaybePromise<Answer>;
 }
 
 /** A row; every row has every field, so matching reads one shape of object. */
-function row(label: RouteLabel, match: { method?: string; path?: string; kv?: 'key' | 'page' }, rule: RouteRow['rule']): RouteRow {
+function row(label: RouteLabel, match: { method?: string; path?: string; kv?: KvRoute['kind'] }, rule: RouteRow['rule']): RouteRow {
   return Object.freeze({ label, method: match.method, path: match.path, kv: match.kv, rule });
 }
 
@@ -32,6 +32,7 @@ export const ROUTES: readonly RouteRow[] = Object.freeze([
   row('end', { method: 'END' }, endRule),
   row('kv-key', { kv: 'key' }, kvKeyRule),
   row('kv-page', { kv: 'page' }, kvPageRule),
+  row('kv-watch', { kv: 'watch' }, kvWatchRule),
   row('create', { path: 'create', method: 'POST' }, createRule),
   row('other', { path: 'create' }, createNeedsPostRule),
   row('update', { path: 'update', method: 'PUT' }, updateRule),

@@ -10,11 +10,12 @@ import { Texts } from '../protocol/texts.js';
 import { authorizeShutdown, type HostAllowList, type ShutdownPolicy } from './access.js';
 import { isUtf8 } from 'node:buffer';
 import { keyRefused, nonAscii, parsePairs, type Refusal } from './pairs.js';
-import { ALLOW_ANY, ALLOW_KV_KEY, ALLOW_KV_PAGE, createdAnswer, END_ANSWERS, listingAnswer, methodNotAllowed, pageAnswer, refused, SEED_HEAD, text, updatedAnswer, type Answer } from './render.js';
+import { ALLOW_ANY, ALLOW_KV_KEY, ALLOW_KV_PAGE, ALLOW_KV_WATCH, changesAnswer, createdAnswer, watchGoneAnswer, END_ANSWERS, listingAnswer, methodNotAllowed, pageAnswer, refused, SEED_HEAD, text, updatedAnswer, type Answer } from './render.js';
 import { guard } from './store-answers.js';
 import { conditionHolds, type Condition, type MaybePromise, type Pair, type Store } from './store/store.js';
 import { etagOf, readPreconditions, readOutcome, writeCondition } from './conditions.js';
-import { pageQuery, percentDecode, type KvRoute } from './targets.js';
+import { pageQuery, percentDecode, watchQuery, type KvRoute, type WatchRequest } from './targets.js';
+import type { ChangeFeed } from './store/change-feed.js';
 import { numericDefault, SERVER_SETTING_NAMES as S } from '../common/setting-names.js';
 
 export { Texts };
@@ -37,7 +38,27 @@ export interface Policy {
   readonly maxPairs?: number;
   /** UTF-8 bytes a key to be written may take (the key grammar); default DEFAULT_MAX_KEY_BYTES */
   readonly maxKeyBytes?: number;
+  /** longest a watch waits for a change (its `wait` is capped to it); default DEFAULT_WATCH_MAX_WAIT_MS */
+  readonly watchMaxWaitMs?: number;
+  /** set by the server: begun once it drains, when waiting watches answer at once */
+  readonly draining?: DrainSignal;
 }
+
+/** Begun once, when the server starts draining: long waits end early. */
+export class DrainSignal {
+  private begun = false;
+  private resolve!: () => void;
+  readonly promise = new Promise<void>((resolve) => (this.resolve = resolve));
+  get done(): boolean {
+    return this.begun;
+  }
+  begin(): void {
+    this.begun = true;
+    this.resolve();
+  }
+}
+
+export const DEFAULT_WATCH_MAX_WAIT_MS = numericDefault(S.watchMaxWaitMs);
 
 /**
  * Pairs per request by default. A body within the 1 MiB body limit can hold ~100,000 tiny pairs, and
@@ -72,7 +93,7 @@ export function admission(call: RuleCall): Answer | undefined {
   const method = call.request.method;
   if (!address.valid) return text(404, Texts.invalidAddress, headOnly(call));
   if (method !== 'GET' && method !== 'HEAD' && method !== 'POST' && method !== 'PUT' && method !== 'END' && (method !== 'DELETE' || kv === undefined)) {
-    return methodNotAllowed(kv === undefined ? ALLOW_ANY : kv.kind === 'key' ? ALLOW_KV_KEY : ALLOW_KV_PAGE);
+    return methodNotAllowed(kv === undefined ? ALLOW_ANY : kv.kind === 'key' ? ALLOW_KV_KEY : kv.kind === 'watch' ? ALLOW_KV_WATCH : ALLOW_KV_PAGE);
   }
   if (!call.policy.allowedHosts.allows(address.host)) return text(400, Texts.notAllowedHost(address.host), headOnly(call));
   return undefined;
@@ -213,4 +234,33 @@ export function kvPageRule(call: RuleCall): MaybePromise<Answer> {
   if ('badLimit' in page) return text(400, Texts.badLimit, head);
   if ('badEncoding' in page) return text(400, Texts.badQueryEncoding(page.badEncoding), head);
   return guard(call.store.page(page), (result) => pageAnswer(result, head));
+}
+
+// ---- watches (docs/store.md, Watching changes) --------------------------------------------------------
+
+/** Changes one watch answer may carry, in bytes (about; a single write's changes come whole). */
+const WATCH_ANSWER_BYTES = 1024 * 1024;
+
+export function kvWatchRule(call: RuleCall): MaybePromise<Answer> {
+  if (call.request.method !== 'GET') return methodNotAllowed(ALLOW_KV_WATCH);
+  const route = call.kv as KvRoute & { kind: 'watch' };
+  const query = watchQuery(call.request.target, route);
+  if ('badEncoding' in query) return text(400, Texts.badQueryEncoding(query.badEncoding));
+  if ('badParameter' in query) return text(400, Texts.badWatchParameter(query.badParameter));
+  const maxWaitMs = call.policy.watchMaxWaitMs ?? DEFAULT_WATCH_MAX_WAIT_MS;
+  return watch(call.store.changes, query, Math.min(query.waitMs, maxWaitMs), call.policy.draining);
+}
+
+/** Reads the feed; while there is nothing under the prefix, waits for the next change, up to waitMs. */
+async function watch(feed: ChangeFeed, query: WatchRequest, waitMs: number, draining: DrainSignal | undefined): Promise<Answer> {
+  const until = performance.now() + waitMs;
+  let since = query.since ?? feed.revision;
+  for (;;) {
+    const read = feed.read(since, query.prefix, query.limit, WATCH_ANSWER_BYTES);
+    if ('gone' in read) return watchGoneAnswer(since, read.gone);
+    const left = until - performance.now();
+    if (read.changes.length > 0 || left <= 0 || draining?.done === true) return changesAnswer(read.changes, read.next);
+    since = read.next;
+    await (draining === undefined ? feed.changed(left) : Promise.race([feed.changed(left), draining.promise]));
+  }
 }

@@ -8,7 +8,7 @@ import { listenOn } from '../common/listen.js';
 import type { ClientAllowList } from './access.js';
 import { Connection, type ConnectionHost, type ConnectionLimits } from './connection.js';
 import { NO_EVENTS, type EndOutcome, type ServerEvents } from './events.js';
-import { Texts, type Policy } from './rules.js';
+import { DrainSignal, Texts, type Policy } from './rules.js';
 import type { Store } from './store/store.js';
 import type { TlsCredentials, TlsEvents } from './tls.js';
 import { TlsListener } from './tls-listener.js';
@@ -57,6 +57,7 @@ export class TcpkvServer implements ConnectionHost {
   readonly events: ServerEvents;
   readonly counting: boolean;
   draining = false;
+  private readonly drainSignal = new DrainSignal();
 
   private readonly options: TcpkvServerOptions;
   private readonly server: Server;
@@ -74,7 +75,8 @@ export class TcpkvServer implements ConnectionHost {
     this.options = options;
     this.limits = options.limits;
     this.store = options.store;
-    this.policy = options.policy;
+    // watches waiting for a change answer at once when the server starts draining
+    this.policy = { ...options.policy, draining: this.drainSignal };
     this.logger = options.logger;
     this.accessLog = options.accessLog === true ? 'info' : options.logger.isLevelEnabled('debug') ? 'debug' : undefined;
     this.events = options.events ?? NO_EVENTS;
@@ -240,6 +242,7 @@ export class TcpkvServer implements ConnectionHost {
   shutdown(reason: string, options: { keepStore?: boolean } = {}): Promise<void> {
     if (this.shutdownPromise) return this.shutdownPromise;
     this.draining = true;
+    this.drainSignal.begin();
     this.logger.info({ reason, connections: this.connections.size }, 'shutting down');
     this.shutdownPromise = (async () => {
       const closed = Promise.all([

@@ -67,16 +67,35 @@ function pathBounds(target: string): { from: number; to: number; query: number }
  * A `/kv` route: one key (the raw, still encoded key is target[from, to)), or a page (`emptyKey`: the
  * path was `/kv/`, the key route with no key — a page for GET and HEAD, 400 for writes).
  */
-export type KvRoute = { readonly kind: 'key'; readonly from: number; readonly to: number } | { readonly kind: 'page'; readonly query: number; readonly end: number; readonly emptyKey: boolean };
+export type KvRoute =
+  | { readonly kind: 'key'; readonly from: number; readonly to: number }
+  | { readonly kind: 'page'; readonly query: number; readonly end: number; readonly emptyKey: boolean }
+  | { readonly kind: 'watch'; readonly query: number; readonly end: number };
 
 /** `/kv/<key>` or `/kv` (with or without a trailing slash), standard dialect only; else undefined. */
 export function kvRoute(target: string): KvRoute | undefined {
   const { from, to, query } = pathBounds(target);
   if (!target.startsWith('/kv', from)) return undefined;
   const after = from + 3;
-  if (after === to || (after + 1 === to && target.charCodeAt(after) === 0x2f)) return { kind: 'page', query, end: target.length, emptyKey: after !== to };
+  if (after === to || (after + 1 === to && target.charCodeAt(after) === 0x2f)) {
+    if (query >= 0 && hasParameter(target, query, 'watch')) return { kind: 'watch', query, end: target.length };
+    return { kind: 'page', query, end: target.length, emptyKey: after !== to };
+  }
   if (target.charCodeAt(after) !== 0x2f) return undefined; // `/kvx`: not ours
   return { kind: 'key', from: after + 1, to };
+}
+
+/** Whether the query starting at `query` (the `?`) names parameter `name`, with or without a value. */
+function hasParameter(target: string, query: number, name: string): boolean {
+  const hash = target.indexOf('#', query);
+  const end = hash >= 0 ? hash : target.length;
+  for (let from = query + 1; from < end; ) {
+    let amp = target.indexOf('&', from);
+    if (amp < 0 || amp > end) amp = end;
+    if (target.startsWith(name, from) && (from + name.length === amp || target.charCodeAt(from + name.length) === 0x3d /* = */)) return true;
+    from = amp + 1;
+  }
+  return false;
 }
 
 /** A query parameter that could not be read: `limit` out of range, or a bad escape in `name`. */
@@ -110,4 +129,56 @@ export function pageQuery(target: string, route: { readonly query: number; reado
     }
   }
   return { prefix, after, limit };
+}
+
+/** `GET /kv?watch`: changes after `since` under `prefix`, waiting up to `waitMs` for one. */
+export interface WatchRequest {
+  readonly prefix: string;
+  /** undefined: from now (the store's revision when the request arrives) */
+  readonly since: number | undefined;
+  readonly waitMs: number;
+  /** changes one answer carries at most (a write's changes come whole) */
+  readonly limit: number;
+}
+
+export const WATCH_WAIT_DEFAULT_MS = 30_000;
+
+/** A watch query that cannot be read: which parameter. */
+export type WatchQueryRefusal = { readonly badParameter: 'since' | 'wait' | 'limit' } | { readonly badEncoding: string };
+
+/**
+ * The watch a `/kv?watch` query asks for (unknown parameters are ignored): `prefix`, `since` (a
+ * revision), `wait` (seconds, decimals allowed), `limit` (1..1000).
+ */
+export function watchQuery(target: string, route: { readonly query: number; readonly end: number }): WatchRequest | WatchQueryRefusal {
+  let prefix = '';
+  let since: number | undefined;
+  let waitMs = WATCH_WAIT_DEFAULT_MS;
+  let limit = PAGE_LIMIT_MAX;
+  const hash = target.indexOf('#', route.query);
+  const end = hash >= 0 ? hash : route.end;
+  for (let from = route.query + 1; from < end; ) {
+    let amp = target.indexOf('&', from);
+    if (amp < 0 || amp > end) amp = end;
+    const eq = target.indexOf('=', from);
+    const nameEnd = eq >= 0 && eq < amp ? eq : amp;
+    const name = target.slice(from, nameEnd);
+    if (name === 'prefix' || name === 'since' || name === 'wait' || name === 'limit') {
+      const value = nameEnd === amp ? '' : percentDecode(target, nameEnd + 1, amp, true);
+      if (value === undefined) return { badEncoding: name };
+      if (name === 'prefix') prefix = value;
+      else if (name === 'since') {
+        if (!/^(0|[1-9][0-9]{0,15})$/.test(value)) return { badParameter: 'since' };
+        since = Number(value);
+      } else if (name === 'wait') {
+        if (!/^[0-9]{1,7}(\.[0-9]{1,3})?$/.test(value)) return { badParameter: 'wait' };
+        waitMs = Math.round(Number(value) * 1000);
+      } else {
+        if (!/^[0-9]{1,4}$/.test(value) || Number(value) < 1 || Number(value) > PAGE_LIMIT_MAX) return { badParameter: 'limit' };
+        limit = Number(value);
+      }
+    }
+    from = amp + 1;
+  }
+  return { prefix, since, waitMs, limit };
 }

@@ -40,10 +40,13 @@
 //               it sets gets that revision as its version; versions only grow, survive restarts of a
 //               store that keeps data (and its compactions), and are never reused; a refused write
 //               takes none (etcd: its revision, which other writers to the cluster move too)
+//   changes     every accepted write is recorded in `changes` once it is applied and before it is
+//               answered, with its revision and every key it set (value) or removed (undefined)
 //   conditions  putKey/deleteKey decide their Condition against the key's version at the instant the
 //               write applies, in the same step (etcd: the same transaction): never a read, then a write
 
 import { RequestError } from '../../protocol/errors.js';
+import type { ChangeFeed } from './change-feed.js';
 
 export type Pair = readonly [key: string, value: string];
 
@@ -167,6 +170,11 @@ export interface StoreGauges {
 export interface Store {
   /** the name of the driver that opened it ('memory', 'log', …): the start-up log names it */
   readonly kind: string;
+  /**
+   * Every write it applies, recorded in the order applied with its revision (see "changes"): what
+   * watches read. A store that starts (or lists its data again) resets it to its revision then.
+   */
+  readonly changes: ChangeFeed;
   /** the limits it enforces (see "limits" above); undefined = it enforces none */
   readonly limits: StoreLimits | undefined;
   /** its own figures for the metrics; absent = none */
