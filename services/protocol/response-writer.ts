@@ -30,7 +30,43 @@ export interface Response {
   readonly headersOnly?: boolean;
   /** The rules will hand out this same object again: worth keeping its bytes (per second, for Date). */
   readonly reusable?: boolean;
+  /**
+   * A body of unknown length produced over time (a watch stream), sent chunked after the head
+   * (streamHead) instead of `body`; the connection closes after it.
+   */
+  readonly stream?: BodyStream;
 }
+
+/** A body produced over time; the connection pulls it as the socket takes it. */
+export interface BodyStream {
+  /** the next bytes to send; undefined: nothing now (wait for onReady); null: the body is complete */
+  take(): Buffer | undefined | null;
+  /** `ready` is called once, when take() has something again (or the end) */
+  onReady(ready: () => void): void;
+  /** the connection is gone: stop producing (idempotent) */
+  cancel(): void;
+}
+
+/** The head of a streamed answer: chunked, closing the connection after the body (RFC 9112 §7.1). */
+export function streamHead(response: Response, now = Date.now()): string {
+  let head = `HTTP/1.1 ${response.status} ${REASONS[response.status] ?? `STATUS_${response.status}`}\r\n`;
+  head += `Content-Type: ${response.contentType ?? 'text/plain; charset=utf-8'}\r\nTransfer-Encoding: chunked\r\n` + currentDateLine(now);
+  for (const [name, value] of response.headers ?? []) head += name + ': ' + value + '\r\n';
+  return head + CLOSE;
+}
+
+/** One chunk of a chunked body: its size in hex, the bytes, CRLF (one buffer: one write). */
+export function chunkFrame(data: Buffer): Buffer {
+  const size = data.length.toString(16) + '\r\n';
+  const out = Buffer.allocUnsafe(size.length + data.length + 2);
+  out.write(size, 0, 'latin1');
+  data.copy(out, size.length);
+  out.write('\r\n', size.length + data.length, 'latin1');
+  return out;
+}
+
+/** The last chunk of a chunked body, without trailers. */
+export const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 
 /** Reason phrases: the seed's upper-case style (`BAD_REQUEST`), extended to the codes tcpkv adds. */
 export const REASONS: Readonly<Record<number, string>> = Object.freeze({

@@ -46,6 +46,7 @@ export const Texts = Object.freeze({
   noneMatchTags: 'A write takes If-None-Match only as * (create only); to write only at a version, use If-Match.',
   badWatchParameter: (name: string) =>
     name === 'since' ? 'since must be a revision (a whole number).' : name === 'wait' ? 'wait must be a number of seconds (up to 3 decimals).' : 'limit must be a whole number from 1 to 1000.',
+  watchStreamNeeds11: 'A watch stream needs HTTP/1.1 (its body is chunked); with HTTP/1.0, watch without stream (a long poll).',
   watchGone: (since: number, oldest: number) => `The changes after revision ${since} are no longer kept (the oldest watch this server serves starts after ${oldest}): list the keys again and watch from the revision of that listing.`,
   valueTooLarge: (detail: string) => `Too large for this store: ${detail}`,
   tooManyPairs: (max: number) => `Too many pairs in one request: at most ${max} (TCPKV_MAX_PAIRS)`,

@@ -20,7 +20,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ProtocolError, ProtocolErrors, type ProtocolErrorCode } from '../protocol/errors.js';
 import { EXPECT_CONTINUE, NEED_MORE, RequestParser, type ParsedRequest, type ParserLimits } from '../protocol/request-parser.js';
-import { CONTINUE_BYTES, writeResponse, type Response, type WireBytes } from '../protocol/response-writer.js';
+import { chunkFrame, CONTINUE_BYTES, LAST_CHUNK, streamHead, writeResponse, type BodyStream, type Response, type WireBytes } from '../protocol/response-writer.js';
 import type { RouteLabel } from './events.js';
 import type { Answer } from './render.js';
 import { RequestObserver, type ObserverHost, type RequestRecord } from './request-observer.js';
@@ -71,6 +71,10 @@ interface Slot extends RequestRecord {
   shutdown: boolean;
   /** a `100 Continue` waiting for the answers before it: no answer of its own, not counted */
   interim: boolean;
+  /** a body produced over time (a watch stream), sent chunked after `bytes`; the last answer */
+  stream: BodyStream | undefined;
+  /** the stream had nothing: its onReady is set */
+  streamWaiting: boolean;
 }
 
 /** After we close our side, how long unread input is drained before the socket is destroyed. */
@@ -146,7 +150,10 @@ export class Connection {
       const level = error.code === 'ECONNRESET' || error.code === 'EPIPE' ? 'debug' : 'warn';
       logger[level]({ conn: this.id, peer: this.peer, err: error.message, code: error.code }, 'connection error');
     });
-    socket.on('close', () => host.forget(this));
+    socket.on('close', () => {
+      for (const slot of this.slots) slot.stream?.cancel();
+      host.forget(this);
+    });
   }
 
   /** Answers 403 to a peer outside the client allow-list (TCPKV_ALLOWED_CLIENTS) and closes. */
@@ -311,6 +318,8 @@ export class Connection {
       id: request !== undefined ? this.requestId(this.requests) : this.requestId(),
       target: request?.target,
       interim: false,
+      stream: undefined,
+      streamWaiting: false,
     };
   }
 
@@ -326,8 +335,22 @@ export class Connection {
    * path produced it (RFC 9110 §9.3.2).
    */
   private fill(slot: Slot, response: Answer, keepAlive: boolean, request: ParsedRequest | undefined, head = request?.method === 'HEAD'): void {
-    const close = !keepAlive || response.close === true;
+    const close = !keepAlive || response.close === true || response.stream !== undefined;
     if (close) this.closing = true;
+    if (response.stream !== undefined && !head) {
+      // a streamed body: the head now, the chunks as the stream makes them (writeReady)
+      const bytes = streamHead(response);
+      slot.bytes = bytes;
+      slot.more = undefined;
+      slot.stream = response.stream;
+      slot.size = bytes.length;
+      this.queuedBytes += slot.size;
+      slot.close = true;
+      slot.status = response.status;
+      if (request !== undefined) this.observer.answered(slot, response);
+      return;
+    }
+    response.stream?.cancel();
     let bytes = writeResponse(response, !close, head);
     const more = response.more !== undefined && !response.headersOnly && !head ? response.more : undefined;
     if (more !== undefined && more.bytes <= SMALL_ANSWER_BYTES) {
@@ -404,6 +427,7 @@ export class Connection {
           return;
         }
       }
+      if (slot.stream !== undefined && !this.pullStream(slot, slot.stream, flushed)) return;
       slots.shift();
       this.queuedBytes -= slot.size;
       if (slot.interim) {
@@ -427,6 +451,45 @@ export class Connection {
       this.closing = true;
       this.closeOurSide(performance.now());
     }
+  }
+
+  /**
+   * Writes what a stream has, as the socket takes it: true once its body is complete (the last chunk
+   * written), false while it goes on — waiting for the stream (onReady), for the socket (drain), or
+   * for the next turn (a turn's share of bytes written, as for a listing).
+   */
+  private pullStream(slot: Slot, stream: BodyStream, flushed: boolean): boolean {
+    const socket = this.socket;
+    let taking = flushed;
+    while (taking && this.turnBytes < LISTING_BYTES_PER_TURN) {
+      const data = stream.take();
+      if (data === null) {
+        socket.write(LAST_CHUNK);
+        return true;
+      }
+      if (data === undefined) {
+        if (!slot.streamWaiting) {
+          slot.streamWaiting = true;
+          stream.onReady(() => {
+            slot.streamWaiting = false;
+            if (socket.destroyed) return;
+            try {
+              this.pump(performance.now());
+            } catch (error) {
+              this.crash(error);
+            }
+          });
+        }
+        return false;
+      }
+      if (this.turnBytes === 0) setImmediate(() => (this.turnBytes = 0));
+      this.turnBytes += data.length;
+      taking = socket.write(chunkFrame(data));
+    }
+    this.writeBlocked = true;
+    // the socket still takes more, but this turn's share is written: the rest after other work
+    if (taking) setImmediate(() => !socket.destroyed && this.onDrain());
+    return false;
   }
 
   /** Stops reading while answers cannot be written or queued, so a client that never reads is bounded. */
@@ -538,7 +601,7 @@ const INTERNAL_ERROR: Answer = Object.freeze({ status: 500, body: 'Internal erro
 /** `100 Continue` for a request whose turn has not come yet; written when the answers before it are. */
 function interimSlot(id: string): Slot {
   const size = CONTINUE_BYTES.length;
-  return { bytes: CONTINUE_BYTES, more: undefined, next: 0, started: false, size, close: false, shutdown: false, method: '', route: 'other', status: 100, startedAt: 0, bytesIn: 0, id, target: undefined, interim: true };
+  return { bytes: CONTINUE_BYTES, more: undefined, next: 0, started: false, size, close: false, shutdown: false, method: '', route: 'other', status: 100, startedAt: 0, bytesIn: 0, id, target: undefined, interim: true, stream: undefined, streamWaiting: false };
 }
 
 /** The head (latin1 characters, one per byte) and the slices as one Buffer. */

@@ -16,6 +16,7 @@ import { conditionHolds, type Condition, type MaybePromise, type Pair, type Stor
 import { etagOf, readPreconditions, readOutcome, writeCondition } from './conditions.js';
 import { pageQuery, percentDecode, watchQuery, type KvRoute, type WatchRequest } from './targets.js';
 import type { ChangeFeed } from './store/change-feed.js';
+import { WatchStream } from './watch-stream.js';
 import { numericDefault, SERVER_SETTING_NAMES as S } from '../common/setting-names.js';
 
 export { Texts };
@@ -29,6 +30,8 @@ export interface RuleRequest {
   readonly body: Buffer;
   /** header names lower-cased and values, flattened (the one-key routes read If-Match / If-None-Match) */
   readonly headers?: readonly string[];
+  /** the request's HTTP version (a watch stream needs 1.1's chunked coding) */
+  readonly version?: '1.0' | '1.1';
 }
 
 export interface Policy {
@@ -247,9 +250,19 @@ export function kvWatchRule(call: RuleCall): MaybePromise<Answer> {
   const query = watchQuery(call.request.target, route);
   if ('badEncoding' in query) return text(400, Texts.badQueryEncoding(query.badEncoding));
   if ('badParameter' in query) return text(400, Texts.badWatchParameter(query.badParameter));
+  const feed = call.store.changes;
+  if (query.stream) {
+    if (call.request.version === '1.0') return text(400, Texts.watchStreamNeeds11);
+    const since = query.since ?? feed.revision;
+    if (since < feed.oldest) return watchGoneAnswer(since, feed.oldest);
+    return { status: 200, body: '', contentType: NDJSON_TYPE, headers: NO_CACHE, stream: new WatchStream(feed, { ...query, since }, call.policy.draining), close: true };
+  }
   const maxWaitMs = call.policy.watchMaxWaitMs ?? DEFAULT_WATCH_MAX_WAIT_MS;
-  return watch(call.store.changes, query, Math.min(query.waitMs, maxWaitMs), call.policy.draining);
+  return watch(feed, query, Math.min(query.waitMs, maxWaitMs), call.policy.draining);
 }
+
+const NDJSON_TYPE = 'application/x-ndjson';
+const NO_CACHE = [['Cache-Control', 'no-cache']] as const;
 
 /** Reads the feed; while there is nothing under the prefix, waits for the next change, up to waitMs. */
 async function watch(feed: ChangeFeed, query: WatchRequest, waitMs: number, draining: DrainSignal | undefined): Promise<Answer> {

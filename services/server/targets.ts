@@ -139,6 +139,8 @@ export interface WatchRequest {
   readonly waitMs: number;
   /** changes one answer carries at most (a write's changes come whole) */
   readonly limit: number;
+  /** `stream`: one chunked answer of NDJSON lines for as long as the client stays */
+  readonly stream: boolean;
 }
 
 export const WATCH_WAIT_DEFAULT_MS = 30_000;
@@ -148,13 +150,14 @@ export type WatchQueryRefusal = { readonly badParameter: 'since' | 'wait' | 'lim
 
 /**
  * The watch a `/kv?watch` query asks for (unknown parameters are ignored): `prefix`, `since` (a
- * revision), `wait` (seconds, decimals allowed), `limit` (1..1000).
+ * revision), `wait` (seconds, decimals allowed), `limit` (1..1000), `stream`.
  */
 export function watchQuery(target: string, route: { readonly query: number; readonly end: number }): WatchRequest | WatchQueryRefusal {
   let prefix = '';
   let since: number | undefined;
   let waitMs = WATCH_WAIT_DEFAULT_MS;
   let limit = PAGE_LIMIT_MAX;
+  let stream = false;
   const hash = target.indexOf('#', route.query);
   const end = hash >= 0 ? hash : route.end;
   for (let from = route.query + 1; from < end; ) {
@@ -163,6 +166,7 @@ export function watchQuery(target: string, route: { readonly query: number; read
     const eq = target.indexOf('=', from);
     const nameEnd = eq >= 0 && eq < amp ? eq : amp;
     const name = target.slice(from, nameEnd);
+    if (name === 'stream') stream = true;
     if (name === 'prefix' || name === 'since' || name === 'wait' || name === 'limit') {
       const value = nameEnd === amp ? '' : percentDecode(target, nameEnd + 1, amp, true);
       if (value === undefined) return { badEncoding: name };
@@ -180,5 +184,5 @@ export function watchQuery(target: string, route: { readonly query: number; read
     }
     from = amp + 1;
   }
-  return { prefix, since, waitMs, limit };
+  return { prefix, since, waitMs, limit, stream };
 }
