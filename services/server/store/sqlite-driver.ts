@@ -5,8 +5,10 @@
 //
 // Each entry is a row whose integer `seq` is its place in insertion order (AUTOINCREMENT never hands a
 // number out twice, so a key created again lands at the end); an update keeps the row. A deleted
-// key's place is kept in `graves` for the last REMEMBERED_CURSORS deletes (store.ts, cursors). Every
-// write is one transaction, committed with synchronous=FULL in WAL mode before it is answered: an
+// key's place is kept in `graves` for the last REMEMBERED_CURSORS deletes (store.ts, cursors). The
+// store's revision counter is the one row of `meta`, moved inside each accepted write's transaction, and
+// each row's `version` is the revision that last set it: the counter is kept apart from the rows
+// because the last write may be a delete, whose revision no row holds. Every write is one transaction, committed with synchronous=FULL in WAL mode before it is answered: an
 // acknowledged write survives a crash or power loss. The database is opened in exclusive locking mode
 // and written once at open, so a second server on the same file is refused at start. The node:sqlite
 // API is synchronous: a write holds the event loop for its commit, which suits a small deployment; the
@@ -17,6 +19,7 @@ import { SERVER_SETTING_NAMES } from '../../common/setting-names.js';
 import { ConfigError, path, setting } from '../../common/settings.js';
 import { storeDriver } from './driver.js';
 import {
+  conditionHolds,
   CREATED,
   REMEMBERED_CURSORS,
   repeatedKey,
@@ -24,7 +27,10 @@ import {
   StoreUnavailableError,
   UnknownCursorError,
   ValueTooLargeError,
+  type Condition,
   type CreateResult,
+  type KeyDeleteResult,
+  type KeyPutResult,
   type ListingSnapshot,
   type Page,
   type PageRequest,
@@ -33,6 +39,7 @@ import {
   type StoreLimits,
   type StoreUsage,
   type UpsertResult,
+  type Versioned,
 } from './store.js';
 
 /** The part of node:sqlite this store uses (the @types/node of the oldest supported Node lacks it). */
@@ -54,9 +61,23 @@ const FULL_WARNING_EVERY_MS = 60_000;
 const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 
 const SCHEMA = `
-  CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, value TEXT NOT NULL, bytes INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, value TEXT NOT NULL, bytes INTEGER NOT NULL, version INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS graves (n INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL);
 `;
+
+/**
+ * A file written before versions existed has `entries` without `version`: each row gets its place in
+ * insertion order as its version (1, 2, …; nothing older can be known), and the counter starts after
+ * the last. Runs inside open's transaction, so a failure leaves the file as it was.
+ */
+const ADD_VERSIONS = `
+  ALTER TABLE entries ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+  UPDATE entries SET version = ordered.n FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM entries) AS ordered WHERE entries.seq = ordered.seq;
+`;
+
+/** A row's version as a number (node:sqlite answers integers as numbers unless asked for bigints). */
+const versionOf = (row: Record<string, unknown>) => Number(row.version);
 
 export interface SqliteStoreOptions {
   readonly file: string;
@@ -69,10 +90,13 @@ export class SqliteStore implements Store {
   readonly limits: StoreLimits;
   private readonly db: Database;
   private readonly logger: Logger | undefined;
-  private readonly sql: Record<'get' | 'place' | 'grave' | 'pageAll' | 'pagePrefix' | 'all' | 'insert' | 'update' | 'remove' | 'bury' | 'unbury' | 'forget', Statement>;
+  private readonly sql: Record<'get' | 'place' | 'grave' | 'pageAll' | 'pagePrefix' | 'all' | 'insert' | 'update' | 'remove' | 'bury' | 'unbury' | 'forget' | 'nextRevision', Statement>;
   private keys: number;
   private dataBytes: number;
-  private rev = 0;
+  /** the last revision committed (a copy of meta's, for `revision` and the listing cache) */
+  private rev: number;
+  /** the revision the write in progress took, if any: the store's once it commits */
+  private takenRevision: number | undefined;
   private snapshot: { revision: number; listing: ListingSnapshot } | undefined;
   private closed = false;
   private lastFullWarning = -Infinity;
@@ -83,32 +107,53 @@ export class SqliteStore implements Store {
     this.logger = options.logger;
     const p = (sql: string) => db.prepare(sql);
     this.sql = {
-      get: p('SELECT value, bytes FROM entries WHERE key = ?'),
+      get: p('SELECT value, bytes, version FROM entries WHERE key = ?'),
       place: p('SELECT seq FROM entries WHERE key = ?'),
       grave: p('SELECT seq FROM graves WHERE key = ?'),
-      pageAll: p('SELECT key, value FROM entries WHERE seq > ? ORDER BY seq LIMIT ?'),
+      pageAll: p('SELECT key, value, version FROM entries WHERE seq > ? ORDER BY seq LIMIT ?'),
       // bytes compared as bytes: a prefix is a prefix of the key's UTF-8
-      pagePrefix: p('SELECT key, value FROM entries WHERE seq > ? AND substr(CAST(key AS BLOB), 1, ?) = ? ORDER BY seq LIMIT ?'),
+      pagePrefix: p('SELECT key, value, version FROM entries WHERE seq > ? AND substr(CAST(key AS BLOB), 1, ?) = ? ORDER BY seq LIMIT ?'),
       all: p('SELECT key, value FROM entries ORDER BY seq'),
-      insert: p('INSERT INTO entries (key, value, bytes) VALUES (?, ?, ?)'),
-      update: p('UPDATE entries SET value = ?, bytes = ? WHERE key = ?'),
+      insert: p('INSERT INTO entries (key, value, bytes, version) VALUES (?, ?, ?, ?)'),
+      update: p('UPDATE entries SET value = ?, bytes = ?, version = ? WHERE key = ?'),
       remove: p('DELETE FROM entries WHERE key = ? RETURNING seq, bytes'),
       bury: p('INSERT INTO graves (key, seq) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET seq = excluded.seq'),
       unbury: p('DELETE FROM graves WHERE key = ?'),
       forget: p(`DELETE FROM graves WHERE n <= (SELECT max(n) FROM graves) - ${REMEMBERED_CURSORS}`),
+      nextRevision: p('UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision'),
     };
+    this.rev = Number(p('SELECT revision FROM meta WHERE id = 1').get()!.revision);
     const usage = p('SELECT count(*) AS keys, coalesce(sum(bytes), 0) AS bytes FROM entries').get()!;
     this.keys = Number(usage.keys);
     this.dataBytes = Number(usage.bytes);
   }
 
-  /** Opens (or creates) the database file; refuses a file another process holds. */
+  /**
+   * Opens (or creates) the database file; refuses a file another process holds. A file from before
+   * versions is given them, in place, in one transaction (see ADD_VERSIONS), and that is logged.
+   */
   static open(sqlite: SqliteModule, options: SqliteStoreOptions): SqliteStore {
     const db = new sqlite.DatabaseSync(options.file, { timeout: 0 });
     try {
       db.exec('PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
       // a write at open takes the exclusive lock now, not at the first request
-      db.exec(`BEGIN IMMEDIATE; ${SCHEMA} COMMIT;`);
+      db.exec('BEGIN IMMEDIATE');
+      let migrated: number | undefined;
+      try {
+        db.exec(SCHEMA);
+        const columns = db.prepare('SELECT name FROM pragma_table_info(?)').all('entries');
+        if (!columns.some((c) => c.name === 'version')) {
+          db.exec(ADD_VERSIONS);
+          migrated = Number(db.prepare('SELECT count(*) AS n FROM entries').get()!.n);
+        }
+        // a new file, or one from before versions: the counter starts after every version a row holds
+        db.exec('INSERT INTO meta (id, revision) SELECT 1, coalesce(max(version), 0) FROM entries WHERE NOT EXISTS (SELECT 1 FROM meta)');
+        db.exec('COMMIT');
+      } catch (error) {
+        db.exec('ROLLBACK');
+        throw error;
+      }
+      if (migrated !== undefined) options.logger?.warn({ file: options.file, keys: migrated }, 'SQLite file from before versions migrated in place: every key has a version now (1, 2, … in insertion order)');
       return new SqliteStore(db, options);
     } catch (error) {
       db.close();
@@ -134,6 +179,11 @@ export class SqliteStore implements Store {
     return this.read(() => this.sql.get.get(key)?.value as string | undefined);
   }
 
+  getVersioned(key: string): Versioned | undefined {
+    const row = this.read(() => this.sql.get.get(key));
+    return row === undefined ? undefined : { value: row.value as string, version: versionOf(row) };
+  }
+
   page({ prefix, after, limit }: PageRequest): Page {
     return this.read(() => {
       let from = 0;
@@ -144,8 +194,9 @@ export class SqliteStore implements Store {
       }
       const prefixBytes = Buffer.from(prefix, 'utf8');
       const rows = prefix === '' ? this.sql.pageAll.all(from, limit + 1) : this.sql.pagePrefix.all(from, prefixBytes.length, prefixBytes, limit + 1);
-      const items = rows.slice(0, limit).map((r): Pair => [r.key as string, r.value as string]);
-      return { items, next: rows.length > limit ? items[items.length - 1]![0] : undefined };
+      const shown = rows.slice(0, limit);
+      const items = shown.map((r): Pair => [r.key as string, r.value as string]);
+      return { items, versions: shown.map(versionOf), next: rows.length > limit ? items[items.length - 1]![0] : undefined };
     });
   }
 
@@ -157,8 +208,9 @@ export class SqliteStore implements Store {
     for (const [key, value] of pairs) added += utf8(key) + utf8(value);
     this.checkGrowth(pairs.length, added);
     this.write(() => {
+      const version = this.takeRevision();
       for (const [key, value] of pairs) {
-        this.sql.insert.run(key, value, utf8(key) + utf8(value));
+        this.sql.insert.run(key, value, utf8(key) + utf8(value), version);
         this.sql.unbury.run(key);
       }
     });
@@ -187,13 +239,14 @@ export class SqliteStore implements Store {
     }
     this.checkGrowth(newKeys, added);
     this.write(() => {
+      const version = this.takeRevision();
       for (const [key, value] of last) {
         const bytes = utf8(key) + utf8(value);
         if (before.get(key) === undefined) {
-          this.sql.insert.run(key, value, bytes);
+          this.sql.insert.run(key, value, bytes, version);
           this.sql.unbury.run(key);
         } else {
-          this.sql.update.run(value, bytes, key);
+          this.sql.update.run(value, bytes, version, key);
         }
       }
     });
@@ -203,18 +256,52 @@ export class SqliteStore implements Store {
   }
 
   delete(key: string): boolean {
-    let removed: Record<string, unknown> | undefined;
-    this.write(() => {
-      removed = this.sql.remove.get(key);
-      if (removed === undefined) return false;
-      this.sql.bury.run(key, removed.seq);
-      this.sql.forget.run();
-      return true;
-    });
+    const removed = this.write(() => this.removeRow(key));
     if (removed === undefined) return false;
     this.keys -= 1;
-    this.dataBytes -= Number(removed.bytes);
+    this.dataBytes -= removed.bytes;
     return true;
+  }
+
+  putKey(key: string, value: string, condition: Condition): KeyPutResult {
+    const bytes = utf8(key) + utf8(value);
+    // the condition, the limits and the write are decided in one transaction
+    const outcome = this.write((): { result: KeyPutResult; addedBytes: number } => {
+      const row = this.sql.get.get(key);
+      const current = row === undefined ? undefined : versionOf(row);
+      if (!conditionHolds(condition, current)) return { result: { ok: false, current }, addedBytes: 0 };
+      const addedBytes = bytes - (row === undefined ? 0 : Number(row.bytes));
+      this.checkGrowth(row === undefined ? 1 : 0, addedBytes);
+      const version = this.takeRevision();
+      if (row === undefined) {
+        this.sql.insert.run(key, value, bytes, version);
+        this.sql.unbury.run(key);
+      } else {
+        this.sql.update.run(value, bytes, version, key);
+      }
+      return { result: { ok: true, version, created: row === undefined }, addedBytes };
+    });
+    if (outcome.result.ok) {
+      if (outcome.result.created) this.keys += 1;
+      this.dataBytes += outcome.addedBytes;
+    }
+    return outcome.result;
+  }
+
+  deleteKey(key: string, condition: Condition): KeyDeleteResult {
+    const outcome = this.write((): { result: KeyDeleteResult; bytes: number } => {
+      const row = this.sql.get.get(key);
+      if (row === undefined) return { result: { ok: false, current: undefined }, bytes: 0 };
+      const current = versionOf(row);
+      if (!conditionHolds(condition, current)) return { result: { ok: false, current }, bytes: 0 };
+      const removed = this.removeRow(key)!;
+      return { result: { ok: true, version: removed.version }, bytes: removed.bytes };
+    });
+    if (outcome.result.ok) {
+      this.keys -= 1;
+      this.dataBytes -= outcome.bytes;
+    }
+    return outcome.result;
   }
 
   usage(): StoreUsage {
@@ -250,16 +337,33 @@ export class SqliteStore implements Store {
     }
   }
 
+  /** Inside a write's transaction: the row removed (its place kept as a cursor) with the delete's revision. */
+  private removeRow(key: string): { bytes: number; version: number } | undefined {
+    const removed = this.sql.remove.get(key);
+    if (removed === undefined) return undefined;
+    this.sql.bury.run(key, removed.seq);
+    this.sql.forget.run();
+    return { bytes: Number(removed.bytes), version: this.takeRevision() };
+  }
+
+  /** Inside a write's transaction: the next revision, for the write that changes something (once each). */
+  private takeRevision(): number {
+    this.takenRevision = Number(this.sql.nextRevision.get()!.revision);
+    return this.takenRevision;
+  }
+
   /**
-   * One transaction: committed whole before it returns, or rolled back and thrown as a store error.
-   * `apply` returns false when it changed nothing (the revision stays).
+   * One transaction: committed whole before it returns, or rolled back and thrown as a store error
+   * (a typed store error thrown by `apply`, such as StoreFullError, as it is). The revision it took,
+   * if any, becomes the store's once committed.
    */
-  private write(apply: () => boolean | void): void {
-    let changed: boolean | void;
+  private write<T>(apply: () => T): T {
+    let answer: T;
+    this.takenRevision = undefined;
     try {
       this.db.exec('BEGIN IMMEDIATE');
       try {
-        changed = apply();
+        answer = apply();
         this.db.exec('COMMIT');
       } catch (error) {
         try {
@@ -272,11 +376,12 @@ export class SqliteStore implements Store {
     } catch (error) {
       throw this.storeError(error);
     }
-    if (changed !== false) this.rev++;
+    if (this.takenRevision !== undefined) this.rev = this.takenRevision;
+    return answer;
   }
 
   private storeError(error: unknown): Error {
-    if (error instanceof UnknownCursorError) return error;
+    if (error instanceof UnknownCursorError || error instanceof StoreFullError) return error;
     const message = (error as Error).message;
     if (/too big|too large/i.test(message)) return new ValueTooLargeError(`SQLite cannot hold it: ${message}`);
     return new StoreUnavailableError(`SQLite: ${message}`);
