@@ -147,7 +147,7 @@ export class SqliteStore implements Store {
           migrated = Number(db.prepare('SELECT count(*) AS n FROM entries').get()!.n);
         }
         // a new file, or one from before versions: the counter starts after every version a row holds
-        db.exec('INSERT INTO meta (id, revision) SELECT 1, coalesce(max(version), 0) FROM entries WHERE NOT EXISTS (SELECT 1 FROM meta)');
+        db.exec('INSERT INTO meta (id, revision) SELECT 1, (SELECT coalesce(max(version), 0) FROM entries) WHERE NOT EXISTS (SELECT 1 FROM meta)');
         db.exec('COMMIT');
       } catch (error) {
         db.exec('ROLLBACK');
