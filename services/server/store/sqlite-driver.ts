@@ -6,10 +6,11 @@
 // Each entry is a row whose integer `seq` is its place in insertion order (AUTOINCREMENT never hands a
 // number out twice, so a key created again lands at the end); an update keeps the row. A deleted
 // key's place is kept in `graves` for the last REMEMBERED_CURSORS deletes (store.ts, cursors). The
-// store's revision counter is the one row of `meta`, moved inside each accepted write's transaction, and
-// each row's `version` is the revision that last set it: the counter is kept apart from the rows
-// because the last write may be a delete, whose revision no row holds. Every write is one transaction, committed with synchronous=FULL in WAL mode before it is answered: an
-// acknowledged write survives a crash or power loss. The database is opened in exclusive locking mode
+// store's revision counter is the one row of `meta`, moved inside each accepted write's transaction,
+// and each row's `version` is the revision that last set it: the counter is kept apart from the rows
+// because the last write may be a delete, whose revision no row holds. Every write is one
+// transaction, committed with synchronous=FULL in WAL mode before it is answered: an acknowledged
+// write survives a crash or power loss. The database is opened in exclusive locking mode
 // and written once at open, so a second server on the same file is refused at start. The node:sqlite
 // API is synchronous: a write holds the event loop for its commit, which suits a small deployment; the
 // log store (group commit) is the one for write-heavy ones.
@@ -150,7 +151,11 @@ export class SqliteStore implements Store {
         db.exec('INSERT INTO meta (id, revision) SELECT 1, (SELECT coalesce(max(version), 0) FROM entries) WHERE NOT EXISTS (SELECT 1 FROM meta)');
         db.exec('COMMIT');
       } catch (error) {
-        db.exec('ROLLBACK');
+        try {
+          db.exec('ROLLBACK');
+        } catch {
+          // a failed COMMIT may have rolled back already
+        }
         throw error;
       }
       if (migrated !== undefined) options.logger?.warn({ file: options.file, keys: migrated }, 'SQLite file from before versions migrated in place: every key has a version now (1, 2, … in insertion order)');
