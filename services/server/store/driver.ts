@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { StartupError } from '../../common/errors.js';
 import type { Setting, SettingValues } from '../../common/settings.js';
 import type { StoreEvents } from '../events.js';
+import type { ChangeFeedLimits } from './change-feed.js';
 import type { Store, StoreLimits } from './store.js';
 
 /** What every store is given at open besides its settings: computed once by the composition root. */
@@ -18,6 +19,8 @@ export interface StoreDeps {
   readonly logger: Logger;
   /** where it reports its own work (fsyncs, compactions, etcd calls); absent = nowhere */
   readonly events?: StoreEvents | undefined;
+  /** the bounds of its watch history (Store.changes); absent = the defaults */
+  readonly feedLimits?: ChangeFeedLimits | undefined;
 }
 
 export type SettingRows = Record<string, Setting<unknown>>;

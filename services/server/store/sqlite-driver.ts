@@ -18,6 +18,7 @@
 import type { Logger } from 'pino';
 import { SERVER_SETTING_NAMES } from '../../common/setting-names.js';
 import { ConfigError, path, setting } from '../../common/settings.js';
+import { ChangeFeed, DEFAULT_FEED_LIMITS, type ChangeFeedLimits } from './change-feed.js';
 import { storeDriver } from './driver.js';
 import {
   conditionHolds,
@@ -84,11 +85,15 @@ export interface SqliteStoreOptions {
   readonly file: string;
   readonly limits: StoreLimits;
   readonly logger?: Logger;
+  readonly feedLimits?: ChangeFeedLimits | undefined;
 }
 
 export class SqliteStore implements Store {
   readonly kind = 'sqlite';
   readonly limits: StoreLimits;
+  readonly changes: ChangeFeed;
+  /** the keys the write in progress set (value) or removed (undefined), for `changes` once it commits */
+  private noted: [string, string | undefined][] = [];
   private readonly db: Database;
   private readonly logger: Logger | undefined;
   private readonly sql: Record<'get' | 'place' | 'grave' | 'pageAll' | 'pagePrefix' | 'all' | 'insert' | 'update' | 'remove' | 'bury' | 'unbury' | 'forget' | 'nextRevision', Statement>;
@@ -124,6 +129,8 @@ export class SqliteStore implements Store {
       nextRevision: p('UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision'),
     };
     this.rev = Number(p('SELECT revision FROM meta WHERE id = 1').get()!.revision);
+    this.changes = new ChangeFeed(options.feedLimits ?? DEFAULT_FEED_LIMITS, options.logger);
+    this.changes.reset(this.rev);
     const usage = p('SELECT count(*) AS keys, coalesce(sum(bytes), 0) AS bytes FROM entries').get()!;
     this.keys = Number(usage.keys);
     this.dataBytes = Number(usage.bytes);
@@ -217,6 +224,7 @@ export class SqliteStore implements Store {
       for (const [key, value] of pairs) {
         this.sql.insert.run(key, value, utf8(key) + utf8(value), version);
         this.sql.unbury.run(key);
+        this.noted.push([key, value]);
       }
     });
     this.keys += pairs.length;
@@ -253,6 +261,7 @@ export class SqliteStore implements Store {
         } else {
           this.sql.update.run(value, bytes, version, key);
         }
+        this.noted.push([key, value]);
       }
     });
     this.keys += newKeys;
@@ -284,6 +293,7 @@ export class SqliteStore implements Store {
       } else {
         this.sql.update.run(value, bytes, version, key);
       }
+      this.noted.push([key, value]);
       return { result: { ok: true, version, created: row === undefined }, addedBytes };
     });
     if (outcome.result.ok) {
@@ -348,6 +358,7 @@ export class SqliteStore implements Store {
     if (removed === undefined) return undefined;
     this.sql.bury.run(key, removed.seq);
     this.sql.forget.run();
+    this.noted.push([key, undefined]);
     return { bytes: Number(removed.bytes), version: this.takeRevision() };
   }
 
@@ -365,6 +376,7 @@ export class SqliteStore implements Store {
   private write<T>(apply: () => T): T {
     let answer: T;
     this.takenRevision = undefined;
+    this.noted = [];
     try {
       this.db.exec('BEGIN IMMEDIATE');
       try {
@@ -381,7 +393,11 @@ export class SqliteStore implements Store {
     } catch (error) {
       throw this.storeError(error);
     }
-    if (this.takenRevision !== undefined) this.rev = this.takenRevision;
+    if (this.takenRevision !== undefined) {
+      this.rev = this.takenRevision;
+      this.changes.record(this.rev, this.noted);
+    }
+    this.noted = [];
     return answer;
   }
 
@@ -400,7 +416,7 @@ export const sqliteDriver = storeDriver({
   },
   impliedBy: (config) => config.sqliteFile !== undefined,
   settingsProblem: (config) => (config.sqliteFile === undefined ? 'TCPKV_STORE=sqlite needs TCPKV_SQLITE_FILE: the database file' : undefined),
-  async open(config, { limits, logger }) {
+  async open(config, { limits, logger, feedLimits }) {
     const file = config.sqliteFile!;
     if (config.dataDir !== undefined) logger.warn({ dataDir: config.dataDir }, 'TCPKV_DATA_DIR is ignored: with TCPKV_SQLITE_FILE the data lives in that file');
     const moduleName = 'node:sqlite';
@@ -411,7 +427,7 @@ export const sqliteDriver = storeDriver({
       throw new ConfigError(`TCPKV_STORE=sqlite needs Node's built-in node:sqlite (Node 22.13 or later); this is Node ${process.version}`, 'TCPKV_STORE', { cause: error });
     }
     try {
-      return SqliteStore.open(sqlite, { file, limits, logger });
+      return SqliteStore.open(sqlite, { file, limits, logger, feedLimits });
     } catch (error) {
       const message = (error as Error).message;
       const why = /locked|busy/i.test(message) ? 'the file is in use by another process' : message;
