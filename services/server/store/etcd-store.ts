@@ -11,11 +11,15 @@
 //   etcd-barrier-route.ts  which member a barrier goes to (the leader)
 //   etcd-group-commit.ts   POSTs that arrive together share one transaction
 //   etcd-cas-put.ts        PUT as one compare-and-swap transaction
+//   etcd-key-writes.ts     one-key writes with a condition (putKey, deleteKey), in the transaction
 //   etcd-limits.ts         etcd's request limits and the store limits, before a write is sent
 //
 //   POST   if no kv/ key exists (create revision 0), put them all with their ord/ keys and the stamp;
 //          else count them, to name the one that exists. All or none (group commit).
 //   PUT    compare-and-swap against the copy's mod revisions (etcd-cas-put.ts).
+//   putKey, deleteKey   the condition is part of the transaction's compare (etcd-key-writes.ts).
+//   versions  a key's version is its kv/ key's mod revision; a write's, its transaction's revision
+//          (every write changes the stamp or deletes a key, so each accepted one has its own).
 //   DELETE if the key exists, delete kv/, ord/ and the stamp: a transaction that only deletes is one
 //          etcd's space quota admits, so data can be freed under the NOSPACE alarm.
 //   reads  the read barrier: one linearizable read of the stamp gives the revision W of the latest
@@ -30,8 +34,9 @@ import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { BarrierRoute } from './etcd-barrier-route.js';
 import { OrderedEntries, prefixEnd, WatchCache } from './etcd-cache.js';
 import { EtcdCalls, NoSpaceAnswer, refusal } from './etcd-calls.js';
-import { compareAndSwapPut } from './etcd-cas-put.js';
+import { compareAndSwapPut, type CompareAndSwapPutOptions } from './etcd-cas-put.js';
 import { GroupCommit } from './etcd-group-commit.js';
+import { conditionalDelete, conditionalPut, type KeyWriteOptions } from './etcd-key-writes.js';
 import { EtcdKeyspace, WriteStamps } from './etcd-keyspace.js';
 import { WriteLimits } from './etcd-limits.js';
 import { MemberHealth } from './etcd-member-health.js';
@@ -49,7 +54,10 @@ import {
   repeatedKey,
   StoreFullError,
   StoreUnavailableError,
+  type Condition,
   type CreateResult,
+  type KeyDeleteResult,
+  type KeyPutResult,
   type ListingSnapshot,
   type Page,
   type PageRequest,
@@ -58,6 +66,7 @@ import {
   type StoreLimits,
   type StoreUsage,
   type UpsertResult,
+  type Versioned,
 } from './store.js';
 
 export {
@@ -167,7 +176,7 @@ export class EtcdStore implements Store {
       logger: options.logger,
       maxResponseBytes: maxEtcdAnswerBytes(maxRequestBytes),
       onHeader: (clusterId) => this.checkClusterId(clusterId),
-      onStamp: (value) => this.stamps.note(value),
+      onStamp: (value, revision) => this.stamps.note(value, revision),
       onCall: (operation, seconds, ok) => this.events.etcdCall(operation, seconds, ok),
     });
     this.limits = options.limits;
@@ -234,6 +243,12 @@ export class EtcdStore implements Store {
 
   async get(key: string): Promise<string | undefined> {
     return (await this.fresh()).get(key)?.value;
+  }
+
+  /** The value and version (mod revision) through the same read barrier as get. */
+  async getVersioned(key: string): Promise<Versioned | undefined> {
+    const held = (await this.fresh()).get(key);
+    return held === undefined ? undefined : { value: held.value, version: held.modRevision };
   }
 
   async page(request: PageRequest): Promise<Page> {
@@ -374,15 +389,21 @@ export class EtcdStore implements Store {
    * (etcd does not answer the barrier, or the copy was listed again meanwhile): 503 "may or may not".
    */
   private async appliedDespiteNoSpace(stamp: string, copy: OrderedEntries): Promise<boolean> {
+    return (await this.revisionDespiteNoSpace(stamp, copy)) !== undefined;
+  }
+
+  /** As appliedDespiteNoSpace, with the write's revision when it was applied (undefined: it was not). */
+  private async revisionDespiteNoSpace(stamp: string, copy: OrderedEntries): Promise<number | undefined> {
     const unknown = new StoreUnavailableError('etcd ran out of space (NOSPACE) with this write and could not be asked whether it applied it: it may or may not have been applied', { indeterminate: true });
     try {
       await this.fresh();
     } catch {
       throw unknown;
     }
-    if (this.stamps.seen(stamp)) return true;
+    const revision = this.stamps.revisionOf(stamp);
+    if (revision !== undefined) return revision;
     if (this.cache.entries !== copy) throw unknown;
-    return false;
+    return undefined;
   }
 
   private checkClusterId(clusterId: string): void {
@@ -464,19 +485,38 @@ export class EtcdStore implements Store {
       }
       return { newKeys, addedBytes };
     });
-    return compareAndSwapPut(
-      {
-        client: this.client,
-        keyspace: this.keyspace,
-        stamps: this.stamps,
-        calls: this.calls,
-        copy: () => this.cache.entries,
-        appliedDespiteNoSpace: (stamp, copy) => this.appliedDespiteNoSpace(stamp, copy),
-        timeoutMs: this.timeoutMs,
-      },
-      pairs,
-      values,
-    );
+    return compareAndSwapPut(this.putOptions, pairs, values);
+  }
+
+  private get putOptions(): CompareAndSwapPutOptions & KeyWriteOptions {
+    return {
+      client: this.client,
+      keyspace: this.keyspace,
+      stamps: this.stamps,
+      calls: this.calls,
+      copy: () => this.cache.entries,
+      appliedDespiteNoSpace: (stamp, copy) => this.appliedDespiteNoSpace(stamp, copy),
+      revisionDespiteNoSpace: (stamp, copy) => this.revisionDespiteNoSpace(stamp, copy),
+      timeoutMs: this.timeoutMs,
+    };
+  }
+
+  /** One transaction: the condition in its compare, the key's version read in its failure branch (etcd-key-writes.ts). Limits as upsertAll. */
+  async putKey(key: string, value: string, condition: Condition): Promise<KeyPutResult> {
+    this.writeLimits.checkSize([[key, value]]);
+    await this.writeLimits.checkLimits(() => {
+      const held = this.cache.entries.get(key);
+      return {
+        newKeys: held === undefined ? 1 : 0,
+        addedBytes: Buffer.byteLength(value) + (held ? -Buffer.byteLength(held.value) : Buffer.byteLength(key)),
+      };
+    });
+    return conditionalPut(this.putOptions, key, value, condition);
+  }
+
+  /** One transaction deleting kv/, ord/ and the stamp if the key exists and the condition holds (etcd-key-writes.ts). */
+  async deleteKey(key: string, condition: Condition): Promise<KeyDeleteResult> {
+    return conditionalDelete(this.putOptions, key, condition);
   }
 
   async delete(key: string): Promise<boolean> {
