@@ -17,11 +17,12 @@
 //   POST   if no kv/ key exists (create revision 0), put them all with their ord/ keys and the stamp;
 //          else count them, to name the one that exists. All or none (group commit).
 //   PUT    compare-and-swap against the copy's mod revisions (etcd-cas-put.ts).
-//   putKey, deleteKey   the condition is part of the transaction's compare (etcd-key-writes.ts).
-//   versions  a key's version is its kv/ key's mod revision; a write's, its transaction's revision
-//          (every write changes the stamp or deletes a key, so each accepted one has its own).
-//   DELETE if the key exists, delete kv/, ord/ and the stamp: a transaction that only deletes is one
+//   DELETE if the key exists, delete kv/, ord/ and the stamp: a transaction that only deletes (and reads) is one
 //          etcd's space quota admits, so data can be freed under the NOSPACE alarm.
+//   putKey, deleteKey   the condition is a term of the transaction's compare (etcd-key-writes.ts);
+//          DELETE is deleteKey without a condition.
+//   versions  a key's version is its kv/ key's mod revision; a write's, its transaction's revision
+//          (every write puts the stamp or deletes a key, so each accepted one has its own).
 //   reads  the read barrier: one linearizable read of the stamp gives the revision W of the latest
 //          write (the stamp is there: no DELETE since the last put of it, and W is its mod revision;
 //          it is not: see revisionWithoutStamp); the answer comes from the copy once it has applied
@@ -54,6 +55,7 @@ import {
   repeatedKey,
   StoreFullError,
   StoreUnavailableError,
+  UNCONDITIONAL,
   type Condition,
   type CreateResult,
   type KeyDeleteResult,
@@ -520,19 +522,7 @@ export class EtcdStore implements Store {
   }
 
   async delete(key: string): Promise<boolean> {
-    const { keyspace } = this;
-    const response = await this.calls.call('delete', true, () =>
-      this.client.kv.txn({
-        compare: [{ key: keyspace.kvKey(key), target: 'Create' as const, result: 'Greater' as const, create_revision: 0 }],
-        success: [
-          { request_delete_range: { key: keyspace.kvKey(key) } },
-          { request_delete_range: { key: keyspace.ordKey(key) } },
-          { request_delete_range: { key: keyspace.stampKey } },
-        ],
-        failure: [],
-      }),
-    );
-    return response.succeeded;
+    return (await this.deleteKey(key, UNCONDITIONAL)).ok;
   }
 
   async close(): Promise<void> {
