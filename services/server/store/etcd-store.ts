@@ -130,6 +130,8 @@ export class EtcdStore implements Store {
   private readonly timeoutMs: number;
   private readonly barrierMode: 'quorum' | 'none';
   private readonly cache: WatchCache;
+  /** what the PUT paths need of the store (etcd-cas-put.ts, etcd-key-writes.ts) */
+  private readonly putOptions: CompareAndSwapPutOptions & KeyWriteOptions;
   private clusterId: string | undefined;
 
   constructor(options: EtcdStoreOptions) {
@@ -201,6 +203,16 @@ export class EtcdStore implements Store {
       minTimeLeftMs: MIN_CREATE_TIME_LEFT_MS,
       commit: (pairs, deadline) => this.commitCreates(pairs, deadline),
     });
+    this.putOptions = {
+      client: this.client,
+      keyspace: this.keyspace,
+      stamps: this.stamps,
+      calls: this.calls,
+      copy: () => this.cache.entries,
+      appliedDespiteNoSpace: (stamp, copy) => this.appliedDespiteNoSpace(stamp, copy),
+      revisionDespiteNoSpace: (stamp, copy) => this.revisionDespiteNoSpace(stamp, copy),
+      timeoutMs: this.timeoutMs,
+    };
   }
 
   /** The prefix every key of this store starts with (EtcdStoreOptions.prefix). */
@@ -488,19 +500,6 @@ export class EtcdStore implements Store {
       return { newKeys, addedBytes };
     });
     return compareAndSwapPut(this.putOptions, pairs, values);
-  }
-
-  private get putOptions(): CompareAndSwapPutOptions & KeyWriteOptions {
-    return {
-      client: this.client,
-      keyspace: this.keyspace,
-      stamps: this.stamps,
-      calls: this.calls,
-      copy: () => this.cache.entries,
-      appliedDespiteNoSpace: (stamp, copy) => this.appliedDespiteNoSpace(stamp, copy),
-      revisionDespiteNoSpace: (stamp, copy) => this.revisionDespiteNoSpace(stamp, copy),
-      timeoutMs: this.timeoutMs,
-    };
   }
 
   /** One transaction: the condition in its compare, the key's version read in its failure branch (etcd-key-writes.ts). Limits as upsertAll. */
