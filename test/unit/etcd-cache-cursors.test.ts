@@ -13,9 +13,11 @@ describe('OrderedEntries cursors', () => {
     for (let i = 0; i < n - 1; i++) entries.delete(`k${i}`);
     expect(() => entries.page({ prefix: '', after: 'k0', limit: 5 })).toThrow(UnknownCursorError);
     expect(() => entries.page({ prefix: '', after: 'k2998', limit: 5 })).toThrow(UnknownCursorError);
-    for (const after of ['k2999', `k${n - 2}`]) expect(entries.page({ prefix: '', after, limit: 5 })).toEqual({ items: [[`k${n - 1}`, 'v']], next: undefined });
+    for (const after of ['k2999', `k${n - 2}`]) expect(entries.page({ prefix: '', after, limit: 5 })).toEqual({ items: [[`k${n - 1}`, 'v']], versions: [n], next: undefined });
     entries.set('k5000', 'again', n + 1);
-    expect(entries.page({ prefix: '', after: 'k5000', limit: 5 })).toEqual({ items: [], next: undefined });
+    expect(entries.page({ prefix: '', after: 'k5000', limit: 5 })).toEqual({ items: [], versions: [], next: undefined });
+    // a page's versions are the mod revisions the entries were set at
+    expect(entries.page({ prefix: '', after: undefined, limit: 5 })).toEqual({ items: [[`k${n - 1}`, 'v'], ['k5000', 'again']], versions: [n, n + 1], next: undefined });
     expect(entries.pairs()).toEqual([[`k${n - 1}`, 'v'], ['k5000', 'again']]);
   });
 });

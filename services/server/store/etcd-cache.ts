@@ -78,7 +78,7 @@ export function prefixEnd(prefix: Buffer): Buffer {
  * The key/value map in insertion order, kept as the memory store keeps it (memory-store.ts): blocks
  * of entries, each rendered again only when one of its entries changes, so a listing after a write
  * costs the block it touched, not the whole store, and unchanged blocks are shared between listings.
- * Besides, each key's etcd mod revision (PUT compares it).
+ * Besides, each key's etcd mod revision: its version, which PUT compares.
  */
 export class OrderedEntries {
   private readonly store = new MemoryStore({ limits: { maxKeys: Number.MAX_SAFE_INTEGER, maxDataBytes: Number.MAX_SAFE_INTEGER } });
@@ -139,9 +139,10 @@ export class OrderedEntries {
     return this.store.list();
   }
 
-  /** Pages as the memory store's: `after` found through the map (see docs/store.md). */
+  /** Pages as the memory store's: `after` found through the map (see docs/store.md); versions are the mod revisions. */
   page(request: PageRequest): Page {
-    return this.store.page(request);
+    const { items, next } = this.store.page(request);
+    return { items, versions: items.map(([key]) => this.modRevisions.get(key)!), next };
   }
 }
 
@@ -157,8 +158,8 @@ export interface WatchCacheOptions {
   readonly maxResponseBytes?: number;
   /** every answer's cluster id and revision, for the wiped-etcd check (see EtcdStore) */
   readonly onHeader: (clusterId: string, revision: number, source: string) => void;
-  /** the value of each put of the write stamp the watch brings (see EtcdStore) */
-  readonly onStamp?: (value: Buffer) => void;
+  /** the value and revision of each put of the write stamp the watch brings (see EtcdStore) */
+  readonly onStamp?: (value: Buffer, revision: number) => void;
   /** a list or watch failure, counted like every etcd call */
   readonly onCall: (operation: string, seconds: number, ok: boolean) => void;
 }
@@ -569,7 +570,7 @@ export class WatchCache {
         // the write stamp: kept for the history check
         // (a copy: the decoded value may be a view of the whole answer)
         this.stamp = event.type === 'Delete' ? undefined : { modRevision: Number(event.kv.mod_revision), value: Buffer.from(event.kv.value) };
-        if (event.type !== 'Delete') this.options.onStamp?.(event.kv.value); // this replica's NOSPACE check
+        if (event.type !== 'Delete') this.options.onStamp?.(event.kv.value, Number(event.kv.mod_revision)); // this replica's NOSPACE check
         continue;
       }
       if (event.type === 'Delete') this.entries.delete(key);

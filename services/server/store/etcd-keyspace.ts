@@ -45,24 +45,24 @@ export class WriteStamps {
   /** the start of every write stamp this replica puts: the rest counts its writes */
   private readonly stampPrefix = `${randomBytes(6).toString('hex')}:`;
   private stampsPut = 0;
-  /** this replica's stamps that the watch brought, oldest first */
-  private readonly stampsSeen = new Set<string>();
+  /** this replica's stamps that the watch brought, oldest first, with the revision of each */
+  private readonly stampsSeen = new Map<string, number>();
 
   /** A new write stamp. */
   next(): string {
     return `${this.stampPrefix}${++this.stampsPut}`;
   }
 
-  /** A stamp the watch brought (another replica's are not kept). */
-  note(value: Buffer): void {
+  /** A stamp the watch brought, put at `revision` (another replica's are not kept). */
+  note(value: Buffer, revision: number): void {
     const stamp = value.toString('latin1');
     if (!stamp.startsWith(this.stampPrefix)) return;
-    this.stampsSeen.add(stamp);
-    if (this.stampsSeen.size > STAMPS_KEPT) this.stampsSeen.delete(this.stampsSeen.values().next().value!);
+    this.stampsSeen.set(stamp, revision);
+    if (this.stampsSeen.size > STAMPS_KEPT) this.stampsSeen.delete(this.stampsSeen.keys().next().value!);
   }
 
-  /** Whether the watch brought this stamp of this replica's (among the last STAMPS_KEPT). */
-  seen(stamp: string): boolean {
-    return this.stampsSeen.has(stamp);
+  /** The revision of the write that put this stamp of this replica's, if the watch brought it (among the last STAMPS_KEPT). */
+  revisionOf(stamp: string): number | undefined {
+    return this.stampsSeen.get(stamp);
   }
 }

@@ -11,13 +11,18 @@
 //   etcd-barrier-route.ts  which member a barrier goes to (the leader)
 //   etcd-group-commit.ts   POSTs that arrive together share one transaction
 //   etcd-cas-put.ts        PUT as one compare-and-swap transaction
+//   etcd-key-writes.ts     one-key writes with a condition (putKey, deleteKey), in the transaction
 //   etcd-limits.ts         etcd's request limits and the store limits, before a write is sent
 //
 //   POST   if no kv/ key exists (create revision 0), put them all with their ord/ keys and the stamp;
 //          else count them, to name the one that exists. All or none (group commit).
 //   PUT    compare-and-swap against the copy's mod revisions (etcd-cas-put.ts).
-//   DELETE if the key exists, delete kv/, ord/ and the stamp: a transaction that only deletes is one
+//   DELETE if the key exists, delete kv/, ord/ and the stamp: a transaction that only deletes (and reads) is one
 //          etcd's space quota admits, so data can be freed under the NOSPACE alarm.
+//   putKey, deleteKey   the condition is a term of the transaction's compare (etcd-key-writes.ts);
+//          DELETE is deleteKey without a condition.
+//   versions  a key's version is its kv/ key's mod revision; a write's, its transaction's revision
+//          (every write puts the stamp or deletes a key, so each accepted one has its own).
 //   reads  the read barrier: one linearizable read of the stamp gives the revision W of the latest
 //          write (the stamp is there: no DELETE since the last put of it, and W is its mod revision;
 //          it is not: see revisionWithoutStamp); the answer comes from the copy once it has applied
@@ -30,8 +35,9 @@ import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { BarrierRoute } from './etcd-barrier-route.js';
 import { OrderedEntries, prefixEnd, WatchCache } from './etcd-cache.js';
 import { EtcdCalls, NoSpaceAnswer, refusal } from './etcd-calls.js';
-import { compareAndSwapPut } from './etcd-cas-put.js';
+import { compareAndSwapPut, type CompareAndSwapPutOptions } from './etcd-cas-put.js';
 import { GroupCommit } from './etcd-group-commit.js';
+import { conditionalDelete, conditionalPut, type KeyWriteOptions } from './etcd-key-writes.js';
 import { EtcdKeyspace, WriteStamps } from './etcd-keyspace.js';
 import { WriteLimits } from './etcd-limits.js';
 import { MemberHealth } from './etcd-member-health.js';
@@ -49,7 +55,11 @@ import {
   repeatedKey,
   StoreFullError,
   StoreUnavailableError,
+  UNCONDITIONAL,
+  type Condition,
   type CreateResult,
+  type KeyDeleteResult,
+  type KeyPutResult,
   type ListingSnapshot,
   type Page,
   type PageRequest,
@@ -58,6 +68,7 @@ import {
   type StoreLimits,
   type StoreUsage,
   type UpsertResult,
+  type Versioned,
 } from './store.js';
 
 export {
@@ -119,6 +130,8 @@ export class EtcdStore implements Store {
   private readonly timeoutMs: number;
   private readonly barrierMode: 'quorum' | 'none';
   private readonly cache: WatchCache;
+  /** what the PUT paths need of the store (etcd-cas-put.ts, etcd-key-writes.ts) */
+  private readonly putOptions: CompareAndSwapPutOptions & KeyWriteOptions;
   private clusterId: string | undefined;
 
   constructor(options: EtcdStoreOptions) {
@@ -167,7 +180,7 @@ export class EtcdStore implements Store {
       logger: options.logger,
       maxResponseBytes: maxEtcdAnswerBytes(maxRequestBytes),
       onHeader: (clusterId) => this.checkClusterId(clusterId),
-      onStamp: (value) => this.stamps.note(value),
+      onStamp: (value, revision) => this.stamps.note(value, revision),
       onCall: (operation, seconds, ok) => this.events.etcdCall(operation, seconds, ok),
     });
     this.limits = options.limits;
@@ -190,6 +203,16 @@ export class EtcdStore implements Store {
       minTimeLeftMs: MIN_CREATE_TIME_LEFT_MS,
       commit: (pairs, deadline) => this.commitCreates(pairs, deadline),
     });
+    this.putOptions = {
+      client: this.client,
+      keyspace: this.keyspace,
+      stamps: this.stamps,
+      calls: this.calls,
+      copy: () => this.cache.entries,
+      appliedDespiteNoSpace: (stamp, copy) => this.appliedDespiteNoSpace(stamp, copy),
+      revisionDespiteNoSpace: (stamp, copy) => this.revisionDespiteNoSpace(stamp, copy),
+      timeoutMs: this.timeoutMs,
+    };
   }
 
   /** The prefix every key of this store starts with (EtcdStoreOptions.prefix). */
@@ -234,6 +257,12 @@ export class EtcdStore implements Store {
 
   async get(key: string): Promise<string | undefined> {
     return (await this.fresh()).get(key)?.value;
+  }
+
+  /** The value and version (mod revision) through the same read barrier as get. */
+  async getVersioned(key: string): Promise<Versioned | undefined> {
+    const held = (await this.fresh()).get(key);
+    return held === undefined ? undefined : { value: held.value, version: held.modRevision };
   }
 
   async page(request: PageRequest): Promise<Page> {
@@ -374,15 +403,21 @@ export class EtcdStore implements Store {
    * (etcd does not answer the barrier, or the copy was listed again meanwhile): 503 "may or may not".
    */
   private async appliedDespiteNoSpace(stamp: string, copy: OrderedEntries): Promise<boolean> {
+    return (await this.revisionDespiteNoSpace(stamp, copy)) !== undefined;
+  }
+
+  /** As appliedDespiteNoSpace, with the write's revision when it was applied (undefined: it was not). */
+  private async revisionDespiteNoSpace(stamp: string, copy: OrderedEntries): Promise<number | undefined> {
     const unknown = new StoreUnavailableError('etcd ran out of space (NOSPACE) with this write and could not be asked whether it applied it: it may or may not have been applied', { indeterminate: true });
     try {
       await this.fresh();
     } catch {
       throw unknown;
     }
-    if (this.stamps.seen(stamp)) return true;
+    const revision = this.stamps.revisionOf(stamp);
+    if (revision !== undefined) return revision;
     if (this.cache.entries !== copy) throw unknown;
-    return false;
+    return undefined;
   }
 
   private checkClusterId(clusterId: string): void {
@@ -464,35 +499,29 @@ export class EtcdStore implements Store {
       }
       return { newKeys, addedBytes };
     });
-    return compareAndSwapPut(
-      {
-        client: this.client,
-        keyspace: this.keyspace,
-        stamps: this.stamps,
-        calls: this.calls,
-        copy: () => this.cache.entries,
-        appliedDespiteNoSpace: (stamp, copy) => this.appliedDespiteNoSpace(stamp, copy),
-        timeoutMs: this.timeoutMs,
-      },
-      pairs,
-      values,
-    );
+    return compareAndSwapPut(this.putOptions, pairs, values);
+  }
+
+  /** One transaction: the condition in its compare, the key's version read in its failure branch (etcd-key-writes.ts). Limits as upsertAll. */
+  async putKey(key: string, value: string, condition: Condition): Promise<KeyPutResult> {
+    this.writeLimits.checkSize([[key, value]]);
+    await this.writeLimits.checkLimits(() => {
+      const held = this.cache.entries.get(key);
+      return {
+        newKeys: held === undefined ? 1 : 0,
+        addedBytes: Buffer.byteLength(value) + (held ? -Buffer.byteLength(held.value) : Buffer.byteLength(key)),
+      };
+    });
+    return conditionalPut(this.putOptions, key, value, condition);
+  }
+
+  /** One transaction deleting kv/, ord/ and the stamp if the key exists and the condition holds (etcd-key-writes.ts). */
+  async deleteKey(key: string, condition: Condition): Promise<KeyDeleteResult> {
+    return conditionalDelete(this.putOptions, key, condition);
   }
 
   async delete(key: string): Promise<boolean> {
-    const { keyspace } = this;
-    const response = await this.calls.call('delete', true, () =>
-      this.client.kv.txn({
-        compare: [{ key: keyspace.kvKey(key), target: 'Create' as const, result: 'Greater' as const, create_revision: 0 }],
-        success: [
-          { request_delete_range: { key: keyspace.kvKey(key) } },
-          { request_delete_range: { key: keyspace.ordKey(key) } },
-          { request_delete_range: { key: keyspace.stampKey } },
-        ],
-        failure: [],
-      }),
-    );
-    return response.succeeded;
+    return (await this.deleteKey(key, UNCONDITIONAL)).ok;
   }
 
   async close(): Promise<void> {
