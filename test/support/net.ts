@@ -52,6 +52,8 @@ export interface InProcessOptions {
   bind?: string;
   /** counters the server reports to (default: none) */
   events?: ServerEvents;
+  /** TCPKV_WATCH_MAX_WAIT_MS */
+  watchMaxWaitMs?: number;
 }
 
 /** A TcpkvServer on 127.0.0.1 and a free port, logging into memory. */
@@ -73,6 +75,7 @@ export async function startServer(options: InProcessOptions = {}): Promise<InPro
     policy: {
       allowedHosts: parseHostAllowList(options.allowedHosts ?? '127.0.0.1,localhost'),
       shutdown: { enabled: options.shutdownEnabled ?? true, token: options.token },
+      ...(options.watchMaxWaitMs !== undefined ? { watchMaxWaitMs: options.watchMaxWaitMs } : {}),
     },
     store,
     logger: pino({ level: 'debug' }, sink),

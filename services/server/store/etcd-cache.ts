@@ -25,6 +25,7 @@
 import type { Etcd3, IEvent, IKeyValue, IWatchResponse, IDuplexStream, IWatchRequest } from 'etcd3';
 import type { Logger } from 'pino';
 import { TimeSlicer } from '../../common/time-slice.js';
+import type { ChangeFeed } from './change-feed.js';
 import { MemoryStore } from './memory-store.js';
 import type { ListingSnapshot, Page, PageRequest, Pair, StoreUsage } from './store.js';
 
@@ -148,6 +149,8 @@ export class OrderedEntries {
 
 export interface WatchCacheOptions {
   readonly client: Etcd3;
+  /** where each applied revision's changes go (watches); reset at every list */
+  readonly changes?: ChangeFeed;
   /** <prefix>kv/ and <prefix>ord/ */
   readonly kvPrefix: Buffer;
   readonly ordPrefix: Buffer;
@@ -472,6 +475,8 @@ export class WatchCache {
     this.historyRelistPending = false;
     this.listedFresh = true;
     this.following = true;
+    // the history starts again here: a watcher from before the list is told to list too
+    this.options.changes?.reset(revision);
     this.advance(revision, true);
     this.options.logger.info({ keys: entries.size, revision, ms: Math.round(performance.now() - started) }, 'etcd cache listed the prefix');
   }
@@ -563,9 +568,25 @@ export class WatchCache {
 
   private apply(response: IWatchResponse): void {
     let last = this.applied;
+    // one etcd revision is one write: its changes go to the feed together
+    const feed = this.options.changes;
+    let group: [string, string | undefined][] = [];
+    let groupRevision = -1;
+    const closeGroup = () => {
+      if (feed !== undefined && groupRevision > feed.revision) {
+        if (group.length > 0) feed.record(groupRevision, group);
+        else feed.advance(groupRevision);
+      }
+      group = [];
+    };
     for (const event of response.events) {
       const key = event.kv.key.subarray(this.options.kvPrefix.length).toString('utf8');
-      last = Math.max(last, Number(event.kv.mod_revision));
+      const revision = Number(event.kv.mod_revision);
+      if (revision !== groupRevision) {
+        closeGroup();
+        groupRevision = revision;
+      }
+      last = Math.max(last, revision);
       if (key === '') {
         // the write stamp: kept for the history check
         // (a copy: the decoded value may be a view of the whole answer)
@@ -573,9 +594,16 @@ export class WatchCache {
         if (event.type !== 'Delete') this.options.onStamp?.(event.kv.value, Number(event.kv.mod_revision)); // this replica's NOSPACE check
         continue;
       }
-      if (event.type === 'Delete') this.entries.delete(key);
-      else this.entries.set(key, event.kv.value.toString('utf8'), Number(event.kv.mod_revision));
+      if (event.type === 'Delete') {
+        this.entries.delete(key);
+        group.push([key, undefined]);
+      } else {
+        const value = event.kv.value.toString('utf8');
+        this.entries.set(key, value, revision);
+        group.push([key, value]);
+      }
     }
+    closeGroup();
     this.advance(last, false);
   }
 

@@ -47,7 +47,7 @@ export const etcdDriver = storeDriver({
     if (config.etcdPassword !== undefined && config.etcdUsername === undefined) return 'TCPKV_ETCD_PASSWORD needs TCPKV_ETCD_USERNAME';
     return undefined;
   },
-  async open(config, { limits, logger, events }) {
+  async open(config, { limits, logger, events, feedLimits }) {
     const endpoints = config.etcdEndpoints!;
     // The server image sets TCPKV_DATA_DIR=/data for the log store; etcd keeps the data itself.
     if (config.dataDir !== undefined) logger.warn({ dataDir: config.dataDir }, 'TCPKV_DATA_DIR is ignored: with TCPKV_ETCD_ENDPOINTS the data lives in etcd');
@@ -78,6 +78,7 @@ export const etcdDriver = storeDriver({
       maxRequestBytes: config.etcdMaxRequestBytes,
       limits,
       events,
+      feedLimits,
       logger,
       ...(unsafe ? { unsafeReadBarrier: 'none' as const } : {}),
     });

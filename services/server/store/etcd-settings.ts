@@ -5,6 +5,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { NoopPolicy, type IPolicy } from 'cockatiel';
 import type { IOptions } from 'etcd3';
 import type { Logger } from 'pino';
+import type { ChangeFeedLimits } from './change-feed.js';
 import { StartupError } from '../../common/errors.js';
 import type { StoreEvents } from '../events.js';
 import type { StoreLimits } from './store.js';
@@ -28,6 +29,8 @@ export interface EtcdStoreOptions {
   readonly limits?: StoreLimits | undefined;
   readonly logger: Logger;
   readonly events?: StoreEvents | undefined;
+  /** the bounds of the replica's watch history (Store.changes); absent = the defaults */
+  readonly feedLimits?: ChangeFeedLimits | undefined;
   /**
    * TEST ONLY, never a user setting: 'none' answers reads from the copy without the barrier, which is
    * NOT linearizable (a replica whose watch lags serves old data). It exists so that the

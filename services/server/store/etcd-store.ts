@@ -33,6 +33,7 @@ import { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { BarrierRoute } from './etcd-barrier-route.js';
+import { ChangeFeed, DEFAULT_FEED_LIMITS } from './change-feed.js';
 import { OrderedEntries, prefixEnd, WatchCache } from './etcd-cache.js';
 import { EtcdCalls, NoSpaceAnswer, refusal } from './etcd-calls.js';
 import { compareAndSwapPut, type CompareAndSwapPutOptions } from './etcd-cas-put.js';
@@ -112,6 +113,8 @@ const MIN_CREATE_TIME_LEFT_MS = 250;
 export class EtcdStore implements Store {
   readonly kind = 'etcd';
   readonly limits: StoreLimits | undefined;
+  /** fed by the watch-fed copy: every replica sees every replica's writes, with etcd's revisions */
+  readonly changes: ChangeFeed;
   /** a shared store cannot tell without a round trip whether another replica wrote */
   readonly revision = undefined;
   private readonly client: Etcd3;
@@ -172,7 +175,9 @@ export class EtcdStore implements Store {
       overlapAfterMs: BARRIER_OVERLAP_AFTER_MS,
       gatherMaxMs: GATHER_MAX_MS,
     });
+    this.changes = new ChangeFeed(options.feedLimits ?? DEFAULT_FEED_LIMITS, options.logger);
     this.cache = new WatchCache({
+      changes: this.changes,
       client: this.client,
       kvPrefix: this.keyspace.kvPrefix,
       ordPrefix: this.keyspace.ordPrefix,
