@@ -172,7 +172,7 @@ export class LogStore implements Store {
   private lock!: DirectoryLock;
   /** bytes of the log known good: every write goes right after them */
   private size = 0;
-  /** UTF-8 bytes a snapshot of the live data would take (pairs as the log encodes them) */
+  /** UTF-8 bytes a snapshot of the live data would take (pairs as the log encodes them, versions aside) */
   private liveBytes = 0;
 
   private queue: PendingWrite[] = [];
@@ -252,9 +252,12 @@ export class LogStore implements Store {
     return { logBytes: this.size };
   }
 
-  /** UTF-8 bytes a compaction would write for the live data now (without record headers) */
+  /**
+   * UTF-8 bytes a compaction would write for the live data now (without record headers), at most: each
+   * pair's version is counted with as many digits as the revision has.
+   */
   get liveDataBytes(): number {
-    return this.liveBytes;
+    return this.liveBytes + this.memory.size * (1 + String(this.memory.revision).length);
   }
 
   listing(): ListingSnapshot {
@@ -685,7 +688,7 @@ export class LogStore implements Store {
   /** Called only from inside the chain: the next batch waits until the snapshot is taken. */
   private async maybeCompact(): Promise<void> {
     if (this.rewriting || this.closed || Date.now() < this.compactNotBefore) return;
-    if (this.size < this.options.compactMinBytes || this.size < this.options.compactFactor * (this.liveBytes + MAGIC.length)) return;
+    if (this.size < this.options.compactMinBytes || this.size < this.options.compactFactor * (this.liveDataBytes + MAGIC.length)) return;
     await this.startRewrite();
   }
 
