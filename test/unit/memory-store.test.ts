@@ -120,7 +120,7 @@ describe('MemoryStore', () => {
     const store = new MemoryStore();
     store.restore([['a', '1'], ['b', '2']]);
     store.delete('a');
-    expect(store.page({ prefix: '', after: 'a', limit: 10 })).toEqual({ items: [['b', '2']], next: undefined });
+    expect(store.page({ prefix: '', after: 'a', limit: 10 })).toEqual({ items: [['b', '2']], versions: [1], next: undefined });
   });
 
   it('deleted keys are remembered as cursors for the last REMEMBERED_CURSORS deletes; older ones are refused, and their blocks go', () => {
@@ -131,12 +131,12 @@ describe('MemoryStore', () => {
     // the oldest 599 deletes are forgotten (more than two blocks of 256 entries: those blocks left the chain)
     expect(() => store.page({ prefix: '', after: 'k0', limit: 5 })).toThrow(UnknownCursorError);
     expect(() => store.page({ prefix: '', after: 'k598', limit: 5 })).toThrow(UnknownCursorError);
-    expect(store.page({ prefix: '', after: 'k599', limit: 5 })).toEqual({ items: [[`k${n - 1}`, 'v']], next: undefined });
+    expect(store.page({ prefix: '', after: 'k599', limit: 5 })).toEqual({ items: [[`k${n - 1}`, 'v']], versions: [1], next: undefined });
     expect(store.list()).toEqual([[`k${n - 1}`, 'v']]);
     expect(store.usage()).toEqual({ keys: 1, dataBytes: `k${n - 1}`.length + 1 });
     // a key created again is a new entry at the end, and its grave is gone
     store.createAll([['k700', 'again'], ['z', '1']]);
-    expect(store.page({ prefix: '', after: 'k700', limit: 5 })).toEqual({ items: [['z', '1']], next: undefined });
+    expect(store.page({ prefix: '', after: 'k700', limit: 5 })).toEqual({ items: [['z', '1']], versions: [n + 1], next: undefined });
     expect(store.listing().slices.join('')).toBe(`\nk${n - 1}:v\nk700:again\nz:1`);
   });
 
@@ -149,7 +149,7 @@ describe('MemoryStore', () => {
     expect(first.next).toBe('k9999');
     const second = store.page({ prefix: 'needle', after: first.next, limit: 10 });
     const third = store.page({ prefix: 'needle', after: second.next, limit: 10 });
-    expect(third).toEqual({ items: [['needle', 'x']], next: undefined });
+    expect(third).toEqual({ items: [['needle', 'x']], versions: [2], next: undefined });
   });
 
   it('limits: keys and bytes, nothing applied, shrinking writes and deletes always pass', () => {

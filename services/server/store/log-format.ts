@@ -1,45 +1,62 @@
 // The append-only log's bytes, and replaying them. Pure: buffers in, typed results out (after Redis's
 // AOF loader, which answers ok / empty / truncated / failed).
 //
-//   file    = MAGIC record*                       MAGIC = "TCPKV-LOG v2\n"
+//   file    = MAGIC record*                       MAGIC = "TCPKV-LOG v3\n"
 //   record  = length:u32le  type:u8  crc:u32le  hcrc:u32le  payload[length]
 //   crc     = CRC-32 (zlib) of the payload
 //   hcrc    = CRC-32 of the 9 header bytes before it (length, type, crc)
 //   payload = UTF-8 JSON: type 1 (SET) a list of [key, value] string pairs to set,
-//                         type 2 (DELETE) a list of keys to remove
+//                         type 2 (DELETE) a list of keys to remove,
+//                         type 3 (REVISION) [revision]: the store's revision counter at a snapshot,
+//                         type 4 (SNAPSHOT) a list of [key, value, version] to set at those versions
+//
+// Versions (store.ts): replay numbers the writes. Each SET and DELETE record is one accepted write and
+// takes the next revision (its keys get it as their version); REVISION sets the counter, SNAPSHOT takes
+// none. So the revisions the writer gives at run time and the ones replay computes are the same, and a
+// compaction (REVISION, then SNAPSHOT records) keeps every key's version.
 //
 // The header has its own checksum because a length is data too: a damaged length must read as damage,
 // never as a torn last write (LevelDB and etcd's WAL make the same distinction). A torn write can only
 // leave a prefix of the last record, so: a file that ends inside a record whose header is intact (or
 // inside the header itself), or a zero-filled tail, is torn; any other bad byte is damage.
 //
-// Version 1 ("TCPKV-LOG v1\n", record = length:u32le crc:u32le type:u8 payload, crc over type and
-// payload) is still read. Its length is unprotected, so a v1 record that runs past the end of the file,
+// Version 2 ("TCPKV-LOG v2\n") is version 3 without types 3 and 4; replay gives its records versions by
+// their order, as for v3's SET and DELETE. Version 1 ("TCPKV-LOG v1\n", record = length:u32le crc:u32le
+// type:u8 payload, crc over type and payload) is still read too. Its length is unprotected, so a v1 record that runs past the end of the file,
 // or the last one failing its checksum, counts as torn only if no intact record can be found after it.
 //
 // One record per accepted write request: a whole batch, so replay is all-or-nothing per request too.
-// A snapshot written by compaction is a run of SET records, split by bytes.
+// A snapshot written by compaction is a REVISION record and a run of SNAPSHOT records, split by bytes.
 //
 // One limit governs both sides: the writer refuses a request whose record would be larger than its
-// limit (at most MAX_RECORD_BYTES), and replay accepts every record up to MAX_RECORD_BYTES — so
-// everything the writer can write, replay loads, whatever limit the writer ran with.
+// limit (at most MAX_RECORD_BYTES), and replay accepts every record up to MAX_RECORD_BYTES (plus the
+// version a SNAPSHOT record gives a pair that was alone at the limit) — so everything the writer can
+// write, replay loads, whatever limit the writer ran with.
 
 import { readSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import type { Pair } from './store.js';
+import type { VersionedPair } from './memory-store.js';
 import { numericDefault, SERVER_SETTING_NAMES as S } from '../../common/setting-names.js';
 
 /** The header of the format this version writes. */
-export const MAGIC = Buffer.from('TCPKV-LOG v2\n', 'latin1');
-/** The header of the previous format, still read. */
+export const MAGIC = Buffer.from('TCPKV-LOG v3\n', 'latin1');
+/** The headers of the previous formats, still read. */
+export const MAGIC_V2 = Buffer.from('TCPKV-LOG v2\n', 'latin1');
 export const MAGIC_V1 = Buffer.from('TCPKV-LOG v1\n', 'latin1');
-export const FORMAT_VERSION = 2;
-export type FormatVersion = 1 | 2;
+export const FORMAT_VERSION = 3;
+export type FormatVersion = 1 | 2 | 3;
 export const RECORD_HEADER_BYTES = 13;
 export const TYPE_SET = 1;
 export const TYPE_DELETE = 2;
-/** The largest payload replay accepts; a length field beyond it is damage. Writers stay at or below it. */
+export const TYPE_REVISION = 3;
+export const TYPE_SNAPSHOT = 4;
+/** The largest payload a writer gives a request's record (TCPKV_MAX_LOG_RECORD_BYTES is at most this). */
 export const MAX_RECORD_BYTES = 256 * 1024 * 1024;
+/** What a version adds to a pair in a SNAPSHOT record at most: a comma and a safe integer's 16 digits. */
+export const VERSION_BYTES = 17;
+/** The largest payload replay accepts; a length field beyond it is damage. */
+const MAX_REPLAY_BYTES = MAX_RECORD_BYTES + VERSION_BYTES;
 /** The writer's default payload limit (TCPKV_MAX_LOG_RECORD_BYTES). */
 export const DEFAULT_RECORD_LIMIT = numericDefault(S.maxLogRecordBytes);
 
@@ -70,13 +87,18 @@ export function encodeDelete(keys: readonly string[]): Buffer {
   return encodeJsonRecord(TYPE_DELETE, JSON.stringify(keys));
 }
 
+/** A REVISION record: the revision counter at a snapshot. */
+export function encodeRevision(revision: number): Buffer {
+  return encodeJsonRecord(TYPE_REVISION, `[${revision}]`);
+}
+
 /** UTF-8 bytes one pair takes inside a SET payload, separator included (the compaction estimate). */
 export function pairRecordBytes(key: string, value: string): number {
   return Buffer.byteLength(JSON.stringify(key), 'utf8') + Buffer.byteLength(JSON.stringify(value), 'utf8') + 4;
 }
 
-/** A SET record from pairs already JSON-encoded, whose total UTF-8 size is known: one copy each. */
-function encodeSetParts(parts: readonly string[], partBytes: number): Buffer {
+/** A SNAPSHOT record from entries already JSON-encoded, whose total UTF-8 size is known: one copy each. */
+function encodeSnapshotParts(parts: readonly string[], partBytes: number): Buffer {
   const payloadBytes = partBytes + 2 + Math.max(0, parts.length - 1);
   const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payloadBytes);
   let at = RECORD_HEADER_BYTES;
@@ -86,52 +108,78 @@ function encodeSetParts(parts: readonly string[], partBytes: number): Buffer {
     at += out.write(parts[i]!, at, 'utf8');
   }
   out[at] = 0x5d; // ]
-  return sealRecord(out, TYPE_SET, payloadBytes);
+  return sealRecord(out, TYPE_SNAPSHOT, payloadBytes);
 }
 
 /** Pairs are grouped into snapshot records of about this size: each is encoded in one go on the event loop. */
 export const SNAPSHOT_RECORD_TARGET = 1024 * 1024;
 
 /**
- * The SET records of a snapshot: pairs grouped up to `targetBytes` of payload, a pair larger than that
- * alone in its record, and no payload over `maxPayloadBytes` UTF-8 bytes. A single pair that does not
- * fit alone is a RangeError: the writer never accepts one (see `MAX_RECORD_BYTES`). A generator, so a
- * caller can write record by record and never hold the whole snapshot encoded.
+ * The SNAPSHOT records of a snapshot: entries grouped up to `targetBytes` of payload, an entry larger
+ * than that alone in its record, and no payload over `maxPayloadBytes` UTF-8 bytes — except that an
+ * entry alone in its record may pass it by its version (VERSION_BYTES at most), so that a pair that fit
+ * a one-pair request record always fits. A pair that does not fit so is a RangeError: the writer never
+ * accepts one (see `MAX_RECORD_BYTES`). A generator, so a caller can write record by record and never
+ * hold the whole snapshot encoded.
  */
-export function* snapshotRecords(pairs: Iterable<Pair>, maxPayloadBytes: number = DEFAULT_RECORD_LIMIT, targetBytes: number = SNAPSHOT_RECORD_TARGET): Generator<Buffer> {
+export function* snapshotRecords(entries: Iterable<VersionedPair>, maxPayloadBytes: number = DEFAULT_RECORD_LIMIT, targetBytes: number = SNAPSHOT_RECORD_TARGET): Generator<Buffer> {
   const group = Math.min(targetBytes, maxPayloadBytes);
   let parts: string[] = [];
   let partBytes = 0;
-  for (const [key, value] of pairs) {
-    const json = '[' + JSON.stringify(key) + ',' + JSON.stringify(value) + ']';
-    const bytes = Buffer.byteLength(json, 'utf8');
+  for (const [key, value, version] of entries) {
+    const pair = '[' + JSON.stringify(key) + ',' + JSON.stringify(value);
+    const pairBytes = Buffer.byteLength(pair, 'utf8');
+    const json = pair + ',' + version + ']';
+    const bytes = pairBytes + json.length - pair.length;
     // payload = brackets + parts + one comma between each two
     if (parts.length > 0 && 2 + partBytes + parts.length + bytes > group) {
-      yield encodeSetParts(parts, partBytes);
+      yield encodeSnapshotParts(parts, partBytes);
       parts = [];
       partBytes = 0;
     }
-    if (parts.length === 0 && 2 + bytes > maxPayloadBytes) throw new RangeError(`one pair needs a record of ${2 + bytes} bytes, over the limit of ${maxPayloadBytes}`);
+    // a one-pair request's record, `[` pair `]]`, is what the writer's limit was checked against
+    if (pairBytes + 3 > maxPayloadBytes) throw new RangeError(`one pair needs a record of ${pairBytes + 3} bytes, over the limit of ${maxPayloadBytes}`);
     parts.push(json);
     partBytes += bytes;
   }
-  if (parts.length > 0) yield encodeSetParts(parts, partBytes);
+  if (parts.length > 0) yield encodeSnapshotParts(parts, partBytes);
+}
+
+/** A snapshot as compaction writes it after MAGIC: the revision, then the entries at their versions. */
+export function* encodeSnapshot(revision: number, entries: Iterable<VersionedPair>, maxPayloadBytes: number = DEFAULT_RECORD_LIMIT): Generator<Buffer> {
+  yield encodeRevision(revision);
+  yield* snapshotRecords(entries, maxPayloadBytes);
 }
 
 /**
- * A whole log file's bytes holding `pairs` (a snapshot, as compaction writes it), for tools and tests
- * that need a big log quickly: `MAGIC` then the records, in pieces to write one after the other.
+ * A whole log file's bytes holding `pairs` (a snapshot, as compaction writes it, as if one write had
+ * set them all: revision and versions 1), for tools and tests that need a big log quickly: `MAGIC`
+ * then the records, in pieces to write one after the other.
  */
 export function* encodeLog(pairs: Iterable<Pair>, maxPayloadBytes: number = DEFAULT_RECORD_LIMIT): Generator<Buffer> {
   yield MAGIC;
-  yield* snapshotRecords(pairs, maxPayloadBytes);
+  yield* encodeSnapshot(
+    1,
+    (function* () {
+      for (const [key, value] of pairs) yield [key, value, 1] as const;
+    })(),
+    maxPayloadBytes,
+  );
 }
 
-/** What a good record asks replay to do. */
+/**
+ * What a good record asks replay to do. A handler without `snapshot` gets a SNAPSHOT record's pairs
+ * through `set`; one without `revision` does not see REVISION records.
+ */
 export interface ReplayHandler {
   set(pairs: Pair[]): void;
   delete(keys: string[]): void;
+  snapshot?(entries: VersionedPair[]): void;
+  revision?(revision: number): void;
 }
+
+/** A record's content. */
+type Decoded = { readonly set: Pair[] } | { readonly delete: string[] } | { readonly snapshot: VersionedPair[] } | { readonly revision: number };
 
 export type ReplayResult =
   /** no log yet (an empty file) */
@@ -144,8 +192,11 @@ export type ReplayResult =
   /** not a tcpkv log at all */
   | { readonly kind: 'failed'; readonly reason: string };
 
+/** A revision or version as the log holds it: a whole number a double holds exactly. */
+const isCount = (n: unknown, min: number): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= min;
+
 /** The payload's items if it is a well-formed record of its type, else why not. */
-function parsePayload(type: number, text: string): { set: Pair[] } | { delete: string[] } | string {
+function parsePayload(type: number, text: string): Decoded | string {
   let items: unknown;
   try {
     items = JSON.parse(text);
@@ -161,6 +212,19 @@ function parsePayload(type: number, text: string): { set: Pair[] } | { delete: s
       }
     }
     return { set: items as Pair[] };
+  }
+  if (type === TYPE_SNAPSHOT) {
+    for (let i = 0; i < items.length; i++) {
+      const item: unknown = items[i];
+      if (!Array.isArray(item) || item.length !== 3 || typeof item[0] !== 'string' || typeof item[1] !== 'string' || !isCount(item[2], 1)) {
+        return `checksum matches but item ${i} of a SNAPSHOT record is not a [key, value, version] entry`;
+      }
+    }
+    return { snapshot: items as VersionedPair[] };
+  }
+  if (type === TYPE_REVISION) {
+    if (items.length !== 1 || !isCount(items[0], 0)) return 'checksum matches but a REVISION record is not [revision]';
+    return { revision: items[0] as number };
   }
   for (let i = 0; i < items.length; i++) if (typeof items[i] !== 'string') return `checksum matches but item ${i} of a DELETE record is not a key string`;
   return { delete: items as string[] };
@@ -212,13 +276,18 @@ function isAllZero(source: LogSource, from: number): boolean {
 /** What the bytes at one offset are. */
 type RecordAt =
   | { readonly kind: 'record'; readonly type: number; readonly payload: Buffer; readonly end: number }
-  /** the file ends inside this record; in v2 its header (if whole) is intact, so the length is true */
+  /** the file ends inside this record; from v2 on its header (if whole) is intact, so the length is true */
   | { readonly kind: 'short'; readonly length: number | undefined }
   /** not an intact record; `end` where its length says it ends, if the length can be read */
   | { readonly kind: 'bad'; readonly reason: string; readonly end: number | undefined };
 
 function headerBytes(version: FormatVersion): number {
-  return version === 2 ? RECORD_HEADER_BYTES : 9;
+  return version === 1 ? 9 : RECORD_HEADER_BYTES;
+}
+
+/** Whether `type` is a record type of this format version. */
+function knownType(type: number | undefined, version: FormatVersion): boolean {
+  return type === TYPE_SET || type === TYPE_DELETE || (version === 3 && (type === TYPE_REVISION || type === TYPE_SNAPSHOT));
 }
 
 const CRC_TABLE = (() => {
@@ -245,11 +314,11 @@ function readRecord(source: LogSource, at: number, version: FormatVersion): Reco
   const header = source.read(at, headerLength);
   const length = header.readUInt32LE(0);
   // the writer seals with zlib's crc32: every replay checks the two agree
-  if (version === 2 && headerCrc(header) !== header.readUInt32LE(9)) return { kind: 'bad', reason: 'record header checksum mismatch', end: undefined };
-  if (length > MAX_RECORD_BYTES) return { kind: 'bad', reason: `record length ${length} is not plausible`, end: undefined };
+  if (version !== 1 && headerCrc(header) !== header.readUInt32LE(9)) return { kind: 'bad', reason: 'record header checksum mismatch', end: undefined };
+  if (length > MAX_REPLAY_BYTES) return { kind: 'bad', reason: `record length ${length} is not plausible`, end: undefined };
   const end = at + headerLength + length;
   if (end > size) return { kind: 'short', length };
-  if (version === 2) {
+  if (version !== 1) {
     const type = header[4]!;
     const storedCrc = header.readUInt32LE(5);
     const payload = source.read(at + headerLength, length);
@@ -263,8 +332,8 @@ function readRecord(source: LogSource, at: number, version: FormatVersion): Reco
 }
 
 /** A record's content if it is well formed, else why not (its checksum held: this is never a torn write). */
-function decodeRecord(type: number, payload: Buffer): { set: Pair[] } | { delete: string[] } | string {
-  if (type !== TYPE_SET && type !== TYPE_DELETE) return `unknown record type ${type}`;
+function decodeRecord(type: number, payload: Buffer, version: FormatVersion): Decoded | string {
+  if (!knownType(type, version)) return `unknown record type ${type}`;
   return parsePayload(type, payload.toString('utf8'));
 }
 
@@ -277,16 +346,16 @@ const SCAN_CHUNK_BYTES = WINDOW_BYTES - 64;
  */
 export function findIntactRecord(source: LogSource, from: number, version: FormatVersion): number | undefined {
   const headerLength = headerBytes(version);
-  const typeAt = version === 2 ? 4 : 8;
+  const typeAt = version === 1 ? 8 : 4;
   const minRecord = headerLength + 2; // "[]"
   for (let base = from; base + minRecord <= source.size; base += SCAN_CHUNK_BYTES) {
     const chunk = source.read(base, Math.min(SCAN_CHUNK_BYTES + minRecord, source.size - base));
     const last = Math.min(SCAN_CHUNK_BYTES, chunk.length - minRecord + 1);
     for (let i = 0; i < last; i++) {
       const type = chunk[i + typeAt];
-      if ((type !== TYPE_SET && type !== TYPE_DELETE) || chunk[i + headerLength] !== 0x5b) continue;
+      if (!knownType(type, version) || chunk[i + headerLength] !== 0x5b) continue;
       const r = readRecord(source, base + i, version);
-      if (r.kind === 'record' && typeof decodeRecord(r.type, r.payload) !== 'string') return base + i;
+      if (r.kind === 'record' && typeof decodeRecord(r.type, r.payload, version) !== 'string') return base + i;
     }
   }
   return undefined;
@@ -296,18 +365,18 @@ export function findIntactRecord(source: LogSource, from: number, version: Forma
 function formatOf(source: LogSource): FormatVersion | undefined {
   if (source.size < MAGIC.length) return undefined;
   const head = source.read(0, MAGIC.length);
-  return head.equals(MAGIC) ? 2 : head.equals(MAGIC_V1) ? 1 : undefined;
+  return head.equals(MAGIC) ? 3 : head.equals(MAGIC_V2) ? 2 : head.equals(MAGIC_V1) ? 1 : undefined;
 }
 
 /**
  * Is a record that is not intact a torn last write (true), or damage (false)? Only the end of the file
- * can be torn. v2: a file ending inside a record whose header is intact; or a zero-filled tail (some
+ * can be torn. v2 and v3: a file ending inside a record whose header is intact; or a zero-filled tail (some
  * filesystems leave one after a crash), which may begin inside the record. v1: a record running past
  * the end, or the last one failing its checksum, when no intact record follows it.
  */
 function isTorn(source: LogSource, at: number, r: Exclude<RecordAt, { kind: 'record' }>, version: FormatVersion): boolean {
   if (isAllZero(source, at)) return true;
-  if (version === 2) {
+  if (version !== 1) {
     if (r.kind === 'short') return true;
     // a payload whose last bytes are zeros, with only zeros after it (a record never ends in 0: "]")
     return r.end !== undefined && source.read(r.end - 1, 1)[0] === 0 && isAllZero(source, r.end);
@@ -329,7 +398,7 @@ export function replay(log: Buffer | LogSource, handler: ReplayHandler): ReplayR
   if (version === undefined) {
     // a crash while the header itself was written
     const head = source.read(0, Math.min(size, MAGIC.length));
-    if (size < MAGIC.length && (MAGIC.subarray(0, size).equals(head) || MAGIC_V1.subarray(0, size).equals(head))) return { kind: 'truncated', version: FORMAT_VERSION, records: 0, goodBytes: 0, fileBytes: size };
+    if (size < MAGIC.length && [MAGIC, MAGIC_V2, MAGIC_V1].some((magic) => magic.subarray(0, size).equals(head))) return { kind: 'truncated', version: FORMAT_VERSION, records: 0, goodBytes: 0, fileBytes: size };
     return { kind: 'failed', reason: 'not a tcpkv log (bad header)' };
   }
   let at = MAGIC.length;
@@ -341,10 +410,14 @@ export function replay(log: Buffer | LogSource, handler: ReplayHandler): ReplayR
       const reason = r.kind === 'bad' ? r.reason : `record length ${r.length ?? '?'} runs past the end of the file, but intact records follow`;
       return { kind: 'corrupt', version, records, offset: at, reason };
     }
-    const decoded = decodeRecord(r.type, r.payload);
+    const decoded = decodeRecord(r.type, r.payload, version);
     if (typeof decoded === 'string') return { kind: 'corrupt', version, records, offset: at, reason: decoded };
     if ('set' in decoded) handler.set(decoded.set);
-    else handler.delete(decoded.delete);
+    else if ('delete' in decoded) handler.delete(decoded.delete);
+    else if ('snapshot' in decoded) {
+      if (handler.snapshot) handler.snapshot(decoded.snapshot);
+      else handler.set(decoded.snapshot.map(([key, value]) => [key, value] as const));
+    } else handler.revision?.(decoded.revision);
     records++;
     at = r.end;
   }
@@ -373,14 +446,15 @@ export function surveyDamage(log: Buffer | LogSource, offset: number): DamageSur
   let at = findIntactRecord(source, offset + 1, version);
   while (at !== undefined && at < source.size) {
     const r = readRecord(source, at, version);
-    const decoded = r.kind === 'record' ? decodeRecord(r.type, r.payload) : undefined;
+    const decoded = r.kind === 'record' ? decodeRecord(r.type, r.payload, version) : undefined;
     if (r.kind !== 'record' || decoded === undefined || typeof decoded === 'string') {
       at = findIntactRecord(source, at + 1, version);
       continue;
     }
     readableRecords++;
     if ('set' in decoded) for (const [key] of decoded.set) keys.add(key);
-    else for (const key of decoded.delete) keys.add(key);
+    else if ('snapshot' in decoded) for (const [key] of decoded.snapshot) keys.add(key);
+    else if ('delete' in decoded) for (const key of decoded.delete) keys.add(key);
     at = r.end;
   }
   return { bytes: source.size - offset, readableRecords, keys };

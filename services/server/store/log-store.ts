@@ -3,9 +3,13 @@
 //
 // Writes are batched (group commit): requests that arrive while a write (and, with `always`, an
 // fsync) is under way are validated together and written as one block after it. A batch is checked
-// against memory plus the batch's own earlier writes (existing keys, store limits), written, and only
-// then applied to memory and answered — so a failed write (disk full) answers 503 and changes
-// nothing, and a reader never sees a value that is not in the log.
+// against memory plus the batch's own earlier writes (existing keys, versions for conditions, store
+// limits), written, and only then applied to memory and answered — so a failed write (disk full)
+// answers 503 and changes nothing, and a reader never sees a value that is not in the log.
+//
+// Versions: each accepted request is one record and takes the next revision, the i-th record of a
+// batch memory's revision + i; replay numbers the records the same way (log-format.ts), and a
+// compaction writes the counter and every key's version, so versions survive restarts and compactions.
 //
 //   always    fdatasync before answering (one per batch)
 //   everysec  fdatasync once a second: a process crash loses nothing answered (the write() is done),
@@ -30,13 +34,17 @@ import type { Logger } from 'pino';
 import { StartupError } from '../../common/errors.js';
 import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { lockDirectory, type DirectoryLock } from './dir-lock.js';
-import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeRecord, fileSource, FORMAT_VERSION, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, snapshotRecords, surveyDamage, type FormatVersion, type ReplayResult } from './log-format.js';
-import { MemoryStore, type FrozenPairs } from './memory-store.js';
+import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeRecord, encodeSnapshot, fileSource, FORMAT_VERSION, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, surveyDamage, type FormatVersion, type ReplayResult } from './log-format.js';
+import { MemoryStore, type FrozenPairs, type VersionedPair } from './memory-store.js';
 import {
+  conditionHolds,
   repeatedKey,
   StoreUnavailableError,
   ValueTooLargeError,
+  type Condition,
   type CreateResult,
+  type KeyDeleteResult,
+  type KeyPutResult,
   type ListingSnapshot,
   type Page,
   type PageRequest,
@@ -46,6 +54,7 @@ import {
   type StoreLimits,
   type StoreUsage,
   type UpsertResult,
+  type Versioned,
 } from './store.js';
 
 export const LOG_NAME = 'tcpkv.log';
@@ -133,9 +142,19 @@ export class LogOpenError extends StartupError {
   }
 }
 
-type PendingWrite =
-  | { readonly kind: 'create' | 'upsert'; readonly pairs: readonly Pair[]; readonly record: Buffer; resolve(result: CreateResult | UpsertResult | boolean): void; reject(error: Error): void }
-  | { readonly kind: 'delete'; readonly key: string; readonly record: Buffer; resolve(result: CreateResult | UpsertResult | boolean): void; reject(error: Error): void };
+type WriteResult = CreateResult | UpsertResult | boolean | KeyPutResult | KeyDeleteResult;
+
+/** A write as a request asks it, before its record is encoded. */
+type WriteRequest =
+  | { readonly kind: 'create' | 'upsert'; readonly pairs: readonly Pair[] }
+  | { readonly kind: 'delete'; readonly key: string }
+  | { readonly kind: 'putKey'; readonly key: string; readonly value: string; readonly condition: Condition }
+  | { readonly kind: 'deleteKey'; readonly key: string; readonly condition: Condition };
+
+type PendingWrite = WriteRequest & { readonly record: Buffer; resolve(result: WriteResult): void; reject(error: Error): void };
+
+/** A key as a batch's earlier writes left it: its value and the revision it will have; null = deleted. */
+type OverlayEntry = { readonly value: string; readonly version: number } | null;
 
 const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 
@@ -153,7 +172,7 @@ export class LogStore implements Store {
   private lock!: DirectoryLock;
   /** bytes of the log known good: every write goes right after them */
   private size = 0;
-  /** UTF-8 bytes a snapshot of the live data would take (pairs as the log encodes them) */
+  /** UTF-8 bytes a snapshot of the live data would take (pairs as the log encodes them, versions aside) */
   private liveBytes = 0;
 
   private queue: PendingWrite[] = [];
@@ -233,9 +252,12 @@ export class LogStore implements Store {
     return { logBytes: this.size };
   }
 
-  /** UTF-8 bytes a compaction would write for the live data now (without record headers) */
+  /**
+   * UTF-8 bytes a compaction would write for the live data now (without record headers), at most: each
+   * pair's version is counted with as many digits as the revision has.
+   */
   get liveDataBytes(): number {
-    return this.liveBytes;
+    return this.liveBytes + this.memory.size * (1 + String(this.memory.revision).length);
   }
 
   listing(): ListingSnapshot {
@@ -244,6 +266,10 @@ export class LogStore implements Store {
 
   get(key: string): string | undefined {
     return this.memory.get(key);
+  }
+
+  getVersioned(key: string): Versioned | undefined {
+    return this.memory.getVersioned(key);
   }
 
   page(request: PageRequest): Page {
@@ -274,6 +300,14 @@ export class LogStore implements Store {
 
   delete(key: string): Promise<boolean> {
     return this.enqueue({ kind: 'delete', key }, () => encodeDelete([key])) as Promise<boolean>;
+  }
+
+  putKey(key: string, value: string, condition: Condition): Promise<KeyPutResult> {
+    return this.enqueue({ kind: 'putKey', key, value, condition }, () => encodeRecord([[key, value]])) as Promise<KeyPutResult>;
+  }
+
+  deleteKey(key: string, condition: Condition): Promise<KeyDeleteResult> {
+    return this.enqueue({ kind: 'deleteKey', key, condition }, () => encodeDelete([key])) as Promise<KeyDeleteResult>;
   }
 
   /** Waits for every accepted write, fsyncs, and releases the file and the lock. */
@@ -320,7 +354,12 @@ export class LogStore implements Store {
     try {
       fileBytes = statSync(this.path).size;
       const source = fileSource(fd, fileBytes);
-      result = replay(source, { set: (pairs) => this.apply(pairs), delete: (keys) => this.applyDelete(keys) });
+      result = replay(source, {
+        set: (pairs) => this.apply(pairs),
+        delete: (keys) => this.applyDelete(keys),
+        snapshot: (entries) => this.applySnapshot(entries),
+        revision: (revision) => this.memory.raiseRevision(revision),
+      });
       if (result.kind === 'corrupt') {
         if (this.options.repair !== 'truncate') {
           throw new LogOpenError(
@@ -347,7 +386,7 @@ export class LogStore implements Store {
         return FORMAT_VERSION;
       case 'ok':
         this.size = result.bytes;
-        this.logger.info({ file: this.path, format: result.version, records: result.records, bytes: result.bytes, keys: this.memory.size, ms: Date.now() - started }, 'log replayed');
+        this.logger.info({ file: this.path, format: result.version, records: result.records, bytes: result.bytes, keys: this.memory.size, revision: this.memory.revision, ms: Date.now() - started }, 'log replayed');
         return result.version;
       case 'truncated':
         this.logger.warn(
@@ -402,7 +441,7 @@ export class LogStore implements Store {
     this.size = bytes;
   }
 
-  /** Applies a SET batch to memory and keeps the live-size estimate. */
+  /** Applies a SET record to memory (one revision) and keeps the live-size estimate. */
   private apply(pairs: readonly Pair[]): void {
     for (const [key, value] of pairs) {
       const old = this.memory.get(key);
@@ -411,18 +450,27 @@ export class LogStore implements Store {
     this.memory.restore(pairs);
   }
 
+  /** Applies a DELETE record: one revision, whatever it finds (replay numbers records alike). */
   private applyDelete(keys: readonly string[]): void {
     for (const key of keys) {
       const old = this.memory.get(key);
-      if (old === undefined) continue;
-      this.liveBytes -= pairRecordBytes(key, old);
-      this.memory.restoreDelete(key);
+      if (old !== undefined) this.liveBytes -= pairRecordBytes(key, old);
     }
+    this.memory.restoreDeletes(keys);
+  }
+
+  /** Applies a SNAPSHOT record: keys at their own versions, no revision taken. */
+  private applySnapshot(entries: readonly VersionedPair[]): void {
+    for (const [key, value] of entries) {
+      const old = this.memory.get(key);
+      this.liveBytes += pairRecordBytes(key, value) - (old === undefined ? 0 : pairRecordBytes(key, old));
+    }
+    this.memory.restoreVersioned(entries);
   }
 
   // ---- writes ----------------------------------------------------------------------------------------
 
-  private enqueue(op: { kind: 'create' | 'upsert'; pairs: readonly Pair[] } | { kind: 'delete'; key: string }, encode: () => Buffer): Promise<CreateResult | UpsertResult | boolean> {
+  private enqueue(op: WriteRequest, encode: () => Buffer): Promise<WriteResult> {
     if (this.closed) return Promise.reject(new StoreUnavailableError('store is closed'));
     // encoded here, at the request, so that a record replay could not load is never written
     const record = encode();
@@ -484,33 +532,58 @@ export class LogStore implements Store {
       for (const op of ops) op.reject(new StoreUnavailableError(`the log cannot take writes: ${e.code ?? e.message}`));
       return;
     }
-    // decide every write against memory plus this batch's earlier writes (null = deleted in the batch)
-    const overlay = new Map<string, string | null>();
+    // decide every write against memory plus this batch's earlier writes (null = deleted in the batch);
+    // the i-th record written takes revision base + i, as replay will number it
+    const overlay = new Map<string, OverlayEntry>();
     const current = (key: string) => {
       const v = overlay.get(key);
-      return v === undefined ? this.memory.get(key) : v === null ? undefined : v;
+      return v === undefined ? this.memory.get(key) : v === null ? undefined : v.value;
     };
+    const currentVersion = (key: string) => {
+      const v = overlay.get(key);
+      return v === undefined ? this.memory.versionOf(key) : v === null ? undefined : v.version;
+    };
+    const base = this.memory.revision;
     let addedKeys = 0;
     let addedBytes = 0;
     // every request's answer, in order; a refusal may depend on an earlier write of this batch
-    // ("already exists" after a create in it, 507 after growth in it), so nothing is answered before
-    // the batch is written and applied
-    const decided: ({ op: PendingWrite; result: CreateResult | UpsertResult | boolean } | { op: PendingWrite; refusal: () => void })[] = [];
+    // ("already exists" after a create in it, 507 after growth in it, a version it set), so nothing is
+    // answered before the batch is written and applied
+    const decided: ({ op: PendingWrite; result: WriteResult } | { op: PendingWrite; refusal: () => void })[] = [];
     const records: Buffer[] = [];
     for (const op of ops) {
-      let result: CreateResult | UpsertResult | boolean;
-      let keys = 0;
-      let bytes = 0;
-      if (op.kind === 'delete') {
-        const old = current(op.key);
-        if (old === undefined) {
-          decided.push({ op, refusal: () => op.resolve(false) });
+      let result: WriteResult;
+      // the revision this request takes if it is written
+      const version = base + records.length + 1;
+      if (op.kind === 'delete' || op.kind === 'deleteKey') {
+        const found = currentVersion(op.key);
+        if (found === undefined || (op.kind === 'deleteKey' && !conditionHolds(op.condition, found))) {
+          decided.push({ op, refusal: op.kind === 'delete' ? () => op.resolve(false) : () => op.resolve({ ok: false, current: found }) });
           continue;
         }
+        const old = current(op.key)!;
         overlay.set(op.key, null);
         addedKeys--;
         addedBytes -= utf8(op.key) + utf8(old);
-        result = true;
+        result = op.kind === 'delete' ? true : { ok: true, version };
+      } else if (op.kind === 'putKey') {
+        const found = currentVersion(op.key);
+        if (!conditionHolds(op.condition, found)) {
+          decided.push({ op, refusal: () => op.resolve({ ok: false, current: found }) });
+          continue;
+        }
+        const old = found === undefined ? undefined : current(op.key)!;
+        const keys = old === undefined ? 1 : 0;
+        const bytes = old === undefined ? utf8(op.key) + utf8(op.value) : utf8(op.value) - utf8(old);
+        const full = this.memory.checkGrowth(addedKeys + keys, addedBytes + bytes);
+        if (full) {
+          decided.push({ op, refusal: () => op.reject(full) });
+          continue;
+        }
+        addedKeys += keys;
+        addedBytes += bytes;
+        overlay.set(op.key, { value: op.value, version });
+        result = { ok: true, version, created: old === undefined };
       } else {
         if (op.kind === 'create') {
           const existing = op.pairs.find(([key]) => current(key) !== undefined);
@@ -522,6 +595,8 @@ export class LogStore implements Store {
         // what the request adds, counting a key repeated in it once
         const previous = op.pairs.map(([key]) => current(key));
         const within = new Map<string, string | undefined>();
+        let keys = 0;
+        let bytes = 0;
         for (const [key, value] of op.pairs) {
           const before = within.has(key) ? within.get(key) : current(key);
           if (before === undefined) keys++;
@@ -535,7 +610,7 @@ export class LogStore implements Store {
         }
         addedKeys += keys;
         addedBytes += bytes;
-        for (const [key, value] of op.pairs) overlay.set(key, value);
+        for (const [key, value] of op.pairs) overlay.set(key, { value, version });
         result = op.kind === 'create' ? { ok: true } : { previous };
       }
       decided.push({ op, result });
@@ -569,8 +644,10 @@ export class LogStore implements Store {
     this.dirty = this.options.fsync !== 'always';
     for (const d of decided) {
       if ('refusal' in d) continue;
-      if (d.op.kind === 'delete') this.applyDelete([d.op.key]);
-      else this.apply(d.op.pairs);
+      const op = d.op;
+      if (op.kind === 'delete' || op.kind === 'deleteKey') this.applyDelete([op.key]);
+      else if (op.kind === 'putKey') this.apply([[op.key, op.value]]);
+      else this.apply(op.pairs);
     }
     for (const d of decided) {
       if ('refusal' in d) d.refusal();
@@ -611,7 +688,7 @@ export class LogStore implements Store {
   /** Called only from inside the chain: the next batch waits until the snapshot is taken. */
   private async maybeCompact(): Promise<void> {
     if (this.rewriting || this.closed || Date.now() < this.compactNotBefore) return;
-    if (this.size < this.options.compactMinBytes || this.size < this.options.compactFactor * (this.liveBytes + MAGIC.length)) return;
+    if (this.size < this.options.compactMinBytes || this.size < this.options.compactFactor * (this.liveDataBytes + MAGIC.length)) return;
     await this.startRewrite();
   }
 
@@ -648,7 +725,7 @@ export class LogStore implements Store {
         out = await this.ops.open(tmp, REWRITE_FLAGS, FILE_MODE);
         await this.ops.write(out, MAGIC, tmp);
         let bytes = MAGIC.length;
-        for (const record of snapshotRecords(snapshot, this.maxRecordBytes)) {
+        for (const record of encodeSnapshot(snapshot.revision, snapshot.versioned(), this.maxRecordBytes)) {
           await this.ops.write(out, record, tmp);
           bytes += record.length;
         }

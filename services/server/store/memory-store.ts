@@ -14,7 +14,7 @@
 // store's size; then the oldest grave's id is freed and its slot dropped at the block's next render.
 //
 // An entry is a small integer id, not an object: the map holds key → id, and typed arrays hold each
-// id's place (block, slot) and its value's offsets — a million entries are a million keys for the
+// id's place (block, slot), its value's offsets and its version — a million entries are a million keys for the
 // garbage collector to trace, not three million objects. A value lives in exactly one place: inside
 // its block's rendered bytes (at its byte offsets, outside the JavaScript heap), or, between a write
 // and the next render of its block, as the string (or bytes) given (in `pending`). A block's buffer is its own
@@ -22,20 +22,47 @@
 // given: callers pass independent strings (the rules decode each key from its own bytes; a log replay
 // parses fresh ones), never slices of a larger string.
 //
+// Versions (store.ts): `rev` counts the writes, one per accepted write, and every key a write sets gets
+// the write's revision as its version (versionOf, by entry id).
+//
 // The API the log store builds on (besides the Store contract):
 //   new MemoryStore({ limits?, logger? })   limits default to defaultStoreLimits()
-//   restore(pairs) / restoreDelete(key)     replay: applied without checks
+//   restore(pairs) / restoreDelete(key)     replay: applied without checks, each a write (a revision)
+//   restoreDeletes(keys)                    replay of a delete record: one revision, whatever it removes
+//   restoreVersioned(entries), raiseRevision(n)
+//                                           replay of a snapshot: keys at their own versions, and the
+//                                           counter where the snapshot was taken (no revision taken)
+//   versionOf(key)                          a key's version, undefined = no such key
 //   checkGrowth(addedKeys, addedBytes)      the store-limit check for a batch validated elsewhere;
 //                                           returns the StoreFullError to throw (and logs it, at most
 //                                           once a minute), or undefined
 //   usage(), limits, size, list(), entries()
-//   frozenPairs()                            every pair as of now, read later (compaction; async)
+//   frozenPairs()                            every pair (and version) as of now, read later (compaction; async)
 //   utf8Bytes(s)                             exported helper: UTF-8 length of a string
 
 import { getHeapStatistics } from 'node:v8';
 import { DEFAULT_SLICE_MS, TimeSlicer } from '../../common/time-slice.js';
 import type { Logger } from 'pino';
-import { CREATED, REMEMBERED_CURSORS, StoreFullError, UnknownCursorError, type CreateResult, type ListingSnapshot, type Page, type PageRequest, type Pair, type Store, type StoreLimits, type StoreUsage, type UpsertResult } from './store.js';
+import {
+  conditionHolds,
+  CREATED,
+  REMEMBERED_CURSORS,
+  StoreFullError,
+  UnknownCursorError,
+  type Condition,
+  type CreateResult,
+  type KeyDeleteResult,
+  type KeyPutResult,
+  type ListingSnapshot,
+  type Page,
+  type PageRequest,
+  type Pair,
+  type Store,
+  type StoreLimits,
+  type StoreUsage,
+  type UpsertResult,
+  type Versioned,
+} from './store.js';
 
 /** A block is closed to appends at this many entries or rendered bytes (whichever comes first). */
 const BLOCK_ENTRIES = 256;
@@ -89,9 +116,16 @@ interface Block {
 
 const DELETED = -1;
 
+/** A key, its value and its version. */
+export type VersionedPair = readonly [key: string, value: string, version: number];
+
 /** The store's pairs at one moment, decoded as they are read (see MemoryStore.frozenPairs). */
 export interface FrozenPairs extends Iterable<Pair> {
   readonly count: number;
+  /** the store's revision at that moment */
+  readonly revision: number;
+  /** the same pairs, each with its version */
+  versioned(): Iterable<VersionedPair>;
 }
 const EMPTY = Buffer.alloc(0);
 
@@ -108,13 +142,15 @@ export class MemoryStore implements Store {
   /** key → entry id */
   private readonly map = new Map<string, number>();
   // per entry id: its key, block, index in the block, value byte offsets in the block's buffer, UTF-8 bytes
-  // of key plus value; ids of deleted entries are reused
+  // of key plus value, version; ids of deleted entries are reused
   private keyOf: (string | undefined)[] = [];
   private blockOf: (Block | undefined)[] = [];
   private slotOf = new Int32Array(1024);
   private startOf = new Int32Array(1024);
   private endOf = new Int32Array(1024);
   private bytesOf = new Int32Array(1024);
+  /** a revision may pass 2^32 in a long-lived store: doubles hold it exactly */
+  private versionAt = new Float64Array(1024);
   /** 1 = the entry was deleted and is kept only as a cursor's place (a grave) */
   private deadOf = new Uint8Array(1024);
   /** deleted keys still remembered as cursors, key → dead entry id, oldest delete first */
@@ -177,10 +213,21 @@ export class MemoryStore implements Store {
 
   get(key: string): string | undefined {
     const id = this.map.get(key);
-    return id === undefined ? undefined : this.valueOf(id);
+    return id === undefined ? undefined : this.valueAt(id);
   }
 
-  private valueOf(id: number): string {
+  getVersioned(key: string): Versioned | undefined {
+    const id = this.map.get(key);
+    return id === undefined ? undefined : { value: this.valueAt(id), version: this.versionAt[id]! };
+  }
+
+  /** A key's version; undefined = no such key. */
+  versionOf(key: string): number | undefined {
+    const id = this.map.get(key);
+    return id === undefined ? undefined : this.versionAt[id];
+  }
+
+  private valueAt(id: number): string {
     const block = this.blockOf[id]!;
     if (block.dirty) {
       const pending = this.pending.get(id);
@@ -207,6 +254,7 @@ export class MemoryStore implements Store {
 
   page(request: PageRequest): Page {
     const items: Pair[] = [];
+    const versions: number[] = [];
     let block: Block | undefined;
     let slot: number;
     if (request.after === undefined) {
@@ -229,19 +277,20 @@ export class MemoryStore implements Store {
         if (id === DELETED || this.deadOf[id] === 1) continue;
         const key = this.keyOf[id]!;
         // out of budget: a short page whose cursor is the last key looked at, matching or not
-        if (scanned === PAGE_SCAN_BUDGET) return { items, next: lastScanned };
+        if (scanned === PAGE_SCAN_BUDGET) return { items, versions, next: lastScanned };
         scanned++;
         if (prefix !== '' && !key.startsWith(prefix)) {
           lastScanned = key;
           continue;
         }
         // a full page, and another matching entry follows it
-        if (items.length === request.limit) return { items, next: items[items.length - 1]![0] };
-        items.push([key, this.valueOf(id)]);
+        if (items.length === request.limit) return { items, versions, next: items[items.length - 1]![0] };
+        items.push([key, this.valueAt(id)]);
+        versions.push(this.versionAt[id]!);
         lastScanned = key;
       }
     }
-    return { items, next: undefined };
+    return { items, versions, next: undefined };
   }
 
   /** Every pair in insertion order, as an array (tests and tools; compaction uses frozenPairs). */
@@ -259,28 +308,37 @@ export class MemoryStore implements Store {
    */
   async frozenPairs(sliceMs = DEFAULT_SLICE_MS): Promise<FrozenPairs> {
     this.renderDirty();
-    const blocks: { wire: Buffer; keys: string[]; offsets: Int32Array }[] = [];
+    const blocks: { wire: Buffer; keys: string[]; offsets: Int32Array; versions: Float64Array }[] = [];
     let count = 0;
+    const revision = this.rev;
     const slicer = new TimeSlicer(sliceMs);
     for (let b = this.head; b !== undefined; b = b.next) {
       if (b.live === 0) continue;
       const keys: string[] = [];
       const offsets = new Int32Array(b.live * 2);
+      const versions = new Float64Array(b.live);
       for (const id of b.ids) {
         if (id === DELETED || this.deadOf[id] === 1) continue;
+        versions[keys.length] = this.versionAt[id]!;
         offsets[keys.length * 2] = this.startOf[id]!;
         offsets[keys.length * 2 + 1] = this.endOf[id]!;
         keys.push(this.keyOf[id]!);
       }
-      blocks.push({ wire: b.wire, keys, offsets });
+      blocks.push({ wire: b.wire, keys, offsets, versions });
       count += keys.length;
       await slicer.pause();
     }
     return {
       count,
+      revision,
       *[Symbol.iterator]() {
         for (const { wire, keys, offsets } of blocks) {
           for (let i = 0; i < keys.length; i++) yield [keys[i]!, wire.toString('utf8', offsets[i * 2], offsets[i * 2 + 1])] as const;
+        }
+      },
+      *versioned() {
+        for (const { wire, keys, offsets, versions } of blocks) {
+          for (let i = 0; i < keys.length; i++) yield [keys[i]!, wire.toString('utf8', offsets[i * 2], offsets[i * 2 + 1]), versions[i]!] as const;
         }
       },
     };
@@ -289,7 +347,7 @@ export class MemoryStore implements Store {
   /** Every pair in insertion order, lazily. */
   *entries(): IterableIterator<Pair> {
     for (let b = this.head; b !== undefined; b = b.next) {
-      for (const id of b.ids) if (id !== DELETED && this.deadOf[id] === 0) yield [this.keyOf[id]!, this.valueOf(id)];
+      for (const id of b.ids) if (id !== DELETED && this.deadOf[id] === 0) yield [this.keyOf[id]!, this.valueAt(id)];
     }
   }
 
@@ -306,7 +364,8 @@ export class MemoryStore implements Store {
     }
     const full = this.checkGrowth(pairs.length, bytes);
     if (full !== undefined) throw full;
-    for (const [key, value] of pairs) this.append(key, value);
+    const version = this.rev + 1;
+    for (const [key, value] of pairs) this.append(key, value, version);
     this.changed();
     return CREATED;
   }
@@ -321,7 +380,7 @@ export class MemoryStore implements Store {
       const [key, value] = pairs[i]!;
       const id = this.map.get(key);
       const valueBytes = utf8Bytes(value);
-      const old = id === undefined ? undefined : this.valueOf(id);
+      const old = id === undefined ? undefined : this.valueAt(id);
       previous[i] = old;
       const before = within?.has(key) === true ? within.get(key) : old;
       within?.set(key, value);
@@ -344,14 +403,58 @@ export class MemoryStore implements Store {
     return had;
   }
 
+  putKey(key: string, value: string, condition: Condition): KeyPutResult {
+    const id = this.map.get(key);
+    const current = id === undefined ? undefined : this.versionAt[id];
+    if (!conditionHolds(condition, current)) return { ok: false, current };
+    const valueBytes = utf8Bytes(value);
+    const full = id === undefined ? this.checkGrowth(1, utf8Bytes(key) + valueBytes) : this.checkGrowth(0, valueBytes - utf8Bytes(this.valueAt(id)));
+    if (full !== undefined) throw full;
+    const version = this.rev + 1;
+    if (id === undefined) this.append(key, value, version);
+    else this.replace(id, value, version);
+    this.changed();
+    return { ok: true, version, created: id === undefined };
+  }
+
+  deleteKey(key: string, condition: Condition): KeyDeleteResult {
+    const current = this.versionOf(key);
+    if (current === undefined || !conditionHolds(condition, current)) return { ok: false, current };
+    this.remove(key);
+    this.changed();
+    return { ok: true, version: this.rev };
+  }
+
   /** Applies a batch without the checks: used to replay a log whose records were checked when written. */
   restore(pairs: readonly Pair[]): void {
+    const version = this.rev + 1;
     for (const [key, value] of pairs) {
       const id = this.map.get(key);
-      if (id === undefined) this.append(key, value);
-      else this.replace(id, value);
+      if (id === undefined) this.append(key, value, version);
+      else this.replace(id, value, version);
     }
     this.changed();
+  }
+
+  /**
+   * Sets pairs at the versions they carry, taking no revision (replay of a snapshot, whose revision
+   * raiseRevision gives); the counter is raised to the highest version, so it never falls behind one.
+   */
+  restoreVersioned(entries: readonly VersionedPair[]): void {
+    for (const [key, value, version] of entries) {
+      const id = this.map.get(key);
+      if (id === undefined) this.append(key, value, version);
+      else this.replace(id, value, version);
+      if (version > this.rev) this.rev = version;
+    }
+    // no revision taken, but what a listing shows changed
+    this.snapshot = undefined;
+    if (this.dirtyBlocks.length > MAX_DIRTY_BLOCKS) this.renderDirty();
+  }
+
+  /** Raises the revision counter to `revision` (never lowers it): the next write takes revision + 1. */
+  raiseRevision(revision: number): void {
+    if (revision > this.rev) this.rev = revision;
   }
 
   /**
@@ -359,17 +462,27 @@ export class MemoryStore implements Store {
    * them). The buffers are read until their blocks are rendered: they must not change before.
    */
   restoreBytes(pairs: readonly (readonly [key: string, value: Buffer])[]): void {
+    const version = this.rev + 1;
     for (const [key, value] of pairs) {
       const id = this.map.get(key);
-      if (id === undefined) this.append(key, value);
-      else this.replace(id, value);
+      if (id === undefined) this.append(key, value, version);
+      else this.replace(id, value, version);
     }
     this.changed();
   }
 
-  /** Removes a key without the checks (replay of a delete). */
+  /** Removes a key without the checks (replay of a delete); a revision only if it was there. */
   restoreDelete(key: string): boolean {
     return this.delete(key);
+  }
+
+  /**
+   * Removes keys without the checks, as one write that takes one revision whether or not any key was
+   * there (a log's delete record: replay numbers records, it does not look at what they find).
+   */
+  restoreDeletes(keys: readonly string[]): void {
+    for (const key of keys) this.remove(key);
+    this.changed();
   }
 
   async close(): Promise<void> {}
@@ -394,6 +507,9 @@ export class MemoryStore implements Store {
       this.startOf = grow(this.startOf);
       this.endOf = grow(this.endOf);
       this.bytesOf = grow(this.bytesOf);
+      const versions = new Float64Array(this.versionAt.length * 2);
+      versions.set(this.versionAt);
+      this.versionAt = versions;
       const dead = new Uint8Array(this.deadOf.length * 2);
       dead.set(this.deadOf);
       this.deadOf = dead;
@@ -401,7 +517,7 @@ export class MemoryStore implements Store {
     return id;
   }
 
-  private append(key: string, value: string | Buffer): void {
+  private append(key: string, value: string | Buffer, version: number): void {
     // a key created again is a new entry at the end: its old place is no cursor's any more (store.ts)
     const grave = this.graves.get(key);
     if (grave !== undefined) this.forget(key, grave);
@@ -418,6 +534,7 @@ export class MemoryStore implements Store {
     this.blockOf[id] = block;
     this.slotOf[id] = block.ids.length;
     this.bytesOf[id] = bytes;
+    this.versionAt[id] = version;
     this.pending.set(id, value);
     block.ids.push(id);
     block.live++;
@@ -427,9 +544,10 @@ export class MemoryStore implements Store {
     this.markDirty(block);
   }
 
-  private replace(id: number, value: string | Buffer): void {
+  private replace(id: number, value: string | Buffer, version: number): void {
     const bytes = utf8Bytes(this.keyOf[id]!) + (typeof value === 'string' ? utf8Bytes(value) : value.length);
     const block = this.blockOf[id]!;
+    this.versionAt[id] = version;
     this.pending.set(id, value);
     block.bytes += bytes - this.bytesOf[id]!;
     this.dataBytes += bytes - this.bytesOf[id]!;
