@@ -52,7 +52,7 @@ export const SERVER_SETTING_NAMES = {
   maxPairs: { env: 'TCPKV_MAX_PAIRS', default: '10000' },
   maxOutputBytes: { env: 'TCPKV_MAX_OUTPUT_BYTES', default: '1048576' },
   watchHistoryChanges: { env: 'TCPKV_WATCH_HISTORY_CHANGES', default: '100000' },
-  watchHistoryBytes: { env: 'TCPKV_WATCH_HISTORY_BYTES', default: '67108864' },
+  watchHistoryBytes: { env: 'TCPKV_WATCH_HISTORY_BYTES', default: undefined },
   watchMaxWaitMs: { env: 'TCPKV_WATCH_MAX_WAIT_MS', default: '60000' },
   sendTimeoutMs: { env: 'TCPKV_SEND_TIMEOUT_MS', default: '60000' },
   maxHeaderBytes: { env: 'TCPKV_MAX_HEADER_BYTES', default: '16384' },

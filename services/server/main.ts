@@ -20,6 +20,7 @@ import { TcpkvMetrics } from './metrics.js';
 import { TcpkvServer, type TlsPortOptions } from './server.js';
 import { checkLogFile, describeLogCheck } from './store/log-check.js';
 import { TlsConfigError, TlsCredentials } from './tls.js';
+import { defaultFeedLimits } from './store/change-feed.js';
 import { openStore, storeLimits } from './store/open-store.js';
 import type { Store } from './store/store.js';
 
@@ -99,7 +100,8 @@ async function main(): Promise<void> {
   let store: Store;
   try {
     // the store reports its fsyncs, compactions and etcd calls to the metrics (when the admin port is on)
-    store = await openStore(config, { limits, logger, events: metrics });
+    const feedLimits = { ...defaultFeedLimits(), maxChanges: config.watchHistoryChanges, ...(config.watchHistoryBytes !== undefined ? { maxBytes: config.watchHistoryBytes } : {}) };
+    store = await openStore(config, { limits, logger, events: metrics, feedLimits });
   } catch (error) {
     if (error instanceof ConfigError) exitWithConfigError(PROGRAM, error);
     // any other refusal to open the store is a start-up failure too: one line, exit 2

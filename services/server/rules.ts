@@ -17,6 +17,7 @@ import { etagOf, readPreconditions, readOutcome, writeCondition } from './condit
 import { pageQuery, percentDecode, watchQuery, type KvRoute, type WatchRequest } from './targets.js';
 import type { ChangeFeed } from './store/change-feed.js';
 import { WatchStream } from './watch-stream.js';
+import type { DrainSignal } from './drain-signal.js';
 import { numericDefault, SERVER_SETTING_NAMES as S } from '../common/setting-names.js';
 
 export { Texts };
@@ -45,20 +46,6 @@ export interface Policy {
   readonly watchMaxWaitMs?: number;
   /** set by the server: begun once it drains, when waiting watches answer at once */
   readonly draining?: DrainSignal;
-}
-
-/** Begun once, when the server starts draining: long waits end early. */
-export class DrainSignal {
-  private begun = false;
-  private resolve!: () => void;
-  readonly promise = new Promise<void>((resolve) => (this.resolve = resolve));
-  get done(): boolean {
-    return this.begun;
-  }
-  begin(): void {
-    this.begun = true;
-    this.resolve();
-  }
 }
 
 export const DEFAULT_WATCH_MAX_WAIT_MS = numericDefault(S.watchMaxWaitMs);

@@ -16,7 +16,7 @@
 
 import type { BodyStream } from '../protocol/response-writer.js';
 import { Texts } from '../protocol/texts.js';
-import type { DrainSignal } from './rules.js';
+import type { DrainSignal } from './drain-signal.js';
 import type { ChangeFeed } from './store/change-feed.js';
 import type { WatchRequest } from './targets.js';
 

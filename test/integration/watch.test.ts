@@ -29,7 +29,7 @@ const stores: { name: string; open(feedLimits?: ChangeFeedLimits): Promise<{ sto
     name: 'log',
     open: async (feedLimits) => {
       const dir = mkdtempSync(join(tmpdir(), 'tcpkv-watch-'));
-      const store = await LogStore.open({ dir, fsync: 'no', logger: pino({ level: 'silent' }), ...(feedLimits ? { feedLimits } : {}) });
+      const store = await LogStore.open({ dir, fsync: 'no', compactFactor: 2, compactMinBytes: 1 << 20, repair: 'off', logger: pino({ level: 'silent' }), ...(feedLimits ? { feedLimits } : {}) });
       return { store, dispose: async () => rmSync(dir, { recursive: true, force: true }) };
     },
   },
@@ -232,12 +232,13 @@ describe.each(stores)('watch, $name store', ({ open }) => {
     const poll = watch('wait=50');
     await new Promise((r) => setTimeout(r, 200));
     const started = performance.now();
+    const closedSocket = once(socket, 'close');
     await server.close();
     servers.splice(servers.indexOf(server), 1);
     expect((await poll).changes).toEqual([]);
     await reader.until(() => reader.ended, 3000);
     expect(performance.now() - started).toBeLessThan(1500);
-    await once(socket, 'close');
+    await closedSocket;
   });
 
   it('a long poll waits no longer than TCPKV_WATCH_MAX_WAIT_MS, whatever its wait', async () => {

@@ -37,7 +37,7 @@ export function runRuleCases(label: string, target: RuleTarget, dialects: Dialec
       // `$k` in a case's request or answer headers: key k's ETag after the setup (versions are the store's)
       const etags = async (store: Store, c: RuleCase): Promise<Map<string, string | undefined>> => {
         const found = new Map<string, string | undefined>();
-        const names = [...Object.values(c.requestHeaders ?? {}), ...Object.values(c.headers ?? {})].join(' ').match(/\$[a-z]+/g) ?? [];
+        const names = [...Object.values(c.requestHeaders ?? {}), ...Object.values(c.headers ?? {})].filter((v): v is string => typeof v === 'string').join(' ').match(/\$[a-z]+/g) ?? [];
         for (const name of names) {
           const r = await send(store, 'GET', `kv/${name.slice(1)}`);
           found.set(name, r.headers.find(([n]) => n === 'etag')?.[1]);

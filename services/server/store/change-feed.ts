@@ -7,6 +7,7 @@
 // Each store records what it applies, in the order it applies it (store.ts, "changes"); the feed
 // knows nothing of stores. Waiting watchers are woken on each record and look again themselves.
 
+import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import { numericDefault, SERVER_SETTING_NAMES as S } from '../../common/setting-names.js';
 
@@ -25,10 +26,15 @@ export interface ChangeFeedLimits {
   readonly maxBytes: number;
 }
 
-export const DEFAULT_FEED_LIMITS: ChangeFeedLimits = Object.freeze({
-  maxChanges: numericDefault(S.watchHistoryChanges),
-  maxBytes: numericDefault(S.watchHistoryBytes),
-});
+/** The history's bytes by default: a sixteenth of the heap the process has, at most this. */
+const DEFAULT_MAX_BYTES_CAP = 64 * 1024 * 1024;
+
+/** Bounds from the heap (`v8.getHeapStatistics().heap_size_limit`), as the store limits are sized. */
+export function defaultFeedLimits(heapSizeLimit = getHeapStatistics().heap_size_limit): ChangeFeedLimits {
+  return { maxChanges: numericDefault(S.watchHistoryChanges), maxBytes: Math.max(1024, Math.min(DEFAULT_MAX_BYTES_CAP, Math.floor(heapSizeLimit / 16))) };
+}
+
+export const DEFAULT_FEED_LIMITS: ChangeFeedLimits = Object.freeze(defaultFeedLimits());
 
 /** What one watch answer is given: the changes after `since` under `prefix`, and where to go on from. */
 export type FeedRead =

@@ -27,7 +27,7 @@ export const logDriver = storeDriver({
   settings: logSettings,
   impliedBy: (config) => config.dataDir !== undefined,
   settingsProblem: (config) => (config.dataDir === undefined ? 'TCPKV_STORE=log needs TCPKV_DATA_DIR: the directory of the log' : undefined),
-  async open(config, { limits, logger, events }) {
+  async open(config, { limits, logger, events, feedLimits }) {
     const dir = config.dataDir!;
     const { LogOpenError, LogStore } = await import('./log-store.js');
     const { DirectoryLockedError } = await import('./dir-lock.js');
@@ -42,6 +42,7 @@ export const logDriver = storeDriver({
         ...(events ? { events } : {}),
         repair: config.logRepair,
         logger,
+        feedLimits,
       });
     } catch (error) {
       if (error instanceof LogOpenError || error instanceof DirectoryLockedError) throw new ConfigError(`TCPKV_DATA_DIR: ${error.message}`, 'TCPKV_DATA_DIR', { cause: error });

@@ -35,6 +35,7 @@ import { StartupError } from '../../common/errors.js';
 import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { lockDirectory, type DirectoryLock } from './dir-lock.js';
 import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeRecord, encodeSnapshot, fileSource, FORMAT_VERSION, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, surveyDamage, type FormatVersion, type ReplayResult } from './log-format.js';
+import { ChangeFeed, DEFAULT_FEED_LIMITS, type ChangeFeedLimits } from './change-feed.js';
 import { MemoryStore, type FrozenPairs, type VersionedPair } from './memory-store.js';
 import {
   conditionHolds,
@@ -129,6 +130,8 @@ export interface LogStoreOptions {
   readonly events?: StoreEvents;
   /** the file operations (tests inject failures here) */
   readonly fileOps?: LogFileOps;
+  /** the bounds of its watch history (`changes`) */
+  readonly feedLimits?: ChangeFeedLimits | undefined;
 }
 
 /** Start-up refused: the log is damaged or not a log. The message names the file and the offset. */
@@ -161,6 +164,8 @@ const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 export class LogStore implements Store {
   readonly kind = 'log';
   private readonly memory: MemoryStore;
+  /** what this process applied, for watches (replay records nothing: history starts at open) */
+  readonly changes: ChangeFeed;
   private readonly options: LogStoreOptions;
   private readonly logger: Logger;
   private readonly events: StoreEvents;
@@ -209,6 +214,7 @@ export class LogStore implements Store {
     this.maxRecordBytes = Math.min(options.maxRecordBytes ?? DEFAULT_RECORD_LIMIT, MAX_RECORD_BYTES);
     // replay does not check the limits: a log loaded over them starts, and then only shrinks
     this.memory = new MemoryStore({ logger: options.logger, ...(options.limits ? { limits: options.limits } : {}) });
+    this.changes = new ChangeFeed(options.feedLimits ?? DEFAULT_FEED_LIMITS, options.logger);
   }
 
   /** Locks the directory, replays the log, and opens it for appending. */
@@ -219,6 +225,8 @@ export class LogStore implements Store {
     store.lock = await lockDirectory(options.dir);
     try {
       const version = store.load();
+      // the watch history starts with this process: a watcher from before it is told to list again
+      store.changes.reset(store.memory.revision);
       store.handle = await store.ops.open(store.path, APPEND_FLAGS, FILE_MODE);
       store.warnIfOpen(store.path, 'log file', 0o600);
       if (version !== FORMAT_VERSION) await store.upgradeFormat(version);
@@ -645,9 +653,17 @@ export class LogStore implements Store {
     for (const d of decided) {
       if ('refusal' in d) continue;
       const op = d.op;
-      if (op.kind === 'delete' || op.kind === 'deleteKey') this.applyDelete([op.key]);
-      else if (op.kind === 'putKey') this.apply([[op.key, op.value]]);
-      else this.apply(op.pairs);
+      if (op.kind === 'delete' || op.kind === 'deleteKey') {
+        this.applyDelete([op.key]);
+        this.changes.record(this.memory.revision, [[op.key, undefined]]);
+      } else if (op.kind === 'putKey') {
+        this.apply([[op.key, op.value]]);
+        this.changes.record(this.memory.revision, [[op.key, op.value]]);
+      } else {
+        this.apply(op.pairs);
+        // a key given twice changed once, to its last value
+        this.changes.record(this.memory.revision, op.pairs.length > 1 ? [...new Map(op.pairs)] : op.pairs);
+      }
     }
     for (const d of decided) {
       if ('refusal' in d) d.refusal();

@@ -6,8 +6,8 @@ export const memoryDriver = storeDriver({
   name: 'memory',
   settings: {},
   impliedBy: () => true,
-  async open(_config, { limits, logger }) {
+  async open(_config, { limits, logger, feedLimits }) {
     const { MemoryStore } = await import('./memory-store.js');
-    return new MemoryStore({ limits, logger });
+    return new MemoryStore({ limits, logger, feedLimits });
   },
 });

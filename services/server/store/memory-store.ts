@@ -42,6 +42,7 @@
 
 import { getHeapStatistics } from 'node:v8';
 import { DEFAULT_SLICE_MS, TimeSlicer } from '../../common/time-slice.js';
+import { ChangeFeed, DEFAULT_FEED_LIMITS, type ChangeFeedLimits } from './change-feed.js';
 import type { Logger } from 'pino';
 import {
   conditionHolds,
@@ -133,11 +134,18 @@ export interface MemoryStoreOptions {
   readonly limits?: StoreLimits;
   /** where the "store full" warning goes */
   readonly logger?: Logger;
+  /** the bounds of its watch history (`changes`) */
+  readonly feedLimits?: ChangeFeedLimits | undefined;
 }
 
 export class MemoryStore implements Store {
   readonly kind: string = 'memory';
   readonly limits: StoreLimits;
+  /**
+   * The writes made through the Store methods (createAll … deleteKey); the restore* methods used by
+   * the log's replay and the etcd copy record nothing (those stores keep their own feeds).
+   */
+  readonly changes: ChangeFeed;
   private readonly logger: Logger | undefined;
   /** key → entry id */
   private readonly map = new Map<string, number>();
@@ -170,6 +178,7 @@ export class MemoryStore implements Store {
   constructor(options: MemoryStoreOptions = {}) {
     this.limits = options.limits ?? defaultStoreLimits();
     this.logger = options.logger;
+    this.changes = new ChangeFeed(options.feedLimits ?? DEFAULT_FEED_LIMITS, options.logger);
   }
 
   get revision(): number {
@@ -367,6 +376,7 @@ export class MemoryStore implements Store {
     const version = this.rev + 1;
     for (const [key, value] of pairs) this.append(key, value, version);
     this.changed();
+    this.changes.record(this.rev, pairs);
     return CREATED;
   }
 
@@ -394,12 +404,17 @@ export class MemoryStore implements Store {
     const full = this.checkGrowth(addedKeys, addedBytes);
     if (full !== undefined) throw full;
     this.restore(pairs);
+    // a key given twice changed once, to its last value
+    this.changes.record(this.rev, within === undefined ? pairs : [...within]);
     return { previous };
   }
 
   delete(key: string): boolean {
     const had = this.remove(key);
-    if (had) this.changed();
+    if (had) {
+      this.changed();
+      this.changes.record(this.rev, [[key, undefined]]);
+    }
     return had;
   }
 
@@ -414,6 +429,7 @@ export class MemoryStore implements Store {
     if (id === undefined) this.append(key, value, version);
     else this.replace(id, value, version);
     this.changed();
+    this.changes.record(version, [[key, value]]);
     return { ok: true, version, created: id === undefined };
   }
 
@@ -422,6 +438,7 @@ export class MemoryStore implements Store {
     if (current === undefined || !conditionHolds(condition, current)) return { ok: false, current };
     this.remove(key);
     this.changed();
+    this.changes.record(this.rev, [[key, undefined]]);
     return { ok: true, version: this.rev };
   }
 
@@ -473,7 +490,9 @@ export class MemoryStore implements Store {
 
   /** Removes a key without the checks (replay of a delete); a revision only if it was there. */
   restoreDelete(key: string): boolean {
-    return this.delete(key);
+    const had = this.remove(key);
+    if (had) this.changed();
+    return had;
   }
 
   /**
