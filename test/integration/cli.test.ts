@@ -220,7 +220,7 @@ describe('one key at a time', () => {
       expect(r.stdout.trim().split('\n')).toEqual(pairs.map((p) => p.slice(0, 4)));
       const json = JSON.parse((await runClient(['keys', '--server', `127.0.0.1:${own.port}`, '--json', '--page', '100'])).stdout) as { items: { key: string; value: string }[]; pages: number };
       expect(json.items).toHaveLength(251);
-      expect(json.items[250]).toEqual({ key: 'other', value: 'x' });
+      expect(json.items[250]).toEqual({ key: 'other', value: 'x', version: 1 }); // one POST: one version for all its keys
       expect(json.pages).toBe(3);
     } finally {
       await own.close();

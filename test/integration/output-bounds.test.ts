@@ -173,10 +173,16 @@ describe('the close path', () => {
     const inner = new MemoryStore();
     const later = <T>(f: () => T) => new Promise<T>((resolve) => setTimeout(() => resolve(f()), 30));
     return {
+      kind: 'async-test',
+      limits: inner.limits,
+      changes: inner.changes,
       get revision() {
         return undefined;
       },
       listing: () => later(() => inner.listing()),
+      getVersioned: (key) => later(() => inner.getVersioned(key)),
+      putKey: (key, value, condition) => later(() => inner.putKey(key, value, condition)),
+      deleteKey: (key, condition) => later(() => inner.deleteKey(key, condition)),
       get: (key) => later(() => inner.get(key)),
       page: (request) => later(() => inner.page(request)),
       createAll: (pairs) => later(() => inner.createAll(pairs)),

@@ -357,6 +357,42 @@ export const STORE_CASES: readonly ContractCase[] = [
     },
   },
   {
+    name: 'changes: every accepted write reaches the feed in order with its version (etcd: once its copy applies it); refusals do not',
+    async run(store) {
+      const start = store.changes.revision;
+      await store.createAll([['a', '1'], ['b', '2']]);
+      expect(await store.createAll([['a', '9']])).toEqual({ ok: false, existingKey: 'a' });
+      await store.upsertAll([['a', '3'], ['n', '4'], ['a', '5']]);
+      const put = (await store.putKey('c', '6', { kind: 'absent' })) as { ok: true; version: number };
+      expect(await store.putKey('c', '7', { kind: 'absent' })).toMatchObject({ ok: false });
+      expect(await store.delete('b')).toBe(true);
+      expect(await store.delete('b')).toBe(false);
+      const removed = (await store.deleteKey('n', UNCONDITIONAL)) as { ok: true; version: number };
+      // a store whose feed follows a remote copy gets there soon after the answer
+      for (let waited = 0; store.changes.revision < removed.version && waited < 5000; waited += 10) await new Promise((r) => setTimeout(r, 10));
+      const read = store.changes.read(start, '', 1000, 1e9);
+      if ('gone' in read) throw new Error('the feed lost its own writes');
+      expect(read.changes.map((c) => [c.key, c.value ?? null])).toEqual([
+        ['a', '1'],
+        ['b', '2'],
+        ['a', '5'],
+        ['n', '4'],
+        ['c', '6'],
+        ['b', null],
+        ['n', null],
+      ]);
+      const [a1, b2, a5, n4, c6, b, n] = read.changes.map((c) => c.version);
+      expect(a1).toBe(b2);
+      expect(a5).toBe(n4);
+      expect(c6).toBe(put.version);
+      expect(n).toBe(removed.version);
+      for (const [earlier, later] of [[b2!, a5!], [n4!, c6!], [c6!, b!], [b!, n!]]) expect(later).toBeGreaterThan(earlier);
+      expect(await store.getVersioned('a')).toEqual({ value: '5', version: a5 });
+      expect(read.next).toBeGreaterThanOrEqual(removed.version);
+      expect(store.changes.read(start, 'c', 1000, 1e9)).toMatchObject({ changes: [{ key: 'c', value: '6', version: c6 }] });
+    },
+  },
+  {
     name: 'versions are kept: opened again, every key has its version, and the next write outgrows the last delete',
     async run(store, driver) {
       await store.createAll([['a', '1'], ['b', '2']]);

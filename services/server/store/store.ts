@@ -40,8 +40,9 @@
 //               it sets gets that revision as its version; versions only grow, survive restarts of a
 //               store that keeps data (and its compactions), and are never reused; a refused write
 //               takes none (etcd: its revision, which other writers to the cluster move too)
-//   changes     every accepted write is recorded in `changes` once it is applied and before it is
-//               answered, with its revision and every key it set (value) or removed (undefined)
+//   changes     every accepted write is recorded in `changes`, in revision order, with its revision and
+//               every key it set (value) or removed (undefined): a local store before it answers, a
+//               store that follows a remote copy (etcd) once its copy applies the write
 //   conditions  putKey/deleteKey decide their Condition against the key's version at the instant the
 //               write applies, in the same step (etcd: the same transaction): never a read, then a write
 
