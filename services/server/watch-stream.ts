@@ -17,7 +17,7 @@
 import type { BodyStream } from '../protocol/response-writer.js';
 import { Texts } from '../protocol/texts.js';
 import type { DrainSignal } from './drain-signal.js';
-import type { ChangeFeed } from './store/change-feed.js';
+import type { Change, ChangeFeed } from './store/change-feed.js';
 import type { WatchRequest } from './targets.js';
 
 /** A quiet stream sends its revision this often, so proxies and clients see it is alive. */
@@ -56,7 +56,7 @@ export class WatchStream implements BodyStream {
     this.since = read.next;
     if (read.changes.length > 0) {
       let text = '';
-      for (const c of read.changes) text += JSON.stringify(c.value === undefined ? { key: c.key, deleted: true, version: c.version } : { key: c.key, value: c.value, version: c.version }) + '\n';
+      for (const c of read.changes) text += lineOf(c);
       return this.sent(text + `{"revision":${this.since}}\n`);
     }
     if (this.draining?.done === true) {
@@ -91,6 +91,18 @@ export class WatchStream implements BodyStream {
     this.lastSent = performance.now();
     return Buffer.from(text, 'utf8');
   }
+}
+
+// A change's line, made once however many streams send it (a write fans out to every watcher).
+const LINES = new WeakMap<Change, string>();
+
+function lineOf(c: Change): string {
+  let text = LINES.get(c);
+  if (text === undefined) {
+    text = JSON.stringify(c.value === undefined ? { key: c.key, deleted: true, version: c.version } : { key: c.key, value: c.value, version: c.version }) + '\n';
+    LINES.set(c, text);
+  }
+  return text;
 }
 
 function line(value: unknown): Buffer {
