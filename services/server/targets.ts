@@ -85,16 +85,34 @@ export function kvRoute(target: string): KvRoute | undefined {
   return { kind: 'key', from: after + 1, to };
 }
 
-/** Whether the query starting at `query` (the `?`) names parameter `name`, with or without a value. */
-function hasParameter(target: string, query: number, name: string): boolean {
+/** One `name[=value]` of a query: the name, and where its raw value lies (undefined: no `=`). */
+interface QueryParameter {
+  readonly name: string;
+  readonly value: { readonly from: number; readonly to: number } | undefined;
+}
+
+/** The parameters of the query that starts at `query` (the `?`) and ends at `end` or a `#`. */
+function* queryParameters(target: string, query: number, end: number): Generator<QueryParameter> {
   const hash = target.indexOf('#', query);
-  const end = hash >= 0 ? hash : target.length;
-  for (let from = query + 1; from < end; ) {
+  const stop = hash >= 0 && hash < end ? hash : end;
+  for (let from = query + 1; from < stop; ) {
     let amp = target.indexOf('&', from);
-    if (amp < 0 || amp > end) amp = end;
-    if (target.startsWith(name, from) && (from + name.length === amp || target.charCodeAt(from + name.length) === 0x3d /* = */)) return true;
+    if (amp < 0 || amp > stop) amp = stop;
+    const eq = target.indexOf('=', from);
+    const nameEnd = eq >= 0 && eq < amp ? eq : amp;
+    yield { name: target.slice(from, nameEnd), value: nameEnd === amp ? undefined : { from: nameEnd + 1, to: amp } };
     from = amp + 1;
   }
+}
+
+/** A parameter's value, percent-decoded (`+` a space); '' without one; undefined for a bad escape. */
+function decodedValue(target: string, p: QueryParameter): string | undefined {
+  return p.value === undefined ? '' : percentDecode(target, p.value.from, p.value.to, true);
+}
+
+/** Whether the query starting at `query` (the `?`) names parameter `name`, with or without a value. */
+function hasParameter(target: string, query: number, name: string): boolean {
+  for (const p of queryParameters(target, query, target.length)) if (p.name === name) return true;
   return false;
 }
 
@@ -107,30 +125,20 @@ export function pageQuery(target: string, route: { readonly query: number; reado
   let after: string | undefined;
   let limit = PAGE_LIMIT_DEFAULT;
   if (route.query >= 0) {
-    const hash = target.indexOf('#', route.query);
-    const end = hash >= 0 ? hash : route.end;
-    for (let from = route.query + 1; from < end; ) {
-      let amp = target.indexOf('&', from);
-      if (amp < 0 || amp > end) amp = end;
-      const eq = target.indexOf('=', from);
-      const nameEnd = eq >= 0 && eq < amp ? eq : amp;
-      const name = target.slice(from, nameEnd);
-      if (name === 'prefix' || name === 'after' || name === 'limit') {
-        const value = nameEnd === amp ? '' : percentDecode(target, nameEnd + 1, amp, true);
-        if (value === undefined) return { badEncoding: name };
-        if (name === 'prefix') prefix = value;
-        else if (name === 'after') after = value === '' ? undefined : value;
-        else {
-          if (!/^[0-9]{1,4}$/.test(value) || Number(value) < 1 || Number(value) > PAGE_LIMIT_MAX) return { badLimit: true };
-          limit = Number(value);
-        }
+    for (const p of queryParameters(target, route.query, route.end)) {
+      if (p.name !== 'prefix' && p.name !== 'after' && p.name !== 'limit') continue;
+      const value = decodedValue(target, p);
+      if (value === undefined) return { badEncoding: p.name };
+      if (p.name === 'prefix') prefix = value;
+      else if (p.name === 'after') after = value === '' ? undefined : value;
+      else {
+        if (!/^[0-9]{1,4}$/.test(value) || Number(value) < 1 || Number(value) > PAGE_LIMIT_MAX) return { badLimit: true };
+        limit = Number(value);
       }
-      from = amp + 1;
     }
   }
   return { prefix, after, limit };
 }
-
 /** `GET /kv?watch`: changes after `since` under `prefix`, waiting up to `waitMs` for one. */
 export interface WatchRequest {
   readonly prefix: string;
@@ -158,31 +166,22 @@ export function watchQuery(target: string, route: { readonly query: number; read
   let waitMs = WATCH_WAIT_DEFAULT_MS;
   let limit = PAGE_LIMIT_MAX;
   let stream = false;
-  const hash = target.indexOf('#', route.query);
-  const end = hash >= 0 ? hash : route.end;
-  for (let from = route.query + 1; from < end; ) {
-    let amp = target.indexOf('&', from);
-    if (amp < 0 || amp > end) amp = end;
-    const eq = target.indexOf('=', from);
-    const nameEnd = eq >= 0 && eq < amp ? eq : amp;
-    const name = target.slice(from, nameEnd);
-    if (name === 'stream') stream = true;
-    if (name === 'prefix' || name === 'since' || name === 'wait' || name === 'limit') {
-      const value = nameEnd === amp ? '' : percentDecode(target, nameEnd + 1, amp, true);
-      if (value === undefined) return { badEncoding: name };
-      if (name === 'prefix') prefix = value;
-      else if (name === 'since') {
-        if (!/^(0|[1-9][0-9]{0,15})$/.test(value)) return { badParameter: 'since' };
-        since = Number(value);
-      } else if (name === 'wait') {
-        if (!/^[0-9]{1,7}(\.[0-9]{1,3})?$/.test(value)) return { badParameter: 'wait' };
-        waitMs = Math.round(Number(value) * 1000);
-      } else {
-        if (!/^[0-9]{1,4}$/.test(value) || Number(value) < 1 || Number(value) > PAGE_LIMIT_MAX) return { badParameter: 'limit' };
-        limit = Number(value);
-      }
+  for (const p of queryParameters(target, route.query, route.end)) {
+    if (p.name === 'stream') stream = true;
+    if (p.name !== 'prefix' && p.name !== 'since' && p.name !== 'wait' && p.name !== 'limit') continue;
+    const value = decodedValue(target, p);
+    if (value === undefined) return { badEncoding: p.name };
+    if (p.name === 'prefix') prefix = value;
+    else if (p.name === 'since') {
+      if (!/^(0|[1-9][0-9]{0,15})$/.test(value)) return { badParameter: 'since' };
+      since = Number(value);
+    } else if (p.name === 'wait') {
+      if (!/^[0-9]{1,7}(\.[0-9]{1,3})?$/.test(value)) return { badParameter: 'wait' };
+      waitMs = Math.round(Number(value) * 1000);
+    } else {
+      if (!/^[0-9]{1,4}$/.test(value) || Number(value) < 1 || Number(value) > PAGE_LIMIT_MAX) return { badParameter: 'limit' };
+      limit = Number(value);
     }
-    from = amp + 1;
   }
   return { prefix, since, waitMs, limit, stream };
 }

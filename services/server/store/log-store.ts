@@ -559,6 +559,17 @@ export class LogStore implements Store {
     // answered before the batch is written and applied
     const decided: ({ op: PendingWrite; result: WriteResult } | { op: PendingWrite; refusal: () => void })[] = [];
     const records: Buffer[] = [];
+    // the store limits for a write adding `keys` and `bytes` to memory plus the batch so far
+    const admitted = (op: PendingWrite, keys: number, bytes: number): boolean => {
+      const full = this.memory.checkGrowth(addedKeys + keys, addedBytes + bytes);
+      if (full) {
+        decided.push({ op, refusal: () => op.reject(full) });
+        return false;
+      }
+      addedKeys += keys;
+      addedBytes += bytes;
+      return true;
+    };
     for (const op of ops) {
       let result: WriteResult;
       // the revision this request takes if it is written
@@ -583,13 +594,7 @@ export class LogStore implements Store {
         const old = found === undefined ? undefined : current(op.key)!;
         const keys = old === undefined ? 1 : 0;
         const bytes = old === undefined ? utf8(op.key) + utf8(op.value) : utf8(op.value) - utf8(old);
-        const full = this.memory.checkGrowth(addedKeys + keys, addedBytes + bytes);
-        if (full) {
-          decided.push({ op, refusal: () => op.reject(full) });
-          continue;
-        }
-        addedKeys += keys;
-        addedBytes += bytes;
+        if (!admitted(op, keys, bytes)) continue;
         overlay.set(op.key, { value: op.value, version });
         result = { ok: true, version, created: old === undefined };
       } else {
@@ -611,13 +616,7 @@ export class LogStore implements Store {
           bytes += before === undefined ? utf8(key) + utf8(value) : utf8(value) - utf8(before);
           within.set(key, value);
         }
-        const full = this.memory.checkGrowth(addedKeys + keys, addedBytes + bytes);
-        if (full) {
-          decided.push({ op, refusal: () => op.reject(full) });
-          continue;
-        }
-        addedKeys += keys;
-        addedBytes += bytes;
+        if (!admitted(op, keys, bytes)) continue;
         for (const [key, value] of op.pairs) overlay.set(key, { value, version });
         result = op.kind === 'create' ? { ok: true } : { previous };
       }
