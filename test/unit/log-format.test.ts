@@ -105,6 +105,13 @@ describe('log format and replay', () => {
   it('a file that is not a tcpkv log fails', () => {
     expect(collect(Buffer.from('{"some":"json"}\n')).result).toEqual({ kind: 'failed', reason: 'not a tcpkv log (bad header)' });
   });
+
+  it('a log of a newer format fails naming it, and what to do', () => {
+    expect(collect(Buffer.from('TCPKV-LOG v4\n\u0000\u0000')).result).toEqual({
+      kind: 'failed',
+      reason: 'log format v4 was written by a newer tcpkv; this one reads formats v1 to v3: run the newer tcpkv (a downgrade needs a dump and restore)',
+    });
+  });
 });
 
 /** Recomputes the header checksum of the v2 record at `at`, after a test changed its header on purpose. */

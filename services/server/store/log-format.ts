@@ -399,6 +399,11 @@ export function replay(log: Buffer | LogSource, handler: ReplayHandler): ReplayR
     // a crash while the header itself was written
     const head = source.read(0, Math.min(size, MAGIC.length));
     if (size < MAGIC.length && [MAGIC, MAGIC_V2, MAGIC_V1].some((magic) => magic.subarray(0, size).equals(head))) return { kind: 'truncated', version: FORMAT_VERSION, records: 0, goodBytes: 0, fileBytes: size };
+    // a later tcpkv's log: say so, rather than call it no log at all (nothing is changed either way)
+    const newer = /^TCPKV-LOG v([0-9]{1,4})\n/.exec(source.read(0, Math.min(size, 32)).toString('latin1'));
+    if (newer !== null && Number(newer[1]) > FORMAT_VERSION) {
+      return { kind: 'failed', reason: `log format v${newer[1]} was written by a newer tcpkv; this one reads formats v1 to v${FORMAT_VERSION}: run the newer tcpkv (a downgrade needs a dump and restore)` };
+    }
     return { kind: 'failed', reason: 'not a tcpkv log (bad header)' };
   }
   let at = MAGIC.length;
