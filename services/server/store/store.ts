@@ -43,6 +43,13 @@
 //   changes     every accepted write is recorded in `changes`, in revision order, with its revision and
 //               every key it set (value) or removed (undefined): a local store before it answers, a
 //               store that follows a remote copy (etcd) once its copy applies the write
+//   expiry      putKey with a ttlMs makes the key expire that long after the write applies; any later
+//               write of the key without one (createAll, upsertAll, putKey) clears it. From its expiry
+//               on, no read returns the key (get, getVersioned, page, listing), and it is removed by a
+//               write of its own — a revision, a deletion in `changes` (several keys expiring together
+//               may share one). A store that keeps data keeps each expiry as a point in wall-clock
+//               time: a key whose expiry passed while the store was closed is never served again (etcd:
+//               a lease, expired by etcd's clock)
 //   conditions  putKey/deleteKey decide their Condition against the key's version at the instant the
 //               write applies, in the same step (etcd: the same transaction): never a read, then a write
 
@@ -105,7 +112,13 @@ export interface ListingSnapshot {
 export interface Versioned {
   readonly value: string;
   readonly version: number;
+  /** when the key expires, in wall-clock ms (Date.now()); absent: never */
+  readonly expiresAt?: number;
 }
+
+/** TTLs a putKey takes, in ms: at least a second (etcd's leases are no finer), at most a year. */
+export const MIN_TTL_MS = 1000;
+export const MAX_TTL_MS = 365 * 24 * 3600 * 1000;
 
 /**
  * What a one-key write requires of the key's version when it applies (RFC 9110 §13.1, the rules read it
@@ -205,9 +218,11 @@ export interface Store {
   delete(key: string): MaybePromise<boolean>;
   /**
    * Sets one key if `condition` holds for its version when the write applies (see "conditions");
-   * otherwise changes nothing and reports the version it found. Limits as upsertAll.
+   * otherwise changes nothing and reports the version it found. Limits as upsertAll. `ttlMs`
+   * (MIN_TTL_MS..MAX_TTL_MS; the rules check it): the key expires that long after (see "expiry");
+   * undefined: it never does, and an earlier expiry is cleared.
    */
-  putKey(key: string, value: string, condition: Condition): MaybePromise<KeyPutResult>;
+  putKey(key: string, value: string, condition: Condition, ttlMs?: number): MaybePromise<KeyPutResult>;
   /** Removes one key if it exists and `condition` holds for its version when the delete applies. */
   deleteKey(key: string, condition: Condition): MaybePromise<KeyDeleteResult>;
   /** keys and bytes held now; undefined where the store cannot tell without a round trip */
