@@ -25,6 +25,18 @@
 // Versions (store.ts): `rev` counts the writes, one per accepted write, and every key a write sets gets
 // the write's revision as its version (versionOf, by entry id).
 //
+// Expiry (store.ts): an entry's deadline is in `expiryOf` (performance.now() ms, 0 = none; monotonic, so
+// a wall-clock jump does not move it), and every deadline set is pushed on a binary min-heap of
+// (deadline, id). A heap item is current while `expiryOf[id]` still equals its deadline: a later write
+// leaves the old item behind, stale, and it is skipped when it comes up (the heap is rebuilt when stale
+// items outnumber the current ones). Reads compare the deadline with the clock, so an expired key is
+// never read, swept or not. The sweeper is one unref'd timer for the earliest deadline; it takes the
+// due keys in slices (at most `sweepSliceMs` of work each) and removes each slice as one write: a
+// revision, deletions in `changes`. A write that finds a key expired but not yet swept first removes it
+// so (the key's expiry is its own revision, as if the sweeper had been on time). Deadlines cross to the
+// wall clock (getVersioned's expiresAt, the restore* methods' wall-clock deadlines) with the offset
+// between the two clocks taken when the store was made.
+//
 // The API the log store builds on (besides the Store contract):
 //   new MemoryStore({ limits?, logger? })   limits default to defaultStoreLimits()
 //   restore(pairs) / restoreDelete(key)     replay: applied without checks, each a write (a revision)
@@ -32,7 +44,11 @@
 //   restoreVersioned(entries), raiseRevision(n)
 //                                           replay of a snapshot: keys at their own versions, and the
 //                                           counter where the snapshot was taken (no revision taken)
-//   versionOf(key)                          a key's version, undefined = no such key
+//   versionOf(key)                          a key's version, undefined = no such key (or expired)
+//   restoreExpiring(entries)                replay of a SET with expiry: restore, with wall-clock deadlines
+//   isDue(key, now?), dueKeys(max)          expired but not yet removed (the log store decides with them)
+//   startSweeper()                          the sweeper starts only when called (the log store calls it
+//                                           once its log is open), and hands due keys to `expire` if given
 //   checkGrowth(addedKeys, addedBytes)      the store-limit check for a batch validated elsewhere;
 //                                           returns the StoreFullError to throw (and logs it, at most
 //                                           once a minute), or undefined
@@ -117,8 +133,11 @@ interface Block {
 
 const DELETED = -1;
 
-/** A key, its value and its version. */
-export type VersionedPair = readonly [key: string, value: string, version: number];
+/** A key, its value and its version, and its expiry in wall-clock ms if it has one. */
+export type VersionedPair = readonly [key: string, value: string, version: number, expiresAt?: number];
+
+/** A key, its value and its expiry in wall-clock ms. */
+export type ExpiringPair = readonly [key: string, value: string, expiresAt: number];
 
 /** The store's pairs at one moment, decoded as they are read (see MemoryStore.frozenPairs). */
 export interface FrozenPairs extends Iterable<Pair> {
@@ -136,7 +155,24 @@ export interface MemoryStoreOptions {
   readonly logger?: Logger;
   /** the bounds of its watch history (`changes`) */
   readonly feedLimits?: ChangeFeedLimits | undefined;
+  /**
+   * Who removes expired keys: given, the sweeper hands it each slice of due keys and waits for it (the
+   * log store writes them to its log, then removes them with restoreDeletes); absent, the memory store
+   * removes them itself, as one write per slice.
+   */
+  readonly expire?: ((keys: string[]) => Promise<void>) | undefined;
+  /** the longest the sweeper holds the event loop at a time */
+  readonly sweepSliceMs?: number;
 }
+
+/** Keys one sweep slice takes at most (its write is one record in the log store). */
+const SWEEP_MAX_KEYS = 10_000;
+/** The sweeper checks the clock once per this many keys. */
+const SWEEP_CLOCK_EVERY = 64;
+/** After a failed removal (the log could not be written), the sweeper tries again this much later. */
+const SWEEP_RETRY_MS = 1000;
+/** The heap is rebuilt when it holds more than twice the current deadlines, plus this. */
+const HEAP_SLACK = 1024;
 
 export class MemoryStore implements Store {
   readonly kind: string = 'memory';
@@ -174,11 +210,32 @@ export class MemoryStore implements Store {
   private rev = 0;
   private snapshot: { revision: number; listing: ListingSnapshot } | undefined;
   private lastFullWarning = -Infinity;
+  /** per entry id: its deadline, performance.now() ms; 0 = none */
+  private expiryOf = new Float64Array(1024);
+  /** entries with a deadline */
+  private expiring = 0;
+  /** the min-heap of deadlines: heapAt[i] is due at heapDeadline[i] (stale items included) */
+  private heapDeadline = new Float64Array(64);
+  private heapAt = new Int32Array(64);
+  private heapSize = 0;
+  /** wall-clock ms minus performance.now() ms, when the store was made */
+  private readonly wallOffset = Date.now() - performance.now();
+  private readonly expireHook: ((keys: string[]) => Promise<void>) | undefined;
+  private readonly sweepSliceMs: number;
+  private sweeperOn: boolean;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepTimerAt = Infinity;
+  private sweeping = false;
+  private closed = false;
 
   constructor(options: MemoryStoreOptions = {}) {
     this.limits = options.limits ?? defaultStoreLimits();
     this.logger = options.logger;
     this.changes = new ChangeFeed(options.feedLimits ?? DEFAULT_FEED_LIMITS, options.logger);
+    this.expireHook = options.expire;
+    this.sweepSliceMs = options.sweepSliceMs ?? DEFAULT_SLICE_MS;
+    // a store with its own sweeper starts it at once; one whose removals go to a log waits for the log
+    this.sweeperOn = options.expire === undefined;
   }
 
   get revision(): number {
@@ -221,19 +278,65 @@ export class MemoryStore implements Store {
   // ---- reads ------------------------------------------------------------------------------------
 
   get(key: string): string | undefined {
-    const id = this.map.get(key);
+    const id = this.liveId(key);
     return id === undefined ? undefined : this.valueAt(id);
   }
 
   getVersioned(key: string): Versioned | undefined {
-    const id = this.map.get(key);
-    return id === undefined ? undefined : { value: this.valueAt(id), version: this.versionAt[id]! };
+    const id = this.liveId(key);
+    if (id === undefined) return undefined;
+    const deadline = this.expiryOf[id]!;
+    if (deadline === 0) return { value: this.valueAt(id), version: this.versionAt[id]! };
+    return { value: this.valueAt(id), version: this.versionAt[id]!, expiresAt: Math.round(deadline + this.wallOffset) };
   }
 
-  /** A key's version; undefined = no such key. */
+  /** A key's version; undefined = no such key (or it has expired). */
   versionOf(key: string): number | undefined {
-    const id = this.map.get(key);
+    const id = this.liveId(key);
     return id === undefined ? undefined : this.versionAt[id];
+  }
+
+  /** A key's expiry in wall-clock ms; undefined = none (or no such key). */
+  expiresAtOf(key: string): number | undefined {
+    const id = this.liveId(key);
+    return id === undefined || this.expiryOf[id] === 0 ? undefined : Math.round(this.expiryOf[id]! + this.wallOffset);
+  }
+
+  /** The key's entry id, unless it is absent or expired. */
+  private liveId(key: string, now?: number): number | undefined {
+    const id = this.map.get(key);
+    if (id === undefined) return undefined;
+    const deadline = this.expiryOf[id]!;
+    return deadline !== 0 && deadline <= (now ?? performance.now()) ? undefined : id;
+  }
+
+  /** Whether the key is held but expired (not yet removed). */
+  isDue(key: string, now = performance.now()): boolean {
+    const id = this.map.get(key);
+    if (id === undefined) return false;
+    const deadline = this.expiryOf[id]!;
+    return deadline !== 0 && deadline <= now;
+  }
+
+  /** Up to `max` keys held but expired, earliest first (without removing them or their heap items). */
+  dueKeys(max: number, now = performance.now()): string[] {
+    const keys: string[] = [];
+    // a walk of the heap down to the first items not due
+    const stack = this.heapSize > 0 ? [0] : [];
+    const seen = new Set<number>();
+    while (stack.length > 0 && keys.length < max) {
+      const i = stack.pop()!;
+      const deadline = this.heapDeadline[i]!;
+      if (deadline > now) continue;
+      const id = this.heapAt[i]!;
+      if (this.expiryOf[id] === deadline && !seen.has(id)) {
+        seen.add(id);
+        keys.push(this.keyOf[id]!);
+      }
+      if (2 * i + 1 < this.heapSize) stack.push(2 * i + 1);
+      if (2 * i + 2 < this.heapSize) stack.push(2 * i + 2);
+    }
+    return keys;
   }
 
   private valueAt(id: number): string {
@@ -246,19 +349,46 @@ export class MemoryStore implements Store {
   }
 
   listing(): ListingSnapshot {
+    const now = performance.now();
+    // keys expired but not yet swept are cut out of their blocks' text for this listing alone
+    const due = this.heapSize > 0 && this.heapDeadline[0]! <= now ? this.dueKeys(Infinity, now) : [];
     const cached = this.snapshot;
-    if (cached !== undefined && cached.revision === this.rev) return cached.listing;
+    if (due.length === 0 && cached !== undefined && cached.revision === this.rev) return cached.listing;
     this.renderDirty();
+    const hidden = new Map<Block, number[]>();
+    for (const key of due) {
+      const id = this.map.get(key)!;
+      const block = this.blockOf[id]!;
+      const ids = hidden.get(block);
+      if (ids === undefined) hidden.set(block, [id]);
+      else ids.push(id);
+    }
     const slices: Buffer[] = [];
     let bytes = 0;
     for (let b = this.head; b !== undefined; b = b.next) {
       if (b.live === 0) continue;
-      slices.push(b.wire);
-      bytes += b.wire.length;
+      const cut = hidden.get(b);
+      const wire = cut === undefined ? b.wire : this.wireWithout(b, cut);
+      if (wire.length === 0) continue;
+      slices.push(wire);
+      bytes += wire.length;
     }
-    const listing: ListingSnapshot = { count: this.map.size, slices, bytes };
-    this.snapshot = { revision: this.rev, listing };
+    const listing: ListingSnapshot = { count: this.map.size - due.length, slices, bytes };
+    if (due.length === 0) this.snapshot = { revision: this.rev, listing };
     return listing;
+  }
+
+  /** A rendered block's text without the lines of `ids` (each line runs from its `\n` to its value's end). */
+  private wireWithout(block: Block, ids: number[]): Buffer {
+    const cuts = ids.map((id) => [this.startOf[id]! - utf8Bytes(this.keyOf[id]!) - 2, this.endOf[id]!] as const).sort((a, b) => a[0] - b[0]);
+    const parts: Buffer[] = [];
+    let at = 0;
+    for (const [start, end] of cuts) {
+      if (start > at) parts.push(block.wire.subarray(at, start));
+      at = end;
+    }
+    if (at < block.wire.length) parts.push(block.wire.subarray(at));
+    return Buffer.concat(parts);
   }
 
   page(request: PageRequest): Page {
@@ -277,6 +407,7 @@ export class MemoryStore implements Store {
       slot = this.slotOf[from]! + 1;
     }
     const prefix = request.prefix;
+    const now = performance.now();
     let scanned = 0;
     let lastScanned = '';
     for (; block !== undefined; block = block.next, slot = 0) {
@@ -284,6 +415,8 @@ export class MemoryStore implements Store {
       for (; slot < ids.length; slot++) {
         const id = ids[slot]!;
         if (id === DELETED || this.deadOf[id] === 1) continue;
+        const deadline = this.expiryOf[id]!;
+        if (deadline !== 0 && deadline <= now) continue;
         const key = this.keyOf[id]!;
         // out of budget: a short page whose cursor is the last key looked at, matching or not
         if (scanned === PAGE_SCAN_BUDGET) return { items, versions, next: lastScanned };
@@ -317,7 +450,8 @@ export class MemoryStore implements Store {
    */
   async frozenPairs(sliceMs = DEFAULT_SLICE_MS): Promise<FrozenPairs> {
     this.renderDirty();
-    const blocks: { wire: Buffer; keys: string[]; offsets: Int32Array; versions: Float64Array }[] = [];
+    const blocks: { wire: Buffer; keys: string[]; offsets: Int32Array; versions: Float64Array; expiries: Float64Array | undefined }[] = [];
+    const wallOffset = this.wallOffset;
     let count = 0;
     const revision = this.rev;
     const slicer = new TimeSlicer(sliceMs);
@@ -326,14 +460,16 @@ export class MemoryStore implements Store {
       const keys: string[] = [];
       const offsets = new Int32Array(b.live * 2);
       const versions = new Float64Array(b.live);
+      let expiries: Float64Array | undefined;
       for (const id of b.ids) {
         if (id === DELETED || this.deadOf[id] === 1) continue;
+        if (this.expiryOf[id] !== 0) (expiries ??= new Float64Array(b.live))[keys.length] = Math.round(this.expiryOf[id]! + wallOffset);
         versions[keys.length] = this.versionAt[id]!;
         offsets[keys.length * 2] = this.startOf[id]!;
         offsets[keys.length * 2 + 1] = this.endOf[id]!;
         keys.push(this.keyOf[id]!);
       }
-      blocks.push({ wire: b.wire, keys, offsets, versions });
+      blocks.push({ wire: b.wire, keys, offsets, versions, expiries });
       count += keys.length;
       await slicer.pause();
     }
@@ -346,8 +482,12 @@ export class MemoryStore implements Store {
         }
       },
       *versioned() {
-        for (const { wire, keys, offsets, versions } of blocks) {
-          for (let i = 0; i < keys.length; i++) yield [keys[i]!, wire.toString('utf8', offsets[i * 2], offsets[i * 2 + 1]), versions[i]!] as const;
+        for (const { wire, keys, offsets, versions, expiries } of blocks) {
+          for (let i = 0; i < keys.length; i++) {
+            const value = wire.toString('utf8', offsets[i * 2], offsets[i * 2 + 1]);
+            const expiresAt = expiries === undefined ? 0 : expiries[i]!;
+            yield expiresAt === 0 ? ([keys[i]!, value, versions[i]!] as const) : ([keys[i]!, value, versions[i]!, expiresAt] as const);
+          }
         }
       },
     };
@@ -356,13 +496,19 @@ export class MemoryStore implements Store {
   /** Every pair in insertion order, lazily. */
   *entries(): IterableIterator<Pair> {
     for (let b = this.head; b !== undefined; b = b.next) {
-      for (const id of b.ids) if (id !== DELETED && this.deadOf[id] === 0) yield [this.keyOf[id]!, this.valueAt(id)];
+      for (const id of b.ids) if (id !== DELETED && this.deadOf[id] === 0 && !this.expiredAt(id, performance.now())) yield [this.keyOf[id]!, this.valueAt(id)];
     }
+  }
+
+  private expiredAt(id: number, now: number): boolean {
+    const deadline = this.expiryOf[id]!;
+    return deadline !== 0 && deadline <= now;
   }
 
   // ---- writes -----------------------------------------------------------------------------------
 
   createAll(pairs: readonly Pair[]): CreateResult {
+    this.expireFirst(pairs.map(([key]) => key));
     let bytes = 0;
     // a key given twice counts as existing (store.ts): its second pair finds the first
     const seen = pairs.length > 1 ? new Set<string>() : undefined;
@@ -381,6 +527,7 @@ export class MemoryStore implements Store {
   }
 
   upsertAll(pairs: readonly Pair[]): UpsertResult {
+    this.expireFirst(pairs.map(([key]) => key));
     const previous: (string | undefined)[] = new Array<string | undefined>(pairs.length);
     let addedKeys = 0;
     let addedBytes = 0;
@@ -410,6 +557,7 @@ export class MemoryStore implements Store {
   }
 
   delete(key: string): boolean {
+    this.expireFirst([key]);
     const had = this.remove(key);
     if (had) {
       this.changed();
@@ -418,7 +566,8 @@ export class MemoryStore implements Store {
     return had;
   }
 
-  putKey(key: string, value: string, condition: Condition): KeyPutResult {
+  putKey(key: string, value: string, condition: Condition, ttlMs?: number): KeyPutResult {
+    this.expireFirst([key]);
     const id = this.map.get(key);
     const current = id === undefined ? undefined : this.versionAt[id];
     if (!conditionHolds(condition, current)) return { ok: false, current };
@@ -426,14 +575,16 @@ export class MemoryStore implements Store {
     const full = id === undefined ? this.checkGrowth(1, utf8Bytes(key) + valueBytes) : this.checkGrowth(0, valueBytes - utf8Bytes(this.valueAt(id)));
     if (full !== undefined) throw full;
     const version = this.rev + 1;
-    if (id === undefined) this.append(key, value, version);
-    else this.replace(id, value, version);
+    const deadline = ttlMs === undefined ? 0 : performance.now() + ttlMs;
+    if (id === undefined) this.append(key, value, version, deadline);
+    else this.replace(id, value, version, deadline);
     this.changed();
     this.changes.record(version, [[key, value]]);
     return { ok: true, version, created: id === undefined };
   }
 
   deleteKey(key: string, condition: Condition): KeyDeleteResult {
+    this.expireFirst([key]);
     const current = this.versionOf(key);
     if (current === undefined || !conditionHolds(condition, current)) return { ok: false, current };
     this.remove(key);
@@ -453,15 +604,28 @@ export class MemoryStore implements Store {
     this.changed();
   }
 
+  /** As restore, each key with its expiry in wall-clock ms (replay of a SET with expiry): one revision. */
+  restoreExpiring(entries: readonly ExpiringPair[]): void {
+    const version = this.rev + 1;
+    for (const [key, value, expiresAt] of entries) {
+      const id = this.map.get(key);
+      const deadline = this.deadlineOf(expiresAt);
+      if (id === undefined) this.append(key, value, version, deadline);
+      else this.replace(id, value, version, deadline);
+    }
+    this.changed();
+  }
+
   /**
    * Sets pairs at the versions they carry, taking no revision (replay of a snapshot, whose revision
    * raiseRevision gives); the counter is raised to the highest version, so it never falls behind one.
    */
   restoreVersioned(entries: readonly VersionedPair[]): void {
-    for (const [key, value, version] of entries) {
+    for (const [key, value, version, expiresAt] of entries) {
       const id = this.map.get(key);
-      if (id === undefined) this.append(key, value, version);
-      else this.replace(id, value, version);
+      const deadline = expiresAt === undefined ? 0 : this.deadlineOf(expiresAt);
+      if (id === undefined) this.append(key, value, version, deadline);
+      else this.replace(id, value, version, deadline);
       if (version > this.rev) this.rev = version;
     }
     // no revision taken, but what a listing shows changed
@@ -504,7 +668,177 @@ export class MemoryStore implements Store {
     this.changed();
   }
 
-  async close(): Promise<void> {}
+  /** Removes these keys as one write of expiry: a revision, deletions in `changes` (none: no write). */
+  private expireNow(keys: readonly string[]): void {
+    const removed: [string, undefined][] = [];
+    for (const key of keys) if (this.remove(key)) removed.push([key, undefined]);
+    if (removed.length === 0) return;
+    this.changed();
+    this.changes.record(this.rev, removed);
+  }
+
+  /** Before a write: its keys that expired but were not swept yet are removed first, as their own write. */
+  private expireFirst(keys: readonly string[]): void {
+    if (this.expiring === 0) return;
+    const now = performance.now();
+    let due: string[] | undefined;
+    for (const key of keys) if (this.isDue(key, now)) (due ??= []).push(key);
+    if (due !== undefined) this.expireNow(due);
+  }
+
+  /** A wall-clock deadline on this store's clock (a past one is due at once). */
+  private deadlineOf(expiresAt: number): number {
+    // never 0 (that means "none"): a deadline long past is still a deadline
+    return Math.max(Number.MIN_VALUE, expiresAt - (Date.now() - performance.now()));
+  }
+
+  /** Starts the sweeper (a store built with `expire` waits for this). */
+  startSweeper(): void {
+    this.sweeperOn = true;
+    this.scheduleSweep();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.sweepTimer !== undefined) clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
+  }
+
+  // ---- expiry ---------------------------------------------------------------------------------
+
+  /** Gives entry `id` the deadline (0 = none) and, if it has one, puts it on the heap. */
+  private setExpiry(id: number, deadline: number): void {
+    const old = this.expiryOf[id]!;
+    if (old === deadline) return;
+    if (old === 0) this.expiring++;
+    else if (deadline === 0) this.expiring--;
+    this.expiryOf[id] = deadline;
+    if (deadline === 0) return;
+    if (this.heapSize > 2 * this.expiring + HEAP_SLACK) this.rebuildHeap();
+    this.heapPush(deadline, id);
+    if (deadline < this.sweepTimerAt) this.scheduleSweep();
+  }
+
+  private heapPush(deadline: number, id: number): void {
+    if (this.heapSize === this.heapAt.length) {
+      const d = new Float64Array(this.heapAt.length * 2);
+      d.set(this.heapDeadline);
+      this.heapDeadline = d;
+      const a = new Int32Array(this.heapAt.length * 2);
+      a.set(this.heapAt);
+      this.heapAt = a;
+    }
+    let i = this.heapSize++;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (this.heapDeadline[parent]! <= deadline) break;
+      this.heapDeadline[i] = this.heapDeadline[parent]!;
+      this.heapAt[i] = this.heapAt[parent]!;
+      i = parent;
+    }
+    this.heapDeadline[i] = deadline;
+    this.heapAt[i] = id;
+  }
+
+  /** Drops the heap's first item. */
+  private heapPop(): void {
+    const last = --this.heapSize;
+    if (last === 0) return;
+    const deadline = this.heapDeadline[last]!;
+    const id = this.heapAt[last]!;
+    let i = 0;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= last) break;
+      if (child + 1 < last && this.heapDeadline[child + 1]! < this.heapDeadline[child]!) child++;
+      if (this.heapDeadline[child]! >= deadline) break;
+      this.heapDeadline[i] = this.heapDeadline[child]!;
+      this.heapAt[i] = this.heapAt[child]!;
+      i = child;
+    }
+    this.heapDeadline[i] = deadline;
+    this.heapAt[i] = id;
+  }
+
+  /** The heap again from the current deadlines alone (stale items dropped). */
+  private rebuildHeap(): void {
+    this.heapSize = 0;
+    for (let id = 0; id < this.nextId; id++) {
+      const deadline = this.expiryOf[id]!;
+      if (deadline !== 0) this.heapPush(deadline, id);
+    }
+  }
+
+  /** One timer, for the earliest deadline (unref'd: expiry alone does not keep a process up). */
+  private scheduleSweep(delayMs?: number): void {
+    if (!this.sweeperOn || this.closed || this.sweeping) return;
+    // stale items at the top would only wake the timer for nothing
+    while (this.heapSize > 0 && this.expiryOf[this.heapAt[0]!] !== this.heapDeadline[0]) this.heapPop();
+    const at = delayMs !== undefined ? performance.now() + delayMs : this.heapSize > 0 ? this.heapDeadline[0]! : Infinity;
+    if (at >= this.sweepTimerAt) return;
+    if (this.sweepTimer !== undefined) clearTimeout(this.sweepTimer);
+    this.sweepTimerAt = at;
+    if (at === Infinity) {
+      this.sweepTimer = undefined;
+      return;
+    }
+    this.sweepTimer = setTimeout(() => void this.sweep(), Math.max(0, Math.ceil(at - performance.now())));
+    this.sweepTimer.unref();
+  }
+
+  /** Removes the due keys, a slice at a time, each slice one write; then waits for the next deadline. */
+  private async sweep(): Promise<void> {
+    this.sweepTimer = undefined;
+    this.sweepTimerAt = Infinity;
+    if (this.sweeping || this.closed) return;
+    this.sweeping = true;
+    let retryMs: number | undefined;
+    try {
+      for (;;) {
+        const keys = this.takeDue();
+        if (keys.length === 0) break;
+        if (this.expireHook === undefined) this.expireNow(keys);
+        else {
+          try {
+            await this.expireHook(keys);
+          } catch (error) {
+            // the log could not take them: they stay hidden, and go back on the heap for a retry
+            for (const key of keys) {
+              const id = this.map.get(key);
+              if (id !== undefined && this.expiryOf[id] !== 0) this.heapPush(this.expiryOf[id]!, id);
+            }
+            this.logger?.warn({ keys: keys.length, err: (error as Error).message }, 'expired keys could not be removed yet; retrying');
+            retryMs = SWEEP_RETRY_MS;
+            break;
+          }
+        }
+        if (this.closed) break;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      this.sweeping = false;
+      this.scheduleSweep(retryMs);
+    }
+  }
+
+  /** Pops due heap items for at most one slice: the keys they name that are still due. */
+  private takeDue(): string[] {
+    const started = performance.now();
+    let now = started;
+    const keys: string[] = [];
+    let n = 0;
+    while (this.heapSize > 0 && this.heapDeadline[0]! <= now && keys.length < SWEEP_MAX_KEYS) {
+      const deadline = this.heapDeadline[0]!;
+      const id = this.heapAt[0]!;
+      this.heapPop();
+      if (this.expiryOf[id] === deadline) keys.push(this.keyOf[id]!);
+      if (++n % SWEEP_CLOCK_EVERY === 0) {
+        now = performance.now();
+        if (now - started >= this.sweepSliceMs) break;
+      }
+    }
+    return keys;
+  }
 
   // ---- the blocks -------------------------------------------------------------------------------
 
@@ -529,6 +863,9 @@ export class MemoryStore implements Store {
       const versions = new Float64Array(this.versionAt.length * 2);
       versions.set(this.versionAt);
       this.versionAt = versions;
+      const expiries = new Float64Array(this.expiryOf.length * 2);
+      expiries.set(this.expiryOf);
+      this.expiryOf = expiries;
       const dead = new Uint8Array(this.deadOf.length * 2);
       dead.set(this.deadOf);
       this.deadOf = dead;
@@ -536,7 +873,7 @@ export class MemoryStore implements Store {
     return id;
   }
 
-  private append(key: string, value: string | Buffer, version: number): void {
+  private append(key: string, value: string | Buffer, version: number, deadline = 0): void {
     // a key created again is a new entry at the end: its old place is no cursor's any more (store.ts)
     const grave = this.graves.get(key);
     if (grave !== undefined) this.forget(key, grave);
@@ -560,13 +897,15 @@ export class MemoryStore implements Store {
     block.bytes += bytes + 2;
     this.map.set(key, id);
     this.dataBytes += bytes;
+    this.setExpiry(id, deadline);
     this.markDirty(block);
   }
 
-  private replace(id: number, value: string | Buffer, version: number): void {
+  private replace(id: number, value: string | Buffer, version: number, deadline = 0): void {
     const bytes = utf8Bytes(this.keyOf[id]!) + (typeof value === 'string' ? utf8Bytes(value) : value.length);
     const block = this.blockOf[id]!;
     this.versionAt[id] = version;
+    this.setExpiry(id, deadline);
     this.pending.set(id, value);
     block.bytes += bytes - this.bytesOf[id]!;
     this.dataBytes += bytes - this.bytesOf[id]!;
@@ -582,6 +921,7 @@ export class MemoryStore implements Store {
     const bytes = this.bytesOf[id]!;
     // the entry stays in its block, dead, as the place of a cursor naming it
     this.deadOf[id] = 1;
+    this.setExpiry(id, 0);
     this.graves.set(key, id);
     block.graves++;
     block.live--;
