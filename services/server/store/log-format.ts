@@ -8,9 +8,18 @@
 //   payload = UTF-8 JSON: type 1 (SET) a list of [key, value] string pairs to set,
 //                         type 2 (DELETE) a list of keys to remove,
 //                         type 3 (REVISION) [revision]: the store's revision counter at a snapshot,
-//                         type 4 (SNAPSHOT) a list of [key, value, version] to set at those versions
+//                         type 4 (SNAPSHOT) a list of [key, value, version] or [key, value, version,
+//                                 expiresAt] to set at those versions (with that expiry),
+//                         type 5 (SET_EXPIRING) a list of [key, value, expiresAt] to set, each expiring then,
+//                         type 6 (EXPIRE) a list of keys removed because they expired
+//   expiresAt = wall-clock ms (Date.now()) when the key expires
 //
-// Versions (store.ts): replay numbers the writes. Each SET and DELETE record is one accepted write and
+// Types 5 and 6 and the SNAPSHOT entry's fourth item came with expiry after v3 was defined but before
+// any build wrote v3 for others to read, so they are part of v3; a reader meeting a type it does not
+// know refuses the log as damaged (it never skips a record).
+//
+// Versions (store.ts): replay numbers the writes. Each SET, SET_EXPIRING, DELETE and EXPIRE record is
+// one accepted write and
 // takes the next revision (its keys get it as their version); REVISION sets the counter, SNAPSHOT takes
 // none. So the revisions the writer gives at run time and the ones replay computes are the same, and a
 // compaction (REVISION, then SNAPSHOT records) keeps every key's version.
@@ -36,7 +45,7 @@
 import { readSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import type { Pair } from './store.js';
-import type { VersionedPair } from './memory-store.js';
+import type { ExpiringPair, VersionedPair } from './memory-store.js';
 import { numericDefault, SERVER_SETTING_NAMES as S } from '../../common/setting-names.js';
 
 /** The header of the format this version writes. */
@@ -51,12 +60,16 @@ export const TYPE_SET = 1;
 export const TYPE_DELETE = 2;
 export const TYPE_REVISION = 3;
 export const TYPE_SNAPSHOT = 4;
+export const TYPE_SET_EXPIRING = 5;
+export const TYPE_EXPIRE = 6;
 /** The largest payload a writer gives a request's record (TCPKV_MAX_LOG_RECORD_BYTES is at most this). */
 export const MAX_RECORD_BYTES = 256 * 1024 * 1024;
 /** What a version adds to a pair in a SNAPSHOT record at most: a comma and a safe integer's 16 digits. */
 export const VERSION_BYTES = 17;
+/** What an expiry adds to an entry in a SNAPSHOT record at most: a comma and a safe integer's 16 digits. */
+export const EXPIRY_BYTES = 17;
 /** The largest payload replay accepts; a length field beyond it is damage. */
-const MAX_REPLAY_BYTES = MAX_RECORD_BYTES + VERSION_BYTES;
+const MAX_REPLAY_BYTES = MAX_RECORD_BYTES + VERSION_BYTES + EXPIRY_BYTES;
 /** The writer's default payload limit (TCPKV_MAX_LOG_RECORD_BYTES). */
 export const DEFAULT_RECORD_LIMIT = numericDefault(S.maxLogRecordBytes);
 
@@ -80,6 +93,16 @@ export function encodeJsonRecord(type: number, json: string): Buffer {
 /** A SET record of these pairs. */
 export function encodeRecord(pairs: readonly Pair[]): Buffer {
   return encodeJsonRecord(TYPE_SET, JSON.stringify(pairs));
+}
+
+/** A SET_EXPIRING record: one key with its value and its expiry (wall-clock ms). */
+export function encodeExpiringRecord(key: string, value: string, expiresAt: number): Buffer {
+  return encodeJsonRecord(TYPE_SET_EXPIRING, JSON.stringify([[key, value, expiresAt]]));
+}
+
+/** An EXPIRE record of these keys. */
+export function encodeExpire(keys: readonly string[]): Buffer {
+  return encodeJsonRecord(TYPE_EXPIRE, JSON.stringify(keys));
 }
 
 /** A DELETE record of these keys. */
@@ -126,10 +149,10 @@ export function* snapshotRecords(entries: Iterable<VersionedPair>, maxPayloadByt
   const group = Math.min(targetBytes, maxPayloadBytes);
   let parts: string[] = [];
   let partBytes = 0;
-  for (const [key, value, version] of entries) {
+  for (const [key, value, version, expiresAt] of entries) {
     const pair = '[' + JSON.stringify(key) + ',' + JSON.stringify(value);
     const pairBytes = Buffer.byteLength(pair, 'utf8');
-    const json = pair + ',' + version + ']';
+    const json = pair + ',' + version + (expiresAt === undefined ? ']' : ',' + expiresAt + ']');
     const bytes = pairBytes + json.length - pair.length;
     // payload = brackets + parts + one comma between each two
     if (parts.length > 0 && 2 + partBytes + parts.length + bytes > group) {
@@ -174,12 +197,22 @@ export function* encodeLog(pairs: Iterable<Pair>, maxPayloadBytes: number = DEFA
 export interface ReplayHandler {
   set(pairs: Pair[]): void;
   delete(keys: string[]): void;
+  /** a SET_EXPIRING record; a handler without it gets the pairs through `set` */
+  setExpiring?(entries: ExpiringPair[]): void;
+  /** an EXPIRE record; a handler without it gets the keys through `delete` */
+  expire?(keys: string[]): void;
   snapshot?(entries: VersionedPair[]): void;
   revision?(revision: number): void;
 }
 
 /** A record's content. */
-type Decoded = { readonly set: Pair[] } | { readonly delete: string[] } | { readonly snapshot: VersionedPair[] } | { readonly revision: number };
+type Decoded =
+  | { readonly set: Pair[] }
+  | { readonly delete: string[] }
+  | { readonly snapshot: VersionedPair[] }
+  | { readonly revision: number }
+  | { readonly setExpiring: ExpiringPair[] }
+  | { readonly expire: string[] };
 
 export type ReplayResult =
   /** no log yet (an empty file) */
@@ -216,18 +249,28 @@ function parsePayload(type: number, text: string): Decoded | string {
   if (type === TYPE_SNAPSHOT) {
     for (let i = 0; i < items.length; i++) {
       const item: unknown = items[i];
-      if (!Array.isArray(item) || item.length !== 3 || typeof item[0] !== 'string' || typeof item[1] !== 'string' || !isCount(item[2], 1)) {
-        return `checksum matches but item ${i} of a SNAPSHOT record is not a [key, value, version] entry`;
+      if (!Array.isArray(item) || (item.length !== 3 && item.length !== 4) || typeof item[0] !== 'string' || typeof item[1] !== 'string' || !isCount(item[2], 1) || (item.length === 4 && !isCount(item[3], 1))) {
+        return `checksum matches but item ${i} of a SNAPSHOT record is not a [key, value, version(, expiresAt)] entry`;
       }
     }
     return { snapshot: items as VersionedPair[] };
+  }
+  if (type === TYPE_SET_EXPIRING) {
+    for (let i = 0; i < items.length; i++) {
+      const item: unknown = items[i];
+      if (!Array.isArray(item) || item.length !== 3 || typeof item[0] !== 'string' || typeof item[1] !== 'string' || !isCount(item[2], 1)) {
+        return `checksum matches but item ${i} of a SET_EXPIRING record is not a [key, value, expiresAt] entry`;
+      }
+    }
+    return { setExpiring: items as ExpiringPair[] };
   }
   if (type === TYPE_REVISION) {
     if (items.length !== 1 || !isCount(items[0], 0)) return 'checksum matches but a REVISION record is not [revision]';
     return { revision: items[0] as number };
   }
-  for (let i = 0; i < items.length; i++) if (typeof items[i] !== 'string') return `checksum matches but item ${i} of a DELETE record is not a key string`;
-  return { delete: items as string[] };
+  const name = type === TYPE_EXPIRE ? 'EXPIRE' : 'DELETE';
+  for (let i = 0; i < items.length; i++) if (typeof items[i] !== 'string') return `checksum matches but item ${i} of a ${name} record is not a key string`;
+  return type === TYPE_EXPIRE ? { expire: items as string[] } : { delete: items as string[] };
 }
 
 /** Random access to a log's bytes: a Buffer, or a file read in windows (a log may pass 2 GiB). */
@@ -287,7 +330,7 @@ function headerBytes(version: FormatVersion): number {
 
 /** Whether `type` is a record type of this format version. */
 function knownType(type: number | undefined, version: FormatVersion): boolean {
-  return type === TYPE_SET || type === TYPE_DELETE || (version === 3 && (type === TYPE_REVISION || type === TYPE_SNAPSHOT));
+  return type === TYPE_SET || type === TYPE_DELETE || (version === 3 && type !== undefined && type >= TYPE_REVISION && type <= TYPE_EXPIRE);
 }
 
 const CRC_TABLE = (() => {
@@ -341,7 +384,7 @@ const SCAN_CHUNK_BYTES = WINDOW_BYTES - 64;
 
 /**
  * The first offset at or after `from` where an intact, well-formed record starts, if any. Cheap tests
- * first: a payload is JSON text, so it opens with `[`, and a type byte (1 or 2) never occurs inside one
+ * first: a payload is JSON text, so it opens with `[`, and a type byte (1 to 6, a control character) never occurs inside one
  * (JSON escapes control characters); the checksums are computed only where both fit.
  */
 export function findIntactRecord(source: LogSource, from: number, version: FormatVersion): number | undefined {
@@ -419,7 +462,13 @@ export function replay(log: Buffer | LogSource, handler: ReplayHandler): ReplayR
     if (typeof decoded === 'string') return { kind: 'corrupt', version, records, offset: at, reason: decoded };
     if ('set' in decoded) handler.set(decoded.set);
     else if ('delete' in decoded) handler.delete(decoded.delete);
-    else if ('snapshot' in decoded) {
+    else if ('setExpiring' in decoded) {
+      if (handler.setExpiring) handler.setExpiring(decoded.setExpiring);
+      else handler.set(decoded.setExpiring.map(([key, value]) => [key, value] as const));
+    } else if ('expire' in decoded) {
+      if (handler.expire) handler.expire(decoded.expire);
+      else handler.delete(decoded.expire);
+    } else if ('snapshot' in decoded) {
       if (handler.snapshot) handler.snapshot(decoded.snapshot);
       else handler.set(decoded.snapshot.map(([key, value]) => [key, value] as const));
     } else handler.revision?.(decoded.revision);
@@ -459,7 +508,9 @@ export function surveyDamage(log: Buffer | LogSource, offset: number): DamageSur
     readableRecords++;
     if ('set' in decoded) for (const [key] of decoded.set) keys.add(key);
     else if ('snapshot' in decoded) for (const [key] of decoded.snapshot) keys.add(key);
+    else if ('setExpiring' in decoded) for (const [key] of decoded.setExpiring) keys.add(key);
     else if ('delete' in decoded) for (const key of decoded.delete) keys.add(key);
+    else if ('expire' in decoded) for (const key of decoded.expire) keys.add(key);
     at = r.end;
   }
   return { bytes: source.size - offset, readableRecords, keys };

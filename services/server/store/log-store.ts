@@ -24,6 +24,19 @@
 // was written through, so once the rename has happened there is no other file writes could go to;
 // a failure before the rename leaves the old log in use, unchanged.
 //
+// Expiry: a putKey with a TTL is a SET_EXPIRING record holding the key's expiry as a wall-clock time
+// (Date.now() ms), and a compaction's SNAPSHOT entries carry it. In memory the deadline runs on the
+// monotonic clock from the moment the record is applied (or replayed). Removing expired keys is a
+// write like any other: the memory store's sweeper hands each slice of due keys to the batch, which
+// decides them again there (a key rewritten since is no longer due), writes one EXPIRE record for those
+// still due, and only then removes them (one revision, deletions in `changes`). A write in a batch that
+// touches a key expired but not yet swept is preceded by an EXPIRE record of it. At open, the keys whose
+// expiry passed while the store was closed are expired at once, by one EXPIRE record per slice, before
+// the watch history starts; a crash before that record is written leaves them to the next open, which
+// expires them again. A jump of the wall clock while the store is closed (or between a write and a
+// restart) moves the expiries replay computes by as much: a key may expire early or late by the jump.
+// While the store runs, deadlines are monotonic and a wall-clock jump changes nothing.
+//
 // A failure that leaves the log in doubt (a failed write whose partial bytes could not be cut off,
 // a rename whose directory fsync failed) makes writes answer 503 until a retry of the repair works.
 
@@ -34,9 +47,9 @@ import type { Logger } from 'pino';
 import { StartupError } from '../../common/errors.js';
 import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { lockDirectory, type DirectoryLock } from './dir-lock.js';
-import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeRecord, encodeSnapshot, fileSource, FORMAT_VERSION, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, surveyDamage, type FormatVersion, type ReplayResult } from './log-format.js';
+import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeExpire, encodeExpiringRecord, encodeRecord, encodeSnapshot, fileSource, FORMAT_VERSION, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, surveyDamage, type FormatVersion, type ReplayResult } from './log-format.js';
 import { ChangeFeed, DEFAULT_FEED_LIMITS, type ChangeFeedLimits } from './change-feed.js';
-import { MemoryStore, type FrozenPairs, type VersionedPair } from './memory-store.js';
+import { MemoryStore, type ExpiringPair, type FrozenPairs, type VersionedPair } from './memory-store.js';
 import {
   conditionHolds,
   repeatedKey,
@@ -69,6 +82,8 @@ const REWRITE_FLAGS = APPEND_FLAGS | constants.O_TRUNC;
 const COMPACT_RETRY_MS = 5000;
 const COPY_CHUNK_BYTES = 1024 * 1024;
 const RECORD_WARNING_EVERY_MS = 60_000;
+/** Keys one EXPIRE record written at open holds at most. */
+const OPEN_EXPIRE_KEYS = 10_000;
 
 export type FsyncPolicy = 'always' | 'everysec' | 'no';
 
@@ -151,8 +166,10 @@ type WriteResult = CreateResult | UpsertResult | boolean | KeyPutResult | KeyDel
 type WriteRequest =
   | { readonly kind: 'create' | 'upsert'; readonly pairs: readonly Pair[] }
   | { readonly kind: 'delete'; readonly key: string }
-  | { readonly kind: 'putKey'; readonly key: string; readonly value: string; readonly condition: Condition }
-  | { readonly kind: 'deleteKey'; readonly key: string; readonly condition: Condition };
+  | { readonly kind: 'putKey'; readonly key: string; readonly value: string; readonly condition: Condition; readonly expiresAt: number | undefined }
+  | { readonly kind: 'deleteKey'; readonly key: string; readonly condition: Condition }
+  /** keys the sweeper found expired: removed if they still are when the batch decides */
+  | { readonly kind: 'expire'; readonly keys: readonly string[] };
 
 type PendingWrite = WriteRequest & { readonly record: Buffer; resolve(result: WriteResult): void; reject(error: Error): void };
 
@@ -213,7 +230,7 @@ export class LogStore implements Store {
     this.rewritePath = join(options.dir, REWRITE_NAME);
     this.maxRecordBytes = Math.min(options.maxRecordBytes ?? DEFAULT_RECORD_LIMIT, MAX_RECORD_BYTES);
     // replay does not check the limits: a log loaded over them starts, and then only shrinks
-    this.memory = new MemoryStore({ logger: options.logger, ...(options.limits ? { limits: options.limits } : {}) });
+    this.memory = new MemoryStore({ logger: options.logger, expire: (keys) => this.expireKeys(keys), ...(options.limits ? { limits: options.limits } : {}) });
     this.changes = new ChangeFeed(options.feedLimits ?? DEFAULT_FEED_LIMITS, options.logger);
   }
 
@@ -225,11 +242,12 @@ export class LogStore implements Store {
     store.lock = await lockDirectory(options.dir);
     try {
       const version = store.load();
-      // the watch history starts with this process: a watcher from before it is told to list again
-      store.changes.reset(store.memory.revision);
       store.handle = await store.ops.open(store.path, APPEND_FLAGS, FILE_MODE);
       store.warnIfOpen(store.path, 'log file', 0o600);
       if (version !== FORMAT_VERSION) await store.upgradeFormat(version);
+      await store.expireReplayed();
+      // the watch history starts with this process: a watcher from before it is told to list again
+      store.changes.reset(store.memory.revision);
     } catch (error) {
       const handle = store.handle as FileHandle | undefined;
       if (handle) await store.ops.close(handle, store.path).catch(() => undefined);
@@ -240,6 +258,7 @@ export class LogStore implements Store {
       store.syncTimer = setInterval(() => store.syncIfDirty(), 1000);
       store.syncTimer.unref();
     }
+    store.memory.startSweeper();
     return store;
   }
 
@@ -310,8 +329,25 @@ export class LogStore implements Store {
     return this.enqueue({ kind: 'delete', key }, () => encodeDelete([key])) as Promise<boolean>;
   }
 
-  putKey(key: string, value: string, condition: Condition): Promise<KeyPutResult> {
-    return this.enqueue({ kind: 'putKey', key, value, condition }, () => encodeRecord([[key, value]])) as Promise<KeyPutResult>;
+  putKey(key: string, value: string, condition: Condition, ttlMs?: number): Promise<KeyPutResult> {
+    const expiresAt = ttlMs === undefined ? undefined : Date.now() + ttlMs;
+    const encode = expiresAt === undefined ? () => encodeRecord([[key, value]]) : () => encodeExpiringRecord(key, value, expiresAt);
+    return this.enqueue({ kind: 'putKey', key, value, condition, expiresAt }, encode) as Promise<KeyPutResult>;
+  }
+
+  /** Writes the removal of these keys if they are still expired when their batch decides, then applies it. */
+  private async expireKeys(keys: readonly string[]): Promise<void> {
+    // the record is encoded when the batch decides which keys are still due
+    await this.enqueue({ kind: 'expire', keys }, () => Buffer.alloc(0));
+  }
+
+  /** At open: keys whose expiry passed while the store was closed are removed, on the log first. */
+  private async expireReplayed(): Promise<void> {
+    for (;;) {
+      const due = this.memory.dueKeys(OPEN_EXPIRE_KEYS);
+      if (due.length === 0) return;
+      await this.expireKeys(due);
+    }
   }
 
   deleteKey(key: string, condition: Condition): Promise<KeyDeleteResult> {
@@ -323,6 +359,7 @@ export class LogStore implements Store {
     if (this.closed) return;
     this.closed = true;
     if (this.syncTimer) clearInterval(this.syncTimer);
+    await this.memory.close();
     await this.rewriteDone;
     // a batch accepted before close may still wait for its turn (setImmediate): let it join the chain
     await new Promise((resolve) => setImmediate(resolve));
@@ -364,7 +401,9 @@ export class LogStore implements Store {
       const source = fileSource(fd, fileBytes);
       result = replay(source, {
         set: (pairs) => this.apply(pairs),
+        setExpiring: (entries) => this.applyExpiring(entries),
         delete: (keys) => this.applyDelete(keys),
+        expire: (keys) => this.applyDelete(keys),
         snapshot: (entries) => this.applySnapshot(entries),
         revision: (revision) => this.memory.raiseRevision(revision),
       });
@@ -452,16 +491,25 @@ export class LogStore implements Store {
   /** Applies a SET record to memory (one revision) and keeps the live-size estimate. */
   private apply(pairs: readonly Pair[]): void {
     for (const [key, value] of pairs) {
-      const old = this.memory.get(key);
+      const old = this.memory.heldValue(key);
       this.liveBytes += pairRecordBytes(key, value) - (old === undefined ? 0 : pairRecordBytes(key, old));
     }
     this.memory.restore(pairs);
   }
 
+  /** Applies a SET_EXPIRING record (one revision). */
+  private applyExpiring(entries: readonly ExpiringPair[]): void {
+    for (const [key, value] of entries) {
+      const old = this.memory.heldValue(key);
+      this.liveBytes += pairRecordBytes(key, value) - (old === undefined ? 0 : pairRecordBytes(key, old));
+    }
+    this.memory.restoreExpiring(entries);
+  }
+
   /** Applies a DELETE record: one revision, whatever it finds (replay numbers records alike). */
   private applyDelete(keys: readonly string[]): void {
     for (const key of keys) {
-      const old = this.memory.get(key);
+      const old = this.memory.heldValue(key);
       if (old !== undefined) this.liveBytes -= pairRecordBytes(key, old);
     }
     this.memory.restoreDeletes(keys);
@@ -470,7 +518,7 @@ export class LogStore implements Store {
   /** Applies a SNAPSHOT record: keys at their own versions, no revision taken. */
   private applySnapshot(entries: readonly VersionedPair[]): void {
     for (const [key, value] of entries) {
-      const old = this.memory.get(key);
+      const old = this.memory.heldValue(key);
       this.liveBytes += pairRecordBytes(key, value) - (old === undefined ? 0 : pairRecordBytes(key, old));
     }
     this.memory.restoreVersioned(entries);
@@ -557,8 +605,26 @@ export class LogStore implements Store {
     // every request's answer, in order; a refusal may depend on an earlier write of this batch
     // ("already exists" after a create in it, 507 after growth in it, a version it set), so nothing is
     // answered before the batch is written and applied
-    const decided: ({ op: PendingWrite; result: WriteResult } | { op: PendingWrite; refusal: () => void })[] = [];
+    const decided: ({ op: PendingWrite; result: WriteResult } | { op: PendingWrite; refusal: () => void } | { expired: string[] })[] = [];
     const records: Buffer[] = [];
+    const now = performance.now();
+    // keys held in memory but expired, and not yet touched by this batch, are removed by an EXPIRE
+    // record of their own, before the write that touches them (or as the sweeper's request)
+    const expireFirst = (keys: readonly string[]): void => {
+      let due: string[] | undefined;
+      for (const key of keys) {
+        if (overlay.has(key) || !this.memory.isDue(key, now) || due?.includes(key) === true) continue;
+        (due ??= []).push(key);
+      }
+      if (due === undefined) return;
+      for (const key of due) {
+        overlay.set(key, null);
+        addedKeys--;
+        addedBytes -= utf8(key) + utf8(this.memory.heldValue(key)!);
+      }
+      decided.push({ expired: due });
+      records.push(encodeExpire(due));
+    };
     // the store limits for a write adding `keys` and `bytes` to memory plus the batch so far
     const admitted = (op: PendingWrite, keys: number, bytes: number): boolean => {
       const full = this.memory.checkGrowth(addedKeys + keys, addedBytes + bytes);
@@ -571,6 +637,12 @@ export class LogStore implements Store {
       return true;
     };
     for (const op of ops) {
+      if (op.kind === 'expire') {
+        expireFirst(op.keys);
+        decided.push({ op, result: true });
+        continue;
+      }
+      if (this.memory.expiringKeys > 0) expireFirst('pairs' in op ? op.pairs.map(([key]) => key) : [op.key]);
       let result: WriteResult;
       // the revision this request takes if it is written
       const version = base + records.length + 1;
@@ -624,8 +696,11 @@ export class LogStore implements Store {
       records.push(op.record);
     }
     if (records.length === 0) {
-      // refusals alone: decided against memory, which holds only written batches
-      for (const d of decided) if ('refusal' in d) d.refusal();
+      // refusals (and expiries already done) alone: decided against memory, which holds only written batches
+      for (const d of decided) {
+        if ('refusal' in d) d.refusal();
+        else if ('op' in d) d.op.resolve(d.result);
+      }
       return;
     }
 
@@ -638,7 +713,7 @@ export class LogStore implements Store {
       this.logger.error({ file: this.path, code: e.code, err: e.message, requests: decided.length }, 'log write failed: requests answered 503, nothing applied');
       this.lastFailure = `the last write to ${this.path} failed (${e.code ?? e.message}): writes answer 503 until one succeeds`;
       // the refusals too: they were decided against this batch, which never happened
-      for (const { op } of decided) op.reject(new StoreUnavailableError(`log write failed: ${e.code ?? e.message}`));
+      for (const d of decided) if ('op' in d) d.op.reject(new StoreUnavailableError(`log write failed: ${e.code ?? e.message}`));
       // cut any partial record off, so the next write does not follow garbage; until that works,
       // writes are refused (heal)
       this.tailDirty = true;
@@ -651,12 +726,19 @@ export class LogStore implements Store {
     this.dirty = this.options.fsync !== 'always';
     for (const d of decided) {
       if ('refusal' in d) continue;
+      if ('expired' in d) {
+        this.applyDelete(d.expired);
+        this.changes.record(this.memory.revision, d.expired.map((key) => [key, undefined] as const));
+        continue;
+      }
       const op = d.op;
+      if (op.kind === 'expire') continue;
       if (op.kind === 'delete' || op.kind === 'deleteKey') {
         this.applyDelete([op.key]);
         this.changes.record(this.memory.revision, [[op.key, undefined]]);
       } else if (op.kind === 'putKey') {
-        this.apply([[op.key, op.value]]);
+        if (op.expiresAt === undefined) this.apply([[op.key, op.value]]);
+        else this.applyExpiring([[op.key, op.value, op.expiresAt]]);
         this.changes.record(this.memory.revision, [[op.key, op.value]]);
       } else {
         this.apply(op.pairs);
@@ -666,7 +748,7 @@ export class LogStore implements Store {
     }
     for (const d of decided) {
       if ('refusal' in d) d.refusal();
-      else d.op.resolve(d.result);
+      else if ('op' in d) d.op.resolve(d.result);
     }
     await this.maybeCompact();
   }

@@ -35,7 +35,8 @@
 // revision, deletions in `changes`. A write that finds a key expired but not yet swept first removes it
 // so (the key's expiry is its own revision, as if the sweeper had been on time). Deadlines cross to the
 // wall clock (getVersioned's expiresAt, the restore* methods' wall-clock deadlines) with the offset
-// between the two clocks taken when the store was made.
+// between the two clocks at that moment: after a wall-clock jump, expiresAt names the new wall-clock
+// time of the same monotonic deadline.
 //
 // The API the log store builds on (besides the Store contract):
 //   new MemoryStore({ limits?, logger? })   limits default to defaultStoreLimits()
@@ -109,6 +110,11 @@ export function defaultStoreLimits(heapSizeLimit = getHeapStatistics().heap_size
     maxKeys: Math.max(1, Math.floor((heapSizeLimit * HEAP_SHARE_PER_LIMIT) / HEAP_PER_KEY)),
     maxDataBytes: Math.max(1, Math.floor((heapSizeLimit * HEAP_SHARE_PER_LIMIT) / HEAP_PER_DATA_BYTE)),
   };
+}
+
+/** Wall-clock ms minus performance.now() ms, now: a wall-clock jump changes it, a deadline it does not. */
+function wallOffset(): number {
+  return Date.now() - performance.now();
 }
 
 /** UTF-8 length of a string (its length when it is ASCII, which Buffer.byteLength finds fast). */
@@ -218,8 +224,6 @@ export class MemoryStore implements Store {
   private heapDeadline = new Float64Array(64);
   private heapAt = new Int32Array(64);
   private heapSize = 0;
-  /** wall-clock ms minus performance.now() ms, when the store was made */
-  private readonly wallOffset = Date.now() - performance.now();
   private readonly expireHook: ((keys: string[]) => Promise<void>) | undefined;
   private readonly sweepSliceMs: number;
   private sweeperOn: boolean;
@@ -240,6 +244,11 @@ export class MemoryStore implements Store {
 
   get revision(): number {
     return this.rev;
+  }
+
+  /** Keys with an expiry (expired ones not yet removed included). */
+  get expiringKeys(): number {
+    return this.expiring;
   }
 
   get size(): number {
@@ -287,7 +296,7 @@ export class MemoryStore implements Store {
     if (id === undefined) return undefined;
     const deadline = this.expiryOf[id]!;
     if (deadline === 0) return { value: this.valueAt(id), version: this.versionAt[id]! };
-    return { value: this.valueAt(id), version: this.versionAt[id]!, expiresAt: Math.round(deadline + this.wallOffset) };
+    return { value: this.valueAt(id), version: this.versionAt[id]!, expiresAt: Math.round(deadline + wallOffset()) };
   }
 
   /** A key's version; undefined = no such key (or it has expired). */
@@ -296,10 +305,16 @@ export class MemoryStore implements Store {
     return id === undefined ? undefined : this.versionAt[id];
   }
 
+  /** A key's value if the store holds it, expired or not (the log store's size estimate). */
+  heldValue(key: string): string | undefined {
+    const id = this.map.get(key);
+    return id === undefined ? undefined : this.valueAt(id);
+  }
+
   /** A key's expiry in wall-clock ms; undefined = none (or no such key). */
   expiresAtOf(key: string): number | undefined {
     const id = this.liveId(key);
-    return id === undefined || this.expiryOf[id] === 0 ? undefined : Math.round(this.expiryOf[id]! + this.wallOffset);
+    return id === undefined || this.expiryOf[id] === 0 ? undefined : Math.round(this.expiryOf[id]! + wallOffset());
   }
 
   /** The key's entry id, unless it is absent or expired. */
@@ -451,7 +466,7 @@ export class MemoryStore implements Store {
   async frozenPairs(sliceMs = DEFAULT_SLICE_MS): Promise<FrozenPairs> {
     this.renderDirty();
     const blocks: { wire: Buffer; keys: string[]; offsets: Int32Array; versions: Float64Array; expiries: Float64Array | undefined }[] = [];
-    const wallOffset = this.wallOffset;
+    const offset = wallOffset();
     let count = 0;
     const revision = this.rev;
     const slicer = new TimeSlicer(sliceMs);
@@ -463,7 +478,7 @@ export class MemoryStore implements Store {
       let expiries: Float64Array | undefined;
       for (const id of b.ids) {
         if (id === DELETED || this.deadOf[id] === 1) continue;
-        if (this.expiryOf[id] !== 0) (expiries ??= new Float64Array(b.live))[keys.length] = Math.round(this.expiryOf[id]! + wallOffset);
+        if (this.expiryOf[id] !== 0) (expiries ??= new Float64Array(b.live))[keys.length] = Math.round(this.expiryOf[id]! + offset);
         versions[keys.length] = this.versionAt[id]!;
         offsets[keys.length * 2] = this.startOf[id]!;
         offsets[keys.length * 2 + 1] = this.endOf[id]!;
@@ -689,7 +704,7 @@ export class MemoryStore implements Store {
   /** A wall-clock deadline on this store's clock (a past one is due at once). */
   private deadlineOf(expiresAt: number): number {
     // never 0 (that means "none"): a deadline long past is still a deadline
-    return Math.max(Number.MIN_VALUE, expiresAt - (Date.now() - performance.now()));
+    return Math.max(Number.MIN_VALUE, expiresAt - wallOffset());
   }
 
   /** Starts the sweeper (a store built with `expire` waits for this). */
@@ -807,7 +822,7 @@ export class MemoryStore implements Store {
               const id = this.map.get(key);
               if (id !== undefined && this.expiryOf[id] !== 0) this.heapPush(this.expiryOf[id]!, id);
             }
-            this.logger?.warn({ keys: keys.length, err: (error as Error).message }, 'expired keys could not be removed yet; retrying');
+            if (!this.closed) this.logger?.warn({ keys: keys.length, err: (error as Error).message }, 'expired keys could not be removed yet; retrying');
             retryMs = SWEEP_RETRY_MS;
             break;
           }
