@@ -611,19 +611,26 @@ export class LogStore implements Store {
     // keys held in memory but expired, and not yet touched by this batch, are removed by an EXPIRE
     // record of their own, before the write that touches them (or as the sweeper's request)
     const expireFirst = (keys: readonly string[]): void => {
-      let due: string[] | undefined;
+      let due: string[] = [];
+      // JSON bytes of the record so far: a record never passes the writer's limit (each is a revision)
+      let bytes = 2;
+      const seal = () => {
+        decided.push({ expired: due });
+        records.push(encodeExpire(due));
+        due = [];
+        bytes = 2;
+      };
       for (const key of keys) {
-        if (overlay.has(key) || !this.memory.isDue(key, now) || due?.includes(key) === true) continue;
-        (due ??= []).push(key);
-      }
-      if (due === undefined) return;
-      for (const key of due) {
+        if (overlay.has(key) || !this.memory.isDue(key, now)) continue;
+        const keyBytes = utf8(JSON.stringify(key)) + 1;
+        if (due.length > 0 && bytes + keyBytes > this.maxRecordBytes) seal();
         overlay.set(key, null);
         addedKeys--;
-        addedBytes -= utf8(key) + utf8(this.memory.heldValue(key)!);
+        addedBytes -= this.memory.heldBytes(key);
+        due.push(key);
+        bytes += keyBytes;
       }
-      decided.push({ expired: due });
-      records.push(encodeExpire(due));
+      if (due.length > 0) seal();
     };
     // the store limits for a write adding `keys` and `bytes` to memory plus the batch so far
     const admitted = (op: PendingWrite, keys: number, bytes: number): boolean => {

@@ -311,6 +311,12 @@ export class MemoryStore implements Store {
     return id === undefined ? undefined : this.valueAt(id);
   }
 
+  /** UTF-8 bytes of a key plus its value if the store holds it, expired or not; else 0. */
+  heldBytes(key: string): number {
+    const id = this.map.get(key);
+    return id === undefined ? 0 : this.bytesOf[id]!;
+  }
+
   /** A key's expiry in wall-clock ms; undefined = none (or no such key). */
   expiresAtOf(key: string): number | undefined {
     const id = this.liveId(key);
