@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Change } from '../../services/server/store/change-feed.js';
-import { replay, TYPE_EXPIRE, TYPE_SET_EXPIRING } from '../../services/server/store/log-format.js';
+import { encodeExpire, encodeExpiringRecord, encodeJsonRecord, encodeSnapshot, MAGIC, MAGIC_V2, replay, TYPE_EXPIRE, TYPE_SET_EXPIRING } from '../../services/server/store/log-format.js';
 import { LOG_NAME, LogStore, REAL_FILE_OPS, type LogFileOps } from '../../services/server/store/log-store.js';
 import { MemoryStore } from '../../services/server/store/memory-store.js';
 import { UNCONDITIONAL, type Condition, type Store } from '../../services/server/store/store.js';
@@ -234,6 +234,31 @@ describe('log store: expiry across restarts', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('log format: the expiry records', () => {
+  it('SET_EXPIRING, EXPIRE and SNAPSHOT entries with an expiry are read back; malformed ones are damage; v2 knows none of them', () => {
+    const got: unknown[] = [];
+    const handler = {
+      set: (p: unknown) => got.push(['set', p]),
+      delete: (k: unknown) => got.push(['delete', k]),
+      setExpiring: (e: unknown) => got.push(['setExpiring', e]),
+      expire: (k: unknown) => got.push(['expire', k]),
+      snapshot: (e: unknown) => got.push(['snapshot', e]),
+    };
+    const log = Buffer.concat([MAGIC, encodeExpiringRecord('a', 'x', 1_800_000_000_000), encodeExpire(['a', 'b']), ...encodeSnapshot(7, [['c', 'y', 3, 1_800_000_000_001], ['d', 'z', 4]])]);
+    expect(replay(log, handler)).toMatchObject({ kind: 'ok', records: 4 });
+    expect(got).toEqual([
+      ['setExpiring', [['a', 'x', 1_800_000_000_000]]],
+      ['expire', ['a', 'b']],
+      ['snapshot', [['c', 'y', 3, 1_800_000_000_001], ['d', 'z', 4]]],
+    ]);
+    const bad = Buffer.concat([MAGIC, encodeJsonRecord(TYPE_SET_EXPIRING, '[["a","x"]]')]);
+    expect(replay(bad, handler)).toMatchObject({ kind: 'corrupt', reason: expect.stringContaining('SET_EXPIRING') as unknown });
+    const badSnapshot = Buffer.concat([MAGIC, encodeJsonRecord(4, '[["a","x",1,"soon"]]')]);
+    expect(replay(badSnapshot, handler)).toMatchObject({ kind: 'corrupt' });
+    expect(replay(Buffer.concat([MAGIC_V2, encodeExpire(['a'])]), handler)).toMatchObject({ kind: 'corrupt', reason: `unknown record type ${TYPE_EXPIRE}` });
   });
 });
 
