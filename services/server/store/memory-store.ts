@@ -33,7 +33,9 @@
 // never read, swept or not. The sweeper is one unref'd timer for the earliest deadline; it takes the
 // due keys in slices (at most `sweepSliceMs` of work each) and removes each slice as one write: a
 // revision, deletions in `changes`. A write that finds a key expired but not yet swept first removes it
-// so (the key's expiry is its own revision, as if the sweeper had been on time). Deadlines cross to the
+// so (the key's expiry is its own revision, as if the sweeper had been on time). Keys expire at random
+// places in the insertion order, so each removal dirties a block, and the dirty-block bound re-renders
+// them: that, not finding the due keys, is what the sweep costs. Deadlines cross to the
 // wall clock (getVersioned's expiresAt, the restore* methods' wall-clock deadlines) with the offset
 // between the two clocks at that moment: after a wall-clock jump, expiresAt names the new wall-clock
 // time of the same monotonic deadline.
@@ -172,7 +174,7 @@ export interface MemoryStoreOptions {
 }
 
 /** Keys one sweep slice takes at most (its write is one record in the log store). */
-const SWEEP_MAX_KEYS = 10_000;
+const SWEEP_MAX_KEYS = 1000;
 /** The sweeper checks the clock once per this many keys. */
 const SWEEP_CLOCK_EVERY = 64;
 /** After a failed removal (the log could not be written), the sweeper tries again this much later. */
