@@ -8,7 +8,6 @@
 import { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { leaseEnd, leaseIdFor, leaseSeconds } from '../../services/server/store/etcd-leases.js';
 import { EtcdStore } from '../../services/server/store/etcd-store.js';
 import type { ChangeFeed } from '../../services/server/store/change-feed.js';
 import { UNCONDITIONAL } from '../../services/server/store/store.js';
@@ -70,19 +69,6 @@ function followDeletions(feed: ChangeFeed, since: number): { seen: Map<string, {
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
-
-describe('lease ids', () => {
-  it('carry the end of their second and a mark; other ids carry none', () => {
-    const id = leaseIdFor(1_800_000_000);
-    expect(leaseEnd(id, 1_799_999_000_000)).toBe(1_800_000_000_000);
-    expect(leaseEnd('0')).toBeUndefined();
-    expect(leaseEnd('7587868391254212345')).toBeUndefined();
-    expect(leaseEnd(undefined)).toBeUndefined();
-    // whole seconds, rounded up: never before the end
-    expect(leaseSeconds(10_000, 8_999)).toBe(2);
-    expect(leaseSeconds(10_000, 9_000)).toBe(1);
-  });
-});
 
 describe('etcd store expiry', () => {
   it('expires on time on every replica, is never read after its expiry, and is a deletion in each feed', async () => {

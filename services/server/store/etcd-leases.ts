@@ -89,7 +89,7 @@ export class LeaseBuckets {
 
   /** A lease etcd no longer has (it expired or was revoked before the write applied): granted again next time. */
   forget(leaseId: string): void {
-    const end = leaseEnd(leaseId, 0);
+    const end = leaseEnd(leaseId);
     if (end !== undefined) this.buckets.delete(end / 1000);
   }
 
