@@ -22,7 +22,7 @@
 // transaction sent again. An ord/ entry (a key created among others) is not put: it stays after the
 // key expires, as an entry no list uses, until the key is written among others again or deleted.
 
-import type { ICompare, IRangeResponse } from 'etcd3';
+import { EtcdLeaseInvalidError, type ICompare, type IRangeResponse } from 'etcd3';
 import type { OrderedEntries } from './etcd-cache.js';
 import { NoSpaceAnswer, type EtcdCalls } from './etcd-calls.js';
 import type { TxnClient } from './etcd-cas-put.js';
@@ -49,7 +49,7 @@ export interface KeyWriteOptions {
 const LEASE_GONE = Symbol('lease gone');
 
 function leaseGone(error: unknown): typeof LEASE_GONE {
-  if (error instanceof Error && /requested lease not found/.test(error.message)) return LEASE_GONE;
+  if (error instanceof EtcdLeaseInvalidError || (error instanceof Error && /requested lease not found/.test(error.message))) return LEASE_GONE;
   throw error;
 }
 
