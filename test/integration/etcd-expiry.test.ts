@@ -106,7 +106,8 @@ describe('etcd store expiry', () => {
       );
       await sleep(10);
     }
-    for (const g of goneAt) expect(g! - end).toBeLessThan(200);
+    // gone from the first read after the end (a round of reads takes a few ms; more on a busy machine)
+    for (const g of goneAt) expect(g! - end).toBeLessThan(500);
     // etcd deletes it (its lease ended), and every replica's feed has that deletion, one version for all
     const deadline = Date.now() + 6000;
     while (followers.some((f) => !f.seen.has('session')) && Date.now() < deadline) await sleep(20);
@@ -243,7 +244,8 @@ describe('etcd store expiry', () => {
     await Promise.all(Array.from({ length: 64 }, (_, i) => writer(replicas[i % 2]!)));
     const writeSeconds = (performance.now() - started) / 1000;
     const lastDue = Math.max(...due.values());
-    // reads meanwhile: never a key past its due time plus its second
+    // reads meanwhile: never a key past its due time plus its second (and the moments between this
+    // test's clock reading and the store's, before the lease is chosen)
     let reads = 0;
     let slowestGetMs = 0;
     while (Date.now() < lastDue + 1500) {
@@ -251,7 +253,7 @@ describe('etcd store expiry', () => {
       const began = Date.now();
       const value = await replicas[reads % 2]!.get(key);
       slowestGetMs = Math.max(slowestGetMs, Date.now() - began);
-      if (value !== undefined) expect(began).toBeLessThan(due.get(key)! + 1000);
+      if (value !== undefined) expect(began).toBeLessThan(due.get(key)! + 1000 + 250);
       reads++;
       await sleep(5);
     }
