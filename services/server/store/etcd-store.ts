@@ -21,7 +21,8 @@
 //   DELETE if the key exists, delete kv/, ord/ and the stamp: a transaction that only deletes (and reads) is one
 //          etcd's space quota admits, so data can be freed under the NOSPACE alarm.
 //   putKey, deleteKey   the condition is a term of the transaction's compare (etcd-key-writes.ts);
-//          DELETE is deleteKey without a condition.
+//          DELETE is deleteKey without a condition. A TTL: kv/ is put with its expiry second's lease,
+//          in the same transaction (etcd-leases.ts); etcd's DELETE at the lease's end reaches every copy.
 //   versions  a key's version is its kv/ key's mod revision; a write's, its transaction's revision
 //          (every write puts the stamp or deletes a key, so each accepted one has its own).
 //   reads  the read barrier: one linearizable read of the stamp gives the revision W of the latest
