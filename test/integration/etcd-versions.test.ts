@@ -11,6 +11,7 @@ import { OrderedEntries } from '../../services/server/store/etcd-cache.js';
 import { EtcdCalls } from '../../services/server/store/etcd-calls.js';
 import { conditionalDelete, conditionalPut, firstCandidate, type KeyWriteOptions } from '../../services/server/store/etcd-key-writes.js';
 import { EtcdKeyspace, WriteStamps } from '../../services/server/store/etcd-keyspace.js';
+import { etcdLeaseGrants, LeaseBuckets } from '../../services/server/store/etcd-leases.js';
 import { EtcdStore } from '../../services/server/store/etcd-store.js';
 import { NO_STORE_EVENTS } from '../../services/server/events.js';
 import { StoreFullError, StoreUnavailableError, UNCONDITIONAL, type Condition, type KeyPutResult } from '../../services/server/store/store.js';
@@ -199,6 +200,7 @@ describe('etcd conditional writes with a copy that is behind', () => {
         copy: () => copy,
         revisionDespiteNoSpace: () => Promise.reject(new Error('no NOSPACE here')),
         timeoutMs: 3000,
+        leases: new LeaseBuckets(etcdLeaseGrants(raw)),
       },
       txns: () => txns,
     };

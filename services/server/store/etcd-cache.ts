@@ -26,6 +26,7 @@ import type { Etcd3, IEvent, IKeyValue, IWatchResponse, IDuplexStream, IWatchReq
 import type { Logger } from 'pino';
 import { TimeSlicer } from '../../common/time-slice.js';
 import type { ChangeFeed } from './change-feed.js';
+import { leaseEnd } from './etcd-leases.js';
 import { MemoryStore } from './memory-store.js';
 import type { ListingSnapshot, Page, PageRequest, Pair, StoreUsage } from './store.js';
 
@@ -84,20 +85,75 @@ export function prefixEnd(prefix: Buffer): Buffer {
 export class OrderedEntries {
   private readonly store = new MemoryStore({ limits: { maxKeys: Number.MAX_SAFE_INTEGER, maxDataBytes: Number.MAX_SAFE_INTEGER } });
   private readonly modRevisions = new Map<string, number>();
+  /** keys put with a tcpkv lease: when it ends (wall-clock ms, read from the lease id: etcd-leases.ts) */
+  private readonly expiries = new Map<string, number>();
+  /** the same keys by the end of their lease: the copy hides them from then on (see dropExpired) */
+  private readonly byEnd = new Map<number, Set<string>>();
+  /** the earliest end in byEnd (Infinity: none) */
+  private earliestEnd = Infinity;
 
   get size(): number {
     return this.store.size;
   }
 
-  get(key: string): { readonly value: string; readonly modRevision: number } | undefined {
+  /** The key as the copy holds it, unless its lease has ended by `now` (etcd's DELETE may not be here yet). */
+  get(key: string, now = Date.now()): { readonly value: string; readonly modRevision: number; readonly expiresAt?: number } | undefined {
     const modRevision = this.modRevisions.get(key);
     if (modRevision === undefined) return undefined;
-    return { value: this.store.get(key)!, modRevision };
+    const expiresAt = this.expiries.get(key);
+    if (expiresAt === undefined) return { value: this.store.get(key)!, modRevision };
+    if (expiresAt <= now) return undefined;
+    return { value: this.store.get(key)!, modRevision, expiresAt };
   }
 
-  set(key: string, value: string, modRevision: number): void {
+  /** `expiresAt`: the end of the key's lease (undefined: no lease, or one tcpkv did not grant). */
+  set(key: string, value: string, modRevision: number, expiresAt?: number): void {
     this.store.restore([[key, value]]);
     this.modRevisions.set(key, modRevision);
+    this.setExpiry(key, expiresAt);
+  }
+
+  private setExpiry(key: string, expiresAt: number | undefined): void {
+    const was = this.expiries.get(key);
+    if (was === expiresAt) return;
+    if (was !== undefined) {
+      const keys = this.byEnd.get(was);
+      keys?.delete(key);
+      if (keys?.size === 0) this.byEnd.delete(was);
+      this.expiries.delete(key);
+    }
+    if (expiresAt === undefined) return;
+    this.expiries.set(key, expiresAt);
+    let keys = this.byEnd.get(expiresAt);
+    if (keys === undefined) this.byEnd.set(expiresAt, (keys = new Set()));
+    keys.add(key);
+    if (expiresAt < this.earliestEnd) this.earliestEnd = expiresAt;
+  }
+
+  /**
+   * Removes from the copy every key whose lease has ended by `now`, before a listing or a page: etcd
+   * deletes them too, and the copy records that DELETE (in the feed) when the watch brings it. The
+   * keys of one lease go together, as etcd deletes them.
+   */
+  dropExpired(now = Date.now()): number {
+    if (now < this.earliestEnd) return 0;
+    let dropped = 0;
+    let earliest = Infinity;
+    for (const [end, keys] of this.byEnd) {
+      if (end > now) {
+        if (end < earliest) earliest = end;
+        continue;
+      }
+      for (const key of keys) {
+        this.modRevisions.delete(key);
+        this.expiries.delete(key);
+        this.store.restoreDelete(key);
+        dropped++;
+      }
+      this.byEnd.delete(end);
+    }
+    this.earliestEnd = earliest;
+    return dropped;
   }
 
   /**
@@ -105,15 +161,16 @@ export class OrderedEntries {
    * renders the blocks they filled as it goes, and the rest at the end: the copy keeps no view of the
    * buffers given), giving the event loop back between slices (TimeSlicer).
    */
-  static async build(count: number, entry: (i: number) => readonly [key: string, value: Buffer, modRevision: number]): Promise<OrderedEntries> {
+  static async build(count: number, entry: (i: number) => readonly [key: string, value: Buffer, modRevision: number, expiresAt?: number]): Promise<OrderedEntries> {
     const entries = new OrderedEntries();
     const slicer = new TimeSlicer();
     for (let from = 0; from < count; from += BUILD_BATCH) {
       const batch: [string, Buffer][] = [];
       for (let i = from; i < Math.min(count, from + BUILD_BATCH); i++) {
-        const [key, value, modRevision] = entry(i);
+        const [key, value, modRevision, expiresAt] = entry(i);
         batch.push([key, value]);
         entries.modRevisions.set(key, modRevision);
+        if (expiresAt !== undefined) entries.setExpiry(key, expiresAt);
       }
       entries.store.restoreBytes(batch);
       await slicer.pause();
@@ -124,6 +181,7 @@ export class OrderedEntries {
 
   delete(key: string): boolean {
     this.modRevisions.delete(key);
+    this.setExpiry(key, undefined);
     return this.store.restoreDelete(key);
   }
 
@@ -133,15 +191,18 @@ export class OrderedEntries {
 
   /** Shared by every listing until the next change; after one, only the changed blocks are new. */
   listing(): ListingSnapshot {
+    this.dropExpired();
     return this.store.listing();
   }
 
   pairs(): Pair[] {
+    this.dropExpired();
     return this.store.list();
   }
 
   /** Pages as the memory store's: `after` found through the map (see docs/store.md); versions are the mod revisions. */
   page(request: PageRequest): Page {
+    this.dropExpired();
     const { items, next } = this.store.page(request);
     return { items, versions: items.map(([key]) => this.modRevisions.get(key)!), next };
   }
@@ -386,6 +447,8 @@ export class WatchCache {
     const lengths: number[] = [];
     const creates: number[] = [];
     const mods: number[] = [];
+    /** the lease end of each key put with a tcpkv lease, by its place in `keys` */
+    const ends = new Map<number, number>();
     const orders = new Map<string, number>();
     let stamp: { modRevision: number; value: Buffer } | undefined;
     const pageBytes = (this.options.maxResponseBytes ?? DEFAULT_RECEIVE_BYTES) * LIST_PAGE_SHARE;
@@ -410,6 +473,8 @@ export class WatchCache {
             lengths.push(value.length);
             creates.push(Number(kv.create_revision));
             mods.push(Number(kv.mod_revision));
+            const end = leaseEnd(kv.lease);
+            if (end !== undefined) ends.set(keys.length - 1, end);
           },
         ],
         [this.options.ordPrefix, (kv: IKeyValue) => orders.set(kv.key.toString('utf8', this.options.ordPrefix.length), Number(kv.value.toString('latin1')))],
@@ -465,7 +530,7 @@ export class WatchCache {
     const entries = await OrderedEntries.build(count, (i) => {
       const at = order[i]!;
       const start = starts[at]!;
-      return [keys[at]!, pages[pageOf[at]!]!.subarray(start, start + lengths[at]!), mods[at]!];
+      return [keys[at]!, pages[pageOf[at]!]!.subarray(start, start + lengths[at]!), mods[at]!, ends.get(at)];
     });
     if (generation !== this.generation || this.closed) throw new Error('asked to list again while listing');
     this.entries = entries;
@@ -599,7 +664,7 @@ export class WatchCache {
         group.push([key, undefined]);
       } else {
         const value = event.kv.value.toString('utf8');
-        this.entries.set(key, value, revision);
+        this.entries.set(key, value, revision, leaseEnd(event.kv.lease));
         group.push([key, value]);
       }
     }

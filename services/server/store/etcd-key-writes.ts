@@ -15,12 +15,19 @@
 //
 // Nothing is applied by a transaction that failed, so trying again is safe; it stops at the etcd
 // deadline, as PUT does.
+//
+// A TTL: the kv/ key is put with its expiry second's lease (etcd-leases.ts), in the same transaction;
+// without one it is put without a lease, which detaches it from any earlier one. A lease that expired
+// before the transaction applied (etcd refuses the whole transaction) is granted again and the
+// transaction sent again. An ord/ entry (a key created among others) is not put: it stays after the
+// key expires, as an entry no list uses, until the key is written among others again or deleted.
 
-import type { ICompare, IRangeResponse } from 'etcd3';
+import { EtcdLeaseInvalidError, type ICompare, type IRangeResponse } from 'etcd3';
 import type { OrderedEntries } from './etcd-cache.js';
 import { NoSpaceAnswer, type EtcdCalls } from './etcd-calls.js';
 import type { TxnClient } from './etcd-cas-put.js';
 import type { EtcdKeyspace, WriteStamps } from './etcd-keyspace.js';
+import type { LeaseBuckets } from './etcd-leases.js';
 import { conditionHolds, StoreFullError, StoreUnavailableError, type Condition, type KeyDeleteResult, type KeyPutResult } from './store.js';
 
 export interface KeyWriteOptions {
@@ -34,6 +41,16 @@ export interface KeyWriteOptions {
   readonly revisionDespiteNoSpace: (stamp: string, copy: OrderedEntries) => Promise<number | undefined>;
   /** the etcd deadline (ms): losing to concurrent writes stops after it */
   readonly timeoutMs: number;
+  /** the leases of TTL'd puts */
+  readonly leases: LeaseBuckets;
+}
+
+/** A transaction etcd refused because its lease no longer exists: nothing was applied. */
+const LEASE_GONE = Symbol('lease gone');
+
+function leaseGone(error: unknown): typeof LEASE_GONE {
+  if (error instanceof EtcdLeaseInvalidError || (error instanceof Error && /requested lease not found/.test(error.message))) return LEASE_GONE;
+  throw error;
 }
 
 /**
@@ -80,8 +97,8 @@ function tooLong(what: string): StoreUnavailableError {
 }
 
 /** putKey: sets `key` if `condition` holds for its version when the transaction applies. Limits are checked before. */
-export async function conditionalPut(options: KeyWriteOptions, key: string, value: string, condition: Condition): Promise<KeyPutResult> {
-  const { client, keyspace, stamps, calls, copy, revisionDespiteNoSpace, timeoutMs } = options;
+export async function conditionalPut(options: KeyWriteOptions, key: string, value: string, condition: Condition, ttlMs?: number): Promise<KeyPutResult> {
+  const { client, keyspace, stamps, calls, copy, revisionDespiteNoSpace, timeoutMs, leases } = options;
   const kvKey = keyspace.kvKey(key);
   const copyVersion = copy().get(key)?.modRevision;
   let expected = condition.kind === 'versions' ? firstCandidate(condition.versions, copyVersion) : copyVersion;
@@ -90,18 +107,21 @@ export async function conditionalPut(options: KeyWriteOptions, key: string, valu
     const compare = compareFor(kvKey, condition.kind, expected);
     // created: the compare says the key did not exist (any: the copy-or-read version it compares)
     const created = condition.kind === 'absent' || (condition.kind === 'any' && expected === undefined);
+    const lease = ttlMs === undefined ? undefined : await leases.lease(ttlMs);
     const stamp = stamps.next();
     const copyAtSend = copy();
     const response = await calls
       .call('update', true, () =>
-        client.kv.txn({
-          compare,
-          success: [
-            { request_put: { key: kvKey, value: Buffer.from(value, 'utf8') } },
-            { request_put: { key: keyspace.stampKey, value: Buffer.from(stamp) } },
-          ],
-          failure: [{ request_range: { key: kvKey, keys_only: true } }],
-        }),
+        client.kv
+          .txn({
+            compare,
+            success: [
+              { request_put: { key: kvKey, value: Buffer.from(value, 'utf8'), ...(lease === undefined ? {} : { lease }) } },
+              { request_put: { key: keyspace.stampKey, value: Buffer.from(stamp) } },
+            ],
+            failure: [{ request_range: { key: kvKey, keys_only: true } }],
+          })
+          .catch(leaseGone),
       )
       .catch(async (error: unknown) => {
         if (!(error instanceof NoSpaceAnswer)) throw error;
@@ -109,6 +129,11 @@ export async function conditionalPut(options: KeyWriteOptions, key: string, valu
         if (revision === undefined) throw new StoreFullError('etcd space quota (NOSPACE alarm)');
         return { applied: revision } as const;
       });
+    if (response === LEASE_GONE) {
+      leases.forget(lease!);
+      if (Date.now() > deadline) throw new StoreUnavailableError('A PUT with a TTL: its lease kept expiring before etcd applied the write, until the etcd deadline; nothing was applied');
+      continue;
+    }
     if ('applied' in response) return { ok: true, version: response.applied, created };
     if (response.succeeded) return { ok: true, version: Number(response.header.revision), created };
     const current = versionRead(response.responses[0]?.response_range);

@@ -12,6 +12,7 @@
 //   etcd-group-commit.ts   POSTs that arrive together share one transaction
 //   etcd-cas-put.ts        PUT as one compare-and-swap transaction
 //   etcd-key-writes.ts     one-key writes with a condition (putKey, deleteKey), in the transaction
+//   etcd-leases.ts         expiry: a lease per second of expiry, its end in its id, hidden on read
 //   etcd-limits.ts         etcd's request limits and the store limits, before a write is sent
 //
 //   POST   if no kv/ key exists (create revision 0), put them all with their ord/ keys and the stamp;
@@ -20,7 +21,8 @@
 //   DELETE if the key exists, delete kv/, ord/ and the stamp: a transaction that only deletes (and reads) is one
 //          etcd's space quota admits, so data can be freed under the NOSPACE alarm.
 //   putKey, deleteKey   the condition is a term of the transaction's compare (etcd-key-writes.ts);
-//          DELETE is deleteKey without a condition.
+//          DELETE is deleteKey without a condition. A TTL: kv/ is put with its expiry second's lease,
+//          in the same transaction (etcd-leases.ts); etcd's DELETE at the lease's end reaches every copy.
 //   versions  a key's version is its kv/ key's mod revision; a write's, its transaction's revision
 //          (every write puts the stamp or deletes a key, so each accepted one has its own).
 //   reads  the read barrier: one linearizable read of the stamp gives the revision W of the latest
@@ -40,6 +42,7 @@ import { compareAndSwapPut, type CompareAndSwapPutOptions } from './etcd-cas-put
 import { GroupCommit } from './etcd-group-commit.js';
 import { conditionalDelete, conditionalPut, type KeyWriteOptions } from './etcd-key-writes.js';
 import { EtcdKeyspace, WriteStamps } from './etcd-keyspace.js';
+import { etcdLeaseGrants, LeaseBuckets } from './etcd-leases.js';
 import { WriteLimits } from './etcd-limits.js';
 import { MemberHealth } from './etcd-member-health.js';
 import { BarrierGathering } from './etcd-read-barrier.js';
@@ -123,6 +126,8 @@ export class EtcdStore implements Store {
   private readonly memberHealth: MemberHealth;
   private readonly keyspace: EtcdKeyspace;
   private readonly stamps = new WriteStamps();
+  /** the leases of TTL'd putKeys (etcd-leases.ts) */
+  readonly leases: LeaseBuckets;
   private readonly calls: EtcdCalls;
   private readonly route: BarrierRoute<Etcd3>;
   private readonly gathering: BarrierGathering;
@@ -208,7 +213,10 @@ export class EtcdStore implements Store {
       minTimeLeftMs: MIN_CREATE_TIME_LEFT_MS,
       commit: (pairs, deadline) => this.commitCreates(pairs, deadline),
     });
+    const grants = etcdLeaseGrants(this.client);
+    this.leases = new LeaseBuckets({ grant: (id, ttlSeconds) => this.calls.call('lease', false, () => grants.grant(id, ttlSeconds)) });
     this.putOptions = {
+      leases: this.leases,
       client: this.client,
       keyspace: this.keyspace,
       stamps: this.stamps,
@@ -264,10 +272,15 @@ export class EtcdStore implements Store {
     return (await this.fresh()).get(key)?.value;
   }
 
-  /** The value and version (mod revision) through the same read barrier as get. */
+  /**
+   * The value and version (mod revision) through the same read barrier as get; `expiresAt`: the end
+   * of the key's lease by the clock of the replica that granted it (etcd expires it by its leader's
+   * clock, at or after that: see etcd-leases.ts).
+   */
   async getVersioned(key: string): Promise<Versioned | undefined> {
     const held = (await this.fresh()).get(key);
-    return held === undefined ? undefined : { value: held.value, version: held.modRevision };
+    if (held === undefined) return undefined;
+    return held.expiresAt === undefined ? { value: held.value, version: held.modRevision } : { value: held.value, version: held.modRevision, expiresAt: held.expiresAt };
   }
 
   async page(request: PageRequest): Promise<Page> {
@@ -507,8 +520,12 @@ export class EtcdStore implements Store {
     return compareAndSwapPut(this.putOptions, pairs, values);
   }
 
-  /** One transaction: the condition in its compare, the key's version read in its failure branch (etcd-key-writes.ts). Limits as upsertAll. */
-  async putKey(key: string, value: string, condition: Condition): Promise<KeyPutResult> {
+  /**
+   * One transaction: the condition in its compare, the key's version read in its failure branch
+   * (etcd-key-writes.ts); with `ttlMs`, the key is put with its expiry second's lease (granted first
+   * if this replica has none for that second). Limits as upsertAll.
+   */
+  async putKey(key: string, value: string, condition: Condition, ttlMs?: number): Promise<KeyPutResult> {
     this.writeLimits.checkSize([[key, value]]);
     await this.writeLimits.checkLimits(() => {
       const held = this.cache.entries.get(key);
@@ -517,7 +534,7 @@ export class EtcdStore implements Store {
         addedBytes: Buffer.byteLength(value) + (held ? -Buffer.byteLength(held.value) : Buffer.byteLength(key)),
       };
     });
-    return conditionalPut(this.putOptions, key, value, condition);
+    return conditionalPut(this.putOptions, key, value, condition, ttlMs);
   }
 
   /** One transaction deleting kv/, ord/ and the stamp if the key exists and the condition holds (etcd-key-writes.ts). */
