@@ -65,9 +65,9 @@ function pathBounds(target: string): { from: number; to: number; query: number }
 }
 
 /**
- * A `/kv` route: one key (the raw, still encoded key is target[from, to); its query from `query`, the
- * `?`, to the end, or -1 without one), or a page (`emptyKey`: the
- * path was `/kv/`, the key route with no key — a page for GET and HEAD, 400 for writes).
+ * A `/kv` route: one key (the raw, still encoded key is target[from, to); `query` is where its query's
+ * `?` is, -1 without one), or a page (`emptyKey`: the path was `/kv/`, the key route with no key — a
+ * page for GET and HEAD, 400 for writes).
  */
 export type KvRoute =
   | { readonly kind: 'key'; readonly from: number; readonly to: number; readonly query: number }

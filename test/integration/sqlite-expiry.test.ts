@@ -13,6 +13,8 @@ import { describe, expect, it } from 'vitest';
 import type { Change } from '../../services/server/store/change-feed.js';
 import { sqliteDriver } from '../../services/server/store/sqlite-driver.js';
 import { UNCONDITIONAL, type Store, type StoreLimits } from '../../services/server/store/store.js';
+import { useChildServers } from '../support/child-servers.js';
+import { exchange, runClient, spawnServer } from '../support/net.js';
 import { sleep } from '../support/sleep.js';
 import { useTempDirs } from '../support/temp-dirs.js';
 
@@ -26,6 +28,7 @@ const moduleName = 'node:sqlite';
 const sqlite = (await import(moduleName).catch(() => undefined)) as { DatabaseSync: new (file: string) => Database } | undefined;
 
 const tempDir = useTempDirs();
+const track = useChildServers();
 const LOOSE: StoreLimits = { maxKeys: 1_000_000, maxDataBytes: 1_000_000_000 };
 const FEED = { maxChanges: 1_000_000, maxBytes: 256 * 1024 * 1024 };
 const newFile = () => join(tempDir('tcpkv-sqlite-expiry-'), 'data.db');
@@ -311,4 +314,29 @@ describe.runIf(sqlite !== undefined)('SqliteStore: keys that expire', () => {
     }
   }, 60_000);
 
+  it('over HTTP: the client puts with --ttl, GET and HEAD answer Tcpkv-Expires-At, a TTL out of range is the server\'s 400, and from its expiry the key is 404', async () => {
+    const server = track(await spawnServer({ TCPKV_STORE: 'sqlite', TCPKV_SQLITE_FILE: newFile() }));
+    const at = `127.0.0.1:${server.port}`;
+    const before = Date.now();
+    const put = await runClient(['put', '--server', at, 'session', 'alive', '--ttl', '1']);
+    expect([put.code, put.stdout]).toEqual([0, '200 OK\nCreated session\n']);
+    const read = await exchange(server.port, 'GET /kv/session HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nHEAD /kv/session HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 2, { heads: [false, true] });
+    const expiresAt = read.responses.map((r) => r.headers.find(([name]) => name === 'tcpkv-expires-at')?.[1]);
+    expect(expiresAt[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(expiresAt[1]).toBe(expiresAt[0]);
+    const when = Date.parse(expiresAt[0]!);
+    expect(when).toBeGreaterThanOrEqual(before + 1000);
+    expect(when).toBeLessThan(Date.now() + 1000);
+    const tooLong = await runClient(['put', '--server', at, 'x', 'y', '--ttl', '31536001']);
+    expect([tooLong.code, tooLong.stdout]).toEqual([1, '400 Bad Request\nttl must be a whole number of seconds from 1 to 31536000.\n']);
+    const notNumber = await runClient(['put', '--server', at, 'x', 'y', '--ttl', '1.5']);
+    expect([notNumber.code, notNumber.stderr]).toEqual([2, 'tcpkv-client: --ttl takes a whole number of seconds, not "1.5"\n']);
+    await sleep(Math.max(0, when - Date.now()) + 50);
+    const gone = await exchange(server.port, 'GET /kv/session HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 1);
+    expect(gone.responses[0]!.status).toBe(404);
+    // a later put without --ttl: no expiry
+    await runClient(['put', '--server', at, 'session', 'again']);
+    const again = await exchange(server.port, 'GET /kv/session HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', 1);
+    expect([again.responses[0]!.status, again.responses[0]!.headers.some(([name]) => name === 'tcpkv-expires-at')]).toEqual([200, false]);
+  });
 });
