@@ -328,7 +328,7 @@ describe.runIf(sqlite !== undefined)('SqliteStore: keys that expire', () => {
     expect(when).toBeGreaterThanOrEqual(before + 1000);
     expect(when).toBeLessThan(Date.now() + 1000);
     const tooLong = await runClient(['put', '--server', at, 'x', 'y', '--ttl', '31536001']);
-    expect([tooLong.code, tooLong.stdout]).toEqual([1, '400 Bad Request\nttl must be a whole number of seconds from 1 to 31536000.\n']);
+    expect([tooLong.code, tooLong.stdout.replace(/^400 [^\n]*\n/, '400\n')]).toEqual([1, '400\nttl must be a whole number of seconds from 1 to 31536000.\n']);
     const notNumber = await runClient(['put', '--server', at, 'x', 'y', '--ttl', '1.5']);
     expect([notNumber.code, notNumber.stderr]).toEqual([2, 'tcpkv-client: --ttl takes a whole number of seconds, not "1.5"\n']);
     await sleep(Math.max(0, when - Date.now()) + 50);
