@@ -17,8 +17,9 @@
 //
 // A key with a TTL has its expiry in `expires_at` (wall-clock ms; NULL: never), indexed. Reads hide a
 // row from its expiry on, whether or not it is gone yet; a sweeper (one unref'd timer, set for the
-// earliest expiry) deletes the expired rows, each slice one transaction with one revision whose
-// deletions go to `changes`, and gives the event loop back between slices. A write of a key whose
+// earliest expiry, a short pause after the last sweep at the soonest) deletes the expired rows, each
+// slice one transaction with one revision whose deletions go to `changes`, and gives the event loop
+// back between slices. A write of a key whose
 // row has expired removes that row first in a transaction of its own (the expiry's revision), so
 // every expiry reaches `changes` as a deletion before anything else happens to the key.
 
@@ -72,6 +73,12 @@ const FULL_WARNING_EVERY_MS = 60_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A sweep that failed (an I/O error) is tried again this much later. */
 const SWEEP_RETRY_MS = 1000;
+/**
+ * A sweep waits at least this long after the last one ended: each is a synchronous commit, and keys
+ * expiring one after another would otherwise be swept one commit each, back to back, leaving reads
+ * little room between them.
+ */
+const SWEEP_PAUSE_MS = 20;
 /** Rows a sweep slice deletes at most (and it stops sooner once its time is spent). */
 const SWEEP_SLICE_ROWS = 2000;
 /** A row's expiry from its `expires_at` (NULL: undefined). */
@@ -136,6 +143,8 @@ export class SqliteStore implements Store {
   private sweepAt = Infinity;
   /** a sweep is between two slices: it looks for the next expiry itself when it ends */
   private sweeping = false;
+  /** when the last sweep ended (performance.now()) */
+  private lastSweepEnd = -Infinity;
   private lastFullWarning = -Infinity;
 
   private constructor(db: Database, options: SqliteStoreOptions) {
@@ -475,7 +484,7 @@ export class SqliteStore implements Store {
       this.sweepTimer = undefined;
       this.sweepAt = Infinity;
       this.sweep();
-    }, Math.min(MAX_TIMER_MS, Math.max(0, this.nextExpiry - Date.now())));
+    }, Math.min(MAX_TIMER_MS, Math.max(0, this.nextExpiry - Date.now(), this.lastSweepEnd + SWEEP_PAUSE_MS - performance.now())));
     this.sweepTimer.unref();
   }
 
@@ -509,6 +518,7 @@ export class SqliteStore implements Store {
       return;
     }
     this.sweeping = false;
+    this.lastSweepEnd = performance.now();
     this.nextExpiry = this.earliestExpiry();
     this.scheduleSweep();
   }
