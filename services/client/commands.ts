@@ -314,17 +314,21 @@ export function buildProgram(hooks: ProgramHooks): Command {
     .argument('[value]', 'the value as it is (may hold & and :); - or absent: read it from stdin')
     .addOption(new Option('--if-version <version>', 'write only if the key is at this version (If-Match; 412 and exit 1 if not)').conflicts('create'))
     .addOption(new Option('--create', 'write only if the key does not exist yet (If-None-Match: *; 412 and exit 1 if it does)'))
+    .addOption(new Option('--ttl <seconds>', 'the key expires this many seconds after the write (?ttl=; 1 to a year); without it, it never does'))
     .description('store one key, new or not (PUT /kv/<key>); the answer\'s ETag is its new version')
-    .action((key: string, value: string | undefined, opts: { ifVersion?: string; create?: boolean }) =>
+    .action((key: string, value: string | undefined, opts: { ifVersion?: string; create?: boolean; ttl?: string }) =>
       act(async () => {
         needStandard('put');
         checkKey(key, true);
         const headers = conditionHeaders(opts);
+        // the range is the server's to check (its 400 names it); a number is ours
+        if (opts.ttl !== undefined && !/^[1-9][0-9]{0,11}$/.test(opts.ttl)) throw new UsageError(`--ttl takes a whole number of seconds, not ${JSON.stringify(opts.ttl)}`);
+        const target = opts.ttl === undefined ? kvTarget(key) : `${kvTarget(key)}?ttl=${opts.ttl}`;
         let body: string | Buffer;
         if (value !== undefined && value !== '-') body = value;
         else if (hooks.atPrompt || !hooks.readStdin) throw new UsageError('put at the prompt needs the value: put KEY VALUE');
         else body = stdinValue(await hooks.readStdin());
-        return print(await client('standard').send({ method: 'PUT', path: '', target: kvTarget(key), body, headers }), 'PUT');
+        return print(await client('standard').send({ method: 'PUT', path: '', target, body, headers }), 'PUT');
       })(),
     );
   program

@@ -38,6 +38,7 @@ export const Texts = Object.freeze({
   badKeyEncoding: 'The key in the path is not valid percent-encoded UTF-8.',
   badQueryEncoding: (name: string) => `The query parameter ${name} is not valid percent-encoded UTF-8.`,
   badLimit: 'limit must be a whole number from 1 to 1000.',
+  badTtl: (minSeconds: number, maxSeconds: number) => `ttl must be a whole number of seconds from ${minSeconds} to ${maxSeconds}.`,
   unknownCursor: (after: string) => `after=${after}: this server has no place for that key (never stored, or deleted too long ago); walk again from the start (without after).`,
   preconditionFailed: (key: string, current: number | undefined) =>
     current === undefined ? `Precondition failed: no such key: ${key}` : `Precondition failed: ${key} is at version ${current}`,

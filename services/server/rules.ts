@@ -12,9 +12,9 @@ import { isUtf8 } from 'node:buffer';
 import { keyRefused, nonAscii, parsePairs, type Refusal } from './pairs.js';
 import { ALLOW_ANY, ALLOW_KV_KEY, ALLOW_KV_PAGE, ALLOW_KV_WATCH, changesAnswer, createdAnswer, watchGoneAnswer, END_ANSWERS, listingAnswer, methodNotAllowed, pageAnswer, refused, SEED_HEAD, text, updatedAnswer, type Answer } from './render.js';
 import { guard } from './store-answers.js';
-import { conditionHolds, type Condition, type MaybePromise, type Pair, type Store } from './store/store.js';
+import { conditionHolds, MAX_TTL_MS, MIN_TTL_MS, type Condition, type MaybePromise, type Pair, type Store, type Versioned } from './store/store.js';
 import { etagOf, readPreconditions, readOutcome, writeCondition } from './conditions.js';
-import { pageQuery, percentDecode, watchQuery, type KvRoute, type WatchRequest } from './targets.js';
+import { keyQuery, pageQuery, percentDecode, watchQuery, type KvRoute, type WatchRequest } from './targets.js';
 import type { ChangeFeed } from './store/change-feed.js';
 import { WatchStream } from './watch-stream.js';
 import type { DrainSignal } from './drain-signal.js';
@@ -172,7 +172,7 @@ export function kvKeyRule(call: RuleCall): MaybePromise<Answer> {
       const outcome = readOutcome(preconditions, found?.version);
       if (outcome === 'precondition-failed') return preconditionFailed(key, found?.version, head);
       if (found === undefined) return text(404, Texts.noSuchKey(key), head);
-      const headers = [['ETag', etagOf(found.version)]] as const;
+      const headers = readHeaders(found);
       if (outcome === 'not-modified') return { status: 304, body: '', headers, headersOnly: true };
       return head ? { status: 200, body: found.value, headers, headersOnly: true } : { status: 200, body: found.value, headers };
     });
@@ -191,10 +191,19 @@ export function kvKeyRule(call: RuleCall): MaybePromise<Answer> {
   if (!isUtf8(body)) return text(400, Texts.badUtf8);
   const value = body.toString(nonAscii(body, 0, body.length) ? 'utf8' : 'latin1');
   if (hasControlCharacters(value, true)) return text(400, Texts.controlCharacters);
-  return guard(store.putKey(key, value, condition), (result) => {
+  const query = keyQuery(request.target, route);
+  if ('badEncoding' in query) return text(400, Texts.badQueryEncoding(query.badEncoding));
+  if ('badTtl' in query) return text(400, Texts.badTtl(MIN_TTL_MS / 1000, MAX_TTL_MS / 1000));
+  return guard(store.putKey(key, value, condition, query.ttlMs), (result) => {
     if (!result.ok) return preconditionFailed(key, result.current, false);
     return { status: 200, body: result.created ? Texts.createdKey(key) : Texts.updatedKey(key), headers: [['ETag', etagOf(result.version)]] };
   });
+}
+
+/** A read's headers: the key's ETag, and when it expires (ISO 8601 UTC) if it does. */
+function readHeaders(found: Versioned): readonly (readonly [string, string])[] {
+  const etag = ['ETag', etagOf(found.version)] as const;
+  return found.expiresAt === undefined ? [etag] : [etag, ['Tcpkv-Expires-At', new Date(found.expiresAt).toISOString()]];
 }
 
 /** 412 with the version found as its ETag (none: there was no such key); nothing was applied. */

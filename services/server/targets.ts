@@ -1,7 +1,8 @@
 // Request targets of the standard dialect: percent decoding, where the path lies, the `/kv` routes'
-// match, and a page's query (`prefix`, `after`, `limit`). Pure decoding: the rules decide the answers.
+// match, a page's query (`prefix`, `after`, `limit`), a watch's, and a key's (`ttl`). Pure decoding: the
+// rules decide the answers.
 
-import type { PageRequest } from './store/store.js';
+import { MAX_TTL_MS, MIN_TTL_MS, type PageRequest } from './store/store.js';
 
 export const PAGE_LIMIT_DEFAULT = 100;
 export const PAGE_LIMIT_MAX = 1000;
@@ -64,11 +65,12 @@ function pathBounds(target: string): { from: number; to: number; query: number }
 }
 
 /**
- * A `/kv` route: one key (the raw, still encoded key is target[from, to)), or a page (`emptyKey`: the
- * path was `/kv/`, the key route with no key — a page for GET and HEAD, 400 for writes).
+ * A `/kv` route: one key (the raw, still encoded key is target[from, to); `query` is where its query's
+ * `?` is, -1 without one), or a page (`emptyKey`: the path was `/kv/`, the key route with no key — a
+ * page for GET and HEAD, 400 for writes).
  */
 export type KvRoute =
-  | { readonly kind: 'key'; readonly from: number; readonly to: number }
+  | { readonly kind: 'key'; readonly from: number; readonly to: number; readonly query: number }
   | { readonly kind: 'page'; readonly query: number; readonly end: number; readonly emptyKey: boolean }
   | { readonly kind: 'watch'; readonly query: number; readonly end: number };
 
@@ -82,7 +84,7 @@ export function kvRoute(target: string): KvRoute | undefined {
     return { kind: 'page', query, end: target.length, emptyKey: after !== to };
   }
   if (target.charCodeAt(after) !== 0x2f) return undefined; // `/kvx`: not ours
-  return { kind: 'key', from: after + 1, to };
+  return { kind: 'key', from: after + 1, to, query };
 }
 
 /** One `name[=value]` of a query: the name, and where its raw value lies (undefined: no `=`). */
@@ -184,4 +186,26 @@ export function watchQuery(target: string, route: { readonly query: number; read
     }
   }
   return { prefix, since, waitMs, limit, stream };
+}
+
+/** A `/kv/<key>` query that cannot be read: `ttl` out of range or not a number, or a bad escape. */
+export type KeyQueryRefusal = { readonly badTtl: true } | { readonly badEncoding: string };
+
+/**
+ * What a `/kv/<key>` query asks of a PUT (unknown parameters are ignored): `ttl`, a whole number of
+ * seconds from MIN_TTL_MS to MAX_TTL_MS, as ms; undefined: the key does not expire.
+ */
+export function keyQuery(target: string, route: { readonly query: number }): { readonly ttlMs: number | undefined } | KeyQueryRefusal {
+  let ttlMs: number | undefined;
+  if (route.query >= 0) {
+    for (const p of queryParameters(target, route.query, target.length)) {
+      if (p.name !== 'ttl') continue;
+      const value = decodedValue(target, p);
+      if (value === undefined) return { badEncoding: p.name };
+      if (!/^[0-9]{1,12}$/.test(value)) return { badTtl: true };
+      ttlMs = Number(value) * 1000;
+      if (ttlMs < MIN_TTL_MS || ttlMs > MAX_TTL_MS) return { badTtl: true };
+    }
+  }
+  return { ttlMs };
 }

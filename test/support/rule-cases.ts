@@ -55,6 +55,8 @@ const KEY_TOO_LONG = `Keys are at most ${MAX_KEY} bytes of UTF-8 (TCPKV_MAX_KEY_
 const MAX_KEY_TEXT = '가'.repeat(341) + 'a';
 const LONG_KEY = MAX_KEY_TEXT + 'b';
 
+/** the refusal of a ttl that is not a whole number of seconds from a second to a year */
+const TTL_REFUSAL = 'ttl must be a whole number of seconds from 1 to 31536000.';
 const listing = (...lines: string[]) => (lines.length === 0 ? Texts.emptyDb : [Texts.listingHeader, ...lines].join('\n'));
 
 export const RULE_CASES: readonly RuleCase[] = [
@@ -146,6 +148,20 @@ export const RULE_CASES: readonly RuleCase[] = [
   { name: 'GET with If-None-Match: another version → 200', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv/a', requestHeaders: { 'If-None-Match': '"999999999"' }, status: 200, body_is: '1' },
   { name: 'GET with If-Match: another version → 412', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv/a', requestHeaders: { 'If-Match': '"999999999"' }, status: 412, headers: { etag: '$a' } },
   { name: 'GET with a malformed If-None-Match → 400', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv/a', requestHeaders: { 'If-None-Match': '"a", *' }, status: 400, body_is: Texts.badCondition('If-None-Match') },
+  // expiry: PUT /kv/<key>?ttl=SECONDS (that the key does expire is each store's own test)
+  { name: 'PUT with ?ttl=60 → 200, the key stored', dialects: STD, method: 'PUT', path: 'kv/a?ttl=60', body: 'v', status: 200, body_is: 'Created a', headers: { etag: ETAG }, listing: listing('a:v') },
+  { name: 'PUT with ?ttl=1 (the shortest) and If-Match → 200', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/a?ttl=1', body: '2', requestHeaders: { 'If-Match': '$a' }, status: 200, body_is: 'Updated a' },
+  { name: 'PUT with ?ttl=31536000 (a year, the longest) → 200', dialects: STD, method: 'PUT', path: 'kv/a?limit=5&ttl=31536000', body: 'v', status: 200, listing: listing('a:v') },
+  { name: 'PUT with ?ttl=0 → 400, nothing applied', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'kv/a?ttl=0', body: '2', status: 400, body_is: TTL_REFUSAL, listing: listing('a:1') },
+  { name: 'PUT with ?ttl=31536001 (over a year) → 400', dialects: STD, method: 'PUT', path: 'kv/a?ttl=31536001', body: 'v', status: 400, body_is: TTL_REFUSAL, listing: listing() },
+  { name: 'PUT with ?ttl=1.5 (not whole seconds) → 400', dialects: STD, method: 'PUT', path: 'kv/a?ttl=1.5', body: 'v', status: 400, body_is: TTL_REFUSAL, listing: listing() },
+  { name: 'PUT with ?ttl=-5 → 400', dialects: STD, method: 'PUT', path: 'kv/a?ttl=-5', body: 'v', status: 400, body_is: TTL_REFUSAL, listing: listing() },
+  { name: 'PUT with ?ttl=abc → 400', dialects: STD, method: 'PUT', path: 'kv/a?ttl=abc', body: 'v', status: 400, body_is: TTL_REFUSAL, listing: listing() },
+  { name: 'PUT with ?ttl (no value) → 400', dialects: STD, method: 'PUT', path: 'kv/a?ttl', body: 'v', status: 400, body_is: TTL_REFUSAL, listing: listing() },
+  { name: 'PUT with ?ttl=1e3 → 400', dialects: STD, method: 'PUT', path: 'kv/a?ttl=1e3', body: 'v', status: 400, body_is: TTL_REFUSAL, listing: listing() },
+  { name: 'PUT with ?ttl=%ZZ (a bad escape) → 400', dialects: STD, method: 'PUT', path: 'kv/a?ttl=%ZZ', body: 'v', status: 400, body_is: Texts.badQueryEncoding('ttl'), listing: listing() },
+  { name: 'GET of a key without a TTL answers no Tcpkv-Expires-At', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv/a', status: 200, headers: { 'tcpkv-expires-at': ABSENT } },
+  { name: 'GET ignores ?ttl (only a PUT sets one)', dialects: STD, setup: 'a: 1', method: 'GET', path: 'kv/a?ttl=0', status: 200, body_is: '1' },
   { name: 'the seed routes ignore conditions', dialects: STD, setup: 'a: 1', method: 'PUT', path: 'update', body: 'a: 2', requestHeaders: { 'If-Match': '"999999999"' }, status: 200, listing: listing('a:2') },
   { name: 'the key is percent-decoded UTF-8', dialects: STD, method: 'PUT', path: 'kv/%EC%9D%B4%EB%A6%84%20%2F%26', body: '김민식', status: 200, body_is: 'Created 이름 /&', listing: listing('이름 /&:김민식') },
   { name: 'a bad percent escape → 400', dialects: STD, method: 'GET', path: 'kv/a%ZZ', status: 400, body_is: Texts.badKeyEncoding },
