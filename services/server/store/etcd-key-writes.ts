@@ -17,24 +17,12 @@
 // deadline, as PUT does.
 
 import type { ICompare, IRangeResponse } from 'etcd3';
-import type { OrderedEntries } from './etcd-cache.js';
-import { NoSpaceAnswer, type EtcdCalls } from './etcd-calls.js';
-import type { TxnClient } from './etcd-cas-put.js';
-import type { EtcdKeyspace, WriteStamps } from './etcd-keyspace.js';
+import { NoSpaceAnswer } from './etcd-calls.js';
+import type { EtcdWriteOptions } from './etcd-cas-put.js';
 import { conditionHolds, StoreFullError, StoreUnavailableError, type Condition, type KeyDeleteResult, type KeyPutResult } from './store.js';
 
-export interface KeyWriteOptions {
-  readonly client: TxnClient;
-  readonly keyspace: EtcdKeyspace;
-  readonly stamps: WriteStamps;
-  readonly calls: Pick<EtcdCalls, 'call'>;
-  /** the copy as it is now (replaced as a whole when the copy lists again) */
-  readonly copy: () => OrderedEntries;
-  /** the revision of a write etcd answered NOSPACE, if it applied it (see EtcdStore); undefined = not applied */
-  readonly revisionDespiteNoSpace: (stamp: string, copy: OrderedEntries) => Promise<number | undefined>;
-  /** the etcd deadline (ms): losing to concurrent writes stops after it */
-  readonly timeoutMs: number;
-}
+/** The same as the PUT path's (etcd-cas-put.ts): one set of what the store's writes need. */
+export type KeyWriteOptions = EtcdWriteOptions;
 
 /**
  * The candidate of a `versions` condition to compare first: the copy's version if it is one, else the

@@ -36,9 +36,9 @@ import { BarrierRoute } from './etcd-barrier-route.js';
 import { ChangeFeed, DEFAULT_FEED_LIMITS } from './change-feed.js';
 import { OrderedEntries, prefixEnd, WatchCache } from './etcd-cache.js';
 import { EtcdCalls, NoSpaceAnswer, refusal } from './etcd-calls.js';
-import { compareAndSwapPut, type CompareAndSwapPutOptions } from './etcd-cas-put.js';
+import { compareAndSwapPut, type EtcdWriteOptions } from './etcd-cas-put.js';
 import { GroupCommit } from './etcd-group-commit.js';
-import { conditionalDelete, conditionalPut, type KeyWriteOptions } from './etcd-key-writes.js';
+import { conditionalDelete, conditionalPut } from './etcd-key-writes.js';
 import { EtcdKeyspace, WriteStamps } from './etcd-keyspace.js';
 import { WriteLimits } from './etcd-limits.js';
 import { MemberHealth } from './etcd-member-health.js';
@@ -134,7 +134,7 @@ export class EtcdStore implements Store {
   private readonly barrierMode: 'quorum' | 'none';
   private readonly cache: WatchCache;
   /** what the PUT paths need of the store (etcd-cas-put.ts, etcd-key-writes.ts) */
-  private readonly putOptions: CompareAndSwapPutOptions & KeyWriteOptions;
+  private readonly putOptions: EtcdWriteOptions;
   private clusterId: string | undefined;
 
   constructor(options: EtcdStoreOptions) {
@@ -214,7 +214,6 @@ export class EtcdStore implements Store {
       stamps: this.stamps,
       calls: this.calls,
       copy: () => this.cache.entries,
-      appliedDespiteNoSpace: (stamp, copy) => this.appliedDespiteNoSpace(stamp, copy),
       revisionDespiteNoSpace: (stamp, copy) => this.revisionDespiteNoSpace(stamp, copy),
       timeoutMs: this.timeoutMs,
     };
