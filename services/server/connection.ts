@@ -415,15 +415,12 @@ export class Connection {
         socket.cork();
         while (slot.next < more.length && flushed && this.turnBytes < LISTING_BYTES_PER_TURN) {
           const slice = more[slot.next++]!;
-          if (this.turnBytes === 0) setImmediate(() => (this.turnBytes = 0));
-          this.turnBytes += slice.length;
+          this.spendTurn(slice.length);
           flushed = socket.write(slice);
         }
         socket.uncork();
         if (slot.next < more.length) {
-          this.writeBlocked = true;
-          // this turn's share written and the socket still takes more: the rest after other work
-          if (flushed) setImmediate(() => !socket.destroyed && this.onDrain());
+          this.waitForNextTurn(flushed);
           return;
         }
       }
@@ -482,14 +479,26 @@ export class Connection {
         }
         return false;
       }
-      if (this.turnBytes === 0) setImmediate(() => (this.turnBytes = 0));
-      this.turnBytes += data.length;
+      this.spendTurn(data.length);
       taking = socket.write(chunkFrame(data));
     }
-    this.writeBlocked = true;
-    // the socket still takes more, but this turn's share is written: the rest after other work
-    if (taking) setImmediate(() => !socket.destroyed && this.onDrain());
+    this.waitForNextTurn(taking);
     return false;
+  }
+
+  /** Counts bytes of a long answer handed to the socket in this turn of the event loop (reset at the next). */
+  private spendTurn(bytes: number): void {
+    if (this.turnBytes === 0) setImmediate(() => (this.turnBytes = 0));
+    this.turnBytes += bytes;
+  }
+
+  /**
+   * A long answer stops writing: until the socket drains, or — when it still takes more but this
+   * turn's share is written — until the next turn, so that other connections' work runs between.
+   */
+  private waitForNextTurn(socketTakesMore: boolean): void {
+    this.writeBlocked = true;
+    if (socketTakesMore) setImmediate(() => !this.socket.destroyed && this.onDrain());
   }
 
   /** Stops reading while answers cannot be written or queued, so a client that never reads is bounded. */

@@ -100,13 +100,23 @@ export function updatedAnswer(pairs: readonly Pair[], previous: readonly (string
   return { status: 200, body: out + Texts.putOk };
 }
 
-/** A watch's answer: `{"changes":[{"key":…,"value":…,"version":…} or {"key":…,"deleted":true,"version":…},…],"revision":…}` */
+// A change's JSON, made once however many watchers send it (a write fans out to every watcher).
+const CHANGE_JSON = new WeakMap<Change, string>();
+
+/** `{"key":…,"value":…,"version":…}`, or `{"key":…,"deleted":true,"version":…}` for a removal. */
+export function changeJson(c: Change): string {
+  let json = CHANGE_JSON.get(c);
+  if (json === undefined) {
+    json = '{"key":' + JSON.stringify(c.key) + (c.value === undefined ? ',"deleted":true' : ',"value":' + JSON.stringify(c.value)) + ',"version":' + String(c.version) + '}';
+    CHANGE_JSON.set(c, json);
+  }
+  return json;
+}
+
+/** A watch's answer: `{"changes":[change,…],"revision":…}` (see changeJson). */
 export function changesAnswer(changes: readonly Change[], revision: number): Answer {
   let body = '{"changes":[';
-  for (let i = 0; i < changes.length; i++) {
-    const c = changes[i]!;
-    body += (i === 0 ? '{"key":' : ',{"key":') + JSON.stringify(c.key) + (c.value === undefined ? ',"deleted":true' : ',"value":' + JSON.stringify(c.value)) + ',"version":' + String(c.version) + '}';
-  }
+  for (let i = 0; i < changes.length; i++) body += (i === 0 ? '' : ',') + changeJson(changes[i]!);
   body += '],"revision":' + String(revision) + '}';
   return { status: 200, body, contentType: JSON_TYPE };
 }

@@ -251,7 +251,7 @@ export function kvWatchRule(call: RuleCall): MaybePromise<Answer> {
     if (call.request.version === '1.0') return text(400, Texts.watchStreamNeeds11);
     const since = query.since ?? feed.revision;
     if (since < feed.oldest) return watchGoneAnswer(since, feed.oldest);
-    return { status: 200, body: '', contentType: NDJSON_TYPE, headers: NO_CACHE, stream: new WatchStream(feed, { ...query, since }, call.policy.draining), close: true };
+    return { status: 200, body: '', contentType: NDJSON_TYPE, headers: NO_CACHE, stream: new WatchStream(feed, query, since, call.policy.draining), close: true };
   }
   const maxWaitMs = call.policy.watchMaxWaitMs ?? DEFAULT_WATCH_MAX_WAIT_MS;
   return watch(feed, query, Math.min(query.waitMs, maxWaitMs), call.policy.draining);

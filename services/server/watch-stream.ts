@@ -17,7 +17,8 @@
 import type { BodyStream } from '../protocol/response-writer.js';
 import { Texts } from '../protocol/texts.js';
 import type { DrainSignal } from './drain-signal.js';
-import type { Change, ChangeFeed } from './store/change-feed.js';
+import { changeJson } from './render.js';
+import type { ChangeFeed } from './store/change-feed.js';
 import type { WatchRequest } from './targets.js';
 
 /** A quiet stream sends its revision this often, so proxies and clients see it is alive. */
@@ -33,13 +34,15 @@ export class WatchStream implements BodyStream {
   private cancelled = false;
   private ready: (() => void) | undefined;
 
+  /** `since`: the revision the stream starts after (the request's, or the feed's when it named none) */
   constructor(
     private readonly feed: ChangeFeed,
     private readonly query: WatchRequest,
+    since: number,
     private readonly draining: DrainSignal | undefined,
     private readonly heartbeatMs = HEARTBEAT_MS,
   ) {
-    this.since = query.since ?? feed.revision;
+    this.since = since;
   }
 
   take(): Buffer | undefined | null {
@@ -56,7 +59,7 @@ export class WatchStream implements BodyStream {
     this.since = read.next;
     if (read.changes.length > 0) {
       let text = '';
-      for (const c of read.changes) text += lineOf(c);
+      for (const c of read.changes) text += changeJson(c) + '\n';
       return this.sent(text + `{"revision":${this.since}}\n`);
     }
     if (this.draining?.done === true) {
@@ -91,18 +94,6 @@ export class WatchStream implements BodyStream {
     this.lastSent = performance.now();
     return Buffer.from(text, 'utf8');
   }
-}
-
-// A change's line, made once however many streams send it (a write fans out to every watcher).
-const LINES = new WeakMap<Change, string>();
-
-function lineOf(c: Change): string {
-  let text = LINES.get(c);
-  if (text === undefined) {
-    text = JSON.stringify(c.value === undefined ? { key: c.key, deleted: true, version: c.version } : { key: c.key, value: c.value, version: c.version }) + '\n';
-    LINES.set(c, text);
-  }
-  return text;
 }
 
 function line(value: unknown): Buffer {

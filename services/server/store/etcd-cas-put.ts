@@ -15,15 +15,16 @@ export interface TxnClient {
   readonly kv: Pick<Etcd3['kv'], 'txn'>;
 }
 
-export interface CompareAndSwapPutOptions {
+/** What an etcd write needs of the store (this file's PUT and etcd-key-writes.ts's one-key writes). */
+export interface EtcdWriteOptions {
   readonly client: TxnClient;
   readonly keyspace: EtcdKeyspace;
   readonly stamps: WriteStamps;
   readonly calls: Pick<EtcdCalls, 'call'>;
   /** the copy as it is now (replaced as a whole when the copy lists again) */
   readonly copy: () => OrderedEntries;
-  /** whether etcd applied a write it answered NOSPACE (see EtcdStore) */
-  readonly appliedDespiteNoSpace: (stamp: string, copy: OrderedEntries) => Promise<boolean>;
+  /** the revision of a write etcd answered NOSPACE, if it applied it (see EtcdStore); undefined = not applied */
+  readonly revisionDespiteNoSpace: (stamp: string, copy: OrderedEntries) => Promise<number | undefined>;
   /** the etcd deadline (ms): losing to concurrent writes stops after it */
   readonly timeoutMs: number;
 }
@@ -32,8 +33,8 @@ export interface CompareAndSwapPutOptions {
  * Puts every key of `values` (one value per key: the last given wins) and returns, for each of
  * `pairs`, the value its key held before.
  */
-export async function compareAndSwapPut(options: CompareAndSwapPutOptions, pairs: readonly Pair[], values: ReadonlyMap<string, string>): Promise<UpsertResult> {
-  const { client, keyspace, stamps, calls, copy, appliedDespiteNoSpace, timeoutMs } = options;
+export async function compareAndSwapPut(options: EtcdWriteOptions, pairs: readonly Pair[], values: ReadonlyMap<string, string>): Promise<UpsertResult> {
+  const { client, keyspace, stamps, calls, copy, revisionDespiteNoSpace, timeoutMs } = options;
   const keys = [...values.keys()];
   let revisions: (number | undefined)[] = keys.map((key) => copy().get(key)?.modRevision);
   // the values at those revisions: the previous values if the write applies with an answer lost to NOSPACE
@@ -65,7 +66,7 @@ export async function compareAndSwapPut(options: CompareAndSwapPutOptions, pairs
       )
       .catch(async (error: unknown) => {
         if (!(error instanceof NoSpaceAnswer)) throw error;
-        if (!(await appliedDespiteNoSpace(stamp, copyAtSend))) throw new StoreFullError('etcd space quota (NOSPACE alarm)');
+        if ((await revisionDespiteNoSpace(stamp, copyAtSend)) === undefined) throw new StoreFullError('etcd space quota (NOSPACE alarm)');
         // applied: each key was at the revision compared, so its previous value is the one held then
         return { succeeded: true, applied: true } as const;
       });

@@ -23,25 +23,13 @@
 // key expires, as an entry no list uses, until the key is written among others again or deleted.
 
 import { EtcdLeaseInvalidError, type ICompare, type IRangeResponse } from 'etcd3';
-import type { OrderedEntries } from './etcd-cache.js';
-import { NoSpaceAnswer, type EtcdCalls } from './etcd-calls.js';
-import type { TxnClient } from './etcd-cas-put.js';
-import type { EtcdKeyspace, WriteStamps } from './etcd-keyspace.js';
+import { NoSpaceAnswer } from './etcd-calls.js';
+import type { EtcdWriteOptions } from './etcd-cas-put.js';
 import type { LeaseBuckets } from './etcd-leases.js';
 import { conditionHolds, StoreFullError, StoreUnavailableError, type Condition, type KeyDeleteResult, type KeyPutResult } from './store.js';
 
-export interface KeyWriteOptions {
-  readonly client: TxnClient;
-  readonly keyspace: EtcdKeyspace;
-  readonly stamps: WriteStamps;
-  readonly calls: Pick<EtcdCalls, 'call'>;
-  /** the copy as it is now (replaced as a whole when the copy lists again) */
-  readonly copy: () => OrderedEntries;
-  /** the revision of a write etcd answered NOSPACE, if it applied it (see EtcdStore); undefined = not applied */
-  readonly revisionDespiteNoSpace: (stamp: string, copy: OrderedEntries) => Promise<number | undefined>;
-  /** the etcd deadline (ms): losing to concurrent writes stops after it */
-  readonly timeoutMs: number;
-  /** the leases of TTL'd puts */
+/** The PUT path's options (etcd-cas-put.ts) and the leases a TTL'd put takes. */
+export interface KeyWriteOptions extends EtcdWriteOptions {
   readonly leases: LeaseBuckets;
 }
 

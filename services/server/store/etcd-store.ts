@@ -38,7 +38,7 @@ import { BarrierRoute } from './etcd-barrier-route.js';
 import { ChangeFeed, DEFAULT_FEED_LIMITS } from './change-feed.js';
 import { OrderedEntries, prefixEnd, WatchCache } from './etcd-cache.js';
 import { EtcdCalls, NoSpaceAnswer, refusal } from './etcd-calls.js';
-import { compareAndSwapPut, type CompareAndSwapPutOptions } from './etcd-cas-put.js';
+import { compareAndSwapPut } from './etcd-cas-put.js';
 import { GroupCommit } from './etcd-group-commit.js';
 import { conditionalDelete, conditionalPut, type KeyWriteOptions } from './etcd-key-writes.js';
 import { EtcdKeyspace, WriteStamps } from './etcd-keyspace.js';
@@ -139,7 +139,7 @@ export class EtcdStore implements Store {
   private readonly barrierMode: 'quorum' | 'none';
   private readonly cache: WatchCache;
   /** what the PUT paths need of the store (etcd-cas-put.ts, etcd-key-writes.ts) */
-  private readonly putOptions: CompareAndSwapPutOptions & KeyWriteOptions;
+  private readonly putOptions: KeyWriteOptions;
   private clusterId: string | undefined;
 
   constructor(options: EtcdStoreOptions) {
@@ -222,7 +222,6 @@ export class EtcdStore implements Store {
       stamps: this.stamps,
       calls: this.calls,
       copy: () => this.cache.entries,
-      appliedDespiteNoSpace: (stamp, copy) => this.appliedDespiteNoSpace(stamp, copy),
       revisionDespiteNoSpace: (stamp, copy) => this.revisionDespiteNoSpace(stamp, copy),
       timeoutMs: this.timeoutMs,
     };

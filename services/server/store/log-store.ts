@@ -490,19 +490,21 @@ export class LogStore implements Store {
 
   /** Applies a SET record to memory (one revision) and keeps the live-size estimate. */
   private apply(pairs: readonly Pair[]): void {
+    this.countSet(pairs);
+    this.memory.restore(pairs);
+  }
+
+  /** The live-size estimate for keys about to be set (before memory applies them). */
+  private countSet(pairs: readonly (Pair | VersionedPair | ExpiringPair)[]): void {
     for (const [key, value] of pairs) {
       const old = this.memory.heldValue(key);
       this.liveBytes += pairRecordBytes(key, value) - (old === undefined ? 0 : pairRecordBytes(key, old));
     }
-    this.memory.restore(pairs);
   }
 
   /** Applies a SET_EXPIRING record (one revision). */
   private applyExpiring(entries: readonly ExpiringPair[]): void {
-    for (const [key, value] of entries) {
-      const old = this.memory.heldValue(key);
-      this.liveBytes += pairRecordBytes(key, value) - (old === undefined ? 0 : pairRecordBytes(key, old));
-    }
+    this.countSet(entries);
     this.memory.restoreExpiring(entries);
   }
 
@@ -517,10 +519,7 @@ export class LogStore implements Store {
 
   /** Applies a SNAPSHOT record: keys at their own versions, no revision taken. */
   private applySnapshot(entries: readonly VersionedPair[]): void {
-    for (const [key, value] of entries) {
-      const old = this.memory.heldValue(key);
-      this.liveBytes += pairRecordBytes(key, value) - (old === undefined ? 0 : pairRecordBytes(key, old));
-    }
+    this.countSet(entries);
     this.memory.restoreVersioned(entries);
   }
 

@@ -616,8 +616,11 @@ export class MemoryStore implements Store {
     return { ok: true, version: this.rev };
   }
 
-  /** Applies a batch without the checks: used to replay a log whose records were checked when written. */
-  restore(pairs: readonly Pair[]): void {
+  /**
+   * Applies a batch without the checks (one write, one revision): used to replay a log whose records
+   * were checked when written. Values may be strings or their UTF-8 bytes (see restoreBytes).
+   */
+  restore(pairs: readonly (readonly [key: string, value: string | Buffer])[]): void {
     const version = this.rev + 1;
     for (const [key, value] of pairs) {
       const id = this.map.get(key);
@@ -666,13 +669,7 @@ export class MemoryStore implements Store {
    * them). The buffers are read until their blocks are rendered: they must not change before.
    */
   restoreBytes(pairs: readonly (readonly [key: string, value: Buffer])[]): void {
-    const version = this.rev + 1;
-    for (const [key, value] of pairs) {
-      const id = this.map.get(key);
-      if (id === undefined) this.append(key, value, version);
-      else this.replace(id, value, version);
-    }
-    this.changed();
+    this.restore(pairs);
   }
 
   /** Removes a key without the checks (replay of a delete); a revision only if it was there. */
