@@ -13,6 +13,7 @@ import { ClientError, exitStatus, formatAddress, formatAnswer, TcpkvClient, type
 import { dump, DumpFormatError, readDump, restore, RestoreError } from './backup.js';
 import { clientSettings, type ClientConfig } from './client-settings.js';
 import { formatTable, runScenario } from './scenario.js';
+import { watchChanges, WatchAnswerError } from './watch.js';
 
 export const PROGRAM = 'tcpkv-client';
 
@@ -394,30 +395,22 @@ export function buildProgram(hooks: ProgramHooks): Command {
           if (!/^[0-9]{1,15}$/.test(text) || Number(text) < min) throw new UsageError(`${flag} takes a whole number${min > 0 ? ` of at least ${min}` : ''}, not ${JSON.stringify(text)}`);
           return Number(text);
         };
-        let since = whole('--since', opts.since, 0);
+        const since = whole('--since', opts.since, 0);
         const count = whole('--count', opts.count, 1);
         if (!/^[0-9]{1,5}(\.[0-9]{1,3})?$/.test(opts.wait)) throw new UsageError(`--wait takes seconds (e.g. 30 or 0.5), not ${JSON.stringify(opts.wait)}`);
         const waitMs = Math.round(Number(opts.wait) * 1000);
-        const c = client('standard');
         let printed = 0;
-        for (;;) {
-          const query = `watch&prefix=${encodeURIComponent(prefix)}&wait=${opts.wait}${since === undefined ? '' : `&since=${since}`}`;
-          const answer = await c.send({ method: 'GET', path: '', target: `/kv?${query}`, waitMs });
-          if (answer.kind !== 'response' || answer.response.status !== 200) return print(answer, 'GET');
-          let batch: { changes: { key: string; value?: string; deleted?: true; version: number }[]; revision: number };
-          try {
-            batch = JSON.parse(answer.response.body) as typeof batch;
-            if (!Array.isArray(batch.changes) || typeof batch.revision !== 'number') throw new Error('no changes');
-          } catch {
-            throw new ClientError('BAD_RESPONSE', `${formatAddress(answer.server)}: the answer is not the JSON {"changes":[…],"revision":…}`, false);
-          }
-          for (const change of batch.changes) {
+        try {
+          for await (const change of watchChanges(client('standard'), { prefix, since, waitMs, onRetry: (reason) => io.err(`${PROGRAM}: watch: ${reason}; asking again\n`) })) {
             if (output().json) io.out(JSON.stringify(change) + '\n');
             else io.out(change.deleted === true ? `${change.version} DELETE ${change.key}\n` : `${change.version} PUT ${change.key}: ${change.value ?? ''}\n`);
             if (count !== undefined && ++printed >= count) return 0;
           }
-          since = batch.revision;
+        } catch (error) {
+          if (error instanceof WatchAnswerError) return print(error.answer, 'GET');
+          throw error;
         }
+        return 0;
       })(),
     );
   program
