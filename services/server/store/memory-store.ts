@@ -175,6 +175,8 @@ export interface MemoryStoreOptions {
 
 /** Keys one sweep slice takes at most (its write is one record in the log store). */
 const SWEEP_MAX_KEYS = 1000;
+/** Blocks one sweep slice may newly dirty (their re-render is the slice's main cost). */
+const SWEEP_MAX_BLOCKS = 4 * MAX_DIRTY_BLOCKS;
 /** The sweeper checks the clock once per this many keys. */
 const SWEEP_CLOCK_EVERY = 64;
 /** After a failed removal (the log could not be written), the sweeper tries again this much later. */
@@ -205,8 +207,16 @@ export class MemoryStore implements Store {
   private versionAt = new Float64Array(1024);
   /** 1 = the entry was deleted and is kept only as a cursor's place (a grave) */
   private deadOf = new Uint8Array(1024);
-  /** deleted keys still remembered as cursors, key → dead entry id, oldest delete first */
+  /** deleted keys still remembered as cursors, key → dead entry id */
   private readonly graves = new Map<string, number>();
+  /**
+   * The graves in the order of their deletes, oldest first from `graveHead` (an item whose key has a
+   * newer grave or none is stale and skipped): trimming the oldest is O(1), where walking the map
+   * from its start would step over every entry deleted from it since it last rehashed.
+   */
+  private graveKeys: string[] = [];
+  private graveIds: number[] = [];
+  private graveHead = 0;
   private freeIds: number[] = [];
   private nextId = 0;
   /** values written since their block was last rendered, by entry id (bytes: see restoreBytes) */
@@ -846,12 +856,20 @@ export class MemoryStore implements Store {
     const started = performance.now();
     let now = started;
     const keys: string[] = [];
+    // removing a key re-renders its block: a slice stops at SWEEP_MAX_BLOCKS blocks it would newly
+    // dirty, or in a large store keys expiring at random places would make a slice re-render as many
+    // blocks as it takes keys
+    const touched = new Set<Block>();
     let n = 0;
-    while (this.heapSize > 0 && this.heapDeadline[0]! <= now && keys.length < SWEEP_MAX_KEYS) {
+    while (this.heapSize > 0 && this.heapDeadline[0]! <= now && keys.length < SWEEP_MAX_KEYS && touched.size < SWEEP_MAX_BLOCKS) {
       const deadline = this.heapDeadline[0]!;
       const id = this.heapAt[0]!;
       this.heapPop();
-      if (this.expiryOf[id] === deadline) keys.push(this.keyOf[id]!);
+      if (this.expiryOf[id] === deadline) {
+        keys.push(this.keyOf[id]!);
+        const block = this.blockOf[id]!;
+        if (!block.dirty) touched.add(block);
+      }
       if (++n % SWEEP_CLOCK_EVERY === 0) {
         now = performance.now();
         if (now - started >= this.sweepSliceMs) break;
@@ -949,14 +967,39 @@ export class MemoryStore implements Store {
     this.dataBytes -= bytes;
     this.pending.delete(id);
     if (block.live > 0) this.markDirty(block);
-    const keep = REMEMBERED_CURSORS;
-    if (this.graves.size > keep) {
-      for (const [oldKey, oldId] of this.graves) {
-        this.forget(oldKey, oldId);
-        if (this.graves.size <= keep) break;
-      }
-    }
+    this.graveKeys.push(key);
+    this.graveIds.push(id);
+    this.trimGraves();
     return true;
+  }
+
+  /** Forgets the oldest graves beyond REMEMBERED_CURSORS; drops the queue's stale items now and then. */
+  private trimGraves(): void {
+    while (this.graves.size > REMEMBERED_CURSORS) {
+      const key = this.graveKeys[this.graveHead]!;
+      const id = this.graveIds[this.graveHead]!;
+      this.graveHead++;
+      if (this.graves.get(key) === id) this.forget(key, id);
+    }
+    const queued = this.graveKeys.length - this.graveHead;
+    if (this.graveHead > 4096 && this.graveHead > queued) {
+      this.graveKeys = this.graveKeys.slice(this.graveHead);
+      this.graveIds = this.graveIds.slice(this.graveHead);
+      this.graveHead = 0;
+    } else if (queued > 2 * this.graves.size + 4096) {
+      // keys deleted and created again leave stale items the trim never reaches while graves are few
+      const keys: string[] = [];
+      const ids: number[] = [];
+      for (let i = this.graveHead; i < this.graveKeys.length; i++) {
+        if (this.graves.get(this.graveKeys[i]!) === this.graveIds[i]) {
+          keys.push(this.graveKeys[i]!);
+          ids.push(this.graveIds[i]!);
+        }
+      }
+      this.graveKeys = keys;
+      this.graveIds = ids;
+      this.graveHead = 0;
+    }
   }
 
   /** Frees a grave: its id is reused, its slot dropped at the block's next render (or with the block). */
