@@ -5,7 +5,7 @@
 // store").
 
 import { describe, expect, it } from 'vitest';
-import { StoreFullError, UNCONDITIONAL, type Condition, type Page, type Pair, type Store, type StoreLimits } from '../../services/server/store/store.js';
+import { MIN_TTL_MS, StoreFullError, UNCONDITIONAL, type Condition, type Page, type Pair, type Store, type StoreLimits } from '../../services/server/store/store.js';
 
 export interface StoreDriver {
   /** a fresh, empty store (limits: the store limits to enforce, where the case needs them) */
@@ -58,6 +58,15 @@ async function versionOf(store: Store, key: string): Promise<number | undefined>
 }
 
 const ifVersions = (...versions: number[]): Condition => ({ kind: 'versions', versions });
+
+/** Waits until `done()` holds, looking every 20 ms; fails after `timeoutMs`. */
+async function until(done: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`not so within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 const range = (n: number, name: (i: number) => string) => Array.from({ length: n }, (_, i) => name(i));
 
@@ -390,6 +399,62 @@ export const STORE_CASES: readonly ContractCase[] = [
       expect(await store.getVersioned('a')).toEqual({ value: '5', version: a5 });
       expect(read.next).toBeGreaterThanOrEqual(removed.version);
       expect(store.changes.read(start, 'c', 1000, 1e9)).toMatchObject({ changes: [{ key: 'c', value: '6', version: c6 }] });
+    },
+  },
+  {
+    name: 'expiry: expiresAt is read back; from it on no read returns the key; its removal is a deletion of its own in changes; then the key is absent to conditions',
+    async run(store) {
+      const before = Date.now();
+      const put = (await store.putKey('e', 'soon', UNCONDITIONAL, MIN_TTL_MS)) as { ok: true; version: number };
+      const after = Date.now();
+      await store.putKey('stay', 'v', UNCONDITIONAL);
+      const expiresAt = (await store.getVersioned('e'))!.expiresAt!;
+      // never early (but for a millisecond of rounding between the clocks); at most about a second
+      // late (etcd rounds a lease up to its whole second)
+      expect(expiresAt).toBeGreaterThanOrEqual(before + MIN_TTL_MS - 1);
+      expect(expiresAt).toBeLessThanOrEqual(after + MIN_TTL_MS + 1000);
+      expect((await store.getVersioned('stay'))!.expiresAt).toBeUndefined();
+      await until(() => Date.now() > expiresAt + 1, 5000);
+      // read from the expiry on, swept or not
+      expect(await store.get('e')).toBeUndefined();
+      expect(await store.getVersioned('e')).toBeUndefined();
+      expect((await pairsOf(store)).map(([k]) => k)).toEqual(['stay']);
+      // the removal: a deletion at a version no earlier write had (etcd: once etcd deletes the key)
+      let removal: { key: string; value?: string; version: number } | undefined;
+      await until(() => {
+        const read = store.changes.read(put.version, 'e', 100, 1e9);
+        removal = 'gone' in read ? undefined : read.changes.find((c) => c.key === 'e');
+        return removal !== undefined;
+      }, 10_000);
+      expect(removal!.value).toBeUndefined();
+      expect(removal!.version).toBeGreaterThan(put.version);
+      expect(await store.putKey('e', 'x', ifVersions(put.version))).toMatchObject({ ok: false });
+      const created = (await store.putKey('e', 'again', { kind: 'absent' })) as { ok: true; version: number };
+      expect(created).toMatchObject({ ok: true, created: true });
+      expect(created.version).toBeGreaterThan(removal!.version);
+      expect((await store.getVersioned('e'))!.expiresAt).toBeUndefined();
+    },
+  },
+  {
+    name: 'expiry: a write without a TTL clears it, a write with another TTL replaces it, a delete ends it',
+    async run(store) {
+      await store.putKey('cleared', '1', UNCONDITIONAL, MIN_TTL_MS);
+      await store.upsertAll([['cleared', '2']]);
+      await store.putKey('replaced', '1', UNCONDITIONAL, MIN_TTL_MS);
+      const start = Date.now();
+      await store.putKey('replaced', '2', UNCONDITIONAL, 3_600_000);
+      await store.putKey('deleted', '1', UNCONDITIONAL, MIN_TTL_MS);
+      await store.deleteKey('deleted', UNCONDITIONAL);
+      expect((await store.getVersioned('cleared'))!.expiresAt).toBeUndefined();
+      expect((await store.getVersioned('replaced'))!.expiresAt).toBeGreaterThanOrEqual(start + 3_600_000 - 1);
+      const since = store.changes.revision;
+      // past the first TTLs (etcd: past its lease's end and etcd's two-second least lease)
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(await store.get('cleared')).toBe('2');
+      expect(await store.get('replaced')).toBe('2');
+      expect(await store.get('deleted')).toBeUndefined();
+      const read = store.changes.read(since, '', 100, 1e9);
+      expect('gone' in read ? read : read.changes).toEqual([]);
     },
   },
   {
