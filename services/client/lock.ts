@@ -186,7 +186,7 @@ async function readKey(sender: Sender, key: string, timeoutMs?: number): Promise
 }
 
 /**
- * Waits until `key` changes after `version` (deleted, expired, rewritten) or `waitMs` passes. Every
+ * Waits until `key` is removed after `version` (deleted or expired) or `waitMs` passes. Every
  * failure just ends the wait: the caller tries the PUT again, which is always safe.
  */
 async function waitForChange(sender: Sender, key: string, version: number | undefined, waitMs: number, signal: AbortSignal): Promise<void> {
@@ -199,7 +199,8 @@ async function waitForChange(sender: Sender, key: string, version: number | unde
       // the prefix is the key itself: changes of longer keys under it are skipped here
       const batch = await raceAbort(watchOnce(sender.current(), { prefix: key, since, waitMs: Math.ceil(left), limit: 100 }), signal);
       if (batch === undefined) return;
-      if (batch.changes.some((c) => c.key === key)) return;
+      // a renewal by the holder is no reason to try: only the key's removal (release, expiry) is
+      if (batch.changes.some((c) => c.key === key && c.deleted === true)) return;
       since = batch.revision;
     } catch (error) {
       if (error instanceof ClientError || error instanceof WatchAnswerError) {
@@ -429,7 +430,7 @@ class Lock implements HeldLock {
             this.lose(found === null ? 'the key is gone (it expired or was deleted)' : `the key was taken (now at version ${found.version ?? '?'})`);
             return false;
           }
-          if (found !== undefined && found.version !== undefined) {
+          if (found !== undefined && found.version !== undefined && found.version !== this.version) {
             // an earlier renewal of this round applied though its answer never came
             this.emit({ kind: 'adopted', phase: 'renew', version: found.version });
             this.moveOn(found.version, firstSend + this.ttlMs);
