@@ -476,7 +476,10 @@ export function buildProgram(hooks: ProgramHooks): Command {
         if (error instanceof LockRefusedError) return print(error.answer, 'PUT');
         throw error;
       }
-      if (!mode.json && !mode.quiet) io.err(`${PROGRAM}: holding lock ${JSON.stringify(name)} (version ${lock.version}, renewed every ${Math.round((ttlSeconds * 1000) / 3)} ms)\n`);
+      // without a command the line is the output; with one, stdout is the command's
+      const holding = `holding lock ${JSON.stringify(name)} (version ${lock.version}, renewed every ${Math.round((ttlSeconds * 1000) / 3)} ms)`;
+      if (command.length === 0 && !mode.json) io.out(`${holding}; SIGINT or SIGTERM releases it\n`);
+      else if (!mode.json && !mode.quiet) io.err(`${PROGRAM}: ${holding}\n`);
       const held = lock;
       const lost = held.lost.then((l) => {
         io.err(`${PROGRAM}: lock ${JSON.stringify(name)} lost: ${l.reason}${child ? '; stopping the command (SIGTERM)' : ''}\n`);

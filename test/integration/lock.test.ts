@@ -148,6 +148,32 @@ describe.each(stores)('$name store: tcpkv-client lock', ({ env }) => {
   });
 });
 
+describe('tcpkv-client lock and signals (memory store)', () => {
+  it('without a command it holds until SIGTERM and releases; a waiter stopped by SIGTERM exits 143 at once; SIGTERM goes on to the command', async () => {
+    const server = track(await spawnServer());
+    const holder = lockCli(server.port, ['job', '--ttl', '5']);
+    await holder.event('acquired');
+    const waiter = lockCli(server.port, ['job', '--', process.execPath, '-e', 'process.exit(0)']);
+    await sleep(500);
+    const stoppedAt = performance.now();
+    waiter.proc.kill('SIGTERM');
+    expect(await waiter.exited).toBe(143);
+    expect(performance.now() - stoppedAt).toBeLessThan(1_000);
+    expect(waiter.events.some((e) => e.event === 'acquired')).toBe(false);
+    holder.proc.kill('SIGTERM');
+    expect(await holder.exited, holder.stderr()).toBe(0);
+    expect(holder.events.map((e) => e.event).slice(-2)).toEqual(['releasing', 'released']);
+    expect((await getKey(server.port, 'job')).status).toBe(404);
+    // the command hears the SIGTERM; its status is the lock's
+    const runner = lockCli(server.port, ['job', '--', process.execPath, '-e', "process.on('SIGTERM', () => process.exit(9)); setTimeout(() => {}, 60000)"]);
+    await runner.event('acquired');
+    await sleep(300);
+    runner.proc.kill('SIGTERM');
+    expect(await runner.exited).toBe(9);
+    expect((await getKey(server.port, 'job')).status).toBe(404);
+  });
+});
+
 /**
  * A TCP proxy to `port` on 127.0.0.1 that, for the first request whose head matches `drop`,
  * forwards the request but closes the client's connection without its answer: the write applies,
