@@ -14,6 +14,10 @@ import { dump, DumpFormatError, readDump, restore, RestoreError } from './backup
 import { clientSettings, type ClientConfig } from './client-settings.js';
 import { formatTable, runScenario } from './scenario.js';
 import { watchChanges, WatchAnswerError } from './watch.js';
+import { spawn } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { acquireLock, LockAbortedError, LockRefusedError, LockTimeoutError, MAX_LOCK_TTL_SECONDS, type HeldLock, type LockEvent } from './lock.js';
 
 export const PROGRAM = 'tcpkv-client';
 
@@ -43,7 +47,7 @@ export interface OutputMode {
 }
 
 /** Names of the commands, for completion at the prompt. */
-export const COMMAND_NAMES = Object.freeze(['get', 'put', 'delete', 'keys', 'watch', 'head', 'create', 'update', 'shutdown', 'raw', 'scenario', 'dump', 'restore', 'help']);
+export const COMMAND_NAMES = Object.freeze(['get', 'put', 'delete', 'keys', 'watch', 'lock', 'head', 'create', 'update', 'shutdown', 'raw', 'scenario', 'dump', 'restore', 'help']);
 
 /** Thrown by a command for a usage problem the parser cannot see (exit 2). */
 class UsageError extends ClientSideError {
@@ -413,6 +417,103 @@ export function buildProgram(hooks: ProgramHooks): Command {
         return 0;
       })(),
     );
+  program
+    .command('lock')
+    .argument('<name>', 'the key that is the lock')
+    .argument('[command...]', 'run this while the lock is held (write it after --)')
+    .option('--ttl <seconds>', 'the lease: the key expires this long after each renewal (renewed every third of it); a holder that dies frees the lock after about this long', '10')
+    .option('--wait <seconds>', 'give up waiting for the lock after this long (exit 1); default: wait as long as it takes')
+    .description('hold a lock (docs/locks.md): run COMMAND while holding it and release it when it ends, or without one hold it until interrupted')
+    .action((name: string, command: string[], opts: { ttl: string; wait?: string }) =>
+      act(async () => {
+        needStandard('lock');
+        if (hooks.atPrompt) throw new UsageError('lock holds a lock while a command runs: run it from a shell');
+        checkKey(name, true);
+        if (!/^[1-9][0-9]{0,7}$/.test(opts.ttl) || Number(opts.ttl) > MAX_LOCK_TTL_SECONDS) throw new UsageError(`--ttl takes a whole number of seconds from 1 to ${MAX_LOCK_TTL_SECONDS}, not ${JSON.stringify(opts.ttl)}`);
+        if (opts.wait !== undefined && !/^[0-9]{1,7}(\.[0-9]{1,3})?$/.test(opts.wait)) throw new UsageError(`--wait takes seconds (e.g. 30 or 0.5), not ${JSON.stringify(opts.wait)}`);
+        return runLock(name, command, Number(opts.ttl), opts.wait === undefined ? undefined : Math.round(Number(opts.wait) * 1000));
+      })(),
+    );
+  /**
+   * The lock command: acquire (stopped by SIGINT/SIGTERM), then run the command or wait for a signal,
+   * then release. Exit status: the command's (128 + N when a signal N ended it), 5 when the lock was
+   * lost (the command is sent SIGTERM), 1 when --wait ran out or the server refused the lock.
+   */
+  const runLock = async (name: string, command: string[], ttlSeconds: number, waitMs: number | undefined): Promise<number> => {
+    const mode = output();
+    const wall = (performanceMs: number) => Math.round(Date.now() + (performanceMs - performance.now()));
+    const report = (event: string, fields: Record<string, unknown> = {}) => {
+      if (mode.json) io.out(JSON.stringify({ event, key: name, ...fields, at: Date.now() }) + '\n');
+    };
+    const onEvent = (e: LockEvent) => {
+      if (e.kind === 'acquired' || e.kind === 'renewed') report(e.kind, { version: e.version, validUntil: wall(e.validUntil) });
+      else if (e.kind === 'lost') report('lost', { reason: e.reason });
+      else if (e.kind === 'released') report('released', { deleted: e.deleted });
+      else if (e.kind === 'retry' && !mode.quiet) io.err(`${PROGRAM}: lock ${e.phase}: ${e.reason}; trying again\n`);
+    };
+    const interrupt = new AbortController();
+    let signalled: NodeJS.Signals | undefined;
+    let child: ReturnType<typeof spawn> | undefined;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signalled ??= signal;
+      interrupt.abort();
+      // the command decides how to stop; the lock is released once it has
+      child?.kill(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    const signalStatus = (signal: NodeJS.Signals) => 128 + (osConstants.signals[signal] ?? 0);
+    let lock: HeldLock | undefined;
+    try {
+      try {
+        lock = await acquireLock(client('standard'), { key: name, ttlSeconds, timeoutMs: waitMs, signal: interrupt.signal, onEvent });
+      } catch (error) {
+        if (error instanceof LockAbortedError) return signalStatus(signalled ?? 'SIGINT');
+        if (error instanceof LockTimeoutError) {
+          io.err(`${PROGRAM}: ${error.message}\n`);
+          return 1;
+        }
+        if (error instanceof LockRefusedError) return print(error.answer, 'PUT');
+        throw error;
+      }
+      // without a command the line is the output; with one, stdout is the command's
+      const holding = `holding lock ${JSON.stringify(name)} (version ${lock.version}, renewed every ${Math.round((ttlSeconds * 1000) / 3)} ms)`;
+      if (command.length === 0 && !mode.json) io.out(`${holding}; SIGINT or SIGTERM releases it\n`);
+      else if (!mode.json && !mode.quiet) io.err(`${PROGRAM}: ${holding}\n`);
+      const held = lock;
+      const lost = held.lost.then((l) => {
+        io.err(`${PROGRAM}: lock ${JSON.stringify(name)} lost: ${l.reason}${child ? '; stopping the command (SIGTERM)' : ''}\n`);
+        child?.kill('SIGTERM');
+        return 'lost' as const;
+      });
+      let status: number;
+      if (command.length === 0) {
+        const interrupted = new Promise<'signal'>((resolve) => interrupt.signal.addEventListener('abort', () => resolve('signal'), { once: true }));
+        status = (await Promise.race([lost, interrupted])) === 'lost' ? 5 : 0;
+      } else {
+        const started = spawn(command[0]!, command.slice(1), { stdio: 'inherit' });
+        child = started;
+        const ended = new Promise<number>((resolve) => {
+          started.once('error', (error: NodeJS.ErrnoException) => {
+            io.err(`${PROGRAM}: cannot run ${JSON.stringify(command[0])}: ${error.code ?? error.message}\n`);
+            resolve(error.code === 'ENOENT' ? 127 : 126);
+          });
+          started.once('exit', (code, signal) => resolve(code ?? signalStatus(signal ?? 'SIGTERM')));
+        });
+        const first = await Promise.race([lost, ended]);
+        const code = await ended;
+        status = first === 'lost' ? 5 : code;
+      }
+      report('releasing');
+      await held.release();
+      return status;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      // a wait for the lock stopped by a signal may leave its long poll open: do not linger for it
+      if (signalled !== undefined && lock === undefined) setTimeout(() => process.exit(), 100).unref();
+    }
+  };
   program
     .command('head')
     .argument('[key]', 'one key (standard dialect)')

@@ -197,6 +197,8 @@ function checkClientArgs(args: string[], where: string, ck: Checker): void {
   let sub: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!.replace(/=.*$/, '');
+    // after `--` come the words of the command `lock` runs, not the client's
+    if (a === '--') return;
     const here = sub ? clientOptions(sub) : main;
     if (main.value.has(a) || here.value.has(a)) i += args[i]!.includes('=') ? 0 : 1;
     else if (main.bool.has(a) || here.bool.has(a)) continue;
