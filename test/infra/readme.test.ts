@@ -428,8 +428,10 @@ function pathProblems(doc: string, file: string): string[] {
     else if (anchor && resolved.endsWith('.md') && !anchorsOf(resolved).has(anchor)) problems.push(`${file}: no heading #${anchor} in ${relative(repoRoot, resolved)}`);
   }
   for (const m of doc.matchAll(/\.\.\/shared|\/work\/|SPEC ?§|\bSPEC\.md|\bissue \d+|\bacceptance \d/gi)) problems.push(`${file}: refers to ${m[0]}, which a user of the repository does not have`);
-  for (const m of doc.matchAll(/ghcr\.io\/tcpkv\/tcpkv-(?:server|client):([\w.-]+)/g)) {
-    if (m[1] !== pkg.version && m[1] !== 'version') problems.push(`${file}: ${m[0]} is not this version (${pkg.version})`);
+  // the images publish under the releasing account's name: no page may bake one owner in
+  for (const m of doc.matchAll(/ghcr\.io\/([^/\s`]+)\/tcpkv-(?:server|client)(?::([\w.<>-]+))?/g)) {
+    if (!['<owner>', '$OWNER'].includes(m[1]!)) problems.push(`${file}: ${m[0]} names a fixed owner (write ghcr.io/<owner>/… or $OWNER)`);
+    else if (m[2] !== undefined && m[2] !== pkg.version && m[2] !== '<version>') problems.push(`${file}: ${m[0]} is not this version (${pkg.version})`);
   }
   return problems;
 }
@@ -489,9 +491,9 @@ describe('docs/remote-vm.md: the walkthrough', () => {
       for (const cmd of parseLine(line)) checkCommand(cmd, line, ck);
       expect(ck.problems.length, line).toBeGreaterThanOrEqual(1);
     }
-    const bad = 'See [w](../../outside.md), [x](../shared/SPEC.md), [y](nope.md), [z](protocol.md#no-such-heading), SPEC §3, issue 17, `scripts/nope.sh`, ghcr.io/tcpkv/tcpkv-server:9.9.9.';
+    const bad = 'See [w](../../outside.md), [x](../shared/SPEC.md), [y](nope.md), [z](protocol.md#no-such-heading), SPEC §3, issue 17, `scripts/nope.sh`, ghcr.io/tcpkv/tcpkv-server:0.1.0, ghcr.io/$OWNER/tcpkv-client:9.9.9.';
     const found = pathProblems(bad, 'docs/x.md').join('\n');
-    for (const kind of ['link outside the repository', 'broken link ../shared/SPEC.md', 'broken link nope.md', 'no heading #no-such-heading', 'refers to SPEC §', 'refers to issue 17', 'no scripts/nope.sh', 'is not this version']) {
+    for (const kind of ['link outside the repository', 'broken link ../shared/SPEC.md', 'broken link nope.md', 'no heading #no-such-heading', 'refers to SPEC §', 'refers to issue 17', 'no scripts/nope.sh', 'names a fixed owner', 'is not this version']) {
       expect(found).toContain(kind);
     }
   });
