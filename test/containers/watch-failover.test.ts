@@ -7,7 +7,8 @@
 // B serves the history from before the pause, the same changes; asked right after the unpause from
 // the watcher's last revision, which its copy has not reached yet, it neither refuses (410) nor misses. A stream watcher (`&stream`, raw
 // HTTP) on A, cut by A's kill, resumes on another replica from its last `{"revision":N}` line and
-// sees the same changes too.
+// sees the same changes too. Last, A is started again: its history starts at its first list, so a
+// watcher from the start given A and C is told 410 by A and goes on at C, missing nothing.
 
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -116,7 +117,7 @@ describe('a watcher through a replica kill and a replica pause (3 replicas over 
     await res.cleanup();
   });
 
-  it('sees every acknowledged write once, in order, ending in the final listing; a paused replica and a resumed stream serve the same', async () => {
+  it('sees every acknowledged write once, in order, ending in the final listing; a paused replica, a resumed stream and a watcher sent on by a restarted replica’s 410 see the same', async () => {
     const [a, b, c] = replicas as [Replica, Replica, Replica];
     const started = performance.now();
     // timeoutMs: a paused replica's answer is given up on after it, and the next replica asked
@@ -222,5 +223,31 @@ describe('a watcher through a replica kill and a replica pause (3 replicas over 
     expect([...stream.problems, ...resumed.problems]).toEqual([]);
     expect(streamKept.length).toBeGreaterThan(0);
     expect([...streamKept, ...resumed.changes]).toEqual(seen);
+
+    // A started again: its copy's history starts at its first list, after all of the above, so it
+    // answers a watch from the start 410 — which another replica, C, can still serve
+    await a.container.restart();
+    const readyBy = Date.now() + 60_000;
+    for (;;) {
+      const now = await watchOnce(clientFor([a], { timeoutMs: 3_000 }), { prefix: PREFIX, waitMs: 0 }).catch(() => undefined);
+      if (now !== undefined && now.revision >= end) break;
+      if (Date.now() > readyBy) throw new Error('replica A did not come back');
+      await sleep(250);
+    }
+    const late: WatchChange[] = [];
+    const lateRetries: string[] = [];
+    const stopLate = new AbortController();
+    let lateFailed: unknown;
+    const lateWatching = (async () => {
+      const client = clientFor([a, c], { timeoutMs: 3_000 });
+      for await (const change of watchChanges(client, { prefix: PREFIX, since: start, waitMs: 1000, retryDelayMs: 100, signal: stopLate.signal, onRetry: (r) => lateRetries.push(r) })) late.push(change);
+    })().catch((error: unknown) => (lateFailed = error));
+    const lateBy = Date.now() + 30_000;
+    while (lateFailed === undefined && !late.some((ch) => ch.version >= end) && Date.now() < lateBy) await sleep(100);
+    stopLate.abort();
+    await lateWatching;
+    expect(lateFailed).toBeUndefined();
+    expect(lateRetries.some((r) => r.includes('no longer keeps'))).toBe(true);
+    expect(late).toEqual(seen);
   }, 150_000);
 });

@@ -8,12 +8,13 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { TcpkvClient } from '../../services/client/client.js';
-import { watchChanges, type WatchChange } from '../../services/client/watch.js';
+import { watchChanges, WatchGoneError, type WatchChange } from '../../services/client/watch.js';
 import { type Change, type ChangeFeedLimits } from '../../services/server/store/change-feed.js';
 import { LogStore } from '../../services/server/store/log-store.js';
+import { MemoryStore } from '../../services/server/store/memory-store.js';
 import { UNCONDITIONAL } from '../../services/server/store/store.js';
 import { useChildServers } from '../support/child-servers.js';
-import { freePort, spawnServer, type ChildServer } from '../support/net.js';
+import { freePort, spawnServer, startServer, tinyServer, type ChildServer } from '../support/net.js';
 import { sleep } from '../support/sleep.js';
 import { useTempDirs } from '../support/temp-dirs.js';
 import { ackedVersion, listAll, watchProblems, type AckedWrite } from '../support/watch-history.js';
@@ -203,4 +204,52 @@ describe('a watcher through restarts of a log-store server', () => {
     expect(retries.length).toBeGreaterThan(0);
     expect(watchProblems(seen, acked, listing)).toEqual([]);
   }, 90_000);
+});
+
+describe('a watcher given several servers, one of which no longer has its history', () => {
+  /** A server that answers every request 410, as a replica that started after the watcher's revision. */
+  const goneServer = () =>
+    tinyServer((socket) => {
+      let head = '';
+      socket.on('data', (chunk: Buffer) => {
+        head += chunk.toString('latin1');
+        if (!head.includes('\r\n\r\n')) return;
+        const body = JSON.stringify({ error: 'gone', code: 'TCPKV_ERR_WATCH_GONE', oldest: 1000 });
+        socket.end(`HTTP/1.1 410 Gone\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      });
+    });
+
+  it('asks the next server after a 410, and ends with WatchGoneError only when every one answered it', async () => {
+    const gone = await goneServer();
+    const other = await goneServer();
+    const store = new MemoryStore();
+    const server = await startServer({ store });
+    try {
+      store.putKey('a', '1', UNCONDITIONAL);
+      store.putKey('b', '2', UNCONDITIONAL);
+      const servers = [gone.port, server.port].map((port) => ({ host: '127.0.0.1', port }));
+      const retries: string[] = [];
+      const seen: WatchChange[] = [];
+      for await (const change of watchChanges(new TcpkvClient({ servers, dialect: 'standard', timeoutMs: 5000 }), { prefix: '', since: 0, waitMs: 0, retryDelayMs: 10, onRetry: (r) => retries.push(r) })) {
+        seen.push(change);
+        if (seen.length === 2) break;
+      }
+      expect(seen.map((c) => [c.key, c.version])).toEqual([
+        ['a', 1],
+        ['b', 2],
+      ]);
+      expect(retries).toEqual([expect.stringContaining('no longer keeps the changes after revision 0') as unknown]);
+
+      const allGone = [gone.port, other.port].map((port) => ({ host: '127.0.0.1', port }));
+      const ending = (async () => {
+        for await (const change of watchChanges(new TcpkvClient({ servers: allGone, dialect: 'standard', timeoutMs: 5000 }), { prefix: '', since: 0, waitMs: 0, retryDelayMs: 10 })) seen.push(change);
+      })();
+      await expect(ending).rejects.toBeInstanceOf(WatchGoneError);
+      await expect(ending).rejects.toMatchObject({ oldest: 1000 });
+    } finally {
+      await server.close();
+      gone.close();
+      other.close();
+    }
+  });
 });
