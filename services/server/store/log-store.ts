@@ -32,9 +32,10 @@
 // still due, and only then removes them (one revision, deletions in `changes`). A write in a batch that
 // touches a key expired but not yet swept is preceded by an EXPIRE record of it. At open, the keys whose
 // expiry passed while the store was closed are expired at once, by one EXPIRE record per slice, before
-// any request is served (deletions in the watch history, after the replayed changes); a crash before that record is written leaves them to the next open, which
-// expires them again. A jump of the wall clock while the store is closed (or between a write and a
-// restart) moves the expiries replay computes by as much: a key may expire early or late by the jump.
+// any request is served (deletions in the watch history, after the replayed changes); a crash before
+// that record is written leaves them to the next open, which expires them again. A jump of the wall
+// clock while the store is closed (or between a write and a restart) moves the expiries replay
+// computes by as much: a key may expire early or late by the jump.
 // While the store runs, deadlines are monotonic and a wall-clock jump changes nothing.
 //
 // Watches: replay feeds the watch history (`changes`) the records after the last snapshot, as their
