@@ -1,9 +1,11 @@
 // Watching changes from a program: one long poll (`watchOnce`), or every change from a revision on,
 // across failures (`watchChanges`). A watch is a read, so asking again is always safe: after a
 // connection failure, a timeout or a 5xx the watcher asks the next server for the changes after the
-// last revision it has seen, and so neither misses nor repeats a change. The one failure it cannot
-// get past is 410 (the server no longer keeps those changes): the caller lists again and watches
-// from the listing's revision.
+// last revision it has seen, and so neither misses nor repeats a change. A 410 (the server no longer
+// keeps those changes) sends it to the next server too: a replica that started (or listed its data
+// again) after that revision has no history before it, while the others may. Only when every server
+// has answered 410 in turn does the watch end: the caller lists again and watches from the listing's
+// revision.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClientError, TcpkvClient, type Answer } from './client.js';
@@ -112,14 +114,16 @@ export interface WatchChangesOptions extends WatchOnceOptions {
 
 /**
  * Every change after `since` (from now when unset), in order, for as long as the caller reads.
- * Failures are gone past by asking the next server from the last revision seen; 410 and other
- * refusals end the watch with WatchGoneError / WatchAnswerError.
+ * Failures are gone past by asking the next server from the last revision seen; 410 from every
+ * server in turn ends the watch with WatchGoneError, another refusal with WatchAnswerError.
  */
 export async function* watchChanges(client: TcpkvClient, options: WatchChangesOptions): AsyncGenerator<WatchChange, void, undefined> {
   const servers = client.options.servers;
   let first = 0;
   let since = options.since;
   const retryDelayMs = options.retryDelayMs ?? 200;
+  /** servers that answered 410 in a row */
+  let gone = 0;
   while (options.signal?.aborted !== true) {
     // the server that failed last goes to the end of the list; connect failures move on by themselves
     const rotated = first === 0 ? client : new TcpkvClient({ ...client.options, servers: [...servers.slice(first), ...servers.slice(0, first)] });
@@ -129,12 +133,20 @@ export async function* watchChanges(client: TcpkvClient, options: WatchChangesOp
       if (passing(answer)) throw new ClientError('CONNECTION_LOST', answer.kind === 'closed' ? 'closed without answering' : `${answer.response.status} ${answer.response.reason}`, false);
       batch = readBatch(answer, since);
     } catch (error) {
+      if (error instanceof WatchGoneError && error.answer.kind === 'response' && ++gone < servers.length) {
+        options.onRetry?.(error.message);
+        // the server after the one that answered (servers it connected past are down)
+        const { host, port } = error.answer.server;
+        first = (servers.findIndex((s) => s.host === host && s.port === port) + 1) % servers.length;
+        continue;
+      }
       if (!(error instanceof ClientError)) throw error;
       options.onRetry?.(error.message);
       first = (first + 1) % servers.length;
       await sleep(retryDelayMs, undefined, { signal: options.signal }).catch(() => undefined);
       continue;
     }
+    gone = 0;
     for (const change of batch.changes) yield change;
     since = batch.revision;
   }

@@ -89,6 +89,11 @@ export class ChangeFeed {
     return this.floor;
   }
 
+  /** The most changes the bounds let it hold (each costs at least a change of a one-character key). */
+  get capacity(): number {
+    return Math.min(this.limits.maxChanges, Math.ceil(this.limits.maxBytes / costOf('k', undefined)));
+  }
+
   /** Changes held now, and their approximate bytes (metrics, tests). */
   get size(): { readonly changes: number; readonly bytes: number } {
     return { changes: this.count, bytes: this.bytes };

@@ -203,6 +203,8 @@ export interface ReplayHandler {
   expire?(keys: string[]): void;
   snapshot?(entries: VersionedPair[]): void;
   revision?(revision: number): void;
+  /** told where each good record starts, before its own handler is called */
+  at?(offset: number): void;
 }
 
 /** A record's content. */
@@ -431,9 +433,10 @@ function isTorn(source: LogSource, at: number, r: Exclude<RecordAt, { kind: 'rec
 /**
  * Walks the log, handing each good record to `handler` in order, and says how it ended: whole, with a
  * torn last write (everything before it is good), or damaged at an offset (nothing from there on was
- * handed over).
+ * handed over). `from` (a record's start, as `handler.at` was told it) walks only the records from
+ * there on.
  */
-export function replay(log: Buffer | LogSource, handler: ReplayHandler): ReplayResult {
+export function replay(log: Buffer | LogSource, handler: ReplayHandler, from?: number): ReplayResult {
   const source = Buffer.isBuffer(log) ? bufferSource(log) : log;
   const size = source.size;
   if (size === 0) return { kind: 'empty' };
@@ -449,7 +452,7 @@ export function replay(log: Buffer | LogSource, handler: ReplayHandler): ReplayR
     }
     return { kind: 'failed', reason: 'not a tcpkv log (bad header)' };
   }
-  let at = MAGIC.length;
+  let at = Math.max(MAGIC.length, from ?? 0);
   let records = 0;
   while (at < size) {
     const r = readRecord(source, at, version);
@@ -460,6 +463,7 @@ export function replay(log: Buffer | LogSource, handler: ReplayHandler): ReplayR
     }
     const decoded = decodeRecord(r.type, r.payload, version);
     if (typeof decoded === 'string') return { kind: 'corrupt', version, records, offset: at, reason: decoded };
+    handler.at?.(at);
     if ('set' in decoded) handler.set(decoded.set);
     else if ('delete' in decoded) handler.delete(decoded.delete);
     else if ('setExpiring' in decoded) {

@@ -32,10 +32,16 @@
 // still due, and only then removes them (one revision, deletions in `changes`). A write in a batch that
 // touches a key expired but not yet swept is preceded by an EXPIRE record of it. At open, the keys whose
 // expiry passed while the store was closed are expired at once, by one EXPIRE record per slice, before
-// the watch history starts; a crash before that record is written leaves them to the next open, which
-// expires them again. A jump of the wall clock while the store is closed (or between a write and a
-// restart) moves the expiries replay computes by as much: a key may expire early or late by the jump.
+// any request is served (deletions in the watch history, after the replayed changes); a crash before
+// that record is written leaves them to the next open, which expires them again. A jump of the wall
+// clock while the store is closed (or between a write and a restart) moves the expiries replay
+// computes by as much: a key may expire early or late by the jump.
 // While the store runs, deadlines are monotonic and a wall-clock jump changes nothing.
+//
+// Watches: replay feeds the watch history (`changes`) the records after the last snapshot, as their
+// writes fed it when applied and within the same bounds, so a watcher that comes back after a restart
+// with the last revision it saw goes on from it. A snapshot is where the history starts again: a
+// watcher from before it (or from before what the bounds keep) is answered 410 with the oldest.
 //
 // A failure that leaves the log in doubt (a failed write whose partial bytes could not be cut off,
 // a rename whose directory fsync failed) makes writes answer 503 until a retry of the repair works.
@@ -47,7 +53,7 @@ import type { Logger } from 'pino';
 import { StartupError } from '../../common/errors.js';
 import { NO_STORE_EVENTS, type StoreEvents } from '../events.js';
 import { lockDirectory, type DirectoryLock } from './dir-lock.js';
-import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeExpire, encodeExpiringRecord, encodeRecord, encodeSnapshot, fileSource, FORMAT_VERSION, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, surveyDamage, type FormatVersion, type ReplayResult } from './log-format.js';
+import { DEFAULT_RECORD_LIMIT, encodeDelete, encodeExpire, encodeExpiringRecord, encodeRecord, encodeSnapshot, fileSource, FORMAT_VERSION, MAGIC, MAX_RECORD_BYTES, pairRecordBytes, RECORD_HEADER_BYTES, replay, surveyDamage, type FormatVersion, type LogSource, type ReplayResult } from './log-format.js';
 import { ChangeFeed, DEFAULT_FEED_LIMITS, type ChangeFeedLimits } from './change-feed.js';
 import { MemoryStore, type ExpiringPair, type FrozenPairs, type VersionedPair } from './memory-store.js';
 import {
@@ -178,10 +184,59 @@ type OverlayEntry = { readonly value: string; readonly version: number } | null;
 
 const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 
+/**
+ * Where the last `capacity` records of a replay start, and the revision before each: at most as many
+ * as the watch history can hold changes (each record is at least one), cleared at a snapshot.
+ */
+class ReplayTail {
+  private offsets = new Float64Array(64);
+  private revisions = new Float64Array(64);
+  private next = 0;
+  private count = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  note(offset: number, revisionBefore: number): void {
+    if (this.count === this.offsets.length && this.count < this.capacity) {
+      const size = Math.min(this.capacity, this.count * 2);
+      const offsets = new Float64Array(size);
+      const revisions = new Float64Array(size);
+      offsets.set(this.offsets);
+      revisions.set(this.revisions);
+      this.offsets = offsets;
+      this.revisions = revisions;
+      this.next = this.count;
+    }
+    this.offsets[this.next] = offset;
+    this.revisions[this.next] = revisionBefore;
+    this.next = (this.next + 1) % this.offsets.length;
+    if (this.count < this.offsets.length) this.count++;
+  }
+
+  clear(): void {
+    this.next = 0;
+    this.count = 0;
+  }
+
+  private get oldest(): number {
+    return this.count < this.offsets.length ? 0 : this.next;
+  }
+
+  /** Where the oldest record kept starts; undefined = none since the last snapshot. */
+  get from(): number | undefined {
+    return this.count === 0 ? undefined : this.offsets[this.oldest];
+  }
+
+  /** The revision before that record. */
+  get revisionBefore(): number {
+    return this.revisions[this.oldest]!;
+  }
+}
+
 export class LogStore implements Store {
   readonly kind = 'log';
   private readonly memory: MemoryStore;
-  /** what this process applied, for watches (replay records nothing: history starts at open) */
+  /** what the store applied, for watches: from replay on (the records after the last snapshot), within its bounds */
   readonly changes: ChangeFeed;
   private readonly options: LogStoreOptions;
   private readonly logger: Logger;
@@ -245,9 +300,8 @@ export class LogStore implements Store {
       store.handle = await store.ops.open(store.path, APPEND_FLAGS, FILE_MODE);
       store.warnIfOpen(store.path, 'log file', 0o600);
       if (version !== FORMAT_VERSION) await store.upgradeFormat(version);
+      // recorded in the watch history after the replayed changes, as any expiry
       await store.expireReplayed();
-      // the watch history starts with this process: a watcher from before it is told to list again
-      store.changes.reset(store.memory.revision);
     } catch (error) {
       const handle = store.handle as FileHandle | undefined;
       if (handle) await store.ops.close(handle, store.path).catch(() => undefined);
@@ -399,14 +453,25 @@ export class LogStore implements Store {
     try {
       fileBytes = statSync(this.path).size;
       const source = fileSource(fd, fileBytes);
+      // where the last records after the snapshot start: they feed the watch history once memory is
+      // loaded (building the history during replay would make and drop the changes of every record)
+      const tail = new ReplayTail(this.changes.capacity);
       result = replay(source, {
         set: (pairs) => this.apply(pairs),
         setExpiring: (entries) => this.applyExpiring(entries),
         delete: (keys) => this.applyDelete(keys),
         expire: (keys) => this.applyDelete(keys),
-        snapshot: (entries) => this.applySnapshot(entries),
-        revision: (revision) => this.memory.raiseRevision(revision),
+        snapshot: (entries) => {
+          this.applySnapshot(entries);
+          tail.clear();
+        },
+        revision: (revision) => {
+          this.memory.raiseRevision(revision);
+          tail.clear();
+        },
+        at: (offset) => tail.note(offset, this.memory.revision),
       });
+      this.feedHistory(source, tail);
       if (result.kind === 'corrupt') {
         if (this.options.repair !== 'truncate') {
           throw new LogOpenError(
@@ -515,6 +580,37 @@ export class LogStore implements Store {
       if (old !== undefined) this.liveBytes -= pairRecordBytes(key, old);
     }
     this.memory.restoreDeletes(keys);
+  }
+
+  /**
+   * The watch history after replay: the changes of the tail's records, read again, as their writes
+   * recorded them when applied (a DELETE or EXPIRE record names only keys that were there when it was
+   * written); the history's bounds drop the oldest. Starts at the snapshot when the tail reaches it.
+   */
+  private feedHistory(source: LogSource, tail: ReplayTail): void {
+    if (tail.from === undefined) {
+      this.changes.reset(this.memory.revision);
+      return;
+    }
+    this.changes.reset(tail.revisionBefore);
+    let revision = tail.revisionBefore;
+    const removed = (keys: readonly string[]) => keys.map((key) => [key, undefined] as const);
+    replay(
+      source,
+      {
+        // a key given twice changed once, to its last value
+        set: (pairs) => this.changes.record(++revision, pairs.length > 1 ? [...new Map(pairs)] : pairs),
+        setExpiring: (entries) => this.changes.record(++revision, entries.map(([key, value]) => [key, value] as const)),
+        delete: (keys) => this.changes.record(++revision, removed(keys)),
+        expire: (keys) => this.changes.record(++revision, removed(keys)),
+      },
+      tail.from,
+    );
+    // each record after a snapshot takes one revision; should the count differ, no history is better than a wrong one
+    if (revision !== this.memory.revision) {
+      this.logger.warn({ file: this.path, fed: revision, revision: this.memory.revision }, 'the watch history could not be rebuilt from the log: it starts at this revision');
+      this.changes.reset(this.memory.revision);
+    }
   }
 
   /** Applies a SNAPSHOT record: keys at their own versions, no revision taken. */
