@@ -242,6 +242,8 @@ export class MemoryStore implements Store {
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweepTimerAt = Infinity;
   private sweeping = false;
+  /** keys the sweeper took off the heap and gave to the expire hook, until it has removed them */
+  private readonly handedOff = new Set<string>();
   private closed = false;
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -383,8 +385,13 @@ export class MemoryStore implements Store {
 
   listing(): ListingSnapshot {
     const now = performance.now();
-    // keys expired but not yet swept are cut out of their blocks' text for this listing alone
+    // keys expired but not yet swept (on the heap, or handed to the expire hook and not yet removed)
+    // are cut out of their blocks' text for this listing alone
     const due = this.heapSize > 0 && this.heapDeadline[0]! <= now ? this.dueKeys(Infinity, now) : [];
+    if (this.handedOff.size > 0) {
+      const onHeap = new Set(due);
+      for (const key of this.handedOff) if (this.isDue(key, now) && !onHeap.has(key)) due.push(key);
+    }
     const cached = this.snapshot;
     if (due.length === 0 && cached !== undefined && cached.revision === this.rev) return cached.listing;
     this.renderDirty();
@@ -829,6 +836,8 @@ export class MemoryStore implements Store {
         if (keys.length === 0) break;
         if (this.expireHook === undefined) this.expireNow(keys);
         else {
+          // off the heap until the hook removes them: listings find them here meanwhile
+          for (const key of keys) this.handedOff.add(key);
           try {
             await this.expireHook(keys);
           } catch (error) {
@@ -840,6 +849,8 @@ export class MemoryStore implements Store {
             if (!this.closed) this.logger?.warn({ keys: keys.length, err: (error as Error).message }, 'expired keys could not be removed yet; retrying');
             retryMs = SWEEP_RETRY_MS;
             break;
+          } finally {
+            for (const key of keys) this.handedOff.delete(key);
           }
         }
         if (this.closed) break;
