@@ -122,7 +122,17 @@ describe('a watcher through a replica kill and a replica pause (3 replicas over 
     const started = performance.now();
     // timeoutMs: a paused replica's answer is given up on after it, and the next replica asked
     const watcherClient = clientFor([a, b, c], { timeoutMs: 3_000 });
-    const start = (await watchOnce(clientFor([a]), { prefix: PREFIX, waitMs: 0 })).revision;
+    // a settled cluster: every replica can watch from the same revision (a copy that has just listed
+    // again has no history before its list, and answers 410 — the client's next-server case, tested
+    // below; here the watch must start where all three can serve it)
+    let start = 0;
+    for (const settleBy = Date.now() + 30_000; ; ) {
+      start = (await watchOnce(clientFor([a]), { prefix: PREFIX, waitMs: 0 })).revision;
+      const served = await Promise.all([b, c].map((r) => watchOnce(clientFor([r]), { prefix: PREFIX, since: start, waitMs: 0 }).then(() => true, () => false)));
+      if (served.every(Boolean)) break;
+      if (Date.now() > settleBy) throw new Error(`the replicas did not all serve a watch from revision ${start} within 30 s`);
+      await sleep(500);
+    }
 
     const seen: WatchChange[] = [];
     const stopWatch = new AbortController();
@@ -144,6 +154,10 @@ describe('a watcher through a replica kill and a replica pause (3 replicas over 
     const writers = rotations.map((order, id) => writer(id, clientFor(order, { timeoutMs: 3_000 }), () => !writing, acked));
 
     await sleep(4_000);
+    // the watcher is under way before A goes: it has seen changes, and has not ended
+    for (const by = Date.now() + 15_000; seen.length === 0 && watchFailed === undefined && Date.now() < by; ) await sleep(100);
+    expect(watchFailed, `the watcher ended before the kill (retries: ${retries.join('; ')})`).toBeUndefined();
+    expect(seen.length, `the watcher saw nothing in its first seconds (acknowledged writes: ${acked.length}; retries: ${retries.join('; ')})`).toBeGreaterThan(0);
     await dockerOk(['kill', a.container.getId()]);
     // the proxy of the published port closes the client's side when the container is gone
     await Promise.race([stream.ended, sleep(10_000)]);
@@ -161,6 +175,7 @@ describe('a watcher through a replica kill and a replica pause (3 replicas over 
     await dockerOk(['unpause', b.container.getId()]);
     // B's copy is behind what the watcher has seen now: asked from there, it must neither refuse (410)
     // nor miss what comes after
+    expect(watchFailed, `the watcher ended (retries: ${retries.join('; ')})`).toBeUndefined();
     const aheadOfB = seen.at(-1)!.version;
     const fromBehindB: WatchChange[] = [];
     let behindFailed: unknown;
