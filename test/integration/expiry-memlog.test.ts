@@ -272,6 +272,18 @@ describe('log format: the expiry records', () => {
   });
 });
 
+/** When each key's removal reaches the store's feed from now on (wall-clock ms), by key. */
+function recordRemovals(store: Store): Map<string, number> {
+  const removedAt = new Map<string, number>();
+  const record = store.changes.record.bind(store.changes);
+  store.changes.record = (version, changes) => {
+    const now = Date.now();
+    for (const [key, value] of changes) if (value === undefined) removedAt.set(key, now);
+    record(version, changes);
+  };
+  return removedAt;
+}
+
 /** Percentile of sorted numbers. */
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
@@ -280,14 +292,7 @@ describe.each(makers)('$name store: 100,000 keys with TTLs of 1 to 10 s', ({ nam
     const store = await make();
     const KEYS = 100_000;
     try {
-      // when each key's removal reached the feed (wall-clock ms)
-      const removedAt = new Map<string, number>();
-      const record = store.changes.record.bind(store.changes);
-      store.changes.record = (version, changes) => {
-        const now = Date.now();
-        for (const [key, value] of changes) if (value === undefined) removedAt.set(key, now);
-        record(version, changes);
-      };
+      const removedAt = recordRemovals(store);
       const expiresAt = new Map<string, number>();
       const BATCH = 5000;
       for (let i = 0; i < KEYS; i += BATCH) {
@@ -356,13 +361,7 @@ describe('log store: 100,000 keys with TTLs of 4 to 24 s, across a restart', () 
     store = await openLog(dir);
     const openMs = Date.now() - openedAt;
     try {
-      const removedAt = new Map<string, number>();
-      const record = store.changes.record.bind(store.changes);
-      store.changes.record = (version, changes) => {
-        const now = Date.now();
-        for (const [key, value] of changes) if (value === undefined) removedAt.set(key, now);
-        record(version, changes);
-      };
+      const removedAt = recordRemovals(store);
       // every key, read once right after the open: an expired one is never served, a live one always
       let served = 0;
       let expiredAtRead = 0;
